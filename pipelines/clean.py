@@ -1,0 +1,90 @@
+"""Clean: type and normalise raw rows into ``staging.*`` (no row is dropped here).
+
+Parsing and normalising is SQL (``sql/staging/*.sql``); phone numbers are normalised to
+E.164 with ``phonenumbers`` (Google's libphonenumber rules), using the record's country as
+the region for numbers written in national format.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+import phonenumbers
+import pyarrow as pa
+
+from pipelines.config import Settings, SourceConfig
+from pipelines.sqlrun import install_macros, run_sql
+
+log = logging.getLogger(__name__)
+
+STAGING_ORDER = ("transactions", "customers", "events")
+
+
+def source_params(source: SourceConfig | None) -> dict:
+    """SQL parameters of one source's staging model (defaults for an absent source)."""
+    return {
+        "timestamp_format": (source.timestamp_format if source else None) or "",
+        "date_format": (source.date_format if source else None) or "",
+        "timezone": source.timezone if source else "UTC",
+        "decimal_comma": bool(source.decimal_comma) if source else False,
+    }
+
+
+def build_staging(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, int]:
+    """Build ``staging.transactions``, ``staging.customers`` and ``staging.events``.
+
+    Returns rows per staged table. Sources absent from the config give empty tables, so
+    later layers need no special cases.
+    """
+    install_macros(con)
+    counts = {}
+    for name in STAGING_ORDER:
+        run_sql(con, f"staging/{name}", source_params(settings.sources.get(name)))
+        counts[name] = con.execute(f"select count(*) from staging.{name}").fetchone()[0]
+    normalise_phones(con)
+    return counts
+
+
+def normalise_phone(text: str | None, country: str | None) -> str | None:
+    """E.164 form of a phone number, or None when it is not a possible number.
+
+    ``country`` is an ISO 3166 alpha-2 code used for numbers in national format
+    ("030 1234567" in DE); numbers with a leading + or 00 need none.
+    """
+    if not text:
+        return None
+    cleaned = text.strip()
+    if cleaned.startswith("00"):
+        cleaned = "+" + cleaned[2:]
+    region = country.upper() if country and len(country) == 2 else None
+    try:
+        number = phonenumbers.parse(cleaned, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_phones(con: duckdb.DuckDBPyConnection) -> int:
+    """Add ``phone`` (E.164) to ``staging.customers``; returns distinct numbers parsed.
+
+    Each distinct (text, country) pair is parsed once: exports repeat numbers a lot.
+    """
+    pairs = con.execute("select distinct phone_text, country from staging.customers "
+                        "where phone_text is not null").fetchall()
+    lookup = pa.table({
+        "phone_text": pa.array([p[0] for p in pairs], pa.string()),
+        "country": pa.array([p[1] for p in pairs], pa.string()),
+        "phone": pa.array([normalise_phone(p[0], p[1]) for p in pairs], pa.string()),
+    })
+    con.register("_phones", lookup)
+    con.execute("""
+        create or replace table staging.customers as
+        select c.*, p.phone
+        from staging.customers c
+        left join _phones p
+          on p.phone_text = c.phone_text and p.country is not distinct from c.country""")
+    con.unregister("_phones")
+    return len(pairs)

@@ -1,0 +1,474 @@
+"""Ingest: load every row of every export file into ``raw.<source>`` with its lineage.
+
+Each file is read as text (no type guessing: ``00042`` stays ``00042``), its columns are
+mapped to canonical fields, and every data row lands in ``raw.<source>`` with the file's
+sha256, the row number (1 = first data row after the header) and the ingestion time.
+Rows the reader itself cannot split into fields go to ``raw.rejected_rows`` with the
+reader's reason, so they are counted as quarantined, never lost.
+
+A file whose sha256 was ingested before is skipped and reported (re-delivery). A file
+whose name was seen before but whose content changed is a new delivery: its rows are
+loaded, exact duplicates of earlier rows are removed in ``core``, and for transactions the
+latest delivery of an order id replaces the earlier one (see ``sql/core/transactions.sql``).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.config import CANONICAL_FIELDS, SourceConfig
+from pipelines.errors import InputError
+
+log = logging.getLogger(__name__)
+
+LINEAGE_COLUMNS = ("_file_sha256", "_source_file", "_row_number", "_ingested_at", "_run_id")
+_CHUNK_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What happened to one file. ``rows_read`` = data rows found (header excluded)."""
+
+    source: str
+    path: str
+    sha256: str
+    status: str  # loaded | empty | header_only | already_ingested
+    rows_read: int
+    rows_rejected: int
+    reader: str
+    columns_ignored: tuple[str, ...] = ()
+    columns_missing: tuple[str, ...] = ()
+
+
+def source_fields(source: SourceConfig) -> list[str]:
+    """Canonical fields stored for a source, in a fixed order (required first)."""
+    required, optional = CANONICAL_FIELDS[source.name]
+    return list(required) + list(optional)
+
+
+def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw schema's bookkeeping tables and one table per known source."""
+    con.execute("create schema if not exists raw")
+    con.execute("""
+        create table if not exists raw.files (
+            file_sha256 varchar primary key, source varchar, file_path varchar,
+            file_name varchar, size_bytes bigint, status varchar, rows_read bigint,
+            rows_rejected bigint, reader varchar, columns_ignored varchar[],
+            columns_missing varchar[], ingested_at timestamp, run_id varchar)""")
+    con.execute("""
+        create table if not exists raw.rejected_rows (
+            source varchar, _file_sha256 varchar, _source_file varchar, _row_number bigint,
+            line_number bigint, reason varchar, raw_line varchar, _ingested_at timestamp,
+            _run_id varchar)""")
+    con.execute("""
+        create table if not exists raw.deliveries (
+            source varchar, file_path varchar, file_sha256 varchar, status varchar,
+            seen_at timestamp, run_id varchar)""")
+    for name, (required, optional) in CANONICAL_FIELDS.items():
+        cols = ", ".join(f"{c} varchar" for c in (*required, *optional))
+        con.execute(f"""
+            create table if not exists raw.{name} (
+                _file_sha256 varchar, _source_file varchar, _row_number bigint,
+                _ingested_at timestamp, _run_id varchar, {cols})""")
+
+
+def list_source_files(source: SourceConfig) -> list[Path]:
+    """Files matching the source's glob, sorted by name so runs are reproducible."""
+    return sorted(Path(p) for p in glob.glob(source.path, recursive=True) if Path(p).is_file())
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ingest_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, run_id: str,
+                  ingested_at: datetime) -> list[FileReport]:
+    """Load every new file of ``source`` into ``raw.<source>``; one report per file.
+
+    Raises :class:`InputError` when a file lacks a column that a required field is mapped
+    to, or cannot be decoded with the configured encoding.
+    """
+    ensure_raw_tables(con)
+    files = list_source_files(source)
+    reports = []
+    for path in files:
+        sha = file_sha256(path)
+        known = con.execute("select status from raw.files where file_sha256 = ?",
+                            [sha]).fetchone()
+        if known is not None:
+            report = FileReport(source.name, str(path), sha, "already_ingested", 0, 0, "none")
+        else:
+            report = _ingest_file(con, source, path, sha, run_id, ingested_at)
+            con.execute(
+                "insert into raw.files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [sha, source.name, str(path), path.name, path.stat().st_size, report.status,
+                 report.rows_read, report.rows_rejected, report.reader,
+                 list(report.columns_ignored), list(report.columns_missing), ingested_at,
+                 run_id])
+        con.execute("insert into raw.deliveries values (?, ?, ?, ?, ?, ?)",
+                    [source.name, str(path), sha, report.status, ingested_at, run_id])
+        log.info("ingest %s %s: %s, %d rows, %d rejected", source.name, path.name,
+                 report.status, report.rows_read, report.rows_rejected)
+        reports.append(report)
+    return reports
+
+
+def _ingest_file(con, source: SourceConfig, path: Path, sha: str, run_id: str,
+                 ingested_at: datetime) -> FileReport:
+    if path.stat().st_size == 0:
+        return FileReport(source.name, str(path), sha, "empty", 0, 0, "none")
+    lineage = {"_file_sha256": sha, "_source_file": str(path), "_ingested_at": ingested_at,
+               "_run_id": run_id}
+    if source.format == "parquet":
+        return _ingest_parquet(con, source, path, lineage)
+    if source.format == "csv":
+        try:
+            report = _ingest_csv_duckdb(con, source, path, lineage)
+            if report is not None:
+                return report
+        except duckdb.Error as exc:
+            # The fast reader's sniffer rejects some real files (mixed line endings, stray
+            # quotes); the exact reader below handles them row by row.
+            log.info("DuckDB reader gave up on %s (%s); reading it row by row", path.name,
+                     str(exc).splitlines()[0])
+    if source.format == "jsonl":
+        try:
+            return _ingest_jsonl_duckdb(con, source, path, lineage)
+        except duckdb.Error as exc:
+            log.info("DuckDB JSON reader gave up on %s (%s); reading it line by line",
+                     path.name, str(exc).splitlines()[0])
+    return _ingest_python(con, source, path, lineage)
+
+
+# --- mapping -----------------------------------------------------------------------------
+
+def _map_columns(source: SourceConfig, path: Path, found: list[str]
+                 ) -> tuple[dict[str, str], tuple[str, ...], tuple[str, ...]]:
+    """Return canonical->found column, ignored columns, and mapped-but-absent optionals.
+
+    Header names are matched exactly first, then ignoring case and surrounding spaces,
+    because exports differ in nothing but that more often than in anything else.
+    """
+    required, _ = CANONICAL_FIELDS[source.name]
+    by_norm = {c.strip().lower(): c for c in found}
+    mapping, missing = {}, []
+    for canonical, column in source.columns.items():
+        if column in found:
+            mapping[canonical] = column
+        elif column.strip().lower() in by_norm:
+            mapping[canonical] = by_norm[column.strip().lower()]
+        elif canonical in required:
+            raise InputError(
+                f"File {path} (source '{source.name}') has no column '{column}', which "
+                f"[sources.{source.name}.columns] maps to the required field '{canonical}'. "
+                f"Columns found: {', '.join(found) or '(none)'}. Fix the mapping in the "
+                "config, or check that the file has a header row (header = false and "
+                "names = [...] for files without one).")
+        else:
+            missing.append(column)
+    used = set(mapping.values())
+    ignored = tuple(c for c in found if c not in used)
+    return mapping, ignored, tuple(missing)
+
+
+def _select_list(source: SourceConfig, mapping: dict[str, str], text_expr) -> str:
+    parts = []
+    for field in source_fields(source):
+        if field in mapping:
+            parts.append(f"{text_expr(_quote_ident(mapping[field]))} as {field}")
+        else:
+            parts.append(f"null::varchar as {field}")
+    return ", ".join(parts)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _insert_staged(con, source: SourceConfig, mapping: dict[str, str], lineage: dict,
+                   row_number_expr: str, text_expr=lambda c: c) -> None:
+    select = _select_list(source, mapping, text_expr)
+    con.execute(
+        f"insert into raw.{source.name} select $_file_sha256, $_source_file, "
+        f"{row_number_expr}, $_ingested_at, $_run_id, {select} from _ingest_stage",
+        lineage)
+
+
+# --- DuckDB fast paths -------------------------------------------------------------------
+
+def _duckdb_csv_options(source: SourceConfig) -> tuple[str, dict]:
+    opts = ["all_varchar = true", "store_rejects = true", "header = $header"]
+    params: dict = {"header": source.header}
+    if source.delimiter is not None:
+        opts.append("delim = $delim")
+        params["delim"] = source.delimiter
+    if source.quote is not None:
+        opts.append("quote = $quote")
+        params["quote"] = source.quote
+    if source.encoding != "utf-8":
+        opts.append("encoding = $encoding")
+        params["encoding"] = source.encoding
+    if source.names:
+        opts.append("names = $names")
+        params["names"] = list(source.names)
+    return ", ".join(opts), params
+
+
+def _ingest_csv_duckdb(con, source: SourceConfig, path: Path, lineage: dict
+                       ) -> FileReport | None:
+    """Fast path. Returns None when the reader rejected any line, so that the exact
+    reader can number and quarantine every record."""
+    if source.encoding not in ("utf-8", "latin-1", "utf-16"):
+        return None
+    opts, params = _duckdb_csv_options(source)
+    params["path"] = str(path)
+    con.execute("drop table if exists _ingest_stage")
+    # A temp table keeps the file's row order, so its rowid is the data row number.
+    con.execute(f"create temp table _ingest_stage as select * from read_csv($path, {opts})",
+                params)
+    rejected = con.execute("select count(*) from reject_errors").fetchone()[0]
+    if rejected:
+        con.execute("drop table _ingest_stage")
+        return None
+    found = [r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')"
+                                       ).fetchall()]
+    n = con.execute("select count(*) from _ingest_stage").fetchone()[0]
+    if n == 0 and not _has_data_lines(path, source):
+        found = _header_columns(path, source) or found
+        mapping, ignored, missing = _map_columns(source, path, found)
+        return FileReport(source.name, str(path), lineage["_file_sha256"], "header_only", 0,
+                          0, "duckdb", ignored, missing)
+    if found and found[0].startswith("\ufeff"):
+        # A UTF-8 byte-order mark glued to the first header name.
+        con.execute(f"alter table _ingest_stage rename column {_quote_ident(found[0])} "
+                    f"to {_quote_ident(found[0].lstrip(chr(0xFEFF)))}")
+        found[0] = found[0].lstrip("\ufeff")
+    mapping, ignored, missing = _map_columns(source, path, found)
+    _insert_staged(con, source, mapping, lineage, "rowid + 1",
+                   lambda c: f"nullif(trim({c}), '')")
+    con.execute("drop table _ingest_stage")
+    return FileReport(source.name, str(path), lineage["_file_sha256"], "loaded", n, 0,
+                      "duckdb", ignored, missing)
+
+
+def _ingest_jsonl_duckdb(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
+    con.execute("drop table if exists _ingest_stage")
+    con.execute("create temp table _ingest_stage as select * from read_json($path, "
+                "format = 'newline_delimited', records = true, sample_size = -1)",
+                {"path": str(path)})
+    found = [r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')"
+                                       ).fetchall()]
+    n = con.execute("select count(*) from _ingest_stage").fetchone()[0]
+    if n == 0:
+        return FileReport(source.name, str(path), lineage["_file_sha256"], "empty", 0, 0,
+                          "duckdb")
+    mapping, ignored, missing = _map_columns(source, path, found)
+    # to_json keeps nested objects as JSON text; json_extract_string unquotes scalars.
+    _insert_staged(con, source, mapping, lineage, "rowid + 1",
+                   lambda c: f"nullif(trim(json_extract_string(to_json({c}), '$')), '')")
+    con.execute("drop table _ingest_stage")
+    return FileReport(source.name, str(path), lineage["_file_sha256"], "loaded", n, 0,
+                      "duckdb", ignored, missing)
+
+
+def _ingest_parquet(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
+    con.execute("drop table if exists _ingest_stage")
+    try:
+        con.execute("create temp table _ingest_stage as select * from read_parquet($path, "
+                    "file_row_number = true)", {"path": str(path)})
+    except duckdb.Error as exc:
+        raise InputError(f"File {path} (source '{source.name}') is not a readable Parquet "
+                         f"file: {str(exc).splitlines()[0]}. Re-export it, or set "
+                         f"[sources.{source.name}] format to match the file.") from exc
+    found = [r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')"
+                                       ).fetchall() if r[0] != "file_row_number"]
+    n = con.execute("select count(*) from _ingest_stage").fetchone()[0]
+    mapping, ignored, missing = _map_columns(source, path, found)
+    _insert_staged(con, source, mapping, lineage, "file_row_number + 1",
+                   lambda c: f"nullif(trim(cast({c} as varchar)), '')")
+    con.execute("drop table _ingest_stage")
+    status = "loaded" if n else "header_only"
+    return FileReport(source.name, str(path), lineage["_file_sha256"], status, n, 0,
+                      "duckdb", ignored, missing)
+
+
+# --- exact row-by-row reader -------------------------------------------------------------
+
+def _open_text(path: Path, source: SourceConfig) -> io.TextIOWrapper:
+    encoding = "utf-8-sig" if source.encoding == "utf-8" else source.encoding
+    # newline="" lets the csv module see \r\n, \n and lone \r alike (mixed line endings).
+    return open(path, encoding=encoding, errors="strict", newline="")
+
+
+def _sniff_delimiter(path: Path, source: SourceConfig) -> str:
+    if source.delimiter is not None:
+        return source.delimiter
+    with _open_text(path, source) as fh:
+        head = fh.read(64 * 1024)
+    first = head.splitlines()[0] if head else ""
+    counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _has_data_lines(path: Path, source: SourceConfig) -> bool:
+    with _open_text(path, source) as fh:
+        lines = [line for line in fh.read(1 << 16).splitlines() if line.strip()]
+    return len(lines) > (1 if source.header else 0)
+
+
+def _header_columns(path: Path, source: SourceConfig) -> list[str]:
+    if not source.header:
+        return list(source.names or ())
+    with _open_text(path, source) as fh:
+        row = next(csv.reader(fh, delimiter=_sniff_delimiter(path, source)), [])
+    return [c.strip() for c in row]
+
+
+def _records(path: Path, source: SourceConfig) -> Iterator[tuple[int, list[str] | None, str]]:
+    """Yield (line_number, fields or None, reason or raw text) for every record."""
+    fh = _open_text(path, source)
+    try:
+        if source.format == "text":
+            for line_no, line in enumerate(fh, start=1):
+                if line.strip():
+                    yield line_no, line.split(), line.rstrip("\r\n")
+            return
+        if source.format == "jsonl":
+            for line_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield line_no, None, f"not valid JSON: {exc.msg} (column {exc.colno})"
+                    continue
+                if not isinstance(obj, dict):
+                    yield line_no, None, "JSON line is not an object"
+                    continue
+                yield line_no, obj, line.rstrip("\r\n")  # type: ignore[misc]
+            return
+        quoting = csv.QUOTE_NONE if source.quote == "" else csv.QUOTE_MINIMAL
+        reader = csv.reader(fh, delimiter=_sniff_delimiter(path, source),
+                            quotechar=source.quote or '"', quoting=quoting, strict=True)
+        while True:
+            line_no = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                # An unterminated quote swallows the rest of the file: one bad record.
+                yield line_no, None, f"CSV reader: {exc}"
+                return
+            if any(field.strip() for field in row):
+                yield line_no, row, ""
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"File {path} (source '{source.name}') is not valid {source.encoding} text "
+            f"(byte {exc.start}: {exc.reason}). Set encoding = \"latin-1\" (or the file's "
+            f"real encoding) in [sources.{source.name}].") from exc
+    finally:
+        fh.close()
+
+
+def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
+    records = _records(path, source)
+    if source.format == "jsonl":
+        header: list[str] | None = None
+    elif source.header:
+        first = next(records, None)
+        if first is None:
+            return FileReport(source.name, str(path), lineage["_file_sha256"], "empty", 0, 0,
+                              "python")
+        header = [c.strip() for c in (first[1] or [])]
+    else:
+        header = list(source.names or ())
+    mapping: dict[str, str] | None = None
+    ignored: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    if header is not None:
+        mapping, ignored, missing = _map_columns(source, path, header)
+    fields = source_fields(source)
+    batch: dict[str, list] = {f: [] for f in ("_row_number", *fields)}
+    rejects: list[tuple] = []
+    row_number = 0
+    json_keys: list[str] = []
+
+    def flush() -> None:
+        if not batch["_row_number"]:
+            return
+        table = pa.table({k: pa.array(v, type=pa.int64() if k == "_row_number" else pa.string())
+                          for k, v in batch.items()})
+        con.register("_ingest_batch", table)
+        con.execute(
+            f"insert into raw.{source.name} select $_file_sha256, $_source_file, _row_number, "
+            f"$_ingested_at, $_run_id, {', '.join(fields)} from _ingest_batch", lineage)
+        con.unregister("_ingest_batch")
+        for values in batch.values():
+            values.clear()
+
+    for line_no, row, text in records:
+        row_number += 1
+        if row is None:
+            rejects.append((row_number, line_no, text, None))
+            continue
+        if isinstance(row, dict):
+            for key in row:
+                if key not in json_keys:
+                    json_keys.append(key)
+            if mapping is None:
+                mapping, _, _ = _map_columns(source, path, list(row))
+            values = {canonical: _json_text(row.get(column))
+                      for canonical, column in mapping.items()}
+        else:
+            if len(row) != len(header or ()):
+                rejects.append((row_number, line_no,
+                                f"expected {len(header or ())} fields, found {len(row)}",
+                                text or None))
+                continue
+            by_name = dict(zip(header, row))
+            values = {canonical: (by_name[column].strip() or None)
+                      for canonical, column in mapping.items()}
+        batch["_row_number"].append(row_number)
+        for f in fields:
+            batch[f].append(values.get(f))
+        if len(batch["_row_number"]) >= _CHUNK_ROWS:
+            flush()
+    flush()
+    if json_keys:
+        _, ignored, missing = _map_columns(source, path, json_keys)
+    if rejects:
+        con.executemany(
+            "insert into raw.rejected_rows values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[source.name, lineage["_file_sha256"], lineage["_source_file"], rn, ln, reason,
+              raw, lineage["_ingested_at"], lineage["_run_id"]]
+             for rn, ln, reason, raw in rejects])
+    status = "loaded" if row_number else "header_only"
+    return FileReport(source.name, str(path), lineage["_file_sha256"], status, row_number,
+                      len(rejects), "python", ignored, missing)
+
+
+def _json_text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    text = str(value).strip()
+    return text or None

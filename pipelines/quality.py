@@ -1,0 +1,373 @@
+"""Validate staged rows with Great Expectations; quarantine what breaks a rule.
+
+One suite per source, derived from the canonical contract. Each expectation is a named
+rule with a severity:
+
+- ``row``: the row cannot be used (no customer, no parseable timestamp or amount, a
+  score out of range). It goes to ``quarantine.<source>`` with every rule it broke and
+  its original values, and is left out of ``core``.
+- ``field``: one optional profile field is wrong (an e-mail without an @, a birth date
+  that does not parse). The row is kept, that field is blanked, and the original value
+  is kept in ``quarantine.field_issues``.
+
+Suites run on Arrow/pandas batches (GX's SQL data source over duckdb_engine returned no
+rows on this stack). Every suite carries a canary expectation that must fail, so a suite
+that silently passes everything is caught.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from pipelines.config import Settings
+from pipelines.errors import InputError, StepError
+
+log = logging.getLogger(__name__)
+
+CANARY_RULE = "canary_must_fail"
+STATUSES = ("completed", "cancelled", "refunded", "returned")
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named expectation: ``kind`` is a GX expectation class name, ``column`` the staged
+    column it checks (and blanks, for field rules), ``kwargs`` its arguments."""
+
+    name: str
+    kind: str
+    column: str | None
+    severity: str  # row | field | canary
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    only_if_present: str | None = None  # text column that must be non-null for the check
+
+    @property
+    def field(self) -> str | None:
+        """The canonical field the rule is about (rule names start with it)."""
+        for suffix in ("_present", "_parseable", "_not_before_earliest_date",
+                       "_not_after_ingestion", "_numeric", "_known", "_shape", "_valid",
+                       "_plausible", "_score_in_range"):
+            if self.name.endswith(suffix):
+                field = self.name[: -len(suffix)]
+                return {"nps": "value", "csat": "value"}.get(field, field)
+        return None
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    source: str
+    rows_checked: int
+    rows_quarantined: int
+    fields_blanked: int
+    failures_by_rule: dict[str, int]
+
+
+def suite_rules(source: str, settings: Settings) -> list[Rule]:
+    """The rules of one source's suite, in the order they are reported."""
+    earliest = datetime.combine(settings.validation.earliest_date, datetime.min.time())
+    present = lambda col: Rule(f"{col}_present", "ExpectColumnValuesToNotBeNull", col, "row")
+    ts_rules = lambda col, field: [
+        Rule(f"{field}_parseable", "ExpectColumnValuesToNotBeNull", col, "row"),
+        Rule(f"{field}_not_before_earliest_date", "ExpectColumnValuesToBeBetween", col, "row",
+             (("min_value", earliest),)),
+        Rule(f"{field}_not_after_ingestion", "ExpectColumnPairValuesAToBeGreaterThanB", None,
+             "row", (("column_A", "_ingested_at"), ("column_B", col), ("or_equal", True),
+                     ("ignore_row_if", "either_value_is_missing"))),
+    ]
+    numeric = lambda col, severity="row": Rule(
+        f"{col}_numeric", "ExpectColumnValuesToNotBeNull", col, severity,
+        only_if_present=f"{col}_text")
+    if source == "transactions":
+        rules = [present("customer_id"), *ts_rules("order_at", "order_ts"),
+                 Rule("amount_numeric", "ExpectColumnValuesToNotBeNull", "amount", "row"),
+                 numeric("quantity"), numeric("unit_price"),
+                 Rule("status_known", "ExpectColumnValuesToBeInSet", "status", "row",
+                      (("value_set", list(STATUSES)),))]
+    elif source == "customers":
+        today = datetime.now()
+        rules = [present("customer_id"),
+                 Rule("email_shape", "ExpectColumnValuesToMatchRegex", "email", "field",
+                      (("regex", EMAIL_PATTERN),)),
+                 Rule("phone_valid", "ExpectColumnValuesToNotBeNull", "phone", "field",
+                      only_if_present="phone_text"),
+                 Rule("birth_date_parseable", "ExpectColumnValuesToNotBeNull", "birth_date",
+                      "field", only_if_present="birth_date_text"),
+                 Rule("birth_date_plausible", "ExpectColumnValuesToBeBetween", "birth_date",
+                      "field", (("min_value", datetime(1900, 1, 1)), ("max_value", today))),
+                 Rule("signup_ts_parseable", "ExpectColumnValuesToNotBeNull", "signup_at",
+                      "field", only_if_present="signup_text"),
+                 Rule("updated_at_parseable", "ExpectColumnValuesToNotBeNull", "updated_at",
+                      "field", only_if_present="updated_text"),
+                 Rule("marketing_consent_known", "ExpectColumnValuesToNotBeNull",
+                      "marketing_consent", "field", only_if_present="marketing_consent_text")]
+    elif source == "events":
+        rules = [present("customer_id"), *ts_rules("event_at", "event_ts"),
+                 present("event_type"), numeric("value"),
+                 Rule("nps_score_in_range", "ExpectColumnValuesToBeBetween", "value", "row",
+                      (("min_value", 0), ("max_value", 10)), only_if_present="is_nps"),
+                 Rule("csat_score_in_range", "ExpectColumnValuesToBeBetween", "value", "row",
+                      (("min_value", 1), ("max_value", 5)), only_if_present="is_csat")]
+    else:
+        raise ValueError(f"no suite for source {source!r}")
+    return [*rules, Rule(CANARY_RULE, "ExpectTableRowCountToEqual", None, "canary",
+                         (("value", -1),))]
+
+
+_context = None
+
+
+def _gx():
+    """One ephemeral GX context per process (its import and set-up cost seconds)."""
+    global _context
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+
+    if _context is None:
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        _context = gx.get_context(mode="ephemeral")
+        try:
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            _context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        except Exception:  # progress bars are cosmetic; the API moved between releases
+            pass
+    return gx, _context
+
+
+def _expectation(gx, rule: Rule):
+    cls = getattr(gx.expectations, rule.kind)
+    kwargs = dict(rule.kwargs)
+    if rule.column is not None:
+        kwargs["column"] = rule.column
+    if rule.only_if_present is not None:
+        kwargs["row_condition"] = f"{rule.only_if_present}.notnull()"
+        kwargs["condition_parser"] = "pandas"
+    return cls(meta={"rule": rule.name, "severity": rule.severity}, **kwargs)
+
+
+def ensure_quality_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists quarantine")
+    con.execute("create schema if not exists audit")
+    con.execute("""
+        create table if not exists audit.validation_results (
+            run_id varchar, source varchar, rule varchar, expectation_type varchar,
+            column_name varchar, severity varchar, success boolean, element_count bigint,
+            unexpected_count bigint, validated_at timestamp)""")
+
+
+def validate_source(con: duckdb.DuckDBPyConnection, source: str, settings: Settings,
+                    run_id: str) -> ValidationReport:
+    """Run ``source``'s suite over ``staging.<source>`` and apply its verdicts.
+
+    Writes ``quarantine.<source>`` (one row per failing row: rules, original values),
+    blanks failing fields in ``staging.<source>`` (originals in ``quarantine.field_issues``)
+    and appends one row per rule to ``audit.validation_results``.
+    """
+    ensure_quality_tables(con)
+    gx, context = _gx()
+    rules = suite_rules(source, settings)
+    extra = ""
+    if source == "events":
+        extra = (", case when survey = 'nps' then true end as is_nps"
+                 ", case when survey = 'csat' then true end as is_csat")
+    columns = sorted({c for r in rules for c in (r.column, r.only_if_present) if c}
+                     - {"is_nps", "is_csat"} | {"_ingested_at"})
+    frame = con.execute(
+        f"select _file_sha256, _row_number, {', '.join(columns)}{extra} "
+        f"from staging.{source} order by _file_sha256, _row_number").df()
+    suite = gx.ExpectationSuite(name=f"{source}_suite",
+                                expectations=[_expectation(gx, r) for r in rules])
+    batch_def = _batch_definition(context, source)
+    result = batch_def.get_batch(batch_parameters={"dataframe": frame}).validate(
+        suite, result_format={"result_format": "COMPLETE"})
+    by_name = {r.name: r for r in rules}
+    failing: dict[str, list[int]] = {}
+    audit_rows = []
+    now = datetime.now()
+    canary_failed = False
+    for res in result.results:
+        rule = by_name[res.expectation_config.meta["rule"]]
+        if res.exception_info and res.exception_info.get("raised_exception"):
+            raise StepError(f"Validation of source '{source}' could not evaluate rule "
+                            f"'{rule.name}': {res.exception_info.get('exception_message')}. "
+                            "This is a bug in the suite, not in your data; please report it.")
+        if rule.severity == "canary":
+            canary_failed = not res.success
+            continue
+        indices = res.result.get("unexpected_index_list") or []
+        if indices and isinstance(indices[0], dict):
+            indices = [next(iter(i.values())) for i in indices]
+        if indices:
+            failing[rule.name] = list(indices)
+        audit_rows.append([run_id, source, rule.name, rule.kind, rule.column, rule.severity,
+                           bool(res.success), int(res.result.get("element_count") or len(frame)),
+                           int(res.result.get("unexpected_count") or len(indices)), now])
+    if not canary_failed:
+        raise StepError(f"The validation suite of source '{source}' passed its canary "
+                        "expectation, which must always fail: the suite is not evaluating "
+                        "rules, so nothing is published. Check the Great Expectations "
+                        "installation (make setup).")
+    if audit_rows:
+        con.executemany("insert into audit.validation_results values "
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", audit_rows)
+    return _apply_failures(con, source, frame, failing, by_name, run_id)
+
+
+def _batch_definition(context, source: str):
+    name = f"staging_{source}"
+    try:
+        datasource = context.data_sources.get("crm_batches")
+    except Exception:
+        datasource = context.data_sources.add_pandas("crm_batches")
+    try:
+        asset = datasource.get_asset(name)
+    except Exception:
+        asset = datasource.add_dataframe_asset(name)
+    try:
+        return asset.get_batch_definition("whole")
+    except Exception:
+        return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def _apply_failures(con, source: str, frame, failing: dict[str, list[int]],
+                    rules: dict[str, Rule], run_id: str) -> ValidationReport:
+    import pyarrow as pa
+
+    keys_sha = frame["_file_sha256"].to_numpy()
+    keys_row = frame["_row_number"].to_numpy()
+    row_fail: dict[int, list[str]] = {}
+    field_fail: list[tuple[str, int, str, str]] = []
+    for name, indices in failing.items():
+        rule = rules[name]
+        for i in indices:
+            if rule.severity == "row":
+                row_fail.setdefault(i, []).append(name)
+            else:
+                field_fail.append((keys_sha[i], int(keys_row[i]), name, rule.column))
+    con.execute(f"""
+        create or replace table quarantine.{source} as
+        select null::varchar as run_id, null::varchar as rules, r.*
+        from raw.{source} r limit 0""")
+    if row_fail:
+        idx = sorted(row_fail)
+        failures = pa.table({
+            "_file_sha256": pa.array([keys_sha[i] for i in idx], pa.string()),
+            "_row_number": pa.array([int(keys_row[i]) for i in idx], pa.int64()),
+            "rules": pa.array([", ".join(row_fail[i]) for i in idx], pa.string()),
+        })
+        con.register("_failures", failures)
+        con.execute(f"""
+            insert into quarantine.{source}
+            select $run_id, f.rules, r.*
+            from _failures f
+            join raw.{source} r using (_file_sha256, _row_number)""", {"run_id": run_id})
+        con.unregister("_failures")
+    con.execute("""
+        create table if not exists quarantine.field_issues (
+            run_id varchar, source varchar, _file_sha256 varchar, _row_number bigint,
+            rule varchar, field varchar, original_value varchar)""")
+    con.execute("delete from quarantine.field_issues where source = ?", [source])
+    if field_fail:
+        issues = pa.table({
+            "_file_sha256": pa.array([f[0] for f in field_fail], pa.string()),
+            "_row_number": pa.array([f[1] for f in field_fail], pa.int64()),
+            "rule": pa.array([f[2] for f in field_fail], pa.string()),
+            "field": pa.array([f[3] for f in field_fail], pa.string()),
+        })
+        con.register("_issues", issues)
+        for column in sorted({f[3] for f in field_fail}):
+            text_col = _original_column(source, column)
+            con.execute(f"""
+                insert into quarantine.field_issues
+                select $run_id, $source, i._file_sha256, i._row_number, i.rule, i.field,
+                       r.{text_col}
+                from _issues i join raw.{source} r using (_file_sha256, _row_number)
+                where i.field = $field""", {"run_id": run_id, "source": source, "field": column})
+            con.execute(f"""
+                update staging.{source} s set {column} = null
+                from _issues i
+                where i.field = $field and s._file_sha256 = i._file_sha256
+                  and s._row_number = i._row_number""", {"field": column})
+        con.unregister("_issues")
+    counts = {name: len(ix) for name, ix in failing.items()}
+    report = ValidationReport(source, len(frame), len(row_fail), len(field_fail), counts)
+    log.info("validate %s: %d rows, %d quarantined, %d fields blanked", source, len(frame),
+             len(row_fail), len(field_fail))
+    return report
+
+
+def _original_column(source: str, column: str) -> str:
+    """The raw (as delivered) column behind a staged column."""
+    originals = {"signup_at": "signup_ts", "phone": "phone"}
+    return originals.get(column, column)
+
+
+def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
+                       run_id: str) -> None:
+    """Stop the run when a file is mostly bad or there are no usable transactions.
+
+    The share counts rows the reader rejected plus rows the suite quarantined, over the
+    rows read, per file ingested in this run.
+    """
+    limit = settings.validation.max_failed_share
+    rows = con.execute("""
+        with files as (
+            select file_sha256, source, file_path, rows_read
+            from raw.files where run_id = $run_id and rows_read > 0
+        ),
+        quarantined as (
+            select _file_sha256, rules from quarantine.transactions
+            union all select _file_sha256, rules from quarantine.customers
+            union all select _file_sha256, rules from quarantine.events
+            union all select _file_sha256, 'reader: ' || reason from raw.rejected_rows
+        ),
+        per_rule as (
+            select _file_sha256, unnest(string_split(rules, ', ')) as rule from quarantined
+        ),
+        top_rule as (
+            select _file_sha256, arg_max(rule, n) as rule from (
+                select _file_sha256, rule, count(*) as n from per_rule group by all)
+            group by all
+        )
+        select f.source, f.file_path, f.rows_read, count(q._file_sha256) as failed,
+               any_value(t.rule) as top_rule
+        from files f
+        left join quarantined q on q._file_sha256 = f.file_sha256
+        left join top_rule t on t._file_sha256 = f.file_sha256
+        group by all
+        having count(q._file_sha256) > $limit * f.rows_read
+        order by f.file_path""", {"run_id": run_id, "limit": limit}).fetchall()
+    if rows:
+        source, path, read, failed, rule = rows[0]
+        rules = {r.name: r for r in suite_rules(source, settings)}
+        field = rules[rule].field if rule in rules else None
+        column = settings.sources[source].columns.get(field) if field else None
+        hint = f"Most failures break rule '{rule}'"
+        if field:
+            hint += f" on field '{field}'" + (f" (source column '{column}')" if column else "")
+        hint += ". "
+        raise InputError(
+            f"File {path} (source '{source}'): {failed} of {read} rows "
+            f"({failed / read:.0%}) failed validation, more than the allowed "
+            f"{limit:.0%}. {hint}Check the column mapping and the timestamp_format, "
+            "delimiter, encoding and decimal_comma options in [sources." + source + "], "
+            "or raise [validation].max_failed_share. Failing rows are listed in "
+            f"quarantine.{source} of the working database.")
+    usable = con.execute("""
+        select count(*) from staging.transactions s
+        where not exists (select 1 from quarantine.transactions q
+                          where q._file_sha256 = s._file_sha256
+                            and q._row_number = s._row_number)""").fetchone()[0]
+    if usable == 0:
+        files = con.execute("select count(*) from raw.files where source = 'transactions'"
+                            ).fetchone()[0]
+        raise InputError(
+            f"There are no usable transaction rows ({files} transaction file(s) found for "
+            f"pattern {settings.sources['transactions'].path}). Check "
+            "[sources.transactions].path and that the files hold data rows.")

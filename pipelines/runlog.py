@@ -1,0 +1,91 @@
+"""The run log (``audit.runs``) and the end-of-run summary."""
+
+from __future__ import annotations
+
+import json
+import platform
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from importlib import metadata
+
+import duckdb
+
+from pipelines.config import Settings
+
+_VERSIONED = ("duckdb", "polars", "pyarrow", "pandas", "lifetimes", "scikit-learn", "prefect",
+              "great-expectations")
+
+
+@dataclass
+class RunContext:
+    """What every step of one run shares: settings, the open warehouse and the run id."""
+
+    settings: Settings
+    con: duckdb.DuckDBPyConnection
+    run_id: str
+    started_at: datetime
+    requested_as_of: date | None = None
+    as_of: date | None = None
+    rows_per_step: dict[str, dict] = field(default_factory=dict)
+
+
+def new_run_id(started_at: datetime) -> str:
+    return started_at.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def ensure_run_log(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists audit")
+    con.execute("""
+        create table if not exists audit.runs (
+            run_id varchar primary key, started_at timestamp, ended_at timestamp,
+            status varchar, as_of date, requested_as_of date, config_path varchar,
+            config_sha256 varchar, package_versions json, rows_per_step json,
+            message varchar)""")
+
+
+def record_run_start(ctx: RunContext) -> None:
+    ensure_run_log(ctx.con)
+    s = ctx.settings
+    ctx.con.execute(
+        "insert into audit.runs values (?, ?, null, 'running', null, ?, ?, ?, ?, null, null)",
+        [ctx.run_id, ctx.started_at, ctx.requested_as_of,
+         str(s.config_path) if s.config_path else None, s.config_sha256,
+         json.dumps(package_versions())])
+
+
+def record_run_end(ctx: RunContext, status: str, message: str | None = None) -> None:
+    ensure_run_log(ctx.con)
+    ctx.con.execute(
+        "update audit.runs set ended_at = ?, status = ?, as_of = ?, rows_per_step = ?, "
+        "message = ? where run_id = ?",
+        [datetime.now(timezone.utc).replace(tzinfo=None), status, ctx.as_of,
+         json.dumps(ctx.rows_per_step, default=str), message, ctx.run_id])
+
+
+def resolve_as_of(con: duckdb.DuckDBPyConnection, requested: date | None) -> date:
+    """The observation date: as requested, else the date of the latest completed order.
+
+    Never the clock, so the same inputs give the same outputs.
+    """
+    if requested is not None:
+        return requested
+    latest = con.execute("select max(order_date) from core.transactions "
+                         "where is_completed_order").fetchone()[0]
+    if latest is None:
+        from pipelines.errors import InputError
+
+        raise InputError("There is no completed order in the inputs, so no as-of date can be "
+                         "derived. Pass --as-of YYYY-MM-DD or check the transaction status "
+                         "values.")
+    return latest

@@ -1,0 +1,38 @@
+"""Run the project's SQL files: ``sql/<schema>/<table>.sql`` builds ``<schema>.<table>``."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+import duckdb
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+
+@lru_cache(maxsize=None)
+def read_sql(name: str) -> str:
+    """Text of ``sql/<name>.sql`` (``name`` like ``core/transactions``)."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, name: str,
+            params: Mapping[str, Any] | None = None) -> None:
+    """Execute one SQL file, passing only the named parameters it uses."""
+    text = read_sql(name)
+    used = set(re.findall(r"\$([a-z_][a-z0-9_]*)", text))
+    given = {k: v for k, v in (params or {}).items() if k in used}
+    missing = used - set(given)
+    if missing:
+        raise ValueError(f"sql/{name}.sql needs parameters {sorted(missing)}")
+    schema = name.split("/")[0]
+    if schema in ("staging", "core", "models", "marts", "quarantine", "audit"):
+        con.execute(f"create schema if not exists {schema}")
+    con.execute(text, given) if given else con.execute(text)
+
+
+def install_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the parsing macros of ``sql/macros.sql`` on this connection."""
+    con.execute(read_sql("macros"))

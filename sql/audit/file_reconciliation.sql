@@ -1,0 +1,51 @@
+-- audit.file_reconciliation: per ingested file, rows read = loaded + quarantined +
+-- duplicates. "is_balanced" must be true for every file; the run stops otherwise.
+create or replace table audit.file_reconciliation as
+with files as (
+    select file_sha256 as _file_sha256, source, file_path, status, rows_read from raw.files
+),
+
+loaded as (
+    select _file_sha256, count(*) as n from core.transaction_lines group by all
+    union all
+    select _file_sha256, count(*) from core.customer_records group by all
+    union all
+    select _file_sha256, count(*) from core.events group by all
+),
+
+quarantined as (
+    select _file_sha256, count(*) as n from quarantine.transactions group by all
+    union all
+    select _file_sha256, count(*) from quarantine.customers group by all
+    union all
+    select _file_sha256, count(*) from quarantine.events group by all
+    union all
+    select _file_sha256, count(*) from raw.rejected_rows group by all
+),
+
+duplicates as (
+    select _file_sha256, count(*) as n from core.duplicate_rows group by all
+),
+
+final as (
+    select
+        $run_id as run_id,
+        f.source,
+        f.file_path,
+        f._file_sha256 as file_sha256,
+        f.status,
+        f.rows_read,
+        coalesce((select sum(n) from loaded l where l._file_sha256 = f._file_sha256), 0)::bigint
+            as rows_loaded,
+        coalesce((select sum(n) from quarantined q where q._file_sha256 = f._file_sha256), 0)::bigint
+            as rows_quarantined,
+        coalesce((select sum(n) from duplicates d where d._file_sha256 = f._file_sha256), 0)::bigint
+            as rows_duplicate
+    from files f
+)
+
+select
+    *,
+    rows_read = rows_loaded + rows_quarantined + rows_duplicate as is_balanced
+from final
+order by source, file_path

@@ -1,0 +1,47 @@
+-- core.customer_map: every customer id seen in any source -> the surviving customer_id.
+-- core.identity_clusters (customer_id, cluster_id, match_rule) comes from the connected
+-- components of core.identity_edges (pipelines/identity.py).
+-- Survivor of a cluster: the earliest sign-up, then the smallest id, so that a person's
+-- id stays put when a newer duplicate record arrives.
+create or replace table core.customer_map as
+with clusters as (
+    select * from core.identity_clusters
+),
+
+first_signup as (
+    select customer_id, min(signup_at) as signup_at
+    from core.customer_records group by customer_id
+),
+
+survivors as (
+    select
+        c.cluster_id,
+        arg_min(c.customer_id, (coalesce(f.signup_at, timestamp '9999-12-31'), c.customer_id))
+            as survivor_id
+    from clusters c
+    left join first_signup f using (customer_id)
+    group by c.cluster_id
+),
+
+all_ids as (
+    select customer_id from core.customer_records
+    union
+    select customer_id from staging.transactions where customer_id is not null
+    union
+    select customer_id from staging.events where customer_id is not null
+),
+
+final as (
+    select
+        a.customer_id as source_customer_id,
+        coalesce(s.survivor_id, a.customer_id) as customer_id,
+        case
+            when s.survivor_id is null or s.survivor_id = a.customer_id then 'self'
+            else c.match_rule
+        end as match_rule
+    from all_ids a
+    left join clusters c on c.customer_id = a.customer_id
+    left join survivors s on s.cluster_id = c.cluster_id
+)
+
+select * from final

@@ -1,0 +1,39 @@
+-- core.duplicate_rows: valid rows that core does not keep because another delivery of
+-- the same row, order or event was kept. With quarantine.* and the kept rows, this
+-- accounts for every row read.
+create or replace table core.duplicate_rows as
+with valid_transactions as (
+    select s._file_sha256, s._row_number, s.order_id
+    from staging.transactions s
+    anti join quarantine.transactions q using (_file_sha256, _row_number)
+),
+
+valid_customers as (
+    select s._file_sha256, s._row_number
+    from staging.customers s
+    anti join quarantine.customers q using (_file_sha256, _row_number)
+),
+
+valid_events as (
+    select s._file_sha256, s._row_number
+    from staging.events s
+    anti join quarantine.events q using (_file_sha256, _row_number)
+),
+
+final as (
+    select 'transactions' as source, v._file_sha256, v._row_number,
+           case when v.order_id is null then 'identical row already loaded'
+                else 'order re-delivered in a later file' end as reason
+    from valid_transactions v
+    anti join core.transaction_lines k using (_file_sha256, _row_number)
+    union all
+    select 'customers', v._file_sha256, v._row_number, 'identical record already loaded'
+    from valid_customers v
+    anti join core.customer_records k using (_file_sha256, _row_number)
+    union all
+    select 'events', v._file_sha256, v._row_number, 'event already loaded'
+    from valid_events v
+    anti join core.events k using (_file_sha256, _row_number)
+)
+
+select * from final

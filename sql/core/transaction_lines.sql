@@ -1,0 +1,75 @@
+-- core.transaction_lines: valid transaction rows after deduplication, keyed to the
+-- surviving customer_id.
+-- An order is delivered whole in one file: when an order id arrives again in a later
+-- delivery (a re-sent or corrected export), the latest delivery's lines replace the
+-- earlier ones. Rows without an order id are their own order; identical such rows are
+-- one row delivered twice.
+create or replace table core.transaction_lines as
+with staged as (
+    select * from staging.transactions
+),
+
+quarantined as (
+    select _file_sha256, _row_number from quarantine.transactions
+),
+
+valid as (
+    select s.*
+    from staged s
+    anti join quarantined q using (_file_sha256, _row_number)
+),
+
+keyed as (
+    select
+        *,
+        coalesce(
+            order_id,
+            'row-' || md5(concat_ws('|', customer_id, order_at, amount, quantity, unit_price,
+                                    product_id, status, currency, channel, payment_method))
+        ) as order_key,
+        order_id is null as has_generated_order_id
+    from valid
+),
+
+latest_delivery as (
+    select order_key, arg_max(_file_sha256, (_ingested_at, _file_sha256)) as _file_sha256
+    from keyed
+    group by order_key
+),
+
+kept as (
+    select k.*
+    from keyed k
+    join latest_delivery l using (order_key, _file_sha256)
+),
+
+-- generated keys already make identical order-less rows one order; keep one copy
+deduplicated as (
+    select *
+    from kept
+    qualify not has_generated_order_id
+        or row_number() over (partition by order_key order by _row_number) = 1
+),
+
+final as (
+    select
+        d._file_sha256,
+        d._source_file,
+        d._row_number,
+        m.customer_id,
+        d.customer_id as source_customer_id,
+        d.order_key as order_id,
+        d.product_id,
+        d.quantity,
+        d.unit_price,
+        d.amount,
+        d.status,
+        d.currency,
+        d.channel,
+        d.payment_method,
+        d.order_at
+    from deduplicated d
+    join core.customer_map m on m.source_customer_id = d.customer_id
+)
+
+select * from final

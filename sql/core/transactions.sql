@@ -1,0 +1,41 @@
+-- core.transactions: one row per order; order lines summed into their order.
+create or replace table core.transactions as
+with lines as (
+    select * from core.transaction_lines
+),
+
+orders as (
+    select
+        arg_min(customer_id, _row_number) as customer_id,
+        order_id,
+        min(order_at) as order_at,
+        sum(amount)::double as amount,
+        sum(quantity)::double as quantity,
+        -- the first line speaks for the order; lines of one order share a status
+        arg_min(status, _row_number) as status,
+        arg_min(currency, _row_number) as currency,
+        arg_min(channel, _row_number) as channel,
+        arg_min(payment_method, _row_number) as payment_method,
+        count(*)::integer as line_count
+    from lines
+    group by order_id
+),
+
+final as (
+    select
+        customer_id,
+        order_id,
+        order_at,
+        order_at::date as order_date,
+        amount,
+        quantity,
+        status,
+        status = 'completed' and amount > 0 as is_completed_order,
+        currency,
+        channel,
+        payment_method,
+        line_count
+    from orders
+)
+
+select * from final

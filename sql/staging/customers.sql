@@ -1,0 +1,33 @@
+-- staging.customers: every raw customer record, typed and normalised; no row dropped.
+-- Phones are normalised to E.164 in Python (libphonenumber) into staging.phone_numbers.
+create or replace table staging.customers as
+with source as (
+    select * from raw.customers
+),
+
+final as (
+    select
+        _file_sha256,
+        _source_file,
+        _row_number,
+        customer_id,
+        lower(trim(email)) as email,
+        phone as phone_text,
+        regexp_replace(trim(full_name), '\s+', ' ', 'g') as full_name,
+        name_key(full_name) as name_key,
+        birth_date as birth_date_text,
+        parse_date(birth_date, $date_format) as birth_date,
+        lower(gender) as gender,
+        city,
+        upper(country) as country,
+        marketing_consent as marketing_consent_text,
+        parse_bool(marketing_consent) as marketing_consent,
+        signup_ts as signup_text,
+        parse_ts(signup_ts, $timestamp_format, $timezone) as signup_at,
+        updated_at as updated_text,
+        parse_ts(updated_at, $timestamp_format, $timezone) as updated_at,
+        _ingested_at
+    from source
+)
+
+select * from final

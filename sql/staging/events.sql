@@ -1,0 +1,26 @@
+-- staging.events: every raw behaviour event, typed and normalised; no row dropped.
+create or replace table staging.events as
+with source as (
+    select * from raw.events
+),
+
+final as (
+    select
+        _file_sha256,
+        _source_file,
+        _row_number,
+        customer_id,
+        event_id,
+        lower(replace(trim(event_type), ' ', '_')) as event_type,
+        lower(channel) as channel,
+        value as value_text,
+        parse_number(value, $decimal_comma)::double as value,
+        properties,
+        -- the survey a score belongs to decides its valid range (NPS 0-10, CSAT 1-5)
+        lower(try(json_extract_string(properties, '$.survey'))) as survey,
+        parse_ts(event_ts, $timestamp_format, $timezone) as event_at,
+        _ingested_at
+    from source
+)
+
+select * from final

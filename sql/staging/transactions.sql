@@ -1,0 +1,67 @@
+-- staging.transactions: every raw transaction row, typed and normalised; no row dropped.
+-- Values that fail to parse are NULL here and quarantined by the validation suite.
+create or replace table staging.transactions as
+with source as (
+    select * from raw.transactions
+),
+
+parsed as (
+    select
+        _file_sha256,
+        _source_file,
+        _row_number,
+        customer_id,
+        order_id,
+        product_id,
+        upper(currency) as currency,
+        lower(channel) as channel,
+        lower(payment_method) as payment_method,
+        status as status_text,
+        quantity as quantity_text,
+        unit_price as unit_price_text,
+        amount as amount_text,
+        parse_number(quantity, $decimal_comma) as quantity,
+        parse_number(unit_price, $decimal_comma) as unit_price,
+        parse_ts(order_ts, $timestamp_format, $timezone) as order_at,
+        _ingested_at
+    from source
+),
+
+-- amount may be delivered, or derived from its line's quantity x unit price.
+amounts as (
+    select
+        *,
+        case
+            when amount_text is not null then parse_number(amount_text, $decimal_comma)
+            else round(quantity * unit_price, 4)
+        end as amount
+    from parsed
+),
+
+final as (
+    select
+        _file_sha256,
+        _source_file,
+        _row_number,
+        customer_id,
+        order_id,
+        product_id,
+        quantity,
+        unit_price,
+        amount,
+        currency,
+        channel,
+        payment_method,
+        -- a negative amount on a "completed" line is a return
+        case
+            when normalise_status(status_text) = 'completed' and amount < 0 then 'returned'
+            else normalise_status(status_text)
+        end as status,
+        quantity_text,
+        unit_price_text,
+        order_at,
+        _ingested_at
+    from amounts
+)
+
+select * from final
