@@ -212,15 +212,15 @@ def _insert_staged(con, source: SourceConfig, mapping: dict[str, str], lineage: 
 
 # --- DuckDB fast paths -------------------------------------------------------------------
 
-def _duckdb_csv_options(source: SourceConfig) -> tuple[str, dict]:
-    opts = ["all_varchar = true", "store_rejects = true", "header = $header"]
-    params: dict = {"header": source.header}
-    if source.delimiter is not None:
-        opts.append("delim = $delim")
-        params["delim"] = source.delimiter
-    if source.quote is not None:
-        opts.append("quote = $quote")
-        params["quote"] = source.quote
+def _duckdb_csv_options(source: SourceConfig, path: Path) -> tuple[str, dict]:
+    # Dialect always explicit: left to itself, the sniffer may pick "no quoting" for a file
+    # with a stray quote and silently misread it. With the dialect fixed, such files make
+    # DuckDB raise, and the exact reader takes over.
+    quote = '"' if source.quote is None else source.quote
+    opts = ["all_varchar = true", "store_rejects = true", "header = $header",
+            "delim = $delim", "quote = $quote", "escape = $quote"]
+    params: dict = {"header": source.header, "delim": _sniff_delimiter(path, source),
+                    "quote": quote}
     if source.encoding != "utf-8":
         opts.append("encoding = $encoding")
         params["encoding"] = source.encoding
@@ -236,7 +236,7 @@ def _ingest_csv_duckdb(con, source: SourceConfig, path: Path, lineage: dict
     reader can number and quarantine every record."""
     if source.encoding not in ("utf-8", "latin-1", "utf-16"):
         return None
-    opts, params = _duckdb_csv_options(source)
+    opts, params = _duckdb_csv_options(source, path)
     params["path"] = str(path)
     con.execute("drop table if exists _ingest_stage")
     # A temp table keeps the file's row order, so its rowid is the data row number.
@@ -319,17 +319,17 @@ def _open_text(path: Path, source: SourceConfig) -> io.TextIOWrapper:
 def _sniff_delimiter(path: Path, source: SourceConfig) -> str:
     if source.delimiter is not None:
         return source.delimiter
-    with _open_text(path, source) as fh:
-        head = fh.read(64 * 1024)
-    first = head.splitlines()[0] if head else ""
+    # Sniff on bytes decoded leniently: a decoding problem is reported by the reader.
+    head = path.read_bytes()[: 64 * 1024].decode(source.encoding, errors="replace")
+    first = head.lstrip("\ufeff").splitlines()[0] if head.strip() else ""
     counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
     best = max(counts, key=counts.get)
     return best if counts[best] else ","
 
 
 def _has_data_lines(path: Path, source: SourceConfig) -> bool:
-    with _open_text(path, source) as fh:
-        lines = [line for line in fh.read(1 << 16).splitlines() if line.strip()]
+    head = path.read_bytes()[: 1 << 16].decode(source.encoding, errors="replace")
+    lines = [line for line in head.splitlines() if line.strip()]
     return len(lines) > (1 if source.header else 0)
 
 

@@ -352,6 +352,9 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
         if field:
             hint += f" on field '{field}'" + (f" (source column '{column}')" if column else "")
         hint += ". "
+        if rule and rule.endswith("_not_before_earliest_date"):
+            hint += ("If such old dates are real, set [validation].earliest_date "
+                     f"(now {settings.validation.earliest_date}). ")
         raise InputError(
             f"File {path} (source '{source}'): {failed} of {read} rows "
             f"({failed / read:.0%}) failed validation, more than the allowed "

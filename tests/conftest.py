@@ -1,0 +1,73 @@
+"""Shared fixtures: build a config around files in tmp_path and run the plain steps."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+from pipelines import clean, core, ingest, quality  # noqa: E402
+from pipelines.config import load_settings  # noqa: E402
+from pipelines.warehouse import connect_warehouse  # noqa: E402
+
+TX_COLUMNS = """
+[sources.transactions.columns]
+customer_id = "CustomerID"
+order_id = "InvoiceNo"
+order_ts = "InvoiceDate"
+quantity = "Quantity"
+unit_price = "UnitPrice"
+status = "Status"
+"""
+
+
+def write_config(tmp_path: Path, body: str, validation: str = "") -> Path:
+    """A crm.toml in tmp_path with the warehouse inside tmp_path."""
+    text = ('[warehouse]\npath = "wh/crm.duckdb"\nserving_path = "serving/crm.duckdb"\n'
+            'memory_limit = "1GB"\n' + body + "\n" + validation)
+    path = tmp_path / "crm.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run_to_core(config: Path, run_id: str = "run-1") -> duckdb.DuckDBPyConnection:
+    """Ingest, stage, validate and build core, as the flow does; returns the connection."""
+    settings = load_settings(config)
+    con = connect_warehouse(settings)
+    now = datetime.now()
+    for source in settings.sources.values():
+        ingest.ingest_source(con, source, run_id, now)
+    clean.build_staging(con, settings)
+    for name in clean.STAGING_ORDER:
+        quality.validate_source(con, name, settings, run_id)
+    quality.check_batch_limits(con, settings, run_id)
+    core.build_core(con, run_id)
+    return con
+
+
+def assert_reconciled(con: duckdb.DuckDBPyConnection) -> None:
+    bad = con.execute("select file_path, rows_read, rows_loaded, rows_quarantined, "
+                      "rows_duplicate from audit.file_reconciliation where not is_balanced"
+                      ).fetchall()
+    assert bad == []
+
+
+@pytest.fixture
+def tx_config(tmp_path):
+    """Factory: write transaction file(s) and a config mapping the generator's columns."""
+
+    def make(files: dict[str, bytes], extra: str = "", pattern: str = "tx*",
+             validation: str = "[validation]\nmax_failed_share = 1.0\n") -> Path:
+        for name, data in files.items():
+            (tmp_path / name).write_bytes(data)
+        body = f'[sources.transactions]\npath = "{pattern}"\nformat = "csv"\n{extra}\n{TX_COLUMNS}'
+        return write_config(tmp_path, body, validation)
+
+    return make

@@ -1,0 +1,234 @@
+"""Messy export files: each gets the outcome a user would expect, and every file's rows
+reconcile (read = loaded + quarantined + duplicates)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.errors import InputError
+from tests.conftest import assert_reconciled, run_to_core
+
+HEADER = b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status\n"
+
+
+def lines(con, sql):
+    return con.execute(sql).fetchall()
+
+
+def test_ids_stay_text_and_order_lines_sum_to_orders(tx_config):
+    cfg = tx_config({"tx.csv": HEADER + b"A1,00042,2024-01-05 10:00:00,2,5.50,completed\n"
+                                        b"A1,00042,2024-01-05 10:00:00,1,3.00,completed\n"})
+    con = run_to_core(cfg)
+    assert lines(con, "select customer_id, order_id, amount, line_count from core.transactions"
+                 ) == [("00042", "A1", 14.0, 2)]
+    assert_reconciled(con)
+
+
+def test_utf8_bom_and_crlf_load_with_the_header_mapped(tx_config):
+    data = "\ufeff".encode() + HEADER.replace(b"\n", b"\r\n") + \
+        b"A1,7,2024-01-05 10:00:00,1,5.00,completed\r\n"
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select customer_id, amount from core.transactions") == [("7", 5.0)]
+    assert_reconciled(con)
+
+
+def test_mixed_line_endings_load_every_row(tx_config):
+    data = (HEADER + b"A1,7,2024-01-05 10:00:00,1,5.00,completed\r\n"
+            b"A2,8,2024-01-06 10:00:00,1,6.00,completed\n"
+            b"A3,9,2024-01-07 10:00:00,1,7.00,completed\r\n")
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id from core.transactions order by 1") == [
+        ("A1",), ("A2",), ("A3",)]
+    assert lines(con, "select _row_number from raw.transactions order by 1") == [
+        (1,), (2,), (3,)]
+    assert_reconciled(con)
+
+
+def test_semicolon_delimiter_is_detected(tx_config):
+    data = HEADER.replace(b",", b";") + b"A1;7;2024-01-05 10:00:00;2;5.00;completed\n"
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select amount from core.transactions") == [(10.0,)]
+
+
+def test_decimal_comma_needs_the_option_and_is_never_misread(tx_config, tmp_path):
+    data = HEADER.replace(b",", b";") + (b"A1;7;2024-01-05 10:00:00;2;5,50;completed\n"
+                                         b"A2;7;2024-01-05 10:00:00;1;4;completed\n")
+    con = run_to_core(tx_config({"tx.csv": data}))
+    # without decimal_comma, "5,50" is not silently read as 550
+    assert lines(con, "select rules from quarantine.transactions") == [
+        ("amount_numeric, unit_price_numeric",)]
+    con.close()
+    for p in (tmp_path / "wh").glob("*"):
+        p.unlink() if p.is_file() else None
+    con = run_to_core(tx_config({"tx.csv": data}, extra='delimiter = ";"\ndecimal_comma = true'))
+    assert lines(con, "select amount from core.transactions order by 1") == [(4.0,), (11.0,)]
+
+
+def test_quoted_delimiters_and_newlines_inside_fields_survive(tmp_path, tx_config):
+    data = (b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status,Note\n"
+            b'A1,7,2024-01-05 10:00:00,1,5.00,completed,"Li, ""Bo""\nsecond line"\n'
+            b"A2,8,2024-01-06 10:00:00,1,6.00,completed,plain\n")
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id, _row_number from core.transaction_lines order by 1") == [
+        ("A1", 1), ("A2", 2)]
+    assert lines(con, "select columns_ignored from raw.files") == [(["Note"],)]
+
+
+def test_latin1_declared_in_config_decodes_names(tmp_path):
+    from tests.conftest import write_config
+
+    (tmp_path / "cust.csv").write_bytes("CustomerID;FullName;Email\n1;Jürgen Müller;j@x.de\n"
+                                        .encode("latin-1"))
+    (tmp_path / "tx.csv").write_bytes(HEADER + b"A1,1,2024-01-05 10:00:00,1,5.00,completed\n")
+    body = ('[sources.transactions]\npath = "tx.csv"\n[sources.transactions.columns]\n'
+            'customer_id = "CustomerID"\norder_id = "InvoiceNo"\norder_ts = "InvoiceDate"\n'
+            'quantity = "Quantity"\nunit_price = "UnitPrice"\n'
+            '[sources.customers]\npath = "cust.csv"\ndelimiter = ";"\nencoding = "latin-1"\n'
+            '[sources.customers.columns]\ncustomer_id = "CustomerID"\nfull_name = "FullName"\n'
+            'email = "Email"\n')
+    con = run_to_core(write_config(tmp_path, body))
+    assert lines(con, "select full_name from core.customers") == [("Jürgen Müller",)]
+
+
+def test_latin1_not_declared_gives_an_error_naming_file_and_fix(tmp_path, tx_config):
+    data = HEADER + "A1,Müller,2024-01-05 10:00:00,1,5.00,completed\n".encode("latin-1") + \
+        b"A2,x,2024-01-05 10:00:00,1,5.00,completed\r\n"  # mixed endings: exact reader
+    with pytest.raises(InputError, match=r"tx\.csv.*encoding"):
+        run_to_core(tx_config({"tx.csv": data}))
+
+
+def test_chinese_and_other_non_ascii_ids_and_names_survive(tx_config):
+    data = HEADER + "A1,客户-〇〇七,2024-01-05 10:00:00,1,5.00,completed\n".encode()
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select customer_id from core.transactions") == [("客户-〇〇七",)]
+
+
+def test_empty_and_header_only_files_are_reported_not_fatal(tx_config):
+    cfg = tx_config({"tx1.csv": b"", "tx2.csv": HEADER,
+                     "tx3.csv": HEADER + b"A1,7,2024-01-05 10:00:00,1,5.00,completed\n"})
+    con = run_to_core(cfg)
+    assert lines(con, "select file_name, status, rows_read from raw.files order by 1") == [
+        ("tx1.csv", "empty", 0), ("tx2.csv", "header_only", 0), ("tx3.csv", "loaded", 1)]
+    assert_reconciled(con)
+
+
+def test_truncated_last_line_is_quarantined_with_the_readers_reason(tx_config):
+    data = HEADER + b"A1,7,2024-01-05 10:00:00,1,5.00,completed\nA2,8,2024-01-0"
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id from core.transactions") == [("A1",)]
+    rejected = lines(con, "select _row_number, line_number, reason from raw.rejected_rows")
+    assert rejected == [(2, 3, "expected 6 fields, found 3")]
+    assert_reconciled(con)
+
+
+def test_unterminated_quote_is_quarantined_not_a_crash(tx_config):
+    data = HEADER + b'A1,7,2024-01-05 10:00:00,1,5.00,completed\nA2,"8,2024-01-05,1,5,x\n'
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select count(*) from core.transactions") == [(1,)]
+    assert lines(con, "select count(*) from raw.rejected_rows") == [(1,)]
+    assert_reconciled(con)
+
+
+def test_missing_required_column_stops_with_file_column_and_fix(tx_config):
+    data = b"InvoiceNo,InvoiceDate,Quantity,UnitPrice\nA1,2024-01-05,1,5\n"
+    with pytest.raises(InputError) as err:
+        run_to_core(tx_config({"tx.csv": data}))
+    message = str(err.value)
+    assert "tx.csv" in message and "'CustomerID'" in message and "customer_id" in message
+
+
+def test_unparseable_dates_and_amounts_are_quarantined_with_rule_names(tx_config):
+    data = HEADER + (b"A1,7,yesterday,1,5.00,completed\n"
+                     b"A2,7,2024-01-05 10:00:00,one,5.00,completed\n"
+                     b"A3,7,2024-01-05 10:00:00,1,5.00,completed\n")
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select InvoiceNo, rules from (select order_id as InvoiceNo, rules "
+                      "from quarantine.transactions) order by 1") == [
+        ("A1", "order_ts_parseable"), ("A2", "amount_numeric, quantity_numeric")]
+    assert_reconciled(con)
+
+
+def test_negative_amounts_are_returns_with_negative_revenue(tx_config):
+    data = HEADER + (b"A1,7,2024-01-05 10:00:00,2,5.00,completed\n"
+                     b"R1,7,2024-01-09 10:00:00,-1,5.00,\n")
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id, status, amount, is_completed_order "
+                      "from core.transactions order by 1") == [
+        ("A1", "completed", 10.0, True), ("R1", "returned", -5.0, False)]
+
+
+def test_future_timestamps_are_quarantined(tx_config):
+    data = HEADER + (b"A1,7,2999-01-05 10:00:00,1,5.00,completed\n"
+                     b"A2,7,2024-01-05 10:00:00,1,5.00,completed\n")
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select rules from quarantine.transactions") == [
+        ("order_ts_not_after_ingestion",)]
+
+
+def test_too_many_failing_rows_stop_the_run_naming_file_and_field(tx_config):
+    data = HEADER + b"A1,7,bad,1,5.00,completed\nA2,7,2024-01-05 10:00:00,1,5.00,completed\n"
+    with pytest.raises(InputError) as err:
+        run_to_core(tx_config({"tx.csv": data}, validation=""))
+    assert "tx.csv" in str(err.value) and "order_ts" in str(err.value)
+    assert "InvoiceDate" in str(err.value)
+
+
+def test_same_file_delivered_twice_adds_nothing(tmp_path, tx_config):
+    data = HEADER + b"A1,7,2024-01-05 10:00:00,1,5.00,completed\n"
+    cfg = tx_config({"tx1.csv": data})
+    con = run_to_core(cfg)
+    con.close()
+    (tmp_path / "tx2.csv").write_bytes(data)  # the same export, delivered again
+    con = run_to_core(cfg, run_id="run-2")
+    assert lines(con, "select count(*) from core.transactions") == [(1,)]
+    assert lines(con, "select status from raw.deliveries where run_id = 'run-2' "
+                      "order by file_path") == [("already_ingested",), ("already_ingested",)]
+    assert_reconciled(con)
+
+
+def test_corrected_redelivery_replaces_the_order_and_counts_duplicates(tmp_path, tx_config):
+    cfg = tx_config({"tx1.csv": HEADER + b"A1,7,2024-01-05 10:00:00,1,5.00,completed\n"})
+    run_to_core(cfg).close()
+    (tmp_path / "tx2.csv").write_bytes(HEADER + b"A1,7,2024-01-05 10:00:00,1,6.00,completed\n")
+    con = run_to_core(cfg, run_id="run-2")
+    assert lines(con, "select amount from core.transactions") == [(6.0,)]
+    assert lines(con, "select rows_loaded, rows_duplicate from audit.file_reconciliation "
+                      "order by file_path") == [(0, 1), (1, 0)]
+    assert_reconciled(con)
+
+
+def test_jsonl_and_parquet_sources_load(tmp_path):
+    import polars as pl
+
+    from tests.conftest import write_config
+
+    pl.DataFrame({"cid": ["001"], "ts": ["2024-01-05T10:00:00Z"], "amt": [12.5]}).write_parquet(
+        tmp_path / "tx.parquet")
+    (tmp_path / "ev.jsonl").write_text(
+        '{"user": "001", "timestamp": "2024-01-06T10:00:00+01:00", "event": "survey_response",'
+        ' "score": 9, "props": {"survey": "nps"}}\n{"user": "001", "timestamp": "nope"}\n')
+    body = ('[sources.transactions]\npath = "tx.parquet"\n[sources.transactions.columns]\n'
+            'customer_id = "cid"\norder_ts = "ts"\namount = "amt"\n'
+            '[sources.events]\npath = "ev.jsonl"\n[sources.events.columns]\n'
+            'customer_id = "user"\nevent_ts = "timestamp"\nevent_type = "event"\n'
+            'value = "score"\nproperties = "props"\n')
+    con = run_to_core(write_config(tmp_path, body, "[validation]\nmax_failed_share = 1.0\n"))
+    assert lines(con, "select customer_id, amount from core.transactions") == [("001", 12.5)]
+    assert lines(con, "select event_at, value, properties from core.events") == [
+        (__import__("datetime").datetime(2024, 1, 6, 9, 0), 9.0, '{"survey":"nps"}')]
+    assert lines(con, "select rules from quarantine.events") == [
+        ("event_ts_parseable, event_type_present",)]
+    assert_reconciled(con)
+
+
+def test_whitespace_aligned_text_file_without_header_loads(tmp_path):
+    from tests.conftest import write_config
+
+    (tmp_path / "cdnow.txt").write_text(" 00001 19970101  1   11.77\r\n 00002 19970112  2   12.00\r\n")
+    body = ('[sources.transactions]\npath = "cdnow.txt"\nformat = "text"\nheader = false\n'
+            'names = ["cust", "date", "qty", "dollars"]\ntimestamp_format = "%Y%m%d"\n'
+            '[sources.transactions.columns]\ncustomer_id = "cust"\norder_ts = "date"\n'
+            'quantity = "qty"\namount = "dollars"\n')
+    con = run_to_core(write_config(tmp_path, body, '[validation]\nearliest_date = "1990-01-01"\n'))
+    assert lines(con, "select customer_id, order_date::varchar, amount from core.transactions "
+                      "order by 1") == [("00001", "1997-01-01", 11.77), ("00002", "1997-01-12", 12.0)]
