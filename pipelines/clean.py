@@ -38,12 +38,37 @@ def build_staging(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[st
     later layers need no special cases.
     """
     install_macros(con)
+    write_fx_rates(con, settings)
     counts = {}
     for name in STAGING_ORDER:
         run_sql(con, f"staging/{name}", source_params(settings.sources.get(name)))
         counts[name] = con.execute(f"select count(*) from staging.{name}").fetchone()[0]
     normalise_phones(con)
     return counts
+
+
+def write_fx_rates(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """``staging.fx_rates``: units of each currency per one unit of the base currency.
+
+    Without a ``[currency]`` table every amount is taken as one currency, so a missing
+    currency and any single currency code convert at 1.
+    """
+    cur = settings.currency
+    rates = dict(cur.rates)
+    if cur.base:
+        rates[cur.base] = 1.0
+    con.execute("create schema if not exists staging")
+    con.execute("create or replace table staging.fx_rates (currency varchar, units_per_base "
+                "double, is_configured boolean)")
+    if rates:
+        con.executemany("insert into staging.fx_rates values (?, ?, true)",
+                        [[k, v] for k, v in sorted(rates.items())])
+    else:
+        # No [currency] table: amounts are taken as one currency, whatever the code says,
+        # unless the exports mix codes (validation then asks for rates).
+        con.execute("""insert into staging.fx_rates
+                       select distinct upper(currency), 1.0, false from raw.transactions
+                       where currency is not null""")
 
 
 def normalise_phone(text: str | None, country: str | None) -> str | None:

@@ -103,6 +103,15 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class CurrencyConfig:
+    """Amounts are reported in ``base``; ``rates`` gives units of each other currency per
+    one unit of base (e.g. GBP = 0.85 when 1 EUR buys 0.85 GBP)."""
+
+    base: str | None = None
+    rates: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated, immutable settings for one pipeline run. Paths are absolute."""
 
@@ -112,6 +121,7 @@ class Settings:
     sources: Mapping[str, SourceConfig]
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
+    currency: CurrencyConfig = field(default_factory=CurrencyConfig)
     # Business rules owned by models/ (RFM grid, tiers, lifecycle, playbook, churn bands,
     # exports, schedule): kept as validated plain mappings and parsed by their owners.
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -143,7 +153,7 @@ def settings_from_dict(data: Mapping[str, Any], base_dir: Path,
                        config_path: Path | None = None) -> Settings:
     """Validate a parsed TOML mapping; relative paths resolve against ``base_dir``."""
     known = {"warehouse", "sources", "validation", "models", "rfm", "tiers", "lifecycle",
-             "playbook", "churn", "exports", "schedule", "report"}
+             "playbook", "churn", "exports", "schedule", "report", "currency"}
     _reject_unknown(data, known, "")
     base_dir = Path(base_dir).resolve()
     warehouse = _warehouse(_table(data, "warehouse"), base_dir)
@@ -160,7 +170,27 @@ def settings_from_dict(data: Mapping[str, Any], base_dir: Path,
                              "schedule", "report")}
     return Settings(config_path=config_path, base_dir=base_dir, warehouse=warehouse,
                     sources=MappingProxyType(sources), validation=validation, models=models,
+                    currency=_currency(_table(data, "currency")),
                     sections=MappingProxyType(sections))
+
+
+def _currency(data: Mapping[str, Any]) -> CurrencyConfig:
+    _reject_unknown(data, {"base", "rates"}, "currency")
+    base = _get(data, "base", "currency", str, None)
+    if base is not None and not (len(base) == 3 and base.isalpha()):
+        raise ConfigError(f"currency.base must be an ISO 4217 code like EUR, got {base!r}.")
+    rates = _table(data, "rates", "currency.rates")
+    if rates and base is None:
+        raise ConfigError("currency.base is missing: [currency.rates] are per unit of base.")
+    clean = {}
+    for code, rate in rates.items():
+        if not (len(code) == 3 and code.isalpha()):
+            raise ConfigError(f"currency.rates.{code} is not an ISO 4217 code like GBP.")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
+            raise ConfigError(f"currency.rates.{code} must be a positive number (units of "
+                              f"{code} per 1 {base}), got {rate!r}.")
+        clean[code.upper()] = float(rate)
+    return CurrencyConfig(base=base.upper() if base else None, rates=MappingProxyType(clean))
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:

@@ -52,7 +52,7 @@ class Rule:
         """The canonical field the rule is about (rule names start with it)."""
         for suffix in ("_present", "_parseable", "_not_before_earliest_date",
                        "_not_after_ingestion", "_numeric", "_known", "_shape", "_valid",
-                       "_plausible", "_score_in_range"):
+                       "_plausible", "_score_in_range", "_convertible"):
             if self.name.endswith(suffix):
                 field = self.name[: -len(suffix)]
                 return {"nps": "value", "csat": "value"}.get(field, field)
@@ -85,10 +85,13 @@ def suite_rules(source: str, settings: Settings) -> list[Rule]:
         only_if_present=f"{col}_text")
     if source == "transactions":
         rules = [present("customer_id"), *ts_rules("order_at", "order_ts"),
-                 Rule("amount_numeric", "ExpectColumnValuesToNotBeNull", "amount", "row"),
+                 Rule("amount_numeric", "ExpectColumnValuesToNotBeNull", "amount_in_currency",
+                      "row"),
                  numeric("quantity"), numeric("unit_price"),
                  Rule("status_known", "ExpectColumnValuesToBeInSet", "status", "row",
-                      (("value_set", list(STATUSES)),))]
+                      (("value_set", list(STATUSES)),)),
+                 Rule("currency_convertible", "ExpectColumnValuesToBeNull",
+                      "unconvertible_currency", "row")]
     elif source == "customers":
         today = datetime.now()
         rules = [present("customer_id"),
@@ -345,16 +348,7 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
         order by f.file_path""", {"run_id": run_id, "limit": limit}).fetchall()
     if rows:
         source, path, read, failed, rule = rows[0]
-        rules = {r.name: r for r in suite_rules(source, settings)}
-        field = rules[rule].field if rule in rules else None
-        column = settings.sources[source].columns.get(field) if field else None
-        hint = f"Most failures break rule '{rule}'"
-        if field:
-            hint += f" on field '{field}'" + (f" (source column '{column}')" if column else "")
-        hint += ". "
-        if rule and rule.endswith("_not_before_earliest_date"):
-            hint += ("If such old dates are real, set [validation].earliest_date "
-                     f"(now {settings.validation.earliest_date}). ")
+        hint = _failure_hint(rule, source, settings)
         raise InputError(
             f"File {path} (source '{source}'): {failed} of {read} rows "
             f"({failed / read:.0%}) failed validation, more than the allowed "
@@ -370,7 +364,32 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
     if usable == 0:
         files = con.execute("select count(*) from raw.files where source = 'transactions'"
                             ).fetchone()[0]
+        top = con.execute("""
+            select rule from (select unnest(string_split(rules, ', ')) as rule
+                              from quarantine.transactions)
+            group by rule order by count(*) desc, rule limit 1""").fetchone()
+        hint = _failure_hint(top[0], "transactions", settings) if top else ""
         raise InputError(
             f"There are no usable transaction rows ({files} transaction file(s) found for "
-            f"pattern {settings.sources['transactions'].path}). Check "
+            f"pattern {settings.sources['transactions'].path}). {hint}Check "
             "[sources.transactions].path and that the files hold data rows.")
+
+
+def _failure_hint(rule: str | None, source: str, settings: Settings) -> str:
+    """One or two sentences naming the rule, the field, its source column and the fix."""
+    if not rule:
+        return ""
+    rules = {r.name: r for r in suite_rules(source, settings)}
+    field = rules[rule].field if rule in rules else None
+    column = settings.sources[source].columns.get(field) if field else None
+    hint = f"Most failures break rule '{rule}'"
+    if field:
+        hint += f" on field '{field}'" + (f" (source column '{column}')" if column else "")
+    hint += ". "
+    if rule == "currency_convertible":
+        hint += ("Amounts come in several currencies: set [currency] base and "
+                 "[currency.rates] so they can be converted. ")
+    if rule.endswith("_not_before_earliest_date"):
+        hint += ("If such old dates are real, set [validation].earliest_date "
+                 f"(now {settings.validation.earliest_date}). ")
+    return hint

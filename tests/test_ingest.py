@@ -232,3 +232,30 @@ def test_whitespace_aligned_text_file_without_header_loads(tmp_path):
     con = run_to_core(write_config(tmp_path, body, '[validation]\nearliest_date = "1990-01-01"\n'))
     assert lines(con, "select customer_id, order_date::varchar, amount from core.transactions "
                       "order by 1") == [("00001", "1997-01-01", 11.77), ("00002", "1997-01-12", 12.0)]
+
+
+def test_foreign_currencies_convert_to_the_base_or_are_quarantined(tx_config):
+    header = b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status,Currency\n"
+    data = header + (b"A1,7,2024-01-05 10:00:00,1,8.50,completed,GBP\n"
+                     b"A2,7,2024-01-06 10:00:00,1,5.00,completed,EUR\n"
+                     b"A3,7,2024-01-07 10:00:00,1,5.00,completed,JPY\n")
+    cfg = tx_config({"tx.csv": data}, extra="")
+    text = cfg.read_text().replace('status = "Status"', 'status = "Status"\ncurrency = "Currency"')
+    cfg.write_text(text + '\n[currency]\nbase = "EUR"\n[currency.rates]\nGBP = 0.85\n')
+    con = run_to_core(cfg)
+    assert lines(con, "select order_id, amount, currency from core.transactions order by 1") == [
+        ("A1", 10.0, "GBP"), ("A2", 5.0, "EUR")]
+    assert lines(con, "select order_id, rules from quarantine.transactions") == [
+        ("A3", "currency_convertible")]
+    assert_reconciled(con)
+
+
+def test_mixed_currencies_without_rates_are_never_added_up(tx_config):
+    header = b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status,Currency\n"
+    data = header + (b"A1,7,2024-01-05 10:00:00,1,8.50,completed,GBP\n"
+                     b"A2,7,2024-01-06 10:00:00,1,5.00,completed,EUR\n")
+    cfg = tx_config({"tx.csv": data})
+    cfg.write_text(cfg.read_text().replace('status = "Status"',
+                                           'status = "Status"\ncurrency = "Currency"'))
+    with pytest.raises(Exception, match="currency"):
+        run_to_core(cfg)

@@ -30,7 +30,9 @@ final as (
         amount,
         quantity,
         status,
-        status = 'completed' and amount > 0 as is_completed_order,
+        -- a $0 completed order (a free or fully discounted one) is still a purchase;
+        -- negative "completed" lines were already made returns in staging
+        status = 'completed' as is_completed_order,
         currency,
         channel,
         payment_method,

@@ -34,8 +34,33 @@ amounts as (
         case
             when amount_text is not null then parse_number(amount_text, $decimal_comma)
             else round(quantity * unit_price, 4)
-        end as amount
+        end as amount_in_currency
     from parsed
+),
+
+-- Amounts in other currencies are converted to the base currency ([currency] in the
+-- config), so that revenue never adds pounds to euros. Without a rate, amount is NULL
+-- and validation quarantines the row (currency_convertible).
+fx as (
+    select * from staging.fx_rates
+),
+
+mixed as (
+    select count(*) > 1 and not bool_or(is_configured) as is_mixed_unconfigured from fx
+),
+
+converted as (
+    select
+        a.*,
+        case
+            when a.currency is null then a.amount_in_currency
+            when (select is_mixed_unconfigured from mixed) then null
+            else round(a.amount_in_currency / f.units_per_base, 4)
+        end as amount,
+        a.currency is not null and (f.currency is null or (select is_mixed_unconfigured from mixed))
+            as is_unconvertible
+    from amounts a
+    left join fx f on f.currency = a.currency
 ),
 
 final as (
@@ -49,7 +74,9 @@ final as (
         quantity,
         unit_price,
         amount,
+        amount_in_currency,
         currency,
+        case when is_unconvertible then currency end as unconvertible_currency,
         channel,
         payment_method,
         -- a negative amount on a "completed" line is a return
@@ -61,7 +88,7 @@ final as (
         unit_price_text,
         order_at,
         _ingested_at
-    from amounts
+    from converted
 )
 
 select * from final

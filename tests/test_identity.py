@@ -1,0 +1,54 @@
+"""One record per real customer: clustering, and matching scored against the generator's
+planted duplicates."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import polars as pl
+
+from pipelines.identity import cluster_pairs
+from tests.conftest import assert_reconciled, run_to_core, write_config
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+
+
+def test_cluster_pairs_joins_chains_and_names_the_smallest_id():
+    clusters = cluster_pairs([("b", "c", "email"), ("a", "b", "phone_name"), ("x", "y", "email")])
+    assert clusters == [("a", "a", "phone_name"), ("b", "a", "phone_name"), ("c", "a", "email"),
+                        ("x", "x", "email"), ("y", "x", "email")]
+
+
+def test_cluster_pairs_of_nothing_is_nothing():
+    assert cluster_pairs([]) == []
+
+
+def _pairs(groups: dict[str, list[str]]) -> set[tuple[str, str]]:
+    return {tuple(sorted(p)) for ids in groups.values() for p in itertools.combinations(ids, 2)}
+
+
+def test_planted_duplicates_are_found_with_high_precision_and_recall(tmp_path):
+    config = (SAMPLE / "crm.toml").read_text(encoding="utf-8")
+    config = config.replace('path = "', f'path = "{SAMPLE}/').replace(
+        f'path = "{SAMPLE}/../warehouse/crm.duckdb"', 'path = "wh/crm.duckdb"').replace(
+        f'serving_path = "{SAMPLE}/../serving/crm.duckdb"', 'serving_path = "serving/crm.duckdb"')
+    cfg = tmp_path / "crm.toml"
+    cfg.write_text(config, encoding="utf-8")
+    con = run_to_core(cfg)
+    assert_reconciled(con)
+    found = con.sql("select source_customer_id, customer_id from core.customer_map").pl()
+    truth = pl.read_csv(SAMPLE / "truth" / "duplicates.csv", schema_overrides={
+        "customer_id": pl.String, "person_id": pl.String})
+    known = set(truth["customer_id"])
+    found = found.filter(pl.col("source_customer_id").is_in(known))
+    predicted = _pairs({k: v for k, v in found.group_by("customer_id").agg(
+        pl.col("source_customer_id")).iter_rows()})
+    actual = _pairs({k: v for k, v in truth.group_by("person_id").agg(
+        pl.col("customer_id")).iter_rows()})
+    assert len(actual) >= 30, "the sample must plant duplicates to score against"
+    true_positives = len(predicted & actual)
+    precision = true_positives / len(predicted)
+    recall = true_positives / len(actual)
+    assert precision >= 0.99, (precision, sorted(predicted - actual)[:5])
+    assert recall >= 0.95, (recall, sorted(actual - predicted)[:5])
