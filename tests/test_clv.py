@@ -1,0 +1,664 @@
+"""Tests for sql/models/clv_summary.sql, sql/models/clv_holdout.sql and models/clv.py."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from models import clv
+from models.clv import (
+    BetaGeoModel,
+    GammaGammaModel,
+    ModelFitError,
+    check_enough_data,
+    choose_resolution,
+    compress_summary,
+    detect_time_of_day,
+    discounted_expected_purchases,
+    evaluate_holdout,
+    predict_customer_value,
+    predict_naive_next_order_dates,
+    score_next_order_dates,
+)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import lifetimes
+    from lifetimes.utils import calibration_and_holdout_data, summary_data_from_transaction_data
+
+ROOT = Path(__file__).resolve().parents[1]
+SUMMARY_SQL = (ROOT / "sql/models/clv_summary.sql").read_text()
+HOLDOUT_SQL = (ROOT / "sql/models/clv_holdout.sql").read_text()
+DATASETS = Path(os.path.dirname(lifetimes.__file__)) / "datasets"
+
+# core.transactions as documented in docs/core_tables.md
+CORE_TRANSACTIONS = """
+create schema if not exists core;
+create schema if not exists models;
+create or replace table core.transactions (
+    customer_id varchar, order_id varchar, order_at timestamp, order_date date, amount double,
+    quantity double, status varchar, is_completed_order boolean, currency varchar, channel varchar,
+    payment_method varchar, line_count integer
+);
+"""
+
+
+def load_transactions(con, rows):
+    """rows: (customer_id, order_at 'YYYY-MM-DD HH:MM', amount[, status]) -> core.transactions."""
+    con.execute(CORE_TRANSACTIONS)
+    for index, row in enumerate(rows):
+        customer_id, order_at, amount, *rest = row
+        status = rest[0] if rest else "completed"
+        con.execute(
+            """
+            insert into core.transactions
+            select $customer_id, $order_id, $order_at::timestamp, $order_at::timestamp::date, $amount, 1,
+                $status, $status = 'completed' and $amount > 0, null, null, null, 1
+            """,
+            {
+                "customer_id": customer_id, "order_id": f"o{index:03d}", "order_at": order_at,
+                "amount": amount, "status": status,
+            },
+        )
+
+
+def load_cdnow(con, path: Path, columns: list[str], *, zero_amount_is_purchase: bool = False):
+    """A whitespace-aligned CDNOW file -> core.transactions (dates only, all completed)."""
+    lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    if lines[0][0] == "customer_id":
+        lines = lines[1:]
+    raw = pl.DataFrame(lines, schema=columns, orient="row")
+    con.execute("create schema if not exists core; create schema if not exists models")
+    con.register("raw_cdnow", raw.to_arrow())
+    completed = "true" if zero_amount_is_purchase else "amount::double > 0"
+    con.execute(
+        f"""
+        create or replace table core.transactions as
+        select
+            customer_id,
+            customer_id || '-' || row_number() over (partition by customer_id order by date) as order_id,
+            strptime(date, '%Y%m%d') as order_at,
+            strptime(date, '%Y%m%d')::date as order_date,
+            amount::double as amount,
+            cds::double as quantity,
+            'completed' as status,
+            {completed} as is_completed_order,
+            null::varchar as currency, null::varchar as channel, null::varchar as payment_method,
+            1 as line_count
+        from raw_cdnow
+        """
+    )
+    con.unregister("raw_cdnow")
+
+
+def build_summary(con, as_of, *, unit_days=1, period_days=1, resolution="periods") -> pl.DataFrame:
+    con.execute(SUMMARY_SQL, {"as_of": as_of, "unit_days": unit_days, "period_days": period_days})
+    return con.sql(
+        f"select * from models.clv_summary where resolution = '{resolution}' order by customer_id"
+    ).pl()
+
+
+def lifetimes_summary(con, as_of, freq, freq_multiplier=1) -> pd.DataFrame:
+    # lifetimes gets the same rows our SQL reads: completed orders up to as_of
+    transactions = con.sql(
+        "select customer_id, order_at, amount from core.transactions "
+        "where is_completed_order and order_date <= $as_of",
+        params={"as_of": as_of},
+    ).df()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return summary_data_from_transaction_data(
+            transactions, "customer_id", "order_at", "amount",
+            observation_period_end=pd.Timestamp(as_of), freq=freq, freq_multiplier=freq_multiplier,
+        ).sort_index()
+
+
+def assert_same_as_lifetimes(ours: pl.DataFrame, theirs: pd.DataFrame) -> None:
+    assert ours.get_column("customer_id").to_list() == theirs.index.to_list()
+    for column in ("frequency", "recency", "T"):
+        assert np.array_equal(ours.get_column(column).to_numpy().astype(float), theirs[column].to_numpy()), column
+    np.testing.assert_allclose(
+        ours.get_column("monetary_value").to_numpy(), theirs["monetary_value"].to_numpy(), rtol=1e-12
+    )
+
+
+def three_significant_figures(x: float) -> str:
+    return f"{x:.3g}"
+
+
+@pytest.fixture
+def con():
+    connection = duckdb.connect()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def cdnow_master():
+    connection = duckdb.connect()
+    load_cdnow(connection, DATASETS / "CDNOW_master.txt", ["customer_id", "date", "cds", "amount"])
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def cdnow_sample():
+    """Fader-Hardie-Lee's 2,357-customer sample; the 8 zero-dollar orders count as purchases, as in their data."""
+    connection = duckdb.connect()
+    load_cdnow(
+        connection, DATASETS / "CDNOW_sample.txt", ["master_id", "customer_id", "date", "cds", "amount"],
+        zero_amount_is_purchase=True,
+    )
+    yield connection
+    connection.close()
+
+
+@pytest.fixture(scope="module")
+def sample_summary(cdnow_sample):
+    return build_summary(cdnow_sample, date(1997, 9, 30), unit_days=7, period_days=1)
+
+
+@pytest.fixture(scope="module")
+def sample_models(sample_summary):
+    return BetaGeoModel(unit_days=7).fit(sample_summary), GammaGammaModel().fit(sample_summary)
+
+
+# --------------------------------------------------------------------------- SQL: hand-made rows
+
+AS_OF = date(2024, 1, 31)  # a Wednesday; its ISO week starts Monday 2024-01-29
+HAND_ROWS = [
+    ("A", "2024-01-01 10:00", 10.0),
+    ("A", "2024-01-01 15:00", 20.0),  # same day as the first
+    ("A", "2024-01-11 09:00", 30.0),
+    ("A", "2024-01-20 12:00", 50.0, "cancelled"),
+    ("A", "2024-02-05 12:00", 99.0),  # after as_of
+    ("B", "2024-01-31 23:00", 5.0),  # on as_of
+    ("C", "2024-01-05 12:00", -15.0, "returned"),  # no completed order
+    ("Z", "2024-01-05 12:00", 0.0),  # zero amount: not a purchase
+    ("D", "2024-01-07 12:00", 12.0),  # Sunday
+    ("D", "2024-01-08 12:00", 18.0),  # Monday: another ISO week
+    ("E", "2024-01-09 12:00", 40.0),  # Tuesday
+    ("E", "2024-01-12 12:00", 60.0),  # Friday of the same week
+]
+
+
+def rows_by_customer(frame: pl.DataFrame) -> dict[str, tuple]:
+    return {
+        row["customer_id"]: (row["frequency"], row["recency"], row["T"], row["monetary_value"])
+        for row in frame.iter_rows(named=True)
+    }
+
+
+def test_period_summary_counts_same_day_orders_once_and_sums_their_amounts(con):
+    load_transactions(con, HAND_ROWS)
+    summary = rows_by_customer(build_summary(con, AS_OF))
+    assert summary == {
+        "A": (1, 10.0, 30.0, 30.0),  # days 01-01 (10 + 20) and 01-11 (30)
+        "B": (0, 0.0, 0.0, 0.0),
+        "D": (1, 1.0, 24.0, 18.0),
+        "E": (1, 3.0, 22.0, 60.0),
+    }
+
+
+def test_weekly_period_summary_uses_iso_weeks_and_whole_weeks(con):
+    load_transactions(con, HAND_ROWS)
+    summary = rows_by_customer(build_summary(con, AS_OF, unit_days=7, period_days=7))
+    assert summary == {
+        "A": (1, 1.0, 4.0, 30.0),  # weeks of 01-01 and 01-08; T from 01-01 to 01-29
+        "B": (0, 0.0, 0.0, 0.0),
+        "D": (1, 1.0, 4.0, 18.0),  # Sunday and Monday are different weeks
+        "E": (0, 0.0, 3.0, 0.0),  # Tuesday and Friday: one week
+    }
+
+
+def test_exact_summary_counts_every_order_with_fractional_days_to_the_end_of_as_of(con):
+    load_transactions(con, HAND_ROWS)
+    summary = rows_by_customer(build_summary(con, AS_OF, resolution="exact"))
+    frequency, recency, age, monetary = summary["A"]
+    assert frequency == 2
+    assert recency == pytest.approx(9 + 23 / 24)  # 01-01 10:00 -> 01-11 09:00
+    assert age == pytest.approx(30 + 14 / 24)  # 01-01 10:00 -> 02-01 00:00
+    assert monetary == pytest.approx(25.0)  # mean of the repeat orders 20 and 30
+    assert summary["B"] == pytest.approx((0, 0.0, 1 / 24, 0.0))
+    assert set(summary) == {"A", "B", "D", "E"}
+    weekly = rows_by_customer(build_summary(con, AS_OF, unit_days=7, resolution="exact"))
+    assert weekly["A"][2] == pytest.approx((30 + 14 / 24) / 7)
+
+
+def test_clv_summary_has_one_row_per_customer_and_resolution_with_purchase_timestamps(con):
+    load_transactions(con, HAND_ROWS)
+    con.execute(SUMMARY_SQL, {"as_of": AS_OF, "unit_days": 1, "period_days": 1})
+    frame = con.sql("select * from models.clv_summary order by resolution, customer_id").pl()
+    assert frame.columns == [
+        "resolution", "customer_id", "frequency", "recency", "T", "monetary_value",
+        "first_purchase_at", "last_purchase_at",
+    ]
+    assert frame.group_by("resolution", "customer_id").len().get_column("len").max() == 1
+    a = frame.filter((pl.col("customer_id") == "A") & (pl.col("resolution") == "periods")).row(0, named=True)
+    assert a["first_purchase_at"] == datetime(2024, 1, 1, 10)
+    assert a["last_purchase_at"] == datetime(2024, 1, 11, 9)
+
+
+def test_hand_made_summary_equals_lifetimes_for_days_and_weeks(con):
+    load_transactions(con, HAND_ROWS)
+    assert_same_as_lifetimes(build_summary(con, AS_OF), lifetimes_summary(con, AS_OF, "D"))
+    assert_same_as_lifetimes(
+        build_summary(con, AS_OF, unit_days=7, period_days=7), lifetimes_summary(con, AS_OF, "W")
+    )
+
+
+def test_clv_summary_rejects_units_other_than_days_and_weeks(con):
+    load_transactions(con, HAND_ROWS)
+    with pytest.raises(duckdb.Error, match="unit_days must be 1 or 7"):
+        con.execute(SUMMARY_SQL, {"as_of": AS_OF, "unit_days": 30, "period_days": 1})
+
+
+# --------------------------------------------------------------------------- SQL: CDNOW golden checks
+
+
+@pytest.mark.parametrize(
+    ("as_of", "unit_days", "period_days", "freq", "freq_multiplier"),
+    [
+        (date(1998, 6, 30), 1, 1, "D", 1),
+        (date(1998, 6, 30), 7, 7, "W", 1),
+        (date(1997, 9, 24), 7, 7, "W", 1),  # mid-week as-of: the partial week
+        (date(1997, 9, 30), 7, 1, "D", 7),  # Fader-Hardie's CDNOW summary form
+    ],
+)
+def test_period_summary_equals_lifetimes_on_cdnow_master(
+    cdnow_master, as_of, unit_days, period_days, freq, freq_multiplier
+):
+    ours = build_summary(cdnow_master, as_of, unit_days=unit_days, period_days=period_days)
+    assert ours.height > 23_000
+    assert_same_as_lifetimes(ours, lifetimes_summary(cdnow_master, as_of, freq, freq_multiplier))
+
+
+def test_cdnow_sample_summary_reproduces_fader_hardie_summary_file(sample_summary):
+    published = pd.read_csv(DATASETS / "cdnow_customers_summary_with_transactions.csv")
+    assert sample_summary.height == len(published) == 2357
+    ours = sample_summary.sort(pl.col("customer_id").cast(pl.Int64))
+    assert ours.get_column("frequency").to_list() == published["x"].tolist()
+    for column, theirs in (("recency", "t_x"), ("T", "T"), ("monetary_value", "zbar")):
+        np.testing.assert_allclose(ours.get_column(column).to_numpy(), published[theirs], atol=0.005 + 1e-9)
+
+
+@pytest.mark.parametrize(("unit_days", "period_days", "freq", "freq_multiplier"), [(1, 1, "D", 1), (7, 7, "W", 1)])
+def test_holdout_sql_equals_lifetimes_calibration_and_holdout_data(
+    cdnow_master, unit_days, period_days, freq, freq_multiplier
+):
+    calibration_end, as_of = date(1997, 9, 30), date(1998, 6, 30)  # 09-30 is a Tuesday
+    cdnow_master.execute(
+        HOLDOUT_SQL,
+        {"calibration_end": calibration_end, "as_of": as_of, "unit_days": unit_days, "period_days": period_days},
+    )
+    ours = cdnow_master.sql("select * from models.clv_holdout where resolution = 'periods' order by customer_id").pl()
+    transactions = cdnow_master.sql(
+        "select customer_id, order_at, amount from core.transactions where is_completed_order"
+    ).df()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = calibration_and_holdout_data(
+            transactions, "customer_id", "order_at",
+            calibration_period_end=pd.Timestamp(calibration_end), observation_period_end=pd.Timestamp(as_of),
+            freq=freq, freq_multiplier=freq_multiplier, monetary_value_col="amount",
+        ).sort_index()
+    assert ours.get_column("customer_id").to_list() == theirs.index.to_list()
+    for column in ("frequency_cal", "recency_cal", "T_cal", "frequency_holdout", "duration_holdout"):
+        assert np.array_equal(ours.get_column(column).to_numpy().astype(float), theirs[column].to_numpy()), column
+    # the calibration columns are exactly models.clv_summary at calibration_end
+    summary = build_summary(cdnow_master, calibration_end, unit_days=unit_days, period_days=period_days)
+    assert ours.select("frequency_cal", "recency_cal", "T_cal", "monetary_value_cal").rows() == summary.select(
+        "frequency", "recency", "T", "monetary_value"
+    ).rows()
+
+
+def test_holdout_sql_on_hand_made_rows(con):
+    load_transactions(con, HAND_ROWS)
+    con.execute(
+        HOLDOUT_SQL, {"calibration_end": date(2024, 1, 10), "as_of": AS_OF, "unit_days": 1, "period_days": 1}
+    )
+    frame = con.sql("select * from models.clv_holdout order by resolution, customer_id").pl()
+    rows = {(r["resolution"], r["customer_id"]): r for r in frame.iter_rows(named=True)}
+    # B and the second half of E's history start after calibration_end; B is not in the cohort
+    assert sorted(k[1] for k in rows if k[0] == "periods") == ["A", "D", "E"]
+    assert rows[("periods", "A")]["frequency_cal"] == 0  # one day with two orders
+    assert rows[("exact", "A")]["frequency_cal"] == 1
+    assert rows[("periods", "A")]["frequency_holdout"] == 1  # 01-11; 02-05 is after as_of
+    assert rows[("periods", "E")]["frequency_holdout"] == 1
+    assert rows[("periods", "D")]["frequency_holdout"] == 0
+    assert {r["duration_holdout"] for r in frame.iter_rows(named=True)} == {21.0}
+
+
+# --------------------------------------------------------------------------- published estimates
+
+
+def test_bgnbd_reproduces_fader_hardie_lee_estimates_from_our_sql_summary(sample_models):
+    bgnbd, _ = sample_models
+    published = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    for name, value in published.items():
+        assert three_significant_figures(bgnbd.params_[name]) == three_significant_figures(value), name
+    assert bgnbd.penalizer_ == 0.0
+
+
+def test_gamma_gamma_reproduces_published_estimates_from_our_sql_summary(sample_models):
+    _, gamma_gamma = sample_models
+    published = {"p": 6.25, "q": 3.74, "gamma": 15.44}
+    for name, value in published.items():
+        assert three_significant_figures(gamma_gamma.params_[name]) == three_significant_figures(value), name
+    assert gamma_gamma.n_customers_ == 946
+
+
+def test_zero_dollar_orders_excluded_by_the_core_contract_move_estimates_less_than_one_percent():
+    # core.transactions counts only amount > 0 as a purchase: 8 sample customers whose only
+    # order was $0 disappear, and r, alpha, b no longer match the published figures to 3 s.f.
+    connection = duckdb.connect()
+    load_cdnow(connection, DATASETS / "CDNOW_sample.txt", ["master_id", "customer_id", "date", "cds", "amount"])
+    summary = build_summary(connection, date(1997, 9, 30), unit_days=7)
+    assert summary.height == 2349
+    params = BetaGeoModel(unit_days=7).fit(summary).params_
+    for name, value in {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}.items():
+        assert params[name] == pytest.approx(value, rel=0.01), name
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def test_compressed_fit_gives_the_same_parameters_as_the_uncompressed_fit(sample_summary, sample_models):
+    bgnbd, gamma_gamma = sample_models
+    uncompressed = BetaGeoModel(unit_days=7, compress=False).fit(sample_summary)
+    assert bgnbd.n_patterns_ < uncompressed.n_patterns_ == 2357
+    for name in ("r", "alpha", "a", "b"):
+        assert bgnbd.params_[name] == pytest.approx(uncompressed.params_[name], rel=1e-5)
+        assert bgnbd.std_errors_[name] == pytest.approx(uncompressed.std_errors_[name], rel=1e-3)
+    gg_uncompressed = GammaGammaModel(compress=False).fit(sample_summary)
+    for name in ("p", "q", "gamma"):
+        assert gamma_gamma.params_[name] == pytest.approx(gg_uncompressed.params_[name], rel=1e-5)
+
+
+def test_compress_summary_counts_customers_per_pattern():
+    summary = pl.DataFrame({"frequency": [0, 0, 1, 1, 1], "recency": [0.0, 0.0, 2.0, 2.0, 3.0], "T": [5.0] * 5})
+    compressed = compress_summary(summary)
+    assert compressed.rows() == [(0, 0.0, 5.0, 2), (1, 2.0, 5.0, 2), (1, 3.0, 5.0, 1)]
+
+
+def test_models_follow_scikit_learn_conventions(sample_summary):
+    model = BetaGeoModel(unit_days=7, penalizers=(0.0, 0.01))
+    assert model.get_params() == {
+        "unit_days": 7, "penalizers": (0.0, 0.01), "max_parameter": 1e6, "compress": True, "tol": 1e-7
+    }
+    for call in (
+        lambda: model.predict(sample_summary, horizon_days=30),
+        lambda: model.predict_p_alive(sample_summary),
+        lambda: model.parameters_frame(),
+        lambda: GammaGammaModel().predict(sample_summary),
+    ):
+        with pytest.raises(NotFittedError):
+            call()
+    assert model.fit(sample_summary) is model
+    assert model.penalizers == (0.0, 0.01)
+
+
+def test_parameters_frame_is_tidy_with_standard_errors_and_the_penalizer(sample_models):
+    bgnbd, gamma_gamma = sample_models
+    frame = pl.concat([bgnbd.parameters_frame(), gamma_gamma.parameters_frame()])
+    assert frame.columns == ["model", "parameter", "value", "std_error"]
+    assert frame.select("model", "parameter").rows() == [
+        ("bgnbd", "r"), ("bgnbd", "alpha"), ("bgnbd", "a"), ("bgnbd", "b"), ("bgnbd", "penalizer"),
+        ("gamma_gamma", "p"), ("gamma_gamma", "q"), ("gamma_gamma", "gamma"), ("gamma_gamma", "penalizer"),
+    ]
+    r = frame.row(0, named=True)
+    assert r["std_error"] == pytest.approx(0.0126, abs=1e-4)  # lifetimes' summary for the FHL fit
+    assert frame.filter(pl.col("parameter") == "penalizer").get_column("std_error").null_count() == 2
+
+
+def test_gamma_gamma_metrics_report_the_frequency_spend_correlation(sample_summary, sample_models):
+    _, gamma_gamma = sample_models
+    buyers = sample_summary.filter(pl.col("frequency") > 0)
+    expected = np.corrcoef(buyers.get_column("frequency"), buyers.get_column("monetary_value"))[0, 1]
+    metrics = dict(gamma_gamma.metrics_frame().select("metric", "value").rows())
+    assert metrics["frequency_monetary_correlation"] == pytest.approx(expected)
+    assert metrics["repeat_buyers"] == 946
+
+
+# --------------------------------------------------------------------------- penalizer ladder
+
+NO_CHURN = pl.DataFrame({"frequency": [10 + i % 3 for i in range(60)], "recency": [99.0] * 60, "T": [100.0] * 60})
+
+
+def test_absurd_parameters_move_the_fit_down_the_penalizer_ladder(capsys):
+    # nobody ever drops out: without a penalty r, alpha and b run off to ~1e8
+    model = BetaGeoModel().fit(NO_CHURN)
+    assert model.penalizer_ == 1e-4
+    assert model.fit_attempts_[0][0] == 0.0
+    assert model.fit_attempts_[0][1].startswith("gave absurd")
+    assert model.fit_attempts_[1] == (1e-4, None)
+    assert all(0 < v <= 1e6 for v in model.params_.values())
+    assert dict(model.parameters_frame().select("parameter", "value").rows())["penalizer"] == 1e-4
+    assert capsys.readouterr().out == ""
+
+
+def test_convergence_errors_are_retried_and_recorded(monkeypatch, sample_summary):
+    class FailsWithoutPenalty(clv.BetaGeoFitter):
+        def fit(self, *args, **kwargs):
+            if self.penalizer_coef == 0:
+                raise clv.ConvergenceError("The model did not converge.")
+            return super().fit(*args, **kwargs)
+
+    monkeypatch.setattr(clv, "BetaGeoFitter", FailsWithoutPenalty)
+    model = BetaGeoModel(unit_days=7, penalizers=(0.0, 1e-3)).fit(sample_summary)  # converges at 0 unpatched
+    assert model.fit_attempts_ == ((0.0, "did not converge"), (1e-3, None))
+    assert model.penalizer_ == 1e-3
+
+
+def test_model_fit_error_when_every_penalizer_fails():
+    with pytest.raises(ModelFitError, match=r"BG/NBD model could not be fitted with any penalizer \(0\)") as info:
+        BetaGeoModel(penalizers=(0.0,)).fit(NO_CHURN)
+    assert "\n" not in str(info.value)
+    heavy_tailed = pl.DataFrame(
+        {"frequency": [1 + i % 4 for i in range(200)],
+         "monetary_value": (np.random.default_rng(0).pareto(0.7, 200) + 1) * 10}
+    )
+    with pytest.raises(ModelFitError, match="Gamma-Gamma model could not be fitted"):
+        GammaGammaModel().fit(heavy_tailed)
+    with pytest.raises(ModelFitError, match="no customers"):
+        BetaGeoModel().fit(NO_CHURN.head(0))
+    assert check_enough_data(NO_CHURN.head(0)) == "No customer has a completed order up to the as-of date."
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def test_discounted_purchases_match_a_hand_computed_constant_rate_case():
+    rate, d = 0.02, 0.10  # purchases per day, annual discount rate
+
+    def cumulative(days):
+        return np.array([rate * days])
+
+    v = 1.1 ** (-1 / 365)  # daily discount factor
+    daily = discounted_expected_purchases(cumulative, horizon_days=365, step_days=1, annual_discount_rate=d)
+    assert daily[0] == pytest.approx(rate * v * (1 - v**365) / (1 - v), rel=1e-12)
+    weekly = discounted_expected_purchases(cumulative, horizon_days=365, step_days=7, annual_discount_rate=d)
+    w = 1.1 ** (-7 / 365)  # 52 whole weeks, then one day discounted for the full year
+    assert weekly[0] == pytest.approx(7 * rate * w * (1 - w**52) / (1 - w) + rate * 1 / 1.1, rel=1e-12)
+    undiscounted = discounted_expected_purchases(cumulative, horizon_days=365, step_days=7, annual_discount_rate=0)
+    assert undiscounted[0] == pytest.approx(rate * 365)
+
+
+def test_clv_equals_lifetimes_formula_with_thirty_day_months(cdnow_sample):
+    summary = build_summary(cdnow_sample, date(1997, 9, 30), unit_days=1)
+    bgnbd, gamma_gamma = BetaGeoModel(unit_days=1).fit(summary), GammaGammaModel().fit(summary)
+    monthly_rate = 0.01
+    ours = discounted_expected_purchases(
+        lambda days: bgnbd.predict(summary, horizon_days=days),
+        horizon_days=360, step_days=30, annual_discount_rate=(1 + monthly_rate) ** (365 / 30) - 1,
+    ) * gamma_gamma.predict(summary)
+    frame = summary.to_pandas()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = gamma_gamma.fitter_.customer_lifetime_value(
+            bgnbd.fitter_, frame["frequency"], frame["recency"], frame["T"], frame["monetary_value"],
+            time=12, discount_rate=monthly_rate, freq="D",
+        )
+    np.testing.assert_allclose(ours, theirs.to_numpy(), rtol=1e-9)
+
+
+def test_predictions_keep_their_invariants(sample_summary, sample_models):
+    bgnbd, gamma_gamma = sample_models
+    as_of = date(1997, 9, 30)
+    out = predict_customer_value(sample_summary, bgnbd=bgnbd, gamma_gamma=gamma_gamma, as_of=as_of)
+    assert out.columns == [
+        "customer_id", "p_alive", "expected_purchases_30d", "expected_purchases_90d", "expected_purchases_365d",
+        "expected_order_value", "predicted_clv", "expected_next_order_date",
+    ]
+    assert out.height == sample_summary.height == out.get_column("customer_id").n_unique()
+    assert out.get_column("customer_id").to_list() == sample_summary.get_column("customer_id").to_list()
+    p_alive = out.get_column("p_alive")
+    assert p_alive.min() >= 0 and p_alive.max() <= 1
+    assert out.get_column("predicted_clv").min() >= 0
+    assert out.select(pl.all().null_count()).row(0)[:-1] == (0,) * 7
+    # longer horizons never expect fewer purchases
+    assert (out["expected_purchases_30d"] <= out["expected_purchases_90d"]).all()
+    assert (out["expected_purchases_90d"] <= out["expected_purchases_365d"]).all()
+    # weekly model, 365 days: exactly 365/7 weeks of expected purchases
+    expected_365 = bgnbd.fitter_.conditional_expected_number_of_purchases_up_to_time(
+        365 / 7, *(sample_summary.get_column(c).to_numpy().astype(float) for c in ("frequency", "recency", "T"))
+    )
+    np.testing.assert_allclose(out["expected_purchases_365d"].to_numpy(), expected_365, rtol=1e-12)
+    # next order dates: after as_of, within the limit, and only for likely-alive customers
+    dated = out.filter(pl.col("expected_next_order_date").is_not_null())
+    assert dated.height > 0
+    assert dated["expected_next_order_date"].min() > as_of
+    assert dated["expected_next_order_date"].max() <= as_of + timedelta(days=365)
+    assert dated["p_alive"].min() >= 0.5
+    assert out.filter(pl.col("p_alive") < 0.5)["expected_next_order_date"].null_count() == out.filter(
+        pl.col("p_alive") < 0.5
+    ).height
+
+
+def test_expected_purchases_equal_lifetimes_including_the_overflow_branch(sample_models):
+    bgnbd, _ = sample_models
+    x = np.array([0, 1, 5, 50, 200, 500.0])
+    age = np.array([1, 10, 38, 38, 38, 38.0])
+    recency = np.array([0, 5, 30, 37, 38, 38.0])
+    for t in (1.0, 52.0, 520.0, 5200.0):  # 2F1 overflows for the heaviest buyers at long horizons
+        ours = bgnbd._expected_purchases_units(t, x, recency, age)
+        theirs = bgnbd.fitter_.conditional_expected_number_of_purchases_up_to_time(t, x, recency, age)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-10)
+
+
+def test_predictions_without_gamma_gamma_leave_value_columns_null(sample_summary, sample_models):
+    bgnbd, _ = sample_models
+    out = predict_customer_value(sample_summary.head(5), bgnbd=bgnbd, as_of=date(1997, 9, 30), horizons_days=(7,))
+    assert "expected_purchases_7d" in out.columns
+    assert out["predicted_clv"].null_count() == 5 and out["expected_order_value"].null_count() == 5
+
+
+def test_median_wait_to_next_purchase_matches_simulation(sample_models):
+    bgnbd, _ = sample_models
+    r, alpha = bgnbd.params_["r"], bgnbd.params_["alpha"]
+    customer = pl.DataFrame({"frequency": [4], "recency": [30.0], "T": [38.0]})
+    median_days = bgnbd.predict_median_days_to_next_purchase(customer)[0]
+    rng = np.random.default_rng(7)
+    rates = rng.gamma(shape=r + 4, scale=1 / (alpha + 38.0), size=400_000)  # lambda | alive, history
+    waits = rng.exponential(1 / rates) * 7
+    assert median_days == pytest.approx(np.median(waits), rel=0.02)
+
+
+def test_naive_next_order_date_is_last_order_plus_average_gap():
+    summary = pl.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "frequency": [2, 0, 1],
+            "recency": [20.0, 0.0, 10.0],
+            "last_purchase_at": [datetime(2024, 1, 21, 15), datetime(2024, 1, 5), datetime(2024, 1, 10)],
+        }
+    )
+    out = predict_naive_next_order_dates(summary, as_of=date(2024, 1, 25))
+    # a: gap 10 days -> 01-31; b: one-time buyer; c: 01-20 is overdue -> day after as_of
+    assert out.rows() == [("a", date(2024, 1, 31)), ("b", None), ("c", date(2024, 1, 26))]
+    literal = predict_naive_next_order_dates(summary, as_of=date(2024, 1, 25), clip_to_as_of=False)
+    assert literal["naive_next_order_date"][2] == date(2024, 1, 20)
+
+
+def test_next_order_scores_compare_model_and_naive_on_the_same_customers():
+    predictions = pl.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "expected_next_order_date": [date(2024, 2, 1), date(2024, 2, 10), None, date(2024, 3, 1)],
+            "naive_next_order_date": [date(2024, 2, 5), date(2024, 2, 4), date(2024, 2, 2), None],
+        }
+    )
+    actual = pl.DataFrame(
+        {"customer_id": ["a", "b", "c", "x"],
+         "next_order_date": [date(2024, 2, 3), date(2024, 2, 5), date(2024, 2, 2), date(2024, 2, 9)]}
+    )
+    metrics = {row[1]: (row[2], row[3]) for row in score_next_order_dates(predictions, actual).rows()}
+    assert metrics["mae_days"] == (pytest.approx((2 + 5) / 2), pytest.approx((2 + 1) / 2))
+    assert metrics["customers_scored"] == (2, 2)
+    assert metrics["coverage"] == (pytest.approx(2 / 3), pytest.approx(3 / 3))
+
+
+# --------------------------------------------------------------------------- holdout, data checks
+
+
+def test_holdout_check_returns_model_and_naive_metrics(cdnow_sample):
+    cdnow_sample.execute(
+        HOLDOUT_SQL,
+        {"calibration_end": date(1997, 9, 30), "as_of": date(1998, 6, 30), "unit_days": 7, "period_days": 1},
+    )
+    holdout = cdnow_sample.sql(
+        "select * from models.clv_holdout where resolution = 'periods' order by customer_id"
+    ).pl()
+    metrics = evaluate_holdout(holdout, model=BetaGeoModel(unit_days=7))
+    assert metrics.columns == ["model", "metric", "value", "baseline"]
+    values = {row[1]: (row[2], row[3]) for row in metrics.rows()}
+    actual = holdout["frequency_holdout"].sum()
+    naive = np.where(holdout["T_cal"] > 0, holdout["frequency_cal"] / holdout["T_cal"], 0) * 39.0
+    assert values["holdout_actual_repeat_purchases"] == (actual, actual)
+    assert values["holdout_predicted_repeat_purchases"][1] == pytest.approx(naive.sum())
+    naive_mae = np.mean(np.abs(naive - holdout["frequency_holdout"].to_numpy()))
+    assert values["holdout_mae_repeat_purchases"][1] == pytest.approx(naive_mae)
+    assert values["holdout_total_purchases_relative_error"][1] == pytest.approx((naive.sum() - actual) / actual)
+    # the BG/NBD beats the naive rate on CDNOW
+    assert values["holdout_mae_repeat_purchases"][0] < values["holdout_mae_repeat_purchases"][1]
+    model_error, naive_error = values["holdout_total_purchases_relative_error"]
+    assert abs(model_error) < abs(naive_error)
+
+
+def test_check_enough_data_names_the_first_shortfall():
+    summary = pl.DataFrame({"frequency": [1] * 40 + [0] * 80, "T": [100.0] * 120})
+    assert check_enough_data(summary) is None
+    assert "Only 120 customers" in check_enough_data(summary, min_customers=200)
+    assert "Only 40 customers bought more than once" in check_enough_data(summary, min_repeat_buyers=50)
+    reason = check_enough_data(summary, unit_days=1, min_history_days=120)
+    assert reason == "The purchase history covers only 100 days; the CLV models need at least 120."
+    assert check_enough_data(summary, unit_days=7, min_history_days=120) is None
+
+
+def test_resolution_is_exact_for_timestamps_and_periods_for_dates():
+    assert choose_resolution(True) == "exact"
+    assert choose_resolution(False) == "periods"
+    assert choose_resolution(True, "periods") == "periods"
+    with pytest.raises(ValueError, match="resolution must be one of auto, periods, exact"):
+        choose_resolution(True, "weekly")
+
+
+def test_time_of_day_detection_ignores_midnight_and_time_zone_shifted_dates():
+    days = [datetime(2024, 1, 1) + timedelta(days=i) for i in range(300)]
+    assert not detect_time_of_day(pl.Series(days))
+    # dates from Europe/Berlin converted to UTC: 23:00 in winter, 22:00 in summer
+    shifted = [d - timedelta(hours=1 if d.month < 4 else 2) for d in days]
+    assert not detect_time_of_day(shifted)
+    rng = np.random.default_rng(1)
+    timed = [d + timedelta(seconds=int(s)) for d, s in zip(days, rng.integers(0, 86400, 300))]
+    assert detect_time_of_day(pl.Series(timed))
+    assert not detect_time_of_day(pl.Series([], dtype=pl.Datetime))
