@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from pipelines import clean, core, ingest, quality, runlog, summary
+from pipelines import churn, clean, core, ingest, marts, quality, runlog, summary, value
 from pipelines.config import load_settings
 from pipelines.warehouse import connect_warehouse
 
@@ -57,6 +57,42 @@ def build_core(ctx: runlog.RunContext) -> core.CoreReport:
     return report
 
 
+@step(name="customer value")
+def score_customer_value(ctx: runlog.RunContext) -> value.ValueReport:
+    report = value.score_customer_value(ctx.con, ctx.settings, ctx.as_of, ctx.run_id)
+    ctx.rows_per_step["value"] = {"customers": report.customers, "clv": report.clv_status}
+    get_run_logger().info("value: %d buyers, CLV %s%s", report.customers, report.clv_status,
+                          f" ({report.clv_message})" if report.clv_message else "")
+    return report
+
+
+@step(name="churn")
+def score_churn(ctx: runlog.RunContext) -> churn.ChurnResult:
+    result = churn.score_churn_risk(ctx.con, ctx.settings, ctx.as_of, ctx.run_id,
+                                    value.make_bgnbd_scorer(ctx.con, ctx.settings, ctx.as_of))
+    ctx.rows_per_step["churn"] = {"scored": result.scores.height,
+                                  "published": result.published_scorer}
+    get_run_logger().info("churn: %d customers scored; %s", result.scores.height,
+                          result.message)
+    return result
+
+
+@step(name="segments")
+def segment_customers(ctx: runlog.RunContext) -> dict:
+    counts = value.segment_customers(ctx.con, ctx.settings, ctx.as_of)
+    ctx.rows_per_step["segments"] = counts["value_tier"]
+    get_run_logger().info("tiers: %s", counts["value_tier"])
+    return counts
+
+
+@step(name="marts")
+def build_marts(ctx: runlog.RunContext) -> int:
+    rows = marts.build_customer_360(ctx.con, ctx.as_of, ctx.run_id)
+    ctx.rows_per_step["marts"] = {"customer_360": rows}
+    get_run_logger().info("marts.customer_360: %d rows", rows)
+    return rows
+
+
 @flow(name="crm_pipeline")
 def crm_pipeline(config_path: str | None = None, as_of: str | None = None) -> str:
     """Run the whole pipeline once; returns the run summary text."""
@@ -71,7 +107,14 @@ def crm_pipeline(config_path: str | None = None, as_of: str | None = None) -> st
         build_staging(ctx)
         validate_sources(ctx)
         build_core(ctx)
-        text = summary.format_summary(ctx.con, ctx.run_id, ctx.as_of)
+        value_report = score_customer_value(ctx)
+        churn_result = score_churn(ctx)
+        segment_counts = segment_customers(ctx)
+        build_marts(ctx)
+        text = "\n\n".join([
+            summary.format_summary(ctx.con, ctx.run_id, ctx.as_of),
+            summary.format_value_summary(value_report, segment_counts),
+            summary.format_churn_summary(churn_result)])
         runlog.record_run_end(ctx, "succeeded")
         return text
     except Exception as exc:

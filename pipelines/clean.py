@@ -42,7 +42,7 @@ def build_staging(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[st
     counts = {}
     for name in STAGING_ORDER:
         run_sql(con, f"staging/{name}", source_params(settings.sources.get(name)))
-        counts[name] = con.execute(f"select count(*) from staging.{name}").fetchone()[0]
+        counts[name] = con.execute(f"select count(*) from staging.{name}").fetchall()[0][0]
     normalise_phones(con)
     return counts
 

@@ -103,12 +103,49 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class ChurnConfig:
+    band_cutoffs: tuple[float, float] = (0.33, 0.66)
+    min_labelled_customers: int = 200
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class CurrencyConfig:
     """Amounts are reported in ``base``; ``rates`` gives units of each other currency per
     one unit of base (e.g. GBP = 0.85 when 1 EUR buys 0.85 GBP)."""
 
     base: str | None = None
     rates: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BusinessRules:
+    """Rules users tune, as data: the RFM grid, value tiers, lifecycle stages and the
+    playbook of recommended actions (defaults documented in README.md)."""
+
+    rfm_grid: Any
+    tiers: Any
+    lifecycle: Any
+    playbook: Any
+
+
+def _business_rules(data: Mapping[str, Any]) -> BusinessRules:
+    from models import rfm, segments
+
+    try:
+        rfm_table = _table(data, "rfm")
+        _reject_unknown(rfm_table, {"segments"}, "rfm")
+        grid = (rfm.RfmGrid.from_dict(rfm_table["segments"], "rfm.segments")
+                if "segments" in rfm_table else rfm.DEFAULT_RFM_GRID)
+        tiers = segments.TierRules.from_dict(_table(data, "tiers"), "tiers")
+        lifecycle = segments.LifecycleRules.from_dict(_table(data, "lifecycle"), "lifecycle")
+        playbook_table = _table(data, "playbook")
+        playbook = (segments.Playbook.from_dict(playbook_table, "playbook",
+                                                segments=grid.segments)
+                    if playbook_table else segments.DEFAULT_PLAYBOOK)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    return BusinessRules(rfm_grid=grid, tiers=tiers, lifecycle=lifecycle, playbook=playbook)
 
 
 @dataclass(frozen=True)
@@ -122,6 +159,8 @@ class Settings:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     models: ModelConfig = field(default_factory=ModelConfig)
     currency: CurrencyConfig = field(default_factory=CurrencyConfig)
+    rules: BusinessRules | None = None
+    churn: ChurnConfig = field(default_factory=ChurnConfig)
     # Business rules owned by models/ (RFM grid, tiers, lifecycle, playbook, churn bands,
     # exports, schedule): kept as validated plain mappings and parsed by their owners.
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -171,7 +210,25 @@ def settings_from_dict(data: Mapping[str, Any], base_dir: Path,
     return Settings(config_path=config_path, base_dir=base_dir, warehouse=warehouse,
                     sources=MappingProxyType(sources), validation=validation, models=models,
                     currency=_currency(_table(data, "currency")),
+                    rules=_business_rules(data),
+                    churn=_churn(_table(data, "churn")),
                     sections=MappingProxyType(sections))
+
+
+def _churn(data: Mapping[str, Any]) -> ChurnConfig:
+    _reject_unknown(data, {"band_cutoffs", "min_labelled_customers", "seed"}, "churn")
+    cutoffs = _get(data, "band_cutoffs", "churn", list, [0.33, 0.66])
+    if (len(cutoffs) != 2 or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                                     for c in cutoffs)
+            or not 0 < cutoffs[0] < cutoffs[1] < 1):
+        raise ConfigError("churn.band_cutoffs must be two increasing probabilities between 0 "
+                          f"and 1 (low/medium and medium/high), got {cutoffs!r}.")
+    minimum = _get(data, "min_labelled_customers", "churn", int, 200)
+    if minimum < 10:
+        raise ConfigError(f"churn.min_labelled_customers must be at least 10, got {minimum}.")
+    seed = _get(data, "seed", "churn", int, 0)
+    return ChurnConfig(band_cutoffs=(float(cutoffs[0]), float(cutoffs[1])),
+                       min_labelled_customers=minimum, seed=seed)
 
 
 def _currency(data: Mapping[str, Any]) -> CurrencyConfig:

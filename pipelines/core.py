@@ -47,7 +47,7 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: str) -> CoreReport:
                         "Nothing was published. This is a bug; please report it with the file.")
     orders, customers, events = con.execute("""
         select (select count(*) from core.transactions), (select count(*) from core.customers),
-               (select count(*) from core.events)""").fetchone()
+               (select count(*) from core.events)""").fetchall()[0]
     dups = dict(con.execute("select source, count(*) from core.duplicate_rows group by all"
                             ).fetchall())
     return CoreReport(identity, orders, customers, events, dups)

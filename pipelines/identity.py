@@ -76,7 +76,7 @@ def resolve_identities(con: duckdb.DuckDBPyConnection) -> IdentityReport:
     source_ids, customers, merged = con.execute("""
         select count(*), count(distinct customer_id),
                count(*) filter (where match_rule <> 'self')
-        from core.customer_map""").fetchone()
+        from core.customer_map""").fetchall()[0]
     by_rule = dict(con.execute("select match_rule, count(*) from core.customer_map "
                                "where match_rule <> 'self' group by all").fetchall())
     return IdentityReport(source_ids, customers, merged, by_rule)

@@ -110,7 +110,8 @@ def ingest_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, run_id: 
     for path in files:
         sha = file_sha256(path)
         known = con.execute("select status from raw.files where file_sha256 = ?",
-                            [sha]).fetchone()
+                            [sha]).fetchall()
+        known = known[0] if known else None
         if known is not None:
             report = FileReport(source.name, str(path), sha, "already_ingested", 0, 0, "none")
         else:
@@ -242,13 +243,13 @@ def _ingest_csv_duckdb(con, source: SourceConfig, path: Path, lineage: dict
     # A temp table keeps the file's row order, so its rowid is the data row number.
     con.execute(f"create temp table _ingest_stage as select * from read_csv($path, {opts})",
                 params)
-    rejected = con.execute("select count(*) from reject_errors").fetchone()[0]
+    rejected = con.execute("select count(*) from reject_errors").fetchall()[0][0]
     if rejected:
         con.execute("drop table _ingest_stage")
         return None
     found = [r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')"
                                        ).fetchall()]
-    n = con.execute("select count(*) from _ingest_stage").fetchone()[0]
+    n = con.execute("select count(*) from _ingest_stage").fetchall()[0][0]
     if n == 0 and not _has_data_lines(path, source):
         found = _header_columns(path, source) or found
         mapping, ignored, missing = _map_columns(source, path, found)
@@ -274,7 +275,7 @@ def _ingest_jsonl_duckdb(con, source: SourceConfig, path: Path, lineage: dict) -
                 {"path": str(path)})
     found = [r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')"
                                        ).fetchall()]
-    n = con.execute("select count(*) from _ingest_stage").fetchone()[0]
+    n = con.execute("select count(*) from _ingest_stage").fetchall()[0][0]
     if n == 0:
         return FileReport(source.name, str(path), lineage["_file_sha256"], "empty", 0, 0,
                           "duckdb")
@@ -298,7 +299,7 @@ def _ingest_parquet(con, source: SourceConfig, path: Path, lineage: dict) -> Fil
                          f"[sources.{source.name}] format to match the file.") from exc
     found = [r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')"
                                        ).fetchall() if r[0] != "file_row_number"]
-    n = con.execute("select count(*) from _ingest_stage").fetchone()[0]
+    n = con.execute("select count(*) from _ingest_stage").fetchall()[0][0]
     mapping, ignored, missing = _map_columns(source, path, found)
     _insert_staged(con, source, mapping, lineage, "file_row_number + 1",
                    lambda c: f"nullif(trim(cast({c} as varchar)), '')")

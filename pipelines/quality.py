@@ -360,14 +360,15 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
         select count(*) from staging.transactions s
         where not exists (select 1 from quarantine.transactions q
                           where q._file_sha256 = s._file_sha256
-                            and q._row_number = s._row_number)""").fetchone()[0]
+                            and q._row_number = s._row_number)""").fetchall()[0][0]
     if usable == 0:
         files = con.execute("select count(*) from raw.files where source = 'transactions'"
-                            ).fetchone()[0]
+                            ).fetchall()[0][0]
         top = con.execute("""
             select rule from (select unnest(string_split(rules, ', ')) as rule
                               from quarantine.transactions)
-            group by rule order by count(*) desc, rule limit 1""").fetchone()
+            group by rule order by count(*) desc, rule limit 1""").fetchall()
+        top = top[0] if top else None
         hint = _failure_hint(top[0], "transactions", settings) if top else ""
         raise InputError(
             f"There are no usable transaction rows ({files} transaction file(s) found for "

@@ -81,7 +81,7 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, requested: date | None) -> dat
     if requested is not None:
         return requested
     latest = con.execute("select max(order_date) from core.transactions "
-                         "where is_completed_order").fetchone()[0]
+                         "where is_completed_order").fetchall()[0][0]
     if latest is None:
         from pipelines.errors import InputError
 

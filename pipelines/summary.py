@@ -50,11 +50,66 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
         lines.append(f"  {source:<12} {reason:<40} {n:>8}")
     ids, customers, merged = con.execute("""
         select count(*), count(distinct customer_id), count(*) filter (where match_rule <> 'self')
-        from core.customer_map""").fetchone()
+        from core.customer_map""").fetchall()[0]
     orders, events = con.execute("select (select count(*) from core.transactions), "
-                                 "(select count(*) from core.events)").fetchone()
+                                 "(select count(*) from core.events)").fetchall()[0]
     lines.append("")
     lines.append(f"Customers: {ids} source ids -> {customers} customers "
                  f"({merged} duplicate records unified)")
     lines.append(f"Orders: {orders}   Events: {events}")
+    return "\n".join(lines)
+
+
+def format_value_summary(report, segment_counts: dict[str, dict[str, int]]) -> str:
+    """Fitted CLV parameters, holdout error against the naive baseline, segment counts."""
+    lines = [f"Customer value ({report.customers} buyers, {report.repeat_buyers} repeat buyers, "
+             f"{report.resolution} resolution)"]
+    if report.clv_message:
+        lines.append(f"  {report.clv_message}")
+    if report.parameters.height:
+        for model, parameter, value, se in report.parameters.select(
+                "model", "parameter", "value", "std_error").iter_rows():
+            se_text = f" ± {se:.3g}" if se is not None else ""
+            lines.append(f"  {model:<12} {parameter:<10} {value:>10.4g}{se_text}")
+    metrics = {(m, k): (v, b) for m, k, v, b in report.metrics.iter_rows()}
+    for key, label in ((("bgnbd", "holdout_mae_repeat_purchases"),
+                        "holdout MAE, repeat purchases per customer"),
+                       (("bgnbd", "holdout_total_purchases_relative_error"),
+                        "holdout error of total repeat purchases"),
+                       (("next_order_date", "mae_days"), "next-order date MAE, days")):
+        if key in metrics:
+            v, b = metrics[key]
+            lines.append(f"  {label:<44} model {v:>8.3f}   baseline {b:>8.3f}")
+    lines.append("RFM segments: " + ", ".join(f"{k} {v}" for k, v in report.segment_counts.items()))
+    for column, title in (("value_tier", "Value tiers"), ("lifecycle_stage", "Lifecycle stages"),
+                          ("recommended_action", "Recommended actions")):
+        counts = segment_counts.get(column, {})
+        lines.append(f"{title}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return "\n".join(lines)
+
+
+def format_churn_summary(result) -> str:
+    """The churn model's test metrics next to the baselines, and what was published."""
+    lines = [f"Churn risk (trained at {result.train_cutoff}, tested at {result.test_cutoff}, "
+             f"horizon {result.horizon_days} days)"]
+    lines.append(f"  {result.message}")
+    wanted = ("roc_auc", "pr_auc", "brier_score", "log_loss", "top_decile_lift")
+    if result.metrics.height:
+        # value = the churn model, baseline = the rule named in `model`, on one test set
+        cells = {(m, k): (v, b) for m, k, v, b in result.metrics.select(
+            "model", "metric", "value", "baseline").iter_rows()}
+        lines.append(f"  {'metric':<18}{'model':>10}{'recency':>10}{'1-p_alive':>10}")
+        for metric in wanted:
+            model_value = next((v for (m, k), (v, _) in cells.items() if k == metric), None)
+            if model_value is None:
+                continue
+            recency = cells.get(("churn_vs_recency", metric), (None, None))[1]
+            bgnbd = cells.get(("churn_vs_bgnbd", metric), (None, None))[1]
+            lines.append(f"  {metric:<18}" + "".join(
+                f"{v:>10.3f}" if v is not None else f"{'-':>10}"
+                for v in (model_value, recency, bgnbd)))
+    bands = result.scores.group_by("churn_band").len().sort("churn_band") \
+        if result.scores.height else None
+    if bands is not None:
+        lines.append("  bands: " + ", ".join(f"{b} {n}" for b, n in bands.iter_rows()))
     return "\n".join(lines)

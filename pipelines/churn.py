@@ -1,0 +1,407 @@
+"""Churn-risk step: dated features and labels in DuckDB, out-of-time validation, scores.
+
+With H = the horizon in days:
+
+- train: features at ``as_of - 2H``, labels from the H days after it;
+- test: features at ``as_of - H``, labels from the H days after it (ending at as_of);
+- the model is compared with the baselines on the test set, the better scorer is refit
+  on the latest labelled cutoff (``as_of - H``) and scores everyone with a completed
+  order on or before ``as_of`` from features at ``as_of``.
+
+Nothing dated after ``as_of`` is read. The functions take a DuckDB connection and
+explicit arguments; reading settings and writing tables is the caller's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import duckdb
+import polars as pl
+
+from models.churn import (
+    IMPORTANCES_SCHEMA,
+    LABEL_COLUMN,
+    METRICS_SCHEMA,
+    SCORES_SCHEMA,
+    BaselineChurnModel,
+    ChurnModel,
+    assign_churn_bands,
+    build_churn_scores,
+    choose_published_scorer,
+    compute_churn_metrics,
+    compute_permutation_importances,
+    save_churn_model,
+    score_without_labels,
+    select_feature_columns,
+)
+from pipelines.sqlrun import run_sql
+
+log = logging.getLogger(__name__)
+
+REQUIRED_TABLES = ("core.transactions", "core.customers", "core.events")
+BGNBD_COLUMNS = ("customer_id", "p_alive", "expected_purchases")
+# A class this small cannot be split into calibration folds or give a stable AUC.
+MIN_CUSTOMERS_PER_CLASS = 10
+
+BgnbdScorer = Callable[[date], pl.DataFrame]
+
+
+@dataclass(frozen=True)
+class ChurnResult:
+    """What one churn run produced.
+
+    Attributes
+    ----------
+    scores : polars.DataFrame
+        One row per customer with a completed order on or before ``as_of``:
+        customer_id, churn_probability, churn_band.
+    metrics : polars.DataFrame
+        model, metric, value, baseline (test-set metrics; empty after a fallback).
+    importances : polars.DataFrame
+        feature, importance_mean, importance_std (empty after a fallback).
+    model : ChurnModel, BaselineChurnModel or None
+        The scorer that produced ``scores``, refit on the latest labelled cutoff;
+        None after a fallback.
+    fallback_reason : str or None
+        One sentence when the model could not be validated, else None.
+    published_scorer : str
+        "model", "recency" or "bgnbd" (Platt-scaled baselines), or
+        "fallback_bgnbd" / "fallback_recency_rank", or "none" when nobody is scored.
+    model_beats_baselines : bool or None
+        Whether the model's test ROC AUC beat every baseline's (None after a fallback).
+    message : str
+        One sentence for the run log: the publish decision or the fallback reason.
+    as_of, train_cutoff, test_cutoff : date
+        Scoring date and the two validation cutoffs (as_of - 2H, as_of - H).
+    horizon_days : int
+        H.
+    """
+
+    scores: pl.DataFrame
+    metrics: pl.DataFrame
+    importances: pl.DataFrame
+    model: ChurnModel | BaselineChurnModel | None
+    fallback_reason: str | None
+    published_scorer: str
+    model_beats_baselines: bool | None
+    message: str
+    as_of: date
+    train_cutoff: date
+    test_cutoff: date
+    horizon_days: int
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+def _check_core_tables(con: duckdb.DuckDBPyConnection) -> None:
+    present = {
+        f"{schema}.{name}"
+        for schema, name in con.execute(
+            "select table_schema, table_name from information_schema.tables where table_schema = 'core'"
+        ).fetchall()
+    }
+    missing = [table for table in REQUIRED_TABLES if table not in present]
+    if missing:
+        raise ValueError(
+            f"The churn model needs {', '.join(missing)} (see docs/core_tables.md); "
+            "build the core layer first (an absent source should give an empty table)."
+        )
+
+
+def _run_model_sql(con: duckdb.DuckDBPyConnection, table: str, parameters: dict) -> pl.DataFrame:
+    # `table` is one of this module's own constants, never user input.
+    _check_core_tables(con)
+    run_sql(con, f"models/{table}", parameters)
+    return con.sql(f"select * from models.{table} order by customer_id").pl()
+
+
+def build_churn_features(con: duckdb.DuckDBPyConnection, cutoff: date) -> pl.DataFrame:
+    """(Re)build ``models.churn_features`` at ``cutoff`` and return it.
+
+    One row per customer with a completed order on or before ``cutoff``, using only rows
+    dated on or before it; day counts in days, amounts in currency units. Reads
+    core.transactions, core.events and core.customers.
+    """
+    return _run_model_sql(con, "churn_features", {"cutoff": _as_date(cutoff)})
+
+
+def build_churn_labels(con: duckdb.DuckDBPyConnection, cutoff: date, horizon_days: int) -> pl.DataFrame:
+    """(Re)build ``models.churn_labels`` at ``cutoff`` and return it.
+
+    One row per customer with a completed order on or before ``cutoff``: customer_id,
+    is_churned (no completed order in (cutoff, cutoff + horizon_days]), horizon_days,
+    cutoff_date, horizon_end_date.
+    """
+    return _run_model_sql(
+        con, "churn_labels", {"cutoff": _as_date(cutoff), "horizon_days": _check_horizon(horizon_days)}
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_date(value: date) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if not isinstance(value, date):
+        raise TypeError(f"expected a date, got {type(value).__name__}")
+    return value
+
+
+def _check_horizon(horizon_days: int) -> int:
+    if isinstance(horizon_days, bool) or not isinstance(horizon_days, int) or horizon_days <= 0:
+        raise ValueError(f"horizon_days must be a positive whole number of days, got {horizon_days!r}")
+    return horizon_days
+
+
+def _join_bgnbd(features: pl.DataFrame, bgnbd_scorer: BgnbdScorer | None, cutoff: date) -> pl.DataFrame:
+    """Add p_alive and expected_purchases at ``cutoff`` when a BG/NBD scorer is given."""
+    if bgnbd_scorer is None:
+        return features
+    scores = bgnbd_scorer(cutoff)
+    if not isinstance(scores, pl.DataFrame):
+        raise TypeError(f"the BG/NBD scorer must return a polars DataFrame, got {type(scores).__name__}")
+    missing = [name for name in BGNBD_COLUMNS if name not in scores.columns]
+    if missing:
+        raise ValueError(f"the BG/NBD scores at {cutoff} lack the column(s) {', '.join(missing)}")
+    scores = scores.select(
+        pl.col("customer_id").cast(pl.String),
+        pl.col("p_alive").cast(pl.Float64),
+        pl.col("expected_purchases").cast(pl.Float64),
+    )
+    if scores["customer_id"].is_duplicated().any():
+        raise ValueError(f"the BG/NBD scores at {cutoff} have more than one row for some customers")
+    return features.join(scores, on="customer_id", how="left", maintain_order="left")
+
+
+def _build_labelled(con: duckdb.DuckDBPyConnection, cutoff: date, horizon_days: int) -> pl.DataFrame:
+    features = build_churn_features(con, cutoff)
+    labels = build_churn_labels(con, cutoff, horizon_days).select("customer_id", LABEL_COLUMN)
+    # Both tables hold exactly the customers with a completed order by the cutoff.
+    return features.join(labels, on="customer_id", how="inner", maintain_order="left")
+
+
+def _check_labelled(labelled: pl.DataFrame, role: str, cutoff: date, min_labelled: int) -> str | None:
+    """Why this labelled set cannot train or test a model, or None."""
+    n = labelled.height
+    if n < min_labelled:
+        return (
+            f"Too few labelled customers at the {role} cutoff {cutoff}: {n}, "
+            f"fewer than the minimum of {min_labelled}"
+        )
+    churned = int(labelled[LABEL_COLUMN].sum())
+    retained = n - churned
+    if churned == 0 or retained == 0:
+        outcome = "churned" if retained == 0 else "bought again"
+        return f"Only one class at the {role} cutoff {cutoff}: all {n} labelled customers {outcome}"
+    if min(churned, retained) < MIN_CUSTOMERS_PER_CLASS:
+        return (
+            f"Too few of one class at the {role} cutoff {cutoff}: {churned} churned and "
+            f"{retained} retained customers, fewer than {MIN_CUSTOMERS_PER_CLASS} of one"
+        )
+    return None
+
+
+def _fallback(
+    current: pl.DataFrame, reason: str, band_cutoffs: tuple[float, float], **context
+) -> ChurnResult:
+    probabilities, source = score_without_labels(current)
+    what = (
+        "1 - p_alive from BG/NBD"
+        if source == "bgnbd"
+        else "recency percentiles (days since the last order ranked from 0 to 1)"
+    )
+    sentence = f"{reason}, so the published churn scores are {what}, not a validated model."
+    log.warning(sentence)
+    return ChurnResult(
+        scores=build_churn_scores(current["customer_id"], probabilities, band_cutoffs),
+        metrics=pl.DataFrame(schema=METRICS_SCHEMA),
+        importances=pl.DataFrame(schema=IMPORTANCES_SCHEMA),
+        model=None,
+        fallback_reason=sentence,
+        published_scorer=f"fallback_{source}" if source == "bgnbd" else "fallback_recency_rank",
+        model_beats_baselines=None,
+        message=sentence,
+        **context,
+    )
+
+
+# --------------------------------------------------------------------------- the step
+
+
+def run_churn(
+    con: duckdb.DuckDBPyConnection,
+    as_of: date,
+    horizon_days: int,
+    bgnbd_scorer: BgnbdScorer | None = None,
+    band_cutoffs: tuple[float, float] = (0.33, 0.66),
+    min_labelled: int = 200,
+    seed: int = 0,
+) -> ChurnResult:
+    """Validate the churn model out of time and score every customer at ``as_of``.
+
+    Parameters
+    ----------
+    con : duckdb connection holding core.transactions, core.customers, core.events.
+        ``models.churn_features`` (at as_of) and ``models.churn_labels`` (at the
+        latest labelled cutoff, as_of - H) are left behind as a side effect.
+    as_of : date
+        Observation date; nothing after it is read.
+    horizon_days : int
+        H: a customer churned when they place no completed order in the H days after
+        a cutoff.
+    bgnbd_scorer : callable (cutoff: date) -> polars.DataFrame, optional
+        customer_id, p_alive, expected_purchases from a BG/NBD model fit on data up to
+        that cutoff only. Used as features, as the ``1 - p_alive`` baseline and as the
+        fallback score. Without it the model and fallback use no BG/NBD inputs.
+    band_cutoffs : (low, high)
+        churn_band is low below ``low``, high at or above ``high``, medium between.
+    min_labelled : int
+        Fewest labelled customers at each of the two validation cutoffs.
+    seed : int
+        Seeds the model and the permutation importances.
+
+    Returns
+    -------
+    ChurnResult
+    """
+    as_of = _as_date(as_of)
+    horizon_days = _check_horizon(horizon_days)
+    assign_churn_bands([], band_cutoffs)  # refuse bad cut-offs before any work
+    if min_labelled < 1:
+        raise ValueError(f"min_labelled must be at least 1, got {min_labelled}")
+    train_cutoff = as_of - timedelta(days=2 * horizon_days)
+    test_cutoff = as_of - timedelta(days=horizon_days)
+    context = dict(as_of=as_of, train_cutoff=train_cutoff, test_cutoff=test_cutoff, horizon_days=horizon_days)
+
+    # Training and test sets first (labels only; the BG/NBD scorer is called once we
+    # know there is enough data), so that models.churn_features ends at as_of and
+    # models.churn_labels at the latest labelled cutoff.
+    _check_core_tables(con)
+    # fetchall, not fetchone: DuckDB 2 refuses further work on a connection whose last
+    # result was not read to the end.
+    [(first_order_date,)] = con.execute(
+        "select min(order_date) from core.transactions where is_completed_order and order_date <= $as_of",
+        {"as_of": as_of},
+    ).fetchall()
+    reason = None
+    if first_order_date is not None and first_order_date > train_cutoff:
+        reason = (
+            f"History too short for out-of-time validation: the first completed order is on "
+            f"{first_order_date}, after the training cutoff {train_cutoff} "
+            f"(two {horizon_days}-day horizons before the as-of date {as_of})"
+        )
+    train = test = None
+    if first_order_date is not None and reason is None:
+        train = _build_labelled(con, train_cutoff, horizon_days)
+        test = _build_labelled(con, test_cutoff, horizon_days)
+        reason = _check_labelled(train, "training", train_cutoff, min_labelled) or _check_labelled(
+            test, "test", test_cutoff, min_labelled
+        )
+
+    current = _join_bgnbd(build_churn_features(con, as_of), bgnbd_scorer, as_of)
+    if current.is_empty():
+        sentence = f"No customer has a completed order on or before {as_of}, so there is nothing to score."
+        return ChurnResult(
+            scores=pl.DataFrame(schema=SCORES_SCHEMA),
+            metrics=pl.DataFrame(schema=METRICS_SCHEMA),
+            importances=pl.DataFrame(schema=IMPORTANCES_SCHEMA),
+            model=None,
+            fallback_reason=sentence,
+            published_scorer="none",
+            model_beats_baselines=None,
+            message=sentence,
+            **context,
+        )
+    if reason is not None:
+        return _fallback(current, reason, band_cutoffs, **context)
+
+    train = _join_bgnbd(train, bgnbd_scorer, train_cutoff)
+    test = _join_bgnbd(test, bgnbd_scorer, test_cutoff)
+    features = select_feature_columns(train)
+    y_train, y_test = train[LABEL_COLUMN], test[LABEL_COLUMN]
+
+    started = time.perf_counter()
+    model = ChurnModel(random_state=seed).fit(train.select(features), y_train)
+    log.info("churn model fit on %d customers in %.1f s", train.height, time.perf_counter() - started)
+    test_probability = model.predict_proba(test.select(features))[:, 1]
+
+    # The BG/NBD baseline only where the scorer covered customers at all three dates
+    # (a scorer may return an empty frame where its fit failed).
+    has_bgnbd = "p_alive" in features and all(
+        frame["p_alive"].is_not_null().any() for frame in (train, test, current)
+    )
+    if bgnbd_scorer is not None and not has_bgnbd:
+        log.warning("BG/NBD scores are missing at one of %s, %s, %s: no BG/NBD baseline", train_cutoff, test_cutoff, as_of)
+    baselines = {}
+    for name in ("recency", "bgnbd") if has_bgnbd else ("recency",):
+        baseline = BaselineChurnModel(name).fit(train, y_train)
+        baselines[name] = (baseline.score_raw(test), baseline.predict_proba(test)[:, 1])
+    metrics = compute_churn_metrics(y_test, test_probability, baselines)
+    importances = compute_permutation_importances(model, test.select(features), y_test, random_state=seed)
+    published, beats, message = choose_published_scorer(metrics)
+    log.info(message)
+
+    # Refit the published scorer on the latest labelled cutoff, then score as_of.
+    if published == "model":
+        final = ChurnModel(**model.get_params()).fit(test.select(features), y_test)
+        probabilities = final.predict_proba(current.select(features))[:, 1]
+    else:
+        final = BaselineChurnModel(published).fit(test, y_test)
+        probabilities = final.predict_proba(current)[:, 1]
+
+    return ChurnResult(
+        scores=build_churn_scores(current["customer_id"], probabilities, band_cutoffs),
+        metrics=metrics,
+        importances=importances,
+        model=final,
+        fallback_reason=None,
+        published_scorer=published,
+        model_beats_baselines=beats,
+        message=message,
+        **context,
+    )
+
+
+# --------------------------------------------------------------------------- pipeline step
+
+
+def score_churn_risk(con: duckdb.DuckDBPyConnection, settings, as_of: date, run_id: str,
+                     bgnbd_scorer: BgnbdScorer | None = None) -> ChurnResult:
+    """The pipeline's churn step: run :func:`run_churn` with the configured horizon, bands
+    and seed, then write ``models.churn_scores`` (one row per buyer), append the run's
+    metrics, importances and status to ``models.model_metrics``,
+    ``models.churn_importances`` and ``models.model_runs``, and save the fitted model
+    (with its feature list and versions) under ``<warehouse dir>/models/``."""
+    from pipelines.value import record_model_outputs
+
+    cfg = settings.churn
+    result = run_churn(con, as_of, settings.models.churn_horizon_days, bgnbd_scorer,
+                       band_cutoffs=cfg.band_cutoffs, min_labelled=cfg.min_labelled_customers,
+                       seed=cfg.seed)
+    con.register("_churn_scores", result.scores.select("customer_id", "churn_probability",
+                                                       "churn_band"))
+    con.execute("create or replace table models.churn_scores as select * from _churn_scores")
+    con.unregister("_churn_scores")
+    status = "fallback" if result.fallback_reason else "fitted"
+    record_model_outputs(con, run_id, metrics=result.metrics,
+                         runs=[("churn", status, result.message)])
+    con.execute("""create table if not exists models.churn_importances (
+        run_id varchar, feature varchar, importance_mean double, importance_std double)""")
+    if result.importances.height:
+        con.register("_importances", result.importances.select(
+            "feature", "importance_mean", "importance_std"))
+        con.execute("insert into models.churn_importances select $run_id, * from _importances",
+                    {"run_id": run_id})
+        con.unregister("_importances")
+    if result.model is not None:
+        directory = settings.warehouse.path.parent / "models"
+        directory.mkdir(parents=True, exist_ok=True)
+        save_churn_model(result.model, directory / f"churn-{run_id}.model")
+    return result

@@ -1,0 +1,287 @@
+"""Customer value step: RFM, BG/NBD + Gamma-Gamma CLV, holdout check, tiers and stages.
+
+Reads ``core.*`` as of the run's as-of date and writes ``models.*``:
+
+- ``models.rfm`` (SQL) and ``models.rfm_scores``: scores and segment per buyer,
+- ``models.clv_summary`` (SQL), ``models.clv_predictions``: p_alive, expected purchases,
+  predicted CLV, expected next order date,
+- ``models.model_parameters`` and ``models.model_metrics``: one set per run (run_id),
+- ``models.model_runs``: per model whether it was fitted, skipped or failed, and why.
+
+The model code is in ``models/``; this module only moves frames between DuckDB and it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import duckdb
+import polars as pl
+
+from models import clv, rfm, segments
+from pipelines.config import Settings
+from pipelines.sqlrun import run_sql
+
+log = logging.getLogger(__name__)
+
+# Calendar period of the 'periods' resolution: one UTC day. Weekly periods would merge
+# every order of a week into one purchase (see sql/models/clv_summary.sql).
+PERIOD_DAYS = 1
+
+
+@dataclass
+class ValueReport:
+    """What the value step did, for the run summary."""
+
+    resolution: str
+    customers: int
+    repeat_buyers: int
+    clv_status: str  # fitted | skipped | failed
+    clv_message: str | None
+    parameters: pl.DataFrame = field(default_factory=pl.DataFrame)
+    metrics: pl.DataFrame = field(default_factory=pl.DataFrame)
+    segment_counts: dict[str, int] = field(default_factory=dict)
+    tier_counts: dict[str, int] = field(default_factory=dict)
+
+
+def ensure_model_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists models")
+    con.execute("""create table if not exists models.model_parameters (
+        run_id varchar, model varchar, parameter varchar, value double, std_error double)""")
+    con.execute("""create table if not exists models.model_metrics (
+        run_id varchar, model varchar, metric varchar, value double, baseline double)""")
+    con.execute("""create table if not exists models.model_runs (
+        run_id varchar, model varchar, status varchar, message varchar)""")
+
+
+def record_model_outputs(con: duckdb.DuckDBPyConnection, run_id: str, *,
+                         parameters: pl.DataFrame | None = None,
+                         metrics: pl.DataFrame | None = None,
+                         runs: list[tuple[str, str, str | None]] = ()) -> None:
+    """Append one run's parameters, metrics and model statuses (replacing a rerun's)."""
+    ensure_model_tables(con)
+    if parameters is not None and parameters.height:
+        con.register("_params", parameters.select("model", "parameter", "value", "std_error"))
+        con.execute("insert into models.model_parameters select $run_id, * from _params",
+                    {"run_id": run_id})
+        con.unregister("_params")
+    if metrics is not None and metrics.height:
+        con.register("_metrics", metrics.select("model", "metric", "value", "baseline"))
+        con.execute("insert into models.model_metrics select $run_id, * from _metrics",
+                    {"run_id": run_id})
+        con.unregister("_metrics")
+    for model, status, message in runs:
+        con.execute("insert into models.model_runs values (?, ?, ?, ?)",
+                    [run_id, model, status, message])
+
+
+def score_customer_value(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
+                         run_id: str) -> ValueReport:
+    """Build every customer-value table for ``as_of``; never raises for a model that does
+    not fit (the run continues without CLV and says why)."""
+    m = settings.models
+    ensure_model_tables(con)
+    run_sql(con, "models/rfm", {"as_of": as_of})
+    scored = rfm.score_rfm(con.sql("select * from models.rfm order by customer_id").pl(),
+                           grid=settings.rules.rfm_grid)
+    con.register("_scores", scored.select("customer_id", "r_score", "f_score", "m_score",
+                                          "rfm_segment"))
+    con.execute("create or replace table models.rfm_scores as select * from _scores")
+    con.unregister("_scores")
+
+    order_at = con.sql("select order_at from core.transactions where is_completed_order "
+                       "and order_date <= $as_of", params={"as_of": as_of}).pl()["order_at"]
+    resolution = clv.choose_resolution(clv.detect_time_of_day(order_at),
+                                       requested=m.summary_resolution)
+    run_sql(con, "models/clv_summary", {"as_of": as_of, "unit_days": m.unit_days,
+                                        "period_days": PERIOD_DAYS})
+    summary = con.sql("select * from models.clv_summary where resolution = $r "
+                      "order by customer_id", params={"r": resolution}).pl()
+    report = ValueReport(resolution=resolution, customers=summary.height,
+                         repeat_buyers=int((summary["frequency"] > 0).sum()) if summary.height else 0,
+                         clv_status="skipped", clv_message=None)
+    predictions = _fit_and_predict(con, settings, summary, as_of, run_id, report)
+    _write_predictions(con, predictions, m.expected_purchase_horizons_days)
+    if report.clv_status == "fitted":
+        _holdout_check(con, settings, as_of, run_id, resolution)
+    report.metrics = con.sql("select model, metric, value, baseline from models.model_metrics "
+                             "where run_id = $r", params={"r": run_id}).pl()
+    report.segment_counts = dict(con.execute(
+        "select rfm_segment, count(*) from models.rfm_scores group by all order by 2 desc"
+    ).fetchall())
+    return report
+
+
+def segment_customers(con: duckdb.DuckDBPyConnection, settings: Settings,
+                      as_of: date) -> dict[str, dict[str, int]]:
+    """Tier, lifecycle stage and recommended action per customer known at ``as_of``, into
+    ``models.customer_segments``. Needs ``models.rfm*``, ``models.clv_predictions`` and
+    ``models.churn_scores``. Returns counts per tier, stage and action."""
+    run_sql(con, "models/segment_inputs", {"as_of": as_of})
+    inputs = con.sql("select * from models.segment_inputs order by customer_id").pl()
+    rules = settings.rules
+    segmented = segments.segment_customers(inputs, as_of=as_of, tiers=rules.tiers,
+                                           lifecycle=rules.lifecycle, playbook=rules.playbook)
+    con.register("_segments", segmented.select("customer_id", "value_tier", "lifecycle_stage",
+                                               "recommended_action"))
+    con.execute("create or replace table models.customer_segments as select * from _segments")
+    con.unregister("_segments")
+    return {column: dict(con.execute(f"select {column}, count(*) from models.customer_segments "
+                                     "group by all order by 2 desc").fetchall())
+            for column in ("value_tier", "lifecycle_stage", "recommended_action")}
+
+
+def _penalizer_ladder(settings: Settings) -> tuple[float, ...]:
+    first = settings.models.penalizer
+    return (first,) + tuple(p for p in clv.DEFAULT_PENALIZERS if p > first)
+
+
+def _fit_and_predict(con, settings: Settings, summary: pl.DataFrame, as_of: date,
+                     run_id: str, report: ValueReport) -> pl.DataFrame | None:
+    m = settings.models
+    reason = clv.check_enough_data(summary, unit_days=m.unit_days,
+                                   min_customers=m.min_customers,
+                                   min_repeat_buyers=m.min_repeat_buyers,
+                                   min_history_days=m.min_history_days)
+    if reason is not None:
+        report.clv_message = f"CLV skipped: {reason}"
+        record_model_outputs(con, run_id, runs=[("bgnbd", "skipped", reason),
+                                                ("gamma_gamma", "skipped", reason)])
+        log.warning(report.clv_message)
+        return None
+    ladder = _penalizer_ladder(settings)
+    try:
+        bgnbd = clv.BetaGeoModel(unit_days=m.unit_days, penalizers=ladder).fit(summary)
+    except clv.ModelFitError as exc:
+        report.clv_status, report.clv_message = "failed", f"CLV skipped: {exc}"
+        record_model_outputs(con, run_id, runs=[("bgnbd", "failed", str(exc)),
+                                                ("gamma_gamma", "skipped", "BG/NBD failed")])
+        log.warning(report.clv_message)
+        return None
+    gamma_gamma, gg_message = None, None
+    try:
+        gamma_gamma = clv.GammaGammaModel(penalizers=ladder).fit(summary)
+    except clv.ModelFitError as exc:
+        gg_message = str(exc)
+    parameters = pl.concat([bgnbd.parameters_frame()]
+                           + ([gamma_gamma.parameters_frame()] if gamma_gamma else []))
+    metrics = pl.concat([bgnbd.metrics_frame()]
+                        + ([gamma_gamma.metrics_frame()] if gamma_gamma else []))
+    record_model_outputs(con, run_id, parameters=parameters, metrics=metrics, runs=[
+        ("bgnbd", "fitted", f"penalizer {bgnbd.penalizer_}"),
+        ("gamma_gamma", "fitted" if gamma_gamma else "failed",
+         f"penalizer {gamma_gamma.penalizer_}" if gamma_gamma else gg_message)])
+    report.clv_status = "fitted"
+    report.clv_message = None if gamma_gamma else f"Spend model failed, CLV left empty: {gg_message}"
+    report.parameters = parameters
+    return clv.predict_customer_value(
+        summary, bgnbd=bgnbd, gamma_gamma=gamma_gamma, as_of=as_of,
+        horizons_days=m.expected_purchase_horizons_days, clv_horizon_days=m.clv_horizon_days,
+        annual_discount_rate=m.annual_discount_rate)
+
+
+def _write_predictions(con, predictions: pl.DataFrame | None, horizons) -> None:
+    if predictions is None:
+        cols = ", ".join(f"null::double as expected_purchases_{h}d" for h in horizons)
+        con.execute(f"""create or replace table models.clv_predictions as
+            select customer_id, null::double as p_alive, {cols},
+                   null::double as expected_order_value, null::double as predicted_clv,
+                   null::date as expected_next_order_date
+            from models.rfm""")
+        return
+    con.register("_pred", predictions)
+    con.execute("create or replace table models.clv_predictions as select * from _pred")
+    con.unregister("_pred")
+
+
+def _holdout_check(con, settings: Settings, as_of: date, run_id: str, resolution: str) -> None:
+    """Refit on the period before the holdout window and score it against the naive rate,
+    and score the expected next order date against 'last order + average gap'."""
+    m = settings.models
+    calibration_end = as_of - timedelta(days=m.holdout_days)
+    run_sql(con, "models/clv_holdout", {"calibration_end": calibration_end, "as_of": as_of,
+                                        "unit_days": m.unit_days, "period_days": PERIOD_DAYS})
+    holdout = con.sql("select * from models.clv_holdout where resolution = $r "
+                      "order by customer_id", params={"r": resolution}).pl()
+    model = clv.BetaGeoModel(unit_days=m.unit_days, penalizers=_penalizer_ladder(settings))
+    try:
+        metrics = clv.evaluate_holdout(holdout, model=model)
+        metrics = pl.concat([metrics, _next_order_backtest(con, settings, calibration_end,
+                                                           as_of, holdout, model)])
+    except clv.ModelFitError as exc:
+        record_model_outputs(con, run_id, runs=[("bgnbd_holdout", "failed", str(exc))])
+        return
+    record_model_outputs(con, run_id, metrics=metrics,
+                         runs=[("bgnbd_holdout", "fitted", f"calibration ends {calibration_end}")])
+
+
+def _next_order_backtest(con, settings: Settings, calibration_end: date, as_of: date,
+                         holdout: pl.DataFrame, model: clv.BetaGeoModel) -> pl.DataFrame:
+    """MAE in days of the expected next order date, fitted at the calibration end, against
+    the first order actually placed in the holdout window; same for the naive rule."""
+    last = con.sql("""
+        select customer_id, max(order_at) as last_purchase_at from core.transactions
+        where is_completed_order and order_date <= $end group by customer_id""",
+                   params={"end": calibration_end}).pl()
+    summary = holdout.select("customer_id", pl.col("frequency_cal").alias("frequency"),
+                             pl.col("recency_cal").alias("recency"),
+                             pl.col("T_cal").alias("T")).join(last, on="customer_id",
+                                                               how="left")
+    fitted = model.__class__(**model.get_params()).fit(summary)
+    predicted = clv.predict_customer_value(summary, bgnbd=fitted, as_of=calibration_end,
+                                           horizons_days=(30,))
+    naive = clv.predict_naive_next_order_dates(summary, as_of=calibration_end,
+                                               unit_days=settings.models.unit_days)
+    actual = con.sql("""
+        select customer_id, min(order_date) as next_order_date
+        from core.transactions
+        where is_completed_order and order_date > $start and order_date <= $end
+        group by customer_id""", params={"start": calibration_end, "end": as_of}).pl()
+    both = predicted.select("customer_id", "expected_next_order_date").join(
+        naive, on="customer_id", how="left")
+    return clv.score_next_order_dates(both, actual)
+
+
+def make_bgnbd_scorer(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date):
+    """A ``cutoff -> frame`` function for the churn step: p_alive and expected purchases
+    over the churn horizon from a BG/NBD fitted on data up to ``cutoff`` only.
+
+    At ``as_of`` it reads the summary the value step built. For earlier cutoffs it
+    summarises afresh, then rebuilds ``models.clv_summary`` at ``as_of`` so the as-of
+    tables stay as the value step left them. A cutoff where the fit fails gives an empty frame
+    (the churn model then works without BG/NBD inputs there).
+    """
+    m = settings.models
+    horizon = m.churn_horizon_days
+    schema = {"customer_id": pl.String, "p_alive": pl.Float64, "expected_purchases": pl.Float64}
+
+    def score(cutoff: date) -> pl.DataFrame:
+        resolution = con.execute("select any_value(resolution) from models.clv_summary"
+                                 ).fetchall()[0][0] or "exact"
+        if cutoff == as_of:
+            summary = con.sql("select * from models.clv_summary where resolution = $r "
+                              "order by customer_id", params={"r": resolution}).pl()
+        else:
+            run_sql(con, "models/clv_summary", {"as_of": cutoff, "unit_days": m.unit_days,
+                                                "period_days": PERIOD_DAYS})
+            summary = con.sql("select * from models.clv_summary where resolution = $r "
+                              "order by customer_id", params={"r": resolution}).pl()
+            run_sql(con, "models/clv_summary", {"as_of": as_of, "unit_days": m.unit_days,
+                                                "period_days": PERIOD_DAYS})
+        if summary.height == 0:
+            return pl.DataFrame(schema=schema)
+        try:
+            model = clv.BetaGeoModel(unit_days=m.unit_days,
+                                     penalizers=_penalizer_ladder(settings)).fit(summary)
+        except clv.ModelFitError as exc:
+            log.warning("BG/NBD at churn cutoff %s failed: %s", cutoff, exc)
+            return pl.DataFrame(schema=schema)
+        return pl.DataFrame({
+            "customer_id": summary["customer_id"],
+            "p_alive": model.predict_p_alive(summary),
+            "expected_purchases": model.predict(summary, horizon_days=horizon),
+        }, schema=schema)
+
+    return score

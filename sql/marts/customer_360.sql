@@ -1,0 +1,82 @@
+-- marts.customer_360: one row per customer known as of the run, with every score,
+-- segment, tier and action. frequency / recency / T / monetary_value are the BG/NBD
+-- summary (repeat purchases; time in the model's unit); RFM's own measures are
+-- recency_days, orders_completed and net_revenue.
+create or replace table marts.customer_360 as
+with population as (
+    select * from models.customer_segments
+),
+
+profiles as (
+    select * from core.customers
+),
+
+rfm as (
+    select * from models.rfm
+),
+
+scores as (
+    select * from models.rfm_scores
+),
+
+summary as (
+    select * from models.clv_summary where resolution = $resolution
+),
+
+predictions as (
+    select * from models.clv_predictions
+),
+
+churn as (
+    select * from models.churn_scores
+),
+
+final as (
+    select
+        pop.customer_id,
+        pr.email,
+        pr.phone,
+        pr.full_name,
+        pr.birth_date,
+        pr.city,
+        pr.country,
+        pr.marketing_consent,
+        r.first_purchase_at,
+        r.last_purchase_at,
+        su.frequency,
+        su.recency,
+        su."T",
+        su.monetary_value,
+        coalesce(r.orders_total, 0) as orders_total,
+        coalesce(r.frequency, 0) as orders_completed,
+        coalesce(r.revenue_total, 0) as revenue_total,
+        coalesce(r.monetary_value, 0) as net_revenue,
+        r.recency_days,
+        sc.r_score,
+        sc.f_score,
+        sc.m_score,
+        sc.rfm_segment,
+        pd.p_alive,
+        columns(pd.* exclude (customer_id, p_alive, expected_order_value, predicted_clv,
+                              expected_next_order_date)),
+        pd.expected_order_value,
+        pd.predicted_clv,
+        pd.expected_next_order_date,
+        ch.churn_probability,
+        ch.churn_band,
+        pop.value_tier,
+        pop.lifecycle_stage,
+        pop.recommended_action,
+        $as_of::date as as_of,
+        $run_id as run_id
+    from population pop
+    left join profiles pr using (customer_id)
+    left join rfm r using (customer_id)
+    left join scores sc using (customer_id)
+    left join summary su using (customer_id)
+    left join predictions pd using (customer_id)
+    left join churn ch using (customer_id)
+)
+
+select * from final
+order by customer_id
