@@ -259,3 +259,23 @@ def test_mixed_currencies_without_rates_are_never_added_up(tx_config):
                                            'status = "Status"\ncurrency = "Currency"'))
     with pytest.raises(Exception, match="currency"):
         run_to_core(cfg)
+
+
+def test_identical_rows_without_order_id_are_separate_within_a_file_and_resent_across(
+        tmp_path):
+    from tests.conftest import write_config
+
+    header = b"cust,date,amount\n"
+    row = b"9,2024-01-05,5.00\n"
+    (tmp_path / "tx1.csv").write_bytes(header + row + row)
+    body = ('[sources.transactions]\npath = "tx*.csv"\n[sources.transactions.columns]\n'
+            'customer_id = "cust"\norder_ts = "date"\namount = "amount"\n')
+    config = write_config(tmp_path, body)
+    con = run_to_core(config)
+    assert lines(con, "select count(*), sum(amount) from core.transactions") == [(2, 10.0)]
+    con.close()
+    (tmp_path / "tx2.csv").write_bytes(header + row + row + b"9,2024-01-06,7.00\n")
+    con = run_to_core(config, run_id="run-2")
+    assert lines(con, "select count(*), sum(amount) from core.transactions") == [(3, 17.0)]
+    assert lines(con, "select count(*) from core.duplicate_rows") == [(2,)]
+    assert_reconciled(con)

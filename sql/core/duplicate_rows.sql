@@ -22,7 +22,7 @@ valid_events as (
 
 final as (
     select 'transactions' as source, v._file_sha256, v._row_number,
-           case when v.order_id is null then 'identical row already loaded'
+           case when v.order_id is null then 'identical row in an earlier delivery'
                 else 'order re-delivered in a later file' end as reason
     from valid_transactions v
     anti join core.transaction_lines k using (_file_sha256, _row_number)

@@ -1,6 +1,7 @@
 -- core.events: valid behaviour events, deduplicated, keyed to the surviving customer_id.
 -- An event id seen again (a re-sent export) is one event: the latest delivery wins.
--- Events without an id are deduplicated on all their values.
+-- Events without an id are keyed by their values and their occurrence in the file, as
+-- order-less transaction rows are (see core/transaction_lines.sql).
 create or replace table core.events as
 with staged as (
     select * from staging.events
@@ -16,12 +17,21 @@ valid as (
     anti join quarantined q using (_file_sha256, _row_number)
 ),
 
-deduplicated as (
+keyed as (
     select
         *,
         coalesce(event_id, 'evt-' || md5(concat_ws('|', customer_id, event_at, event_type,
-                                                   channel, value, properties))) as event_key
+                                                   channel, value, properties))
+                           || '-' || row_number() over (
+                               partition by _file_sha256, customer_id, event_at, event_type,
+                                   channel, value, properties
+                               order by _row_number)) as event_key
     from valid
+),
+
+deduplicated as (
+    select *
+    from keyed
     qualify row_number() over (
         partition by event_key order by _ingested_at desc, _file_sha256, _row_number) = 1
 ),

@@ -2,8 +2,9 @@
 -- surviving customer_id.
 -- An order is delivered whole in one file: when an order id arrives again in a later
 -- delivery (a re-sent or corrected export), the latest delivery's lines replace the
--- earlier ones. Rows without an order id are their own order; identical such rows are
--- one row delivered twice.
+-- earlier ones. Rows without an order id are their own order. Within one file,
+-- identical rows are separate purchases (two of the same on one day); across files, the
+-- k-th copy of a row in a later delivery is the k-th copy of an earlier one, re-sent.
 create or replace table core.transaction_lines as
 with staged as (
     select * from staging.transactions
@@ -19,16 +20,23 @@ valid as (
     anti join quarantined q using (_file_sha256, _row_number)
 ),
 
-keyed as (
+row_keys as (
     select
         *,
+        md5(concat_ws('|', customer_id, order_at, amount, quantity, unit_price, product_id,
+                      status, currency, channel, payment_method)) as row_hash
+    from valid
+),
+
+keyed as (
+    select
+        * exclude (row_hash),
         coalesce(
             order_id,
-            'row-' || md5(concat_ws('|', customer_id, order_at, amount, quantity, unit_price,
-                                    product_id, status, currency, channel, payment_method))
-        ) as order_key,
-        order_id is null as has_generated_order_id
-    from valid
+            'row-' || row_hash || '-' || row_number() over (
+                partition by _file_sha256, row_hash order by _row_number)
+        ) as order_key
+    from row_keys
 ),
 
 latest_delivery as (
@@ -41,14 +49,6 @@ kept as (
     select k.*
     from keyed k
     join latest_delivery l using (order_key, _file_sha256)
-),
-
--- generated keys already make identical order-less rows one order; keep one copy
-deduplicated as (
-    select *
-    from kept
-    qualify not has_generated_order_id
-        or row_number() over (partition by order_key order by _row_number) = 1
 ),
 
 final as (
@@ -68,7 +68,7 @@ final as (
         d.channel,
         d.payment_method,
         d.order_at
-    from deduplicated d
+    from kept d
     join core.customer_map m on m.source_customer_id = d.customer_id
 )
 
