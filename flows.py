@@ -122,3 +122,22 @@ def crm_pipeline(config_path: str | None = None, as_of: str | None = None) -> st
         raise
     finally:
         ctx.con.close()
+
+
+def build_deployment(config_path: str | None):
+    """The scheduled deployment of :func:`crm_pipeline` for ``crm serve``: the cron and
+    time zone of the config's ``[schedule]`` table, the config path as parameter."""
+    from prefect.schedules import Cron
+
+    from pipelines.errors import ConfigError
+
+    settings = load_settings(config_path)
+    schedule = settings.schedule
+    if not schedule.cron:
+        raise ConfigError("[schedule].cron is missing: crm serve needs a cron expression, "
+                          "e.g. [schedule] cron = \"0 6 * * *\" and timezone = \"Europe/Berlin\".")
+    return crm_pipeline.to_deployment(
+        name=schedule.deployment_name,
+        schedule=Cron(schedule.cron, timezone=schedule.timezone),
+        parameters={"config_path": str(settings.config_path)},
+        description="CRM analytics pipeline on the config's schedule")

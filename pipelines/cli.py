@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="crm.toml (default: the bundled sample in data/sample)")
     run.add_argument("--as-of", type=_date, default=None,
                      help="observation date YYYY-MM-DD (default: latest completed order)")
+    serve = sub.add_parser("serve", help="serve the flow on the config's [schedule]")
+    serve.add_argument("--config", type=Path, default=None,
+                       help="crm.toml (default: the bundled sample in data/sample)")
+    status = sub.add_parser("status", help="print the latest run from the run log")
+    status.add_argument("--config", type=Path, default=None,
+                        help="crm.toml (default: the bundled sample in data/sample)")
     gen = sub.add_parser("generate-sample", help="write realistic synthetic exports")
     gen.add_argument("--customers", type=int, required=True)
     gen.add_argument("--out", type=Path, required=True)
@@ -66,6 +72,20 @@ def main(argv: list[str] | None = None) -> int:
 
             print(crm_pipeline(config_path=str(args.config) if args.config else None,
                                as_of=args.as_of))
+            return 0
+        if args.command == "serve":
+            _quiet_prefect()
+            from prefect import serve as prefect_serve
+
+            from flows import build_deployment
+
+            deployment = build_deployment(str(args.config) if args.config else None)
+            prefect_serve(deployment)
+            return 0
+        if args.command == "status":
+            from pipelines.runlog import format_latest_run
+
+            print(format_latest_run(str(args.config) if args.config else None))
             return 0
         if args.command == "generate-sample":
             from pipelines.generate import generate_sample

@@ -103,6 +103,15 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """When ``crm serve`` runs the flow: a cron expression in an IANA time zone."""
+
+    cron: str | None = None
+    timezone: str = "UTC"
+    deployment_name: str = "crm-scheduled"
+
+
+@dataclass(frozen=True)
 class ChurnConfig:
     band_cutoffs: tuple[float, float] = (0.33, 0.66)
     min_labelled_customers: int = 200
@@ -161,6 +170,7 @@ class Settings:
     currency: CurrencyConfig = field(default_factory=CurrencyConfig)
     rules: BusinessRules | None = None
     churn: ChurnConfig = field(default_factory=ChurnConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     # Business rules owned by models/ (RFM grid, tiers, lifecycle, playbook, churn bands,
     # exports, schedule): kept as validated plain mappings and parsed by their owners.
     sections: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -212,7 +222,23 @@ def settings_from_dict(data: Mapping[str, Any], base_dir: Path,
                     currency=_currency(_table(data, "currency")),
                     rules=_business_rules(data),
                     churn=_churn(_table(data, "churn")),
+                    schedule=_schedule(_table(data, "schedule")),
                     sections=MappingProxyType(sections))
+
+
+def _schedule(data: Mapping[str, Any]) -> ScheduleConfig:
+    _reject_unknown(data, {"cron", "timezone", "deployment_name"}, "schedule")
+    cron = _get(data, "cron", "schedule", str, None)
+    if cron is not None and len(cron.split()) != 5:
+        raise ConfigError(f"schedule.cron must be a 5-field cron expression like "
+                          f"'0 6 * * *' (06:00 daily), got {cron!r}.")
+    timezone = _get(data, "timezone", "schedule", str, "UTC")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"schedule.timezone {timezone!r} is not an IANA time zone.") from exc
+    name = _get(data, "deployment_name", "schedule", str, "crm-scheduled")
+    return ScheduleConfig(cron=cron, timezone=timezone, deployment_name=name)
 
 
 def _churn(data: Mapping[str, Any]) -> ChurnConfig:

@@ -89,3 +89,40 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, requested: date | None) -> dat
                          "derived. Pass --as-of YYYY-MM-DD or check the transaction status "
                          "values.")
     return latest
+
+
+def format_latest_run(config_path: str | None) -> str:
+    """The latest run of the configured warehouse, as text for ``crm status``.
+
+    Opens the working database read-only; says so plainly when there has been no run.
+    """
+    from pipelines.config import load_settings
+    from pipelines.errors import CrmError
+
+    settings = load_settings(config_path)
+    path = settings.warehouse.path
+    if not path.exists():
+        return f"No run yet: {path} does not exist. Start one with crm run."
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise CrmError(f"Cannot open {path} to read the run log ({str(exc).splitlines()[0]}); "
+                       "a run may be writing it right now. Try again when it ends.") from exc
+    try:
+        rows = con.execute("""
+            select run_id, status, started_at, ended_at, as_of, config_sha256,
+                   package_versions, rows_per_step, message
+            from audit.runs order by started_at desc limit 1""").fetchall()
+    except duckdb.CatalogException:
+        rows = []
+    finally:
+        con.close()
+    if not rows:
+        return "No run yet. Start one with crm run."
+    run_id, status, started, ended, as_of, sha, versions, steps, message = rows[0]
+    lines = [f"Latest run {run_id}: {status}", f"  started {started}, ended {ended}",
+             f"  as of {as_of}; config sha256 {sha[:12] if sha else '-'}",
+             f"  rows per step: {steps}", f"  versions: {versions}"]
+    if message:
+        lines.append(f"  message: {message}")
+    return "\n".join(lines)

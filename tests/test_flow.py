@@ -50,6 +50,10 @@ def test_crm_pipeline_runs_end_to_end_on_the_sample(prefect_harness, tmp_path):
     rows, customers = con.execute(
         "select count(*), count(distinct customer_id) from marts.customer_360").fetchall()[0]
     assert rows == customers == 3300  # every unified customer is known by the as-of date
+    con.close()
+    from pipelines.runlog import format_latest_run
+
+    assert ": succeeded" in format_latest_run(str(config))
 
 
 def test_a_failing_step_marks_the_run_failed_with_its_message(prefect_harness, tmp_path):
@@ -67,3 +71,34 @@ def test_a_failing_step_marks_the_run_failed_with_its_message(prefect_harness, t
     con = duckdb.connect(str(tmp_path / "wh" / "crm.duckdb"), read_only=True)
     status, message = con.execute("select status, message from audit.runs").fetchall()[0]
     assert status == "failed" and "Cust" in message
+
+
+def test_serve_registers_the_configured_schedule(prefect_harness, tmp_path):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows import build_deployment
+
+    config = sample_config(tmp_path)
+    config.write_text(config.read_text() + '\n[schedule]\ncron = "15 6 * * 1-5"\n'
+                      'timezone = "Europe/Berlin"\n')
+    deployment_id = build_deployment(str(config)).apply()
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_deployment(deployment_id)
+
+    deployment = asyncio.run(read())
+    assert deployment.name == "crm-scheduled"
+    assert deployment.parameters == {"config_path": str(config)}
+    [schedule] = deployment.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("15 6 * * 1-5",
+                                                                    "Europe/Berlin")
+
+
+def test_status_prints_the_latest_run(prefect_harness, tmp_path):
+    from pipelines.runlog import format_latest_run
+
+    config = sample_config(tmp_path)
+    assert format_latest_run(str(config)).startswith("No run yet")
