@@ -86,10 +86,10 @@ def segment_customers(ctx: runlog.RunContext) -> dict:
 
 
 @step(name="marts")
-def build_marts(ctx: runlog.RunContext) -> int:
-    rows = marts.build_customer_360(ctx.con, ctx.as_of, ctx.run_id)
-    ctx.rows_per_step["marts"] = {"customer_360": rows}
-    get_run_logger().info("marts.customer_360: %d rows", rows)
+def build_marts(ctx: runlog.RunContext) -> dict[str, int]:
+    rows = marts.build_marts(ctx.con, ctx.as_of, ctx.run_id)
+    ctx.rows_per_step["marts"] = rows
+    get_run_logger().info("marts rows: %s", rows)
     return rows
 
 

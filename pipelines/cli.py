@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    # Prefect's temporary server gets 20 s to start by default; a busy 2-core machine
+    # needs more, and a timeout there is not the user's fault.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
@@ -98,6 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     except CrmError as exc:
         print(f"crm {args.command} failed: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"crm {args.command} interrupted; nothing was published by this run.",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug or an environment problem: still one paragraph
+        if os.environ.get("CRM_DEBUG"):
+            raise
+        where = type(exc).__name__
+        print(f"crm {args.command} failed unexpectedly ({where}: "
+              f"{str(exc).splitlines()[0] if str(exc) else 'no message'}). Nothing was "
+              "published by this run; the last good outputs stay in place. Run again with "
+              "CRM_DEBUG=1 for the full traceback, and report it if it persists.",
+              file=sys.stderr)
+        return 1
     return 2
 
 

@@ -60,8 +60,16 @@ def record_model_outputs(con: duckdb.DuckDBPyConnection, run_id: str, *,
                          parameters: pl.DataFrame | None = None,
                          metrics: pl.DataFrame | None = None,
                          runs: list[tuple[str, str, str | None]] = ()) -> None:
-    """Append one run's parameters, metrics and model statuses (replacing a rerun's)."""
+    """Append one run's parameters, metrics and model statuses; rows a rerun of the same
+    run_id wrote earlier for the same models are replaced."""
     ensure_model_tables(con)
+    for table, frame in (("model_parameters", parameters), ("model_metrics", metrics)):
+        if frame is not None and frame.height:
+            con.execute(f"delete from models.{table} where run_id = ? and list_contains(?, model)",
+                        [run_id, sorted(set(frame["model"]))])
+    if runs:
+        con.execute("delete from models.model_runs where run_id = ? and list_contains(?, model)",
+                    [run_id, sorted({r[0] for r in runs})])
     if parameters is not None and parameters.height:
         con.register("_params", parameters.select("model", "parameter", "value", "std_error"))
         con.execute("insert into models.model_parameters select $run_id, * from _params",

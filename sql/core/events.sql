@@ -33,7 +33,8 @@ deduplicated as (
     select *
     from keyed
     qualify row_number() over (
-        partition by event_key order by _ingested_at desc, _file_sha256, _row_number) = 1
+        partition by event_key
+        order by _ingested_at desc, _source_file desc, _file_sha256, _row_number) = 1
 ),
 
 final as (

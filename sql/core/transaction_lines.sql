@@ -39,8 +39,11 @@ keyed as (
     from row_keys
 ),
 
+-- Files of one run share an ingestion time: then the later file name wins, since
+-- exports are named by date or sequence (transactions_2025-01-02.csv after ..._01.csv).
 latest_delivery as (
-    select order_key, arg_max(_file_sha256, (_ingested_at, _file_sha256)) as _file_sha256
+    select order_key,
+           arg_max(_file_sha256, (_ingested_at, _source_file, _file_sha256)) as _file_sha256
     from keyed
     group by order_key
 ),
