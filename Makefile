@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench lock clean
+.PHONY: setup browser run test bench lock clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,18 @@ $(STAMP): requirements.lock pyproject.toml
 run: setup
 	$(BIN)/crm run
 
-test: setup
+# The report test opens the HTML report in a real headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's chromium for the report test..."; \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is not installed (apt-get install chromium); the browser check will be skipped."; \
+	  fi; }
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 bench: setup
