@@ -8,7 +8,8 @@ from datetime import date, datetime, timezone
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from pipelines import churn, clean, core, ingest, marts, quality, runlog, summary, value
+from pipelines import (churn, clean, core, erasure, exports, ingest, marts, publish, quality,
+                       report, runlog, summary, value)
 from pipelines.config import load_settings
 from pipelines.warehouse import connect_warehouse
 
@@ -21,7 +22,10 @@ def ingest_exports(ctx: runlog.RunContext) -> list[ingest.FileReport]:
     reports = []
     for source in ctx.settings.sources.values():
         reports += ingest.ingest_source(ctx.con, source, ctx.run_id, ctx.started_at)
+    # forgotten customers (crm forget) must not come back with a re-sent export
+    erased = erasure.apply_tombstones(ctx.con, ctx.run_id)
     ctx.rows_per_step["ingest"] = {r.path.rsplit("/", 1)[-1]: r.rows_read for r in reports}
+    ctx.rows_per_step["erased"] = erased.input_rows_erased
     get_run_logger().info("ingest: %d files, %d rows read", len(reports),
                           sum(r.rows_read for r in reports))
     return reports
@@ -93,6 +97,22 @@ def build_marts(ctx: runlog.RunContext) -> dict[str, int]:
     return rows
 
 
+@step(name="publish", retries=2, retry_delay_seconds=5)
+def publish_outputs(ctx: runlog.RunContext) -> dict:
+    """Last step, after every other succeeded: exports, serving database, report. Each is
+    swapped into place atomically, so a failure before here publishes nothing."""
+    export_report = exports.write_exports(ctx.con, ctx.settings, ctx.as_of, ctx.run_id)
+    serving = publish.publish_serving_database(ctx.con, ctx.settings, ctx.run_id)
+    report_file = report.write_report(ctx.con, publish.report_path(ctx.settings, ctx.as_of),
+                                      run_id=ctx.run_id, as_of=ctx.as_of,
+                                      currency=ctx.settings.currency.base)
+    published = {"exports": str(export_report.directory), "serving": str(serving),
+                 "report": str(report_file)}
+    ctx.rows_per_step["publish"] = dict(export_report.rows_by_list)
+    get_run_logger().info("published: %s", published)
+    return published
+
+
 @flow(name="crm_pipeline")
 def crm_pipeline(config_path: str | None = None, as_of: str | None = None) -> str:
     """Run the whole pipeline once; returns the run summary text."""
@@ -111,10 +131,12 @@ def crm_pipeline(config_path: str | None = None, as_of: str | None = None) -> st
         churn_result = score_churn(ctx)
         segment_counts = segment_customers(ctx)
         build_marts(ctx)
+        published = publish_outputs(ctx)
         text = "\n\n".join([
             summary.format_summary(ctx.con, ctx.run_id, ctx.as_of),
             summary.format_value_summary(value_report, segment_counts),
-            summary.format_churn_summary(churn_result)])
+            summary.format_churn_summary(churn_result),
+            "Published:\n" + "\n".join(f"  {k:<8} {v}" for k, v in published.items())])
         runlog.record_run_end(ctx, "succeeded")
         return text
     except Exception as exc:

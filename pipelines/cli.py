@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="print the latest run from the run log")
     status.add_argument("--config", type=Path, default=None,
                         help="crm.toml (default: the bundled sample in data/sample)")
+    forget = sub.add_parser("forget", help="erase customers everywhere (right to be forgotten)")
+    forget.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
+    forget.add_argument("--config", type=Path, default=None,
+                        help="crm.toml (default: the bundled sample in data/sample)")
     gen = sub.add_parser("generate-sample", help="write realistic synthetic exports")
     gen.add_argument("--customers", type=int, required=True)
     gen.add_argument("--out", type=Path, required=True)
@@ -90,6 +94,19 @@ def main(argv: list[str] | None = None) -> int:
 
             print(format_latest_run(str(args.config) if args.config else None))
             return 0
+        if args.command == "forget":
+            from pipelines.config import load_settings
+            from pipelines.erasure import forget
+
+            result = forget(load_settings(args.config), list(args.customer_ids))
+            print(f"Forgot {result.source_ids} source customer id(s): "
+                  f"{sum(result.rows_deleted.values())} rows deleted, "
+                  f"{result.tombstones} tombstone(s) kept (hashes, not ids); database "
+                  f"compacted: {result.compacted}; serving database republished: "
+                  f"{result.serving_published is not None}.")
+            if result.not_found:
+                print(f"Not found anywhere: {', '.join(result.not_found)}")
+            return 0
         if args.command == "generate-sample":
             from pipelines.generate import generate_sample
 
@@ -101,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     except CrmError as exc:
         print(f"crm {args.command} failed: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        return 0
     except KeyboardInterrupt:
         print(f"crm {args.command} interrupted; nothing was published by this run.",
               file=sys.stderr)

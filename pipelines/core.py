@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from pipelines.erasure import ensure_erasure_tables
 from pipelines.errors import StepError
 from pipelines.identity import IdentityReport, resolve_identities
 from pipelines.sqlrun import run_sql
@@ -29,6 +30,7 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: str) -> CoreReport:
     Stops the run if any file's rows read differ from loaded + quarantined + duplicates:
     that would mean a row was lost, which no published number may rest on.
     """
+    ensure_erasure_tables(con)
     identity = resolve_identities(con)
     for name in CORE_ORDER:
         run_sql(con, name)
@@ -36,14 +38,24 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: str) -> CoreReport:
     con.execute("""
         create table if not exists audit.reconciliation_history as
         select * from audit.file_reconciliation limit 0""")
-    con.execute("insert into audit.reconciliation_history select * from audit.file_reconciliation")
+    for column, kind in con.execute("""
+            select column_name, data_type from information_schema.columns
+            where table_schema = 'audit' and table_name = 'file_reconciliation'
+              and column_name not in (select column_name from information_schema.columns
+                                      where table_schema = 'audit'
+                                        and table_name = 'reconciliation_history')""").fetchall():
+        con.execute(f"alter table audit.reconciliation_history add column {column} {kind}")
+    con.execute("insert into audit.reconciliation_history by name "
+                "select * from audit.file_reconciliation")
     unbalanced = con.execute("""
-        select file_path, rows_read, rows_loaded, rows_quarantined, rows_duplicate
+        select file_path, rows_read, rows_loaded, rows_quarantined, rows_duplicate,
+               rows_erased
         from audit.file_reconciliation where not is_balanced""").fetchall()
     if unbalanced:
-        path, read, loaded, quarantined, duplicate = unbalanced[0]
+        path, read, loaded, quarantined, duplicate, erased = unbalanced[0]
         raise StepError(f"Reconciliation failed for {path}: {read} rows read but {loaded} "
-                        f"loaded + {quarantined} quarantined + {duplicate} duplicates. "
+                        f"loaded + {quarantined} quarantined + {duplicate} duplicates + "
+                        f"{erased} erased. "
                         "Nothing was published. This is a bug; please report it with the file.")
     orders, customers, events = con.execute("""
         select (select count(*) from core.transactions), (select count(*) from core.customers),

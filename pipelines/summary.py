@@ -10,15 +10,15 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     reconciliation rows read = loaded + quarantined + duplicates."""
     lines = [f"Run {run_id}, as of {as_of}"]
     lines.append("")
-    lines.append("Files (rows read = loaded + quarantined + duplicates):")
-    for source, path, status, read, loaded, quarantined, dup, ok in con.execute("""
+    lines.append("Files (rows read = loaded + quarantined + duplicates + erased):")
+    for source, path, status, read, loaded, quarantined, dup, erased, ok in con.execute("""
             select source, file_path, status, rows_read, rows_loaded, rows_quarantined,
-                   rows_duplicate, is_balanced
+                   rows_duplicate, rows_erased, is_balanced
             from audit.file_reconciliation order by source, file_path""").fetchall():
         name = path.rsplit("/", 1)[-1]
         mark = "ok" if ok else "UNBALANCED"
-        lines.append(f"  {source:<12} {name:<32} {status:<16} {read:>9} = {loaded:>9} + "
-                     f"{quarantined:>6} + {dup:>6}  {mark}")
+        lines.append(f"  {source:<12} {name:<28} {status:<12} {read:>9} = {loaded:>9} + "
+                     f"{quarantined:>6} + {dup:>6} + {erased:>4}  {mark}")
     redelivered = con.execute("""
         select source, file_path from raw.deliveries
         where run_id = (select max(run_id) from raw.deliveries) and status = 'already_ingested'

@@ -3,12 +3,15 @@
 
 -- Text -> UTC timestamp. fmt = '' means ISO 8601. Naive values are read in zone tz;
 -- values carrying Z or an offset keep their own zone.
+-- (The zone conversion is skipped for UTC sources: it costs more than the parse itself.)
 create or replace macro parse_ts(txt, fmt, tz) as
     case
         when txt is null then null::timestamp
+        when fmt <> '' and tz = 'UTC' then try_strptime(txt, if(fmt = '', '%Y', fmt))::timestamp
         when fmt <> '' then timezone('UTC', timezone(tz, try_strptime(txt, if(fmt = '', '%Y', fmt))::timestamp))
         when regexp_matches(txt, '(Z|[+-]\d\d(:?\d\d)?)$')
             then timezone('UTC', try_cast(txt as timestamptz))
+        when tz = 'UTC' then try_cast(txt as timestamp)
         else timezone('UTC', timezone(tz, try_cast(txt as timestamp)))
     end;
 
@@ -25,14 +28,19 @@ create or replace macro parse_date(txt, fmt) as
 -- means 1234.5. Without it, only well-formed thousands groups ('1,234.50') lose their
 -- commas: '3,5' stays unparseable rather than silently becoming 35.
 create or replace macro parse_number(txt, decimal_comma) as
-    try_cast(
+    case
+        -- most values are plain numbers: skip the regular expressions for them
+        when not decimal_comma and try_cast(txt as decimal(18, 4)) is not null
+            then try_cast(txt as decimal(18, 4))
+        else try_cast(
         case
             when txt is null then null
             when decimal_comma then replace(replace(regexp_replace(txt, '[\s€$£]', '', 'g'), '.', ''), ',', '.')
             when regexp_matches(regexp_replace(txt, '[\s€$£]', '', 'g'), '^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$')
                 then replace(regexp_replace(txt, '[\s€$£]', '', 'g'), ',', '')
             else regexp_replace(txt, '[\s€$£]', '', 'g')
-        end as decimal(18, 4));
+        end as decimal(18, 4))
+    end;
 
 create or replace macro parse_bool(txt) as
     case

@@ -1,5 +1,6 @@
 -- audit.file_reconciliation: per ingested file, rows read = loaded + quarantined +
--- duplicates. "is_balanced" must be true for every file; the run stops otherwise.
+-- duplicates + erased (rows of customers forgotten with `crm forget`, removed by their
+-- tombstones). "is_balanced" must be true for every file; the run stops otherwise.
 create or replace table audit.file_reconciliation as
 with files as (
     select file_sha256 as _file_sha256, source, file_path, status, rows_read from raw.files
@@ -27,6 +28,10 @@ duplicates as (
     select _file_sha256, count(*) as n from core.duplicate_rows group by all
 ),
 
+erased as (
+    select file_sha256 as _file_sha256, sum(rows) as n from audit.erased_rows group by all
+),
+
 final as (
     select
         $run_id as run_id,
@@ -40,12 +45,14 @@ final as (
         coalesce((select sum(n) from quarantined q where q._file_sha256 = f._file_sha256), 0)::bigint
             as rows_quarantined,
         coalesce((select sum(n) from duplicates d where d._file_sha256 = f._file_sha256), 0)::bigint
-            as rows_duplicate
+            as rows_duplicate,
+        coalesce((select sum(n) from erased e where e._file_sha256 = f._file_sha256), 0)::bigint
+            as rows_erased
     from files f
 )
 
 select
     *,
-    rows_read = rows_loaded + rows_quarantined + rows_duplicate as is_balanced
+    rows_read = rows_loaded + rows_quarantined + rows_duplicate + rows_erased as is_balanced
 from final
 order by source, file_path

@@ -23,19 +23,21 @@ valid as (
 row_keys as (
     select
         *,
-        md5(concat_ws('|', customer_id, order_at, amount, quantity, unit_price, product_id,
-                      status, currency, channel, payment_method)) as row_hash
+        case when order_id is null then
+            md5(concat_ws('|', customer_id, order_at, amount, quantity, unit_price, product_id,
+                          status, currency, channel, payment_method))
+        end as row_hash
     from valid
 ),
 
 keyed as (
     select
         * exclude (row_hash),
-        coalesce(
-            order_id,
-            'row-' || row_hash || '-' || row_number() over (
+        case
+            when order_id is not null then order_id
+            else 'row-' || row_hash || '-' || row_number() over (
                 partition by _file_sha256, row_hash order by _row_number)
-        ) as order_key
+        end as order_key
     from row_keys
 ),
 

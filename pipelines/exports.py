@@ -1,0 +1,488 @@
+"""Marketing exports: one CSV and one Parquet file per RFM segment and per action list.
+
+``<exports.path>/<as_of>/`` holds, for each list, ``<list>.csv`` and ``<list>.parquet`` with
+the same rows, plus ``manifest.json`` (as_of, run_id, and per file its name, rows, sha256
+and columns). Lists:
+
+=========================  ================================================================
+file                       customers (all: marketing_consent = true and an e-mail address)
+=========================  ================================================================
+segment_<rfm_segment>      one file per segment of the configured RFM grid
+list_vip_care              rfm_segment champions or value_tier strategic, not lapsed
+list_win_back              lifecycle_stage lapsed
+list_reorder_reminder      expected_next_order_date from as_of to as_of + reorder_within_days
+list_birthdays             birth_date in the calendar month of as_of
+list_onboarding            lifecycle_stage new
+list_follow_up             value_tier strategic or key, and no contact event (an event of
+                           contact_event_types) in the follow_up_after_days up to as_of
+=========================  ================================================================
+
+Only the columns a campaign needs leave the warehouse (:data:`EXPORT_COLUMNS`); ``segment``
+is the list's name (the RFM segment for segment files). Rows are ordered by customer_id
+and the writers are deterministic, so a rerun writes byte-identical files. Files are
+mode 0600 and the directory 0700: personal data, readable only by the pipeline's user.
+
+Config (``[exports]``, all optional; relative paths resolve against the config file)::
+
+    path = "exports"
+    reorder_within_days = 14
+    follow_up_after_days = 90
+    contact_event_types = ["support_ticket", "survey_response", "call"]
+
+Publishing is atomic per directory (:func:`publish_directory`): the files are written to
+the hidden ``.<as_of>.tmp-<run_id>/`` beside the final directory and swapped in; a crash
+at any point leaves either the old or the new complete directory under ``<as_of>/`` (or,
+in the fallback swap's one gap, none: the next run restores the old one) plus hidden
+leftovers that :func:`recover_export_dirs` removes.
+"""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import errno
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.config import Settings
+from pipelines.errors import ConfigError, StepError
+from pipelines.publish import fsync_dir, safe_token
+
+log = logging.getLogger(__name__)
+
+EXPORT_COLUMNS = ("customer_id", "email", "full_name", "segment", "recommended_action",
+                  "predicted_clv", "churn_band", "expected_next_order_date")
+EXPORT_SCHEMA = pa.schema([
+    ("customer_id", pa.string()), ("email", pa.string()), ("full_name", pa.string()),
+    ("segment", pa.string()), ("recommended_action", pa.string()),
+    ("predicted_clv", pa.float64()), ("churn_band", pa.string()),
+    ("expected_next_order_date", pa.date32()),
+])
+MANIFEST_NAME = "manifest.json"
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+# Action lists: name -> condition on marts.customer_360 (alias c). Constants of the code,
+# never text from config; the tunable numbers are parameters.
+ACTION_LISTS: Mapping[str, str] = {
+    "vip_care": "(c.rfm_segment = 'champions' or c.value_tier = 'strategic') "
+                "and c.lifecycle_stage is distinct from 'lapsed'",
+    "win_back": "c.lifecycle_stage = 'lapsed'",
+    "reorder_reminder": "c.expected_next_order_date between $as_of "
+                        "and $as_of + $reorder_within_days::integer",
+    "birthdays": "month(c.birth_date) = month($as_of)",
+    "onboarding": "c.lifecycle_stage = 'new'",
+    "follow_up": "c.value_tier in ('strategic', 'key') "
+                 "and c.customer_id not in (select customer_id from contacted)",
+}
+
+_DEFAULTS = {"path": "exports", "reorder_within_days": 14, "follow_up_after_days": 90,
+             "contact_event_types": ("support_ticket", "survey_response", "call")}
+_AS_OF_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_LEFTOVER = re.compile(r"^\.(?P<name>\d{4}-\d{2}-\d{2})\.(?P<kind>tmp|old)-[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Validated ``[exports]`` table."""
+
+    path: Path
+    reorder_within_days: int = 14
+    follow_up_after_days: int = 90
+    contact_event_types: tuple[str, ...] = _DEFAULTS["contact_event_types"]
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    name: str
+    rows: int
+    sha256: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What :func:`write_exports` published: the directory, its files and the manifest."""
+
+    directory: Path
+    as_of: date
+    run_id: str
+    files: tuple[ExportFile, ...]
+    manifest: Path
+    rows_by_list: Mapping[str, int] = field(default_factory=dict)
+
+
+def export_settings(settings: Settings) -> ExportSettings:
+    """Validate ``[exports]``; errors name the key and what is allowed."""
+    data = settings.section("exports")
+    unknown = sorted(set(data) - set(_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"Unknown key exports.{unknown[0]} in [exports]; allowed: "
+                          f"{', '.join(sorted(_DEFAULTS))}.")
+    path = data.get("path", _DEFAULTS["path"])
+    if not isinstance(path, str) or not path.strip():
+        raise ConfigError(f"exports.path must be a directory path (text), got {path!r}.")
+    resolved = Path(path).expanduser()
+    resolved = resolved if resolved.is_absolute() else (settings.base_dir / resolved).resolve()
+    days = {}
+    for key in ("reorder_within_days", "follow_up_after_days"):
+        value = data.get(key, _DEFAULTS[key])
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3660:
+            raise ConfigError(f"exports.{key} must be a whole number of days from 0 to 3660, "
+                              f"got {value!r}.")
+        days[key] = value
+    types = data.get("contact_event_types", list(_DEFAULTS["contact_event_types"]))
+    if (not isinstance(types, (list, tuple)) or not types
+            or not all(isinstance(t, str) and t.strip() for t in types)):
+        raise ConfigError("exports.contact_event_types must be a non-empty list of event "
+                          f"types such as [\"support_ticket\", \"call\"], got {types!r}.")
+    # Staging normalises event types the same way (sql/staging/events.sql).
+    normalised = tuple(sorted({t.strip().lower().replace(" ", "_") for t in types}))
+    return ExportSettings(path=resolved, contact_event_types=normalised, **days)
+
+
+# --- building the lists -------------------------------------------------------------------
+
+def _segment_names(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
+    configured = list(settings.rules.rfm_grid.segments) if settings.rules else []
+    present = [r[0] for r in con.execute(
+        "select distinct rfm_segment from marts.customer_360 where rfm_segment is not null "
+        "order by 1").fetchall()]
+    return list(dict.fromkeys(configured + present))
+
+
+def _file_stem(prefix: str, name: str) -> str:
+    return f"{prefix}_{re.sub(r'[^a-z0-9_]+', '_', name.lower()).strip('_') or 'unnamed'}"
+
+
+def build_export_lists(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date
+                       ) -> dict[str, pa.Table]:
+    """Every export list as an Arrow table with :data:`EXPORT_SCHEMA`, keyed by file stem.
+
+    Reads ``marts.customer_360`` and (for the follow-up list) ``core.events``. One row per
+    consenting customer with an e-mail address in the list, ordered by customer_id.
+    """
+    cfg = export_settings(settings)
+    has_events = bool(con.execute(
+        "select 1 from duckdb_tables() where database_name = current_database() "
+        "and schema_name = 'core' and table_name = 'events'").fetchall())
+    contacted = ("""
+        select distinct customer_id from core.events
+        where event_type in (select unnest($contact_types::varchar[]))
+          and event_at >= ($as_of - $follow_up_after_days::integer)::timestamp
+          and event_at < ($as_of + 1)::timestamp""" if has_events
+                 else "select null::varchar as customer_id where false")
+    params = {"as_of": as_of, "reorder_within_days": cfg.reorder_within_days,
+              "follow_up_after_days": cfg.follow_up_after_days,
+              "contact_types": list(cfg.contact_event_types)}
+    lists: dict[tuple[str, str], str] = {}
+    for segment in _segment_names(con, settings):
+        lists[("segment", segment)] = "c.rfm_segment = $segment"
+    for name, condition in ACTION_LISTS.items():
+        lists[("list", name)] = condition
+    tables: dict[str, pa.Table] = {}
+    for (prefix, name), condition in lists.items():
+        stem = _file_stem(prefix, name)
+        if stem in tables:
+            raise StepError(f"Two export lists would both be written as {stem}; rename one "
+                            "of the RFM segments in [rfm.segments].")
+        sql = f"""
+            with contacted as ({contacted}),
+            contactable as (
+                select * from marts.customer_360
+                where marketing_consent is true and email is not null
+            )
+            select c.customer_id::varchar, c.email::varchar, c.full_name::varchar,
+                   $segment::varchar as segment, c.recommended_action::varchar,
+                   round(c.predicted_clv::double, 2) as predicted_clv,
+                   c.churn_band::varchar, c.expected_next_order_date::date
+            from contactable c
+            where {condition}
+            order by c.customer_id"""
+        used = set(re.findall(r"\$([a-z_]+)", sql))
+        values = {k: v for k, v in {**params, "segment": name}.items() if k in used}
+        rows = con.execute(sql, values).fetchall()
+        tables[stem] = pa.Table.from_pylist(
+            [dict(zip(EXPORT_COLUMNS, row)) for row in rows], schema=EXPORT_SCHEMA)
+    return tables
+
+
+# --- writing files ------------------------------------------------------------------------
+
+def _open_private(path: Path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)  # the umask may have taken bits away; 0600 exactly
+    return os.fdopen(fd, "wb")
+
+
+def _csv_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value)
+    # A cell starting with = + - @ is run as a formula by spreadsheets (CSV injection);
+    # a leading apostrophe makes it plain text. Parquet keeps the value as it is.
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        text = "'" + text
+    return text
+
+
+def write_csv(table: pa.Table, path: Path) -> None:
+    """UTF-8 CSV, header row, ``\\n`` line ends, minimal quoting; deterministic."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for row in table.to_pylist():
+        writer.writerow([_csv_text(row[c]) for c in table.column_names])
+    with _open_private(path) as fh:
+        fh.write(buffer.getvalue().encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Parquet with fixed writer options, so equal tables give equal bytes."""
+    with _open_private(path) as fh:
+        pq.write_table(table, fh, compression="zstd", compression_level=3,
+                       use_dictionary=True, write_statistics=True, version="2.6",
+                       data_page_version="1.0", row_group_size=1 << 20,
+                       store_schema=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_directory(directory: Path, tables: Mapping[str, pa.Table], as_of: date,
+                     run_id: str, extra: Mapping[str, Any] | None = None
+                     ) -> tuple[ExportFile, ...]:
+    files = []
+    for stem in sorted(tables):
+        table = tables[stem]
+        for suffix, writer in ((".csv", write_csv), (".parquet", write_parquet)):
+            path = directory / f"{stem}{suffix}"
+            writer(table, path)
+            files.append(ExportFile(path.name, table.num_rows, file_sha256(path),
+                                    tuple(table.column_names)))
+    manifest = {"as_of": as_of.isoformat(), "run_id": run_id, **(extra or {}),
+                "files": [{"name": f.name, "rows": f.rows, "sha256": f.sha256,
+                           "columns": list(f.columns)} for f in files]}
+    with _open_private(directory / MANIFEST_NAME) as fh:
+        fh.write((json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+    fsync_dir(directory)
+    return tuple(files)
+
+
+def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
+                  run_id: str, out_root: Path | None = None) -> ExportReport:
+    """Write and atomically publish ``<out_root>/<as_of>/`` (default root: exports.path).
+
+    Requires ``marts.customer_360``; uses ``core.events`` for the follow-up list. The old
+    directory of the same as_of, if any, is replaced as a whole.
+    """
+    root = Path(out_root) if out_root is not None else export_settings(settings).path
+    tables = build_export_lists(con, settings, as_of)
+    ensure_private_root(root)
+    recover_export_dirs(root)
+    final = root / as_of.isoformat()
+    tmp = root / f".{as_of.isoformat()}.tmp-{safe_token(run_id)}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    os.mkdir(tmp, DIR_MODE)
+    os.chmod(tmp, DIR_MODE)
+    try:
+        files = _write_directory(tmp, tables, as_of, run_id)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_directory(tmp, final)
+    log.info("exports for %s: %d files in %s", as_of, len(files), final)
+    return ExportReport(final, as_of, run_id, files, final / MANIFEST_NAME,
+                        {stem: t.num_rows for stem, t in tables.items()})
+
+
+def ensure_private_root(root: Path) -> None:
+    """Create the exports root (0700 when we create it)."""
+    if not root.exists():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(root, DIR_MODE)
+        os.chmod(root, DIR_MODE)
+
+
+# --- atomic directory swap ----------------------------------------------------------------
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directory entries atomically (Linux renameat2 RENAME_EXCHANGE).
+
+    Returns False where the system or file system cannot (other OS, old kernel or libc,
+    some network file systems); the caller then falls back to two renames.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def publish_directory(tmp: Path, final: Path) -> None:
+    """Put the completely written directory ``tmp`` in place of ``final``.
+
+    POSIX cannot rename a directory over a non-empty one, so:
+
+    1. ``final`` absent: rename ``tmp`` to ``final`` (atomic).
+    2. Linux: exchange ``tmp`` and ``final`` in one atomic step, then delete ``tmp`` (which
+       now holds the old files). A crash before the delete leaves the new directory in
+       place and the old one under the hidden tmp name, removed by the next run.
+    3. Elsewhere: rename ``final`` to ``.<name>.old-<token>``, rename ``tmp`` to ``final``,
+       delete the old one. A crash between the two renames leaves no ``final`` for a
+       moment: :func:`recover_export_dirs` (run first by every export) renames the old
+       directory back. A crash after them leaves a hidden ``.old-`` that it removes.
+
+    ``tmp`` and ``final`` must be siblings.
+    """
+    tmp, final = Path(tmp), Path(final)
+    if tmp.parent != final.parent:
+        raise ValueError("publish_directory needs tmp and final in one directory")
+    root = final.parent
+    if not final.exists():
+        os.rename(tmp, final)
+    elif _exchange(tmp, final):
+        fsync_dir(root)
+        shutil.rmtree(tmp)
+    else:
+        token = tmp.name.split(".tmp-", 1)[-1] if ".tmp-" in tmp.name else "swap"
+        old = root / f".{final.name}.old-{safe_token(token)}"
+        if old.exists():
+            shutil.rmtree(old)
+        os.rename(final, old)
+        os.rename(tmp, final)
+        fsync_dir(root)
+        shutil.rmtree(old)
+    fsync_dir(root)
+
+
+def recover_export_dirs(root: Path) -> list[str]:
+    """Repair what a crashed export left in ``root``; returns what was done.
+
+    - ``<as_of>/`` missing but ``.<as_of>.old-*/`` present (crash between the fallback's
+      two renames): the newest old directory is renamed back, restoring the last good
+      export.
+    - every other ``.<as_of>.tmp-*`` or ``.<as_of>.old-*`` is a leftover and is deleted
+      (a tmp directory is never promoted: it may be half written).
+    """
+    actions: list[str] = []
+    if not root.is_dir():
+        return actions
+    leftovers = sorted((p for p in root.iterdir() if _LEFTOVER.match(p.name)),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in leftovers:
+        match = _LEFTOVER.match(path.name)
+        assert match is not None
+        final = root / match["name"]
+        if match["kind"] == "old" and not final.exists():
+            os.rename(path, final)
+            actions.append(f"restored {final.name} from {path.name}")
+        else:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            actions.append(f"removed {path.name}")
+    if actions:
+        fsync_dir(root)
+        log.warning("exports: recovered from an interrupted publish: %s", "; ".join(actions))
+    return actions
+
+
+# --- erasure ------------------------------------------------------------------------------
+
+def remove_customers_from_exports(root: Path, customer_ids: Iterable[str],
+                                  emails: Iterable[str], run_id: str) -> dict[str, int]:
+    """Rewrite every export directory under ``root`` without the given customers.
+
+    A row goes when its customer_id is one of ``customer_ids`` or its e-mail (trimmed,
+    lower-case) one of ``emails``. Each changed directory is rebuilt from its Parquet
+    files (the CSVs are regenerated from the same rows, so both stay identical) with a
+    new manifest, and swapped in atomically. Returns rows removed per ``as_of``.
+    """
+    ids = {str(i) for i in customer_ids}
+    mails = {e.strip().lower() for e in emails if e}
+    removed: dict[str, int] = {}
+    if not root.is_dir() or not (ids or mails):
+        return removed
+    recover_export_dirs(root)
+    for directory in sorted(p for p in root.iterdir()
+                            if p.is_dir() and _AS_OF_DIR.match(p.name)):
+        manifest_path = directory / MANIFEST_NAME
+        if not manifest_path.is_file():
+            raise StepError(f"Export directory {directory} has no {MANIFEST_NAME}, so its "
+                            "files cannot be checked for erased customers. Delete the "
+                            "directory (a run writes it again) and retry the erasure.")
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        stems = sorted({Path(f["name"]).stem for f in manifest["files"]})
+        tables, dropped = {}, 0
+        for stem in stems:
+            parquet = directory / f"{stem}.parquet"
+            if not parquet.is_file():
+                raise StepError(f"Export file {parquet} is listed in {manifest_path} but "
+                                "missing. Delete the directory and retry the erasure.")
+            table = pq.read_table(parquet, schema=EXPORT_SCHEMA)
+            keep = [i for i, (cid, mail) in enumerate(zip(
+                table.column("customer_id").to_pylist(), table.column("email").to_pylist()))
+                if cid not in ids and (mail or "").strip().lower() not in mails]
+            dropped += table.num_rows - len(keep)
+            tables[stem] = table.take(pa.array(keep, pa.int64()))
+        if not dropped:
+            continue
+        as_of = date.fromisoformat(manifest["as_of"])
+        tmp = root / f".{directory.name}.tmp-{safe_token(run_id)}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        os.mkdir(tmp, DIR_MODE)
+        os.chmod(tmp, DIR_MODE)
+        try:
+            extra = {"amended_by_erasure": run_id,
+                     "rows_erased": int(manifest.get("rows_erased", 0)) + dropped}
+            _write_directory(tmp, tables, as_of, manifest["run_id"], extra)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        publish_directory(tmp, directory)
+        removed[directory.name] = dropped
+    return removed

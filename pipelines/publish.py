@@ -1,0 +1,274 @@
+"""Publish: the serving database and report files, each replaced in one atomic step.
+
+BI tools open ``warehouse.serving_path`` read-only while the pipeline runs. DuckDB lets
+several processes open a file read-only, but a process that holds it read-only stops any
+other process from opening it read-write (and the other way round). So the pipeline never
+writes into the serving file: it writes a complete new database beside it under a hidden
+temporary name, checkpoints and closes it, flushes it to disk, and renames it over the
+serving path with :func:`os.replace`, which is atomic on POSIX file systems.
+
+- A reader that already has the old file open keeps reading the old file (its inode lives
+  on until the reader closes it): it never blocks the run and never sees a mix.
+- A reader that connects after the rename opens the new file. A process that keeps one
+  DuckDB database instance open across queries (a connection pool) sees the new data only
+  after it reconnects, because its open handle is still on the old inode.
+- The new file is written from scratch, so it holds no bytes of rows deleted from the
+  working database (this is how an erasure reaches the serving copy).
+
+A crash before the rename leaves the old serving file untouched and a hidden
+``.<name>.tmp-<run_id>`` beside it; the next publish removes such leftovers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import stat
+import uuid
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from pipelines.config import Settings
+from pipelines.errors import ConfigError, StepError
+
+log = logging.getLogger(__name__)
+
+SERVING_SCHEMA = "marts"
+# DuckDB 2.0 writes files that DuckDB 1.x cannot open, and BI drivers (DBeaver's JDBC,
+# Metabase, the ODBC driver behind Power BI) often lag a major version behind. The serving
+# file is written in the 1.0 storage format, which every DuckDB since 1.0 reads.
+SERVING_STORAGE_VERSION = "v1.0.0"
+REPORT_FILE_NAME = "report.html"
+_TEMP_MARKER = ".tmp-"
+
+
+# --- file system helpers (shared with pipelines/exports.py) -------------------------------
+
+def fsync_file(path: Path) -> None:
+    """Flush a closed file's data to disk, so a rename never publishes an empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry change (a rename) to disk; a no-op where unsupported."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def copy_permissions(existing: Path, new: Path) -> None:
+    """Give ``new`` the mode (and group, where allowed) of the file it will replace.
+
+    A rename replaces the inode, so without this an administrator's ``chmod 640`` /
+    ``chgrp bi`` on the serving database would be undone by every publish.
+    """
+    try:
+        st = os.stat(existing)
+    except FileNotFoundError:
+        return
+    os.chmod(new, stat.S_IMODE(st.st_mode))
+    try:
+        os.chown(new, -1, st.st_gid)
+    except (PermissionError, AttributeError):  # not a member of that group; not POSIX
+        pass
+
+
+def safe_token(text: str) -> str:
+    """``text`` reduced to characters that are safe in a file name (run ids, as-of dates)."""
+    token = re.sub(r"[^A-Za-z0-9_.-]", "_", str(text))
+    return token or "run"
+
+
+def temp_path_for(dest: Path, run_id: str) -> Path:
+    """The hidden temporary name beside ``dest`` that a writer fills before publishing.
+
+    Same directory, hence same file system, so :func:`publish_file_atomically` can rename
+    it into place. Creates the directory.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return dest.with_name(f".{dest.name}{_TEMP_MARKER}{safe_token(run_id)}")
+
+
+def publish_file_atomically(src_tmp: Path, dest: Path) -> Path:
+    """Move a completely written ``src_tmp`` over ``dest`` in one atomic step.
+
+    ``src_tmp`` must be closed and on the same file system as ``dest`` (write it at
+    :func:`temp_path_for` ``(dest, run_id)``). Readers see the old file or the new one,
+    never a partial file. An existing ``dest`` passes its mode and group on. Returns
+    ``dest``.
+    """
+    src_tmp, dest = Path(src_tmp), Path(dest)
+    if not src_tmp.is_file():
+        raise StepError(f"Cannot publish {dest}: the temporary file {src_tmp} does not exist.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if os.stat(src_tmp).st_dev != os.stat(dest.parent).st_dev:
+        raise StepError(f"Cannot publish {dest} atomically: the temporary file {src_tmp} is "
+                        "on another file system. Write it beside the destination "
+                        "(pipelines.publish.temp_path_for).")
+    copy_permissions(dest, src_tmp)
+    fsync_file(src_tmp)
+    os.replace(src_tmp, dest)
+    fsync_dir(dest.parent)
+    return dest
+
+
+def remove_stale_temp_files(dest: Path, keep: Path | None = None) -> list[Path]:
+    """Delete leftovers of crashed publishes of ``dest`` (``.<name>.tmp-*`` beside it).
+
+    Runs on one warehouse are serialised by DuckDB's lock on the working database, so a
+    temporary file that exists when a publish starts belongs to a run that died.
+    """
+    removed = []
+    directory = Path(dest).parent
+    if not directory.is_dir():
+        return removed
+    for path in directory.glob(f".{Path(dest).name}{_TEMP_MARKER}*"):
+        if keep is not None and path == keep:
+            continue
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    if removed:
+        log.info("removed %d leftover temporary file(s) of %s", len(removed), dest)
+    return removed
+
+
+# --- report files -------------------------------------------------------------------------
+
+def report_dir(settings: Settings) -> Path:
+    """``[report] path`` (default ``reports``, relative to the config file's directory)."""
+    value = settings.section("report").get("path", "reports")
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"report.path must be a directory path (text), got {value!r}.")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (settings.base_dir / path).resolve()
+
+
+def report_path(settings: Settings, as_of: date) -> Path:
+    """Where the report of ``as_of`` is published: ``<report.path>/<as_of>/report.html``."""
+    return report_dir(settings) / as_of.isoformat() / REPORT_FILE_NAME
+
+
+# --- serving database ---------------------------------------------------------------------
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def publish_serving_database(con: duckdb.DuckDBPyConnection, settings: Settings,
+                             run_id: str, *,
+                             storage_version: str | None = SERVING_STORAGE_VERSION) -> Path:
+    """Replace the serving database with a fresh copy of the ``marts`` schema.
+
+    Every table of ``marts`` (with its table and column comments) and every view is
+    copied into a new DuckDB file beside ``warehouse.serving_path``; the file is checked,
+    checkpointed, closed and flushed, then renamed over the serving path. Nothing else of
+    the working database (raw, staging, core, models, audit) reaches BI users.
+    ``storage_version`` is the DuckDB storage format of the new file (None: this DuckDB's
+    own, which older readers may not open).
+
+    Raises :class:`StepError` when there is nothing to publish or the copy does not match;
+    the old serving database then stays in place.
+    """
+    serving = settings.warehouse.serving_path
+    serving.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(serving, run_id)
+    remove_stale_temp_files(serving)
+    _remove_database_files(tmp)
+    source_db = con.execute("select current_database()").fetchall()[0][0]
+    tables = [r[0] for r in con.execute(
+        "select table_name from duckdb_tables() where database_name = ? and schema_name = ? "
+        "and not temporary order by table_name", [source_db, SERVING_SCHEMA]).fetchall()]
+    if not tables:
+        raise StepError(f"There is no {SERVING_SCHEMA}.* table in the working database "
+                        f"{settings.warehouse.path}, so there is nothing to publish. The "
+                        "serving database was left as it was; run the whole pipeline.")
+    if storage_version is not None and not re.fullmatch(r"v\d+\.\d+\.\d+", storage_version):
+        raise ValueError(f"storage_version must look like v1.0.0, got {storage_version!r}")
+    options = f" (storage_version {_literal(storage_version)})" if storage_version else ""
+    alias = f"_publish_{uuid.uuid4().hex[:12]}"
+    try:
+        con.execute(f"attach {_literal(str(tmp))} as {alias}{options}")
+        try:
+            _copy_schema(con, source_db, alias, tables)
+            con.execute(f"checkpoint {alias}")
+        finally:
+            con.execute(f"detach {alias}")  # closes the new file
+    except BaseException:
+        _remove_database_files(tmp)
+        raise
+    copy_permissions(serving, tmp)
+    fsync_file(tmp)
+    os.replace(tmp, serving)
+    fsync_dir(serving.parent)
+    log.info("published %d %s tables to %s", len(tables), SERVING_SCHEMA, serving)
+    return serving
+
+
+def _copy_schema(con: duckdb.DuckDBPyConnection, source_db: str, alias: str,
+                 tables: list[str]) -> None:
+    src, dst = f"{_ident(source_db)}.{SERVING_SCHEMA}", f"{alias}.{SERVING_SCHEMA}"
+    con.execute(f"create schema {dst}")
+    for table in tables:
+        con.execute(f"create table {dst}.{_ident(table)} as "
+                    f"select * from {src}.{_ident(table)}")
+        # CREATE TABLE AS copies data, not comments; BI users read the comments.
+        comment = con.execute(
+            "select comment from duckdb_tables() where database_name = ? and schema_name = ? "
+            "and table_name = ?", [source_db, SERVING_SCHEMA, table]).fetchall()[0][0]
+        if comment:
+            con.execute(f"comment on table {dst}.{_ident(table)} is {_literal(comment)}")
+        for column, col_comment in con.execute(
+                "select column_name, comment from duckdb_columns() where database_name = ? "
+                "and schema_name = ? and table_name = ? and comment is not null "
+                "order by column_index", [source_db, SERVING_SCHEMA, table]).fetchall():
+            if col_comment:
+                con.execute(f"comment on column {dst}.{_ident(table)}.{_ident(column)} "
+                            f"is {_literal(col_comment)}")
+        expected = con.execute(f"select count(*) from {src}.{_ident(table)}").fetchall()[0][0]
+        copied = con.execute(f"select count(*) from {dst}.{_ident(table)}").fetchall()[0][0]
+        if expected != copied:
+            raise StepError(f"Publishing {SERVING_SCHEMA}.{table} copied {copied} of "
+                            f"{expected} rows; the serving database was left as it was.")
+    views = con.execute(
+        "select view_name, sql, comment from duckdb_views() where database_name = ? "
+        "and schema_name = ? and not internal and not temporary order by view_name",
+        [source_db, SERVING_SCHEMA]).fetchall()
+    if views:
+        current_schema = con.execute("select current_schema()").fetchall()[0][0]
+        # A view's stored SQL names marts.<table>; with the new file as the default
+        # catalog it resolves to the copy, so the view works for BI on its own.
+        con.execute(f"use {alias}")
+        try:
+            for name, sql, comment in views:
+                con.execute(sql)
+                if comment:
+                    con.execute(f"comment on view {SERVING_SCHEMA}.{_ident(name)} "
+                                f"is {_literal(comment)}")
+        finally:
+            con.execute(f"use {_ident(source_db)}.{_ident(current_schema)}")
+
+
+def _remove_database_files(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".wal")):
+        if p.exists():
+            p.unlink()

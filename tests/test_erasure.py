@@ -1,0 +1,352 @@
+"""Erasure: a forgotten customer leaves no row and no byte behind, and stays out.
+
+The tiny warehouse of tests/fixtures/publish has one person under two ids (ZQX0042, and
+ZQX0043 with the same e-mail) with transactions, a quarantined row, a blanked field and
+events; distinctive strings make leftover bytes easy to find.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import stat
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines import clean, core, erasure, exports, identity, ingest, publish, quality
+from pipelines.config import load_settings
+from pipelines.errors import CrmError, StepError
+from pipelines.sqlrun import run_sql
+from pipelines.warehouse import connect_warehouse
+from tests.conftest import run_to_core
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "publish"
+PERSON = ("ZQX0042", "ZQX0043")
+SECRETS = (b"ZQX0042", b"ZQX0043", b"erase-me.example", b"Xanthopoulos", b"ZQX-PHONE-999")
+OTHERS = ("C001", "C002", "C003")
+
+
+def add_models_and_marts(con: duckdb.DuckDBPyConnection) -> None:
+    """Hand-made stand-ins for the models and marts steps (too slow for tiny data)."""
+    con.execute("create schema if not exists models")
+    con.execute("create or replace table models.customer_scores as "
+                "select customer_id, 0.5 as p_alive from core.customers")
+    con.execute("create schema if not exists marts")
+    con.execute("""
+        create or replace table marts.customer_360 as
+        select customer_id, email, phone, full_name, birth_date, marketing_consent,
+               'champions' as rfm_segment, 'strategic' as value_tier,
+               'active' as lifecycle_stage, 'vip_care' as recommended_action,
+               100.0 as predicted_clv, 'low' as churn_band,
+               null::date as expected_next_order_date
+        from core.customers order by customer_id""")
+    con.execute("comment on table marts.customer_360 is 'One row per customer.'")
+    con.execute("create or replace table marts.segment_summary as "
+                "select 'champions' as segment, count(*) as customers from core.customers")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("warehouse")
+    for f in FIXTURES.iterdir():
+        shutil.copy(f, base)
+    con = run_to_core(base / "crm.toml")
+    add_models_and_marts(con)
+    con.execute("checkpoint")
+    con.close()
+    return base
+
+
+@pytest.fixture
+def workdir(built, tmp_path) -> Path:
+    """A private copy of the built warehouse and its config."""
+    shutil.copytree(built, tmp_path / "w")
+    return tmp_path / "w"
+
+
+@pytest.fixture
+def settings(workdir):
+    return load_settings(workdir / "crm.toml")
+
+
+@pytest.fixture
+def con(settings):
+    connection = connect_warehouse(settings)
+    yield connection
+    connection.close()
+
+
+def rows_mentioning(con, needles=("ZQX", "erase-me", "Xanthopoulos")) -> dict[str, int]:
+    """Rows of any table of the erasable schemas whose text contains a needle."""
+    found = {}
+    tables = con.execute("select schema_name, table_name from duckdb_tables() "
+                         "where database_name = current_database() and schema_name in "
+                         "('raw','staging','quarantine','core','models','marts','audit')"
+                         ).fetchall()
+    for schema, table in tables:
+        condition = " or ".join(f"lower(t::varchar) like '%{n.lower()}%'" for n in needles)
+        n = con.execute(f"select count(*) from {schema}.{table} t where {condition}"
+                        ).fetchall()[0][0]
+        if n:
+            found[f"{schema}.{table}"] = n
+    return found
+
+
+def byte_hits(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    return [s for s in SECRETS if s in data]
+
+
+def rebuild_to_core(con, settings, run_id: str) -> None:
+    """Staging, validation, core and the reconciliation table, as a run does after ingest."""
+    clean.build_staging(con, settings)
+    for name in clean.STAGING_ORDER:
+        quality.validate_source(con, name, settings, run_id)
+    identity.resolve_identities(con)
+    for name in core.CORE_ORDER:
+        run_sql(con, name)
+    run_sql(con, "audit/file_reconciliation", {"run_id": run_id})
+
+
+def unbalanced_with_erased(con) -> list[tuple]:
+    """Files where rows read != loaded + quarantined + duplicates + erased."""
+    return con.execute("""
+        select f.file_path, f.rows_read, f.rows_loaded, f.rows_quarantined, f.rows_duplicate,
+               coalesce(e.rows, 0)
+        from audit.file_reconciliation f
+        left join (select file_sha256, sum(rows) as rows from audit.erased_rows group by all) e
+          using (file_sha256)
+        where f.rows_read <> f.rows_loaded + f.rows_quarantined + f.rows_duplicate
+                             + coalesce(e.rows, 0)""").fetchall()
+
+
+def test_the_fixture_plants_the_person_in_every_layer(con):
+    found = rows_mentioning(con)
+    for table in ("raw.transactions", "raw.customers", "raw.events", "staging.customers",
+                  "quarantine.transactions", "quarantine.field_issues", "core.customer_map",
+                  "core.identity_edges", "core.identity_clusters", "core.customers",
+                  "core.transaction_lines", "core.events", "models.customer_scores",
+                  "marts.customer_360"):
+        assert table in found, table
+
+
+def test_forgetting_a_source_id_erases_the_whole_person_everywhere(con, settings):
+    con.execute("create table models.new_feature as select customer_id, 1 as x "
+                "from core.customers")  # a table added later is covered too
+    con.execute("create table audit.row_notes as select _file_sha256, _row_number, "
+                "'note' as note from raw.customers")  # so is one keyed by lineage
+    others_before = con.execute("select count(*) from raw.transactions where customer_id "
+                                "in ('C001','C002','C003')").fetchall()[0][0]
+    report = erasure.forget_customers(con, settings, ["ZQX0043"])  # not the survivor
+    assert rows_mentioning(con) == {}
+    assert report.not_found == ()
+    assert report.source_ids == 2
+    # raw: 3 transactions (one quarantined), 2 customer records, 2 events
+    assert report.input_rows_erased == 7
+    assert report.rows_deleted["raw.transactions"] == 3
+    assert report.rows_deleted["models.new_feature"] == 1
+    assert report.rows_deleted["audit.row_notes"] == 2
+    assert report.rows_deleted["quarantine.field_issues"] == 1
+    assert con.execute("select count(*) from raw.transactions where customer_id "
+                       "in ('C001','C002','C003')").fetchall()[0][0] == others_before
+    assert con.execute("select count(*) from marts.customer_360").fetchall()[0][0] == 3
+    assert con.execute("select source, sum(rows) from audit.erased_rows group by all "
+                       "order by 1").fetchall() == [("customers", 2), ("events", 2),
+                                                    ("transactions", 3)]
+
+
+def test_tombstones_are_salted_hashes_never_the_values(con, settings, tmp_path):
+    erasure.forget_customers(con, settings, ["ZQX0042"])
+    salt = con.execute("select value from audit.settings where key = 'erasure_salt'"
+                       ).fetchall()[0][0]
+    assert len(salt) == 64
+    stones = set(con.execute("select kind, value_sha256 from audit.erasure_tombstones"
+                             ).fetchall())
+
+    def h(value: str) -> str:
+        return hashlib.sha256((salt + value).encode()).hexdigest()
+
+    assert stones == {("customer_id", h("ZQX0042")), ("customer_id", h("ZQX0043")),
+                      ("email", h("zebulon.quixotic@erase-me.example")),
+                      ("phone", h("+41795551234"))}
+    other = duckdb.connect(str(tmp_path / "other.duckdb"))
+    assert erasure.ensure_erasure_tables(other) != salt  # a salt per warehouse
+    other.close()
+
+
+def test_an_id_found_nowhere_is_reported_and_still_tombstoned(con, settings):
+    report = erasure.forget_customers(con, settings, [" NOPE-1 "])
+    assert report.not_found == ("NOPE-1",)
+    assert report.rows_deleted == {} and report.tombstones == 1
+    with pytest.raises(CrmError, match="at least one"):
+        erasure.forget_customers(con, settings, ["  "])
+
+
+def test_reconciliation_balances_when_erased_rows_are_counted(con, settings):
+    erasure.forget_customers(con, settings, ["ZQX0042"])
+    rebuild_to_core(con, settings, "run-2")
+    assert rows_mentioning(con) == {}
+    assert unbalanced_with_erased(con) == []
+    plain = con.execute("select count(*) from audit.file_reconciliation where rows_read <> "
+                        "rows_loaded + rows_quarantined + rows_duplicate").fetchall()[0][0]
+    assert plain == 3, "without the erased rows no file balances: the formula must change"
+
+
+def test_a_redelivered_export_does_not_bring_them_back(con, settings, workdir):
+    erasure.forget_customers(con, settings, ["ZQX0042"])
+    (workdir / "transactions_2.csv").write_text(
+        "CustomerID,InvoiceNo,InvoiceDate,Quantity,UnitPrice,Status\n"
+        "ZQX0042,I4,2025-01-10 12:00:00,1,99.00,completed\n"
+        "C001,I9,2025-07-05 10:00:00,1,10.00,completed\n"
+        "ZQX0043,I10,2025-07-10 12:00:00,1,5.00,completed\n")
+    (workdir / "customers_2.csv").write_text(
+        "CustomerID,Email,Phone,FullName,BirthDate,Country,SignupDate,MarketingOptIn,UpdatedAt\n"
+        "NEW-77,ZEBULON.QUIXOTIC@erase-me.example,,Zeb Q,,CH,2025-07-01,yes,2025-07-01\n"
+        "C004,dora@example.com,+41 79 555 12 34,Dora Delta,,CH,2025-07-01,yes,2025-07-01\n")
+    for source in settings.sources.values():
+        ingest.ingest_source(con, source, "run-2", datetime.now())
+    assert con.execute("select count(*) from raw.transactions where customer_id like 'ZQX%'"
+                       ).fetchall()[0][0] == 2
+    report = erasure.apply_tombstones(con, "run-2")
+    assert report.input_rows_erased == 2
+    assert report.contact_matches == 2  # same e-mail under NEW-77, same phone under C004
+    assert con.execute("select count(*) from raw.transactions where customer_id like 'ZQX%'"
+                       ).fetchall()[0][0] == 0
+    sha = ingest.file_sha256(workdir / "transactions_2.csv")
+    assert con.execute("select sum(rows) from audit.erased_rows where file_sha256 = ? and "
+                       "reason = 'tombstone'", [sha]).fetchall()[0][0] == 2
+    # a person may sign up again: kept unless contacts are matched on purpose
+    assert con.execute("select count(*) from raw.customers where customer_id in "
+                       "('NEW-77', 'C004')").fetchall()[0][0] == 2
+    rebuild_to_core(con, settings, "run-2")
+    assert unbalanced_with_erased(con) == []
+    strict = erasure.apply_tombstones(con, "run-3", match_contacts=True)
+    assert strict.input_rows_erased == 2
+    assert con.execute("select count(*) from raw.customers where customer_id in "
+                       "('NEW-77', 'C004')").fetchall()[0][0] == 0
+    assert erasure.apply_tombstones(con, "run-4").input_rows_erased == 0
+
+
+def test_apply_tombstones_without_any_erasure_changes_nothing(con):
+    before = con.execute("select count(*) from raw.transactions").fetchall()[0][0]
+    report = erasure.apply_tombstones(con, "run-2")
+    assert (report.input_rows_erased, report.contact_matches) == (0, 0)
+    assert con.execute("select count(*) from raw.transactions").fetchall()[0][0] == before
+    assert con.execute("select count(*) from audit.erased_rows").fetchall()[0][0] == 0
+
+
+def test_rejected_records_that_mention_the_person_are_erased(con, settings):
+    sha = con.execute("select file_sha256 from raw.files where source = 'transactions'"
+                      ).fetchall()[0][0]
+    con.execute("insert into raw.rejected_rows values ('transactions', ?, 'x.csv', 100, 101, "
+                "'expected 6 fields, found 3', 'ZQX0042;I99;oops', now(), 'run-1')", [sha])
+    con.execute("insert into raw.rejected_rows values ('transactions', ?, 'x.csv', 101, 102, "
+                "'expected 6 fields, found 3', 'C001;I98;oops', now(), 'run-1')", [sha])
+    erasure.forget_customers(con, settings, ["ZQX0042"])
+    assert con.execute("select raw_line from raw.rejected_rows where raw_line is not null"
+                       ).fetchall() == [("C001;I98;oops",)]
+    # after the erasure, a rejected record with the e-mail is caught by its hash
+    con.execute("insert into raw.rejected_rows values ('transactions', ?, 'x.csv', 102, 103, "
+                "'bad', '\"Zebulon.Quixotic@erase-me.example\",x', now(), 'run-2')", [sha])
+    assert erasure.apply_tombstones(con, "run-2").input_rows_erased == 1
+    assert con.execute("select count(*) from raw.rejected_rows where raw_line is not null"
+                       ).fetchall()[0][0] == 1
+
+
+def test_compaction_is_what_removes_the_bytes(con, settings):
+    path = settings.warehouse.path
+    serving = publish.publish_serving_database(con, settings, "run-1")
+    con.execute("checkpoint")
+    assert byte_hits(path) and byte_hits(serving), "the strings must be findable at first"
+    erasure.forget_customers(con, settings, ["ZQX0042"])
+    con.execute("checkpoint")
+    con.close()
+    # deleted rows stay readable in a DuckDB file: without compaction the erasure fails
+    assert byte_hits(path)
+    erasure.compact_database(path)
+    assert byte_hits(path) == []
+    again = connect_warehouse(settings)
+    try:
+        publish.publish_serving_database(again, settings, "run-2")
+    finally:
+        again.close()
+    assert byte_hits(serving) == []
+    assert not list(path.parent.glob(".*compact-*"))
+
+
+def test_compaction_keeps_every_other_table_row_and_comment(con, settings):
+    erasure_tables = ("where not (schema_name = 'audit' and table_name in ('settings', "
+                      "'erasure_tombstones', 'erased_rows'))")
+    before = con.execute("select schema_name, table_name, estimated_size, comment "
+                         f"from duckdb_tables() {erasure_tables} order by 1, 2").fetchall()
+    counts = {f"{s}.{t}": con.execute(f"select count(*) from {s}.{t}").fetchall()[0][0]
+              for s, t, _, _ in before}
+    salt = erasure.ensure_erasure_tables(con)
+    with pytest.raises(StepError, match="open elsewhere"):
+        erasure.compact_database(settings.warehouse.path)  # still open here: refused
+    con.close()
+    settings.warehouse.path.chmod(0o600)
+    erasure.compact_database(settings.warehouse.path)
+    assert stat.S_IMODE(settings.warehouse.path.stat().st_mode) == 0o600
+    after = connect_warehouse(settings)
+    try:
+        assert [r[:2] + r[3:] for r in after.execute(
+            "select schema_name, table_name, estimated_size, comment from duckdb_tables() "
+            f"{erasure_tables} order by 1, 2").fetchall()] == [
+            r[:2] + r[3:] for r in before]
+        for name, n in counts.items():
+            assert after.execute(f"select count(*) from {name}").fetchall()[0][0] == n, name
+        assert erasure.ensure_erasure_tables(after) == salt
+    finally:
+        after.close()
+
+
+def test_forget_removes_the_person_from_database_serving_copy_and_exports(settings, con):
+    out = exports.write_exports(con, settings, date(2025, 6, 30), "run-1")
+    assert "ZQX0042" in (out.directory / "list_vip_care.csv").read_text()
+    publish.publish_serving_database(con, settings, "run-1")
+    con.close()
+    report = erasure.forget(settings, ["ZQX0043"])
+    assert report.compacted and report.serving_published == settings.warehouse.serving_path
+    assert report.export_rows_removed == {"2025-06-30": 3}  # champions, vip care, follow-up
+    files = [settings.warehouse.path, settings.warehouse.serving_path,
+             *out.directory.iterdir()]
+    assert {str(f): byte_hits(f) for f in files} == {str(f): [] for f in files}
+    for f in out.directory.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    serving = duckdb.connect(str(settings.warehouse.serving_path), read_only=True)
+    try:
+        assert serving.execute("select customer_id from marts.customer_360 order by 1"
+                               ).fetchall() == [(c,) for c in OTHERS]
+    finally:
+        serving.close()
+    # running it again is harmless (e.g. to finish an interrupted erasure)
+    again = erasure.forget(settings, ["ZQX0043"])
+    assert again.not_found == ("ZQX0043",) and again.tombstones == 0
+
+
+def test_forget_refuses_while_a_run_holds_the_warehouse(settings, con):
+    import subprocess
+    import sys
+
+    con.close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, duckdb, time; c = duckdb.connect(sys.argv[1]); "
+         "print('open', flush=True); time.sleep(60)", str(settings.warehouse.path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StepError, match="in use"):
+            erasure.forget(settings, ["ZQX0042"])
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_id_columns_are_found_by_name():
+    assert erasure.id_columns(["customer_id", "source_customer_id", "customer_id_a",
+                               "cluster_id", "customer_count", "order_id", "email"]) == [
+        "customer_id", "source_customer_id", "customer_id_a", "cluster_id"]
