@@ -28,32 +28,97 @@ def sample_config(tmp: Path) -> Path:
                         'serving_path = "serving/crm.duckdb"')
     for name in ("transactions", "customers", "events"):
         text = text.replace(f'path = "{name}', f'path = "{SAMPLE}{os.sep}{name}')
+    text = text.replace('path = "../../exports"', 'path = "exports"')
+    text = text.replace('path = "../../reports"', 'path = "reports"')
     config = tmp / "crm.toml"
     config.write_text(text, encoding="utf-8")
     return config
 
 
-def test_crm_pipeline_runs_end_to_end_on_the_sample(prefect_harness, tmp_path):
+@pytest.fixture(scope="module")
+def sample_run(prefect_harness, tmp_path_factory):
+    """One successful run of the whole flow on the bundled sample."""
     from flows import crm_pipeline
 
-    config = sample_config(tmp_path)
-    text = crm_pipeline(config_path=str(config))
+    tmp = tmp_path_factory.mktemp("flow")
+    config = sample_config(tmp)
+    return tmp, config, crm_pipeline(config_path=str(config))
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def test_crm_pipeline_runs_end_to_end_on_the_sample(sample_run):
+    tmp, config, text = sample_run
     assert "as of 2025-12-31" in text
     assert "66 duplicate records unified" in text
     assert "bgnbd        r" in text and "holdout MAE" in text
     assert "roc_auc" in text
-    con = duckdb.connect(str(tmp_path / "wh" / "crm.duckdb"), read_only=True)
+    con = duckdb.connect(str(tmp / "wh" / "crm.duckdb"), read_only=True)
     status, as_of, steps = con.execute(
         "select status, as_of::varchar, rows_per_step from audit.runs").fetchall()[0]
     assert (status, as_of) == ("succeeded", "2025-12-31")
     assert '"customer_360"' in steps
-    rows, customers = con.execute(
-        "select count(*), count(distinct customer_id) from marts.customer_360").fetchall()[0]
-    assert rows == customers == 3300  # every unified customer is known by the as-of date
     con.close()
     from pipelines.runlog import format_latest_run
 
     assert ": succeeded" in format_latest_run(str(config))
+
+
+def test_the_run_publishes_database_exports_and_report(sample_run):
+    import json
+
+    tmp, _, _ = sample_run
+    serving = duckdb.connect(str(tmp / "serving" / "crm.duckdb"), read_only=True)
+    rows, customers = serving.execute(
+        "select count(*), count(distinct customer_id) from marts.customer_360").fetchall()[0]
+    assert rows == customers == 3300  # every unified customer is known by the as-of date
+    schemas = {r[0] for r in serving.execute("select distinct schema_name from duckdb_tables()"
+                                             ).fetchall()}
+    assert schemas == {"marts"}  # nothing but the published tables
+    consenting = {r[0] for r in serving.execute(
+        "select customer_id from marts.customer_360 where marketing_consent").fetchall()}
+    serving.close()
+    export_dir = tmp / "exports" / "2025-12-31"
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    exported = set()
+    for entry in manifest["files"]:
+        if entry["name"].endswith(".csv"):
+            lines = (export_dir / entry["name"]).read_text().splitlines()[1:]
+            exported |= {line.split(",")[0] for line in lines}
+    assert exported and exported <= consenting
+    html = (tmp / "reports" / "2025-12-31" / "report.html").read_text()
+    assert "CRM run report" in html and 'class="unavailable"' not in html
+
+
+def test_a_step_failing_before_publish_leaves_the_last_good_outputs(sample_run, monkeypatch):
+    from flows import crm_pipeline
+    from pipelines import marts
+    from pipelines.errors import StepError
+
+    tmp, config, _ = sample_run
+    outputs = [tmp / "serving" / "crm.duckdb", tmp / "exports", tmp / "reports"]
+    before = [_digest(p) for p in outputs]
+
+    def broken(*args, **kwargs):
+        raise StepError("injected failure in the marts step")
+
+    monkeypatch.setattr(marts, "build_marts", broken)
+    with pytest.raises(StepError, match="injected failure"):
+        crm_pipeline(config_path=str(config))
+    assert [_digest(p) for p in outputs] == before
+    con = duckdb.connect(str(tmp / "wh" / "crm.duckdb"), read_only=True)
+    statuses = con.execute("select status, message from audit.runs order by started_at"
+                           ).fetchall()
+    assert statuses[-1] == ("failed", "injected failure in the marts step")
+    assert statuses[0][0] == "succeeded"
 
 
 def test_a_failing_step_marks_the_run_failed_with_its_message(prefect_harness, tmp_path):
@@ -81,8 +146,9 @@ def test_serve_registers_the_configured_schedule(prefect_harness, tmp_path):
     from flows import build_deployment
 
     config = sample_config(tmp_path)
-    config.write_text(config.read_text() + '\n[schedule]\ncron = "15 6 * * 1-5"\n'
-                      'timezone = "Europe/Berlin"\n')
+    text = config.read_text().replace('cron = "0 6 * * *"', 'cron = "15 6 * * 1-5"')
+    assert 'cron = "15 6 * * 1-5"' in text
+    config.write_text(text)
     deployment_id = build_deployment(str(config)).apply()
 
     async def read():
