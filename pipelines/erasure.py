@@ -319,7 +319,10 @@ def _forget(con: duckdb.DuckDBPyConnection, customer_ids: list[str], run_id: str
                         f"where customer_id in (select unnest($ids::varchar[]))",
                         {"source": source, "ids": sorted(ids)})
         _rejected_matches(con, ids, emails)
+        cached_phones = _purge_phone_cache(con, ids)
         deleted, erased = _purge(con, ids, "forget", run_id)
+        if cached_phones:
+            deleted = {**deleted, "raw.phone_numbers": cached_phones}
         tombstones = _write_tombstones(con, salt, ids | not_found, emails, phones)
         con.execute("drop table _erase_lineage")
         con.execute("commit")
@@ -333,6 +336,24 @@ def _forget(con: duckdb.DuckDBPyConnection, customer_ids: list[str], run_id: str
                           rows_deleted=deleted, input_rows_erased=erased,
                           tombstones=tombstones)
     return report, ids | not_found, emails
+
+
+def _purge_phone_cache(con, ids: set[str]) -> int:
+    """Delete these people's numbers from the phone-normalisation cache
+    (``raw.phone_numbers`` holds phone texts, not customer ids, so the id-column sweep
+    does not find them); numbers another customer also uses stay."""
+    if not (_has_table(con, "raw", "phone_numbers") and _has_table(con, "raw", "customers")):
+        return 0
+    before = con.execute("select count(*) from raw.phone_numbers").fetchall()[0][0]
+    con.execute("""
+        delete from raw.phone_numbers
+        where phone_text in (select phone from raw.customers
+                             where customer_id in (select unnest($ids::varchar[])))
+          and phone_text not in (select phone from raw.customers
+                                 where phone is not null
+                                   and customer_id not in (select unnest($ids::varchar[])))""",
+                {"ids": sorted(ids)})
+    return before - con.execute("select count(*) from raw.phone_numbers").fetchall()[0][0]
 
 
 def _write_tombstones(con, salt: str, ids: set[str], emails: set[str],

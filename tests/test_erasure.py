@@ -79,7 +79,8 @@ def con(settings):
     connection.close()
 
 
-def rows_mentioning(con, needles=("ZQX", "erase-me", "Xanthopoulos")) -> dict[str, int]:
+def rows_mentioning(con, needles=("ZQX", "erase-me", "Xanthopoulos", "79 555 12 34",
+                                  "+41795551234")) -> dict[str, int]:
     """Rows of any table of the erasable schemas whose text contains a needle."""
     found = {}
     tables = con.execute("select schema_name, table_name from duckdb_tables() "
@@ -129,7 +130,7 @@ def test_the_fixture_plants_the_person_in_every_layer(con):
                   "quarantine.transactions", "quarantine.field_issues", "core.customer_map",
                   "core.identity_edges", "core.identity_clusters", "core.customers",
                   "core.transaction_lines", "core.events", "models.customer_scores",
-                  "marts.customer_360"):
+                  "marts.customer_360", "raw.phone_numbers"):
         assert table in found, table
 
 
@@ -148,6 +149,8 @@ def test_forgetting_a_source_id_erases_the_whole_person_everywhere(con, settings
     assert report.input_rows_erased == 7
     assert report.rows_deleted["raw.transactions"] == 3
     assert report.rows_deleted["models.new_feature"] == 1
+    # the phone-normalisation cache: both records, each with its own formatting
+    assert report.rows_deleted["raw.phone_numbers"] == 2
     assert report.rows_deleted["audit.row_notes"] == 2
     assert report.rows_deleted["quarantine.field_issues"] == 1
     assert con.execute("select count(*) from raw.transactions where customer_id "
