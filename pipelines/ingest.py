@@ -115,6 +115,7 @@ def ingest_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, run_id: 
         if known is not None:
             report = FileReport(source.name, str(path), sha, "already_ingested", 0, 0, "none")
         else:
+            remove_partial_load(con, source, sha)
             report = _ingest_file(con, source, path, sha, run_id, ingested_at)
             con.execute(
                 "insert into raw.files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -128,6 +129,25 @@ def ingest_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, run_id: 
                  report.status, report.rows_read, report.rows_rejected)
         reports.append(report)
     return reports
+
+
+def remove_partial_load(con: duckdb.DuckDBPyConnection, source: SourceConfig,
+                        sha: str) -> int:
+    """Delete the rows of a file not recorded in raw.files; returns how many.
+
+    Every INSERT commits on its own (the row-by-row reader inserts a chunk at a time) and
+    a file is recorded in raw.files after its last row, so a run killed or failed in
+    between leaves some of the file's rows behind. The next run, not finding the file in
+    raw.files, loads it again: without this, those rows would be there twice.
+    """
+    removed = 0
+    for table in (f"raw.{source.name}", "raw.rejected_rows"):
+        [(n,)] = con.execute(f"delete from {table} where _file_sha256 = ?", [sha]).fetchall()
+        removed += n
+    if removed:
+        log.warning("ingest %s: removed %d rows an interrupted run had loaded from this "
+                    "file; loading it again", source.name, removed)
+    return removed
 
 
 def _ingest_file(con, source: SourceConfig, path: Path, sha: str, run_id: str,

@@ -54,8 +54,17 @@ def ensure_run_log(con: duckdb.DuckDBPyConnection) -> None:
             message varchar)""")
 
 
+INTERRUPTED_MESSAGE = ("The run ended without recording its end: its process was killed or "
+                       "crashed. Each output it had not yet swapped into place was left as "
+                       "it was.")
+
+
 def record_run_start(ctx: RunContext) -> None:
+    """Log the run as running. Runs still 'running' are dead: DuckDB's lock on the working
+    database lets one process write it at a time, so they are marked interrupted."""
     ensure_run_log(ctx.con)
+    ctx.con.execute("update audit.runs set status = 'interrupted', message = ? "
+                    "where status = 'running'", [INTERRUPTED_MESSAGE])
     s = ctx.settings
     ctx.con.execute(
         "insert into audit.runs values (?, ?, null, 'running', null, ?, ?, ?, ?, null, null)",
@@ -120,6 +129,9 @@ def format_latest_run(config_path: str | None) -> str:
     if not rows:
         return "No run yet. Start one with crm run."
     run_id, status, started, ended, as_of, sha, versions, steps, message = rows[0]
+    if status == "running":
+        # we could open the database read-only, so no process is writing it: the run died
+        status, message = "interrupted", INTERRUPTED_MESSAGE
     lines = [f"Latest run {run_id}: {status}", f"  started {started}, ended {ended}",
              f"  as of {as_of}; config sha256 {sha[:12] if sha else '-'}",
              f"  rows per step: {steps}", f"  versions: {versions}"]

@@ -2,7 +2,10 @@
 -- Survivorship, per field: the value from the most recently updated record that has one
 -- (updated_at, then delivery time), so a correction in a newer export wins while a blank
 -- in a newer export does not erase what we knew. Consent follows the same rule: the
--- latest statement of consent, never an older "yes" over a newer "no".
+-- latest statement of consent, never an older "yes" over a newer "no". Records of one
+-- run share an ingestion time: then the later file name wins (exports are named by date
+-- or sequence), as for orders; the file and row number make the order total, so a tie
+-- never leaves the pick to the order DuckDB's threads happen to see the rows in.
 create or replace table core.customers as
 with records as (
     select r.*, m.customer_id as unified_id
@@ -13,8 +16,8 @@ with records as (
 ordered as (
     select
         *,
-        (coalesce(updated_at, signup_at, timestamp '1900-01-01'), _ingested_at, _row_number)
-            as recency_key
+        (coalesce(updated_at, signup_at, timestamp '1900-01-01'), _ingested_at, _source_file,
+         _file_sha256, _row_number) as recency_key
     from records
 ),
 

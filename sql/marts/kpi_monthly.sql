@@ -163,7 +163,9 @@ final as (
         revenue,
         revenue / nullif(orders, 0) as average_order_value,
         case when month = date_trunc('month', $as_of::date)
-             then (select avg(predicted_clv) from customers) end as average_predicted_clv,
+             -- DECIMAL: exact, so reruns agree to the last bit
+             then (select avg(predicted_clv::decimal(38, 10)) from customers) end
+            as average_predicted_clv,
         nps,
         csat,
         complaints / nullif(orders, 0) as complaint_rate,

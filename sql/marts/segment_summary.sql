@@ -50,9 +50,9 @@ segments as (
         -- DECIMAL sums are exact, so reruns agree to the last bit
         coalesce(sum(revenue_total::decimal(38, 10)), 0)::double as revenue_total,
         coalesce(sum(net_revenue::decimal(38, 10)), 0)::double as net_revenue,
-        avg(predicted_clv) as average_predicted_clv,
+        avg(predicted_clv::decimal(38, 10)) as average_predicted_clv,
         sum(predicted_clv::decimal(38, 10))::double as total_predicted_clv,
-        avg(churn_probability) as average_churn_probability
+        avg(churn_probability::decimal(38, 10)) as average_churn_probability
     from by_dimension
     group by dimension, segment
 ),

@@ -69,9 +69,10 @@ completed_orders as (
         amount,
         order_date,
         order_at,
-        -- Gap to the customer's previous order in (fractional) days.
+        -- Gap to the customer's previous order in whole seconds: integers add up exactly,
+        -- so the mean and spread below do not depend on the order DuckDB's threads add in.
         date_diff('second', lag(order_at) over (partition by customer_id order by order_at, order_id), order_at)
-            / 86400.0 as gap_days
+            as gap_seconds
     from transactions
     where is_completed_order
 ),
@@ -84,16 +85,26 @@ order_summaries as (
         date_diff('day', min(completed_orders.order_date), any_value(parameters.cutoff_date))
             as days_since_first_order,
         count(*) as order_count,
-        sum(completed_orders.amount) as revenue_total,
-        avg(completed_orders.amount) as order_value_mean,
-        avg(completed_orders.gap_days) as gap_mean_days,
-        stddev_samp(completed_orders.gap_days) as gap_std_days,
+        -- Amounts add up as DECIMAL and gaps as integers: exact, so reruns agree to the last
+        -- bit (a parallel DOUBLE sum depends on the order its partial sums are combined in).
+        sum(completed_orders.amount::decimal(38, 10))::double as revenue_total,
+        avg(completed_orders.amount::decimal(38, 10)) as order_value_mean,
+        sum(completed_orders.gap_seconds)::double / count(completed_orders.gap_seconds) / 86400.0
+            as gap_mean_days,
+        -- sample standard deviation of the gaps, sqrt((n * sum(g^2) - sum(g)^2) / (n (n - 1))),
+        -- from exact integer sums; NULL below two gaps, as stddev_samp
+        sqrt(
+            (count(completed_orders.gap_seconds)::hugeint
+                 * sum(completed_orders.gap_seconds::hugeint * completed_orders.gap_seconds)
+             - sum(completed_orders.gap_seconds::hugeint) * sum(completed_orders.gap_seconds::hugeint))::double
+            / nullif(count(completed_orders.gap_seconds) * (count(completed_orders.gap_seconds) - 1), 0)
+        ) / 86400.0 as gap_std_days,
         count(*) filter (where completed_orders.order_date > parameters.cutoff_date - 30) as orders_last_30d,
         count(*) filter (where completed_orders.order_date > parameters.cutoff_date - 90) as orders_last_90d,
         count(*) filter (where completed_orders.order_date > parameters.cutoff_date - 180) as orders_last_180d,
-        coalesce(sum(completed_orders.amount) filter (where completed_orders.order_date > parameters.cutoff_date - 90), 0)
+        coalesce(sum(completed_orders.amount::decimal(38, 10)) filter (where completed_orders.order_date > parameters.cutoff_date - 90), 0)::double
             as revenue_last_90d,
-        coalesce(sum(completed_orders.amount) filter (where completed_orders.order_date > parameters.cutoff_date - 180), 0)
+        coalesce(sum(completed_orders.amount::decimal(38, 10)) filter (where completed_orders.order_date > parameters.cutoff_date - 180), 0)::double
             as revenue_last_180d
     from completed_orders
     cross join parameters
@@ -157,7 +168,7 @@ event_summaries as (
         count(*) filter (where event_type = 'complaint') as complaint_count,
         count(*) filter (where event_type = 'support_ticket') as support_ticket_count,
         -- support_ticket value = first-response time in hours.
-        avg(value) filter (where event_type = 'support_ticket') as support_response_hours_mean,
+        avg(value::decimal(38, 10)) filter (where event_type = 'support_ticket') as support_response_hours_mean,
         arg_max(value, (event_at, event_id)) filter (where event_type = 'support_ticket' and value is not null)
             as support_response_hours_last,
         arg_max(value, (event_at, event_id)) filter (where event_type = 'survey_response' and survey = 'nps' and value is not null)
