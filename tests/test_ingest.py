@@ -279,3 +279,23 @@ def test_identical_rows_without_order_id_are_separate_within_a_file_and_resent_a
     assert lines(con, "select count(*), sum(amount) from core.transactions") == [(3, 17.0)]
     assert lines(con, "select count(*) from core.duplicate_rows") == [(2,)]
     assert_reconciled(con)
+
+
+def test_validation_in_chunks_gives_the_same_verdicts(tx_config, monkeypatch):
+    from pipelines import quality
+
+    data = HEADER + (b"A1,7,yesterday,1,5.00,completed\n"
+                     b"A2,7,2024-01-05 10:00:00,one,5.00,completed\n"
+                     b"A3,7,2024-01-05 10:00:00,1,5.00,completed\n"
+                     b"A4,,2024-01-05 10:00:00,1,5.00,completed\n"
+                     b"A5,8,2024-01-05 10:00:00,1,5.00,shipped\n")
+    monkeypatch.setattr(quality, "VALIDATION_CHUNK_ROWS", 2)
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id, rules from quarantine.transactions order by 1") == [
+        ("A1", "order_ts_parseable"), ("A2", "amount_numeric, quantity_numeric"),
+        ("A4", "customer_id_present")]
+    assert lines(con, "select rule, element_count, unexpected_count "
+                      "from audit.validation_results where source = 'transactions' "
+                      "and rule in ('customer_id_present', 'amount_numeric') order by 1") == [
+        ("amount_numeric", 5, 1), ("customer_id_present", 5, 1)]
+    assert_reconciled(con)
