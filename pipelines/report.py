@@ -919,39 +919,21 @@ def _chart_holdout(holdout: dict) -> Chart:
 
 
 def _write_atomically(path: Path, text: str, run_id: str) -> Path:
-    """Write to a hidden temporary file beside ``path`` (``.<name>.tmp-<run_id>``, the
-    convention of pipelines/publish.py), flush it, then rename it over ``path``: readers
-    see the old report or the new one, never a part, and a failure leaves the old one.
-    Leftovers of a crashed run (runs on one warehouse are serialised) are removed first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):
-        with contextlib.suppress(FileNotFoundError):
-            stale.unlink()
-    temporary = path.with_name(f".{path.name}.tmp-{re.sub(r'[^A-Za-z0-9_.-]', '_', run_id)}")
+    """Write beside ``path`` under publish's temporary name, then swap it in with
+    :func:`pipelines.publish.publish_file_atomically` (readers see the old report or the
+    new one, never a part; a failure leaves the old one). Leftovers of a crashed run are
+    removed first."""
+    from pipelines import publish
+
+    temporary = publish.temp_path_for(path, run_id)
+    publish.remove_stale_temp_files(path)
     try:
         with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
+        if not path.exists():
+            os.chmod(temporary, 0o644)  # a report is meant to be shared; no personal data
+        return publish.publish_file_atomically(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    _fsync_directory(path.parent)
-    return path
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable; a no-op where directories cannot be opened or synced."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
