@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipelines import (churn, clean, core, erasure, exports, ingest, marts, publish, quality,
@@ -137,6 +138,8 @@ def crm_pipeline(config_path: str | None = None, as_of: str | None = None) -> st
             summary.format_value_summary(value_report, segment_counts),
             summary.format_churn_summary(churn_result),
             "Published:\n" + "\n".join(f"  {k:<8} {v}" for k, v in published.items())])
+        create_markdown_artifact(key="crm-run-summary", markdown=f"```\n{text}\n```",
+                                 description=f"CRM run {ctx.run_id}, as of {ctx.as_of}")
         runlog.record_run_end(ctx, "succeeded")
         return text
     except Exception as exc:

@@ -72,6 +72,22 @@ def test_crm_pipeline_runs_end_to_end_on_the_sample(sample_run):
     assert ": succeeded" in format_latest_run(str(config))
 
 
+def test_the_run_summary_is_a_prefect_markdown_artifact(sample_run):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["crm-run-summary"])))
+
+    artifacts = asyncio.run(read())
+    assert artifacts and artifacts[0].type == "markdown"
+    assert "66 duplicate records unified" in artifacts[0].data
+
+
 def test_the_run_publishes_database_exports_and_report(sample_run):
     import json
 
