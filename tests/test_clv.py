@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from models import clv
@@ -429,6 +430,52 @@ def test_gamma_gamma_metrics_report_the_frequency_spend_correlation(sample_summa
     assert metrics["repeat_buyers"] == 946
 
 
+def test_closed_form_likelihoods_equal_lifetimes_autograd_value_gradient_and_hessian(sample_summary):
+    # the fitters minimise our closed-form likelihoods; lifetimes differentiates its own with autograd
+    from autograd import hessian, value_and_grad
+
+    data = compress_summary(sample_summary)
+    scale = 1 / data["T"].max()
+    bg_args = (data["frequency"].to_numpy(), data["recency"].to_numpy() * scale, data["T"].to_numpy() * scale,
+               data["weights"].to_numpy().astype(float), 0.001)
+    buyers = sample_summary.filter((pl.col("frequency") > 0) & (pl.col("monetary_value") > 0))
+    spend = compress_summary(buyers, ("frequency", "monetary_value"))
+    gg_args = (spend["frequency"].to_numpy().astype(float), spend["monetary_value"].to_numpy(),
+               spend["weights"].to_numpy().astype(float), 0.001)
+    cases = [
+        (clv._BetaGeoLikelihood(*bg_args), lifetimes.BetaGeoFitter._negative_log_likelihood, bg_args, 4),
+        (clv._GammaGammaLikelihood(*gg_args), lifetimes.GammaGammaFitter._negative_log_likelihood, gg_args, 3),
+    ]
+    rng = np.random.default_rng(5)
+    for ours, theirs, args, size in cases:
+        for log_params in (np.full(size, 0.1), rng.normal(0, 1, size), rng.normal(0, 2, size)):
+            value, gradient, hess = ours(log_params, hessian=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                their_value, their_gradient = value_and_grad(theirs)(log_params, *args)
+                their_hessian = hessian(theirs)(log_params, *args)
+            assert value == pytest.approx(their_value, rel=1e-12)
+            np.testing.assert_allclose(gradient, their_gradient, rtol=1e-9, atol=1e-12 * np.abs(their_gradient).max())
+            np.testing.assert_allclose(hess, their_hessian, rtol=1e-9, atol=1e-12 * np.abs(their_hessian).max())
+            assert ours(log_params)[0] == value
+
+
+def test_fits_equal_lifetimes_own_fitters(sample_summary, sample_models):
+    bgnbd, gamma_gamma = sample_models
+    frequency, recency, age = (sample_summary[c].to_numpy().astype(float) for c in ("frequency", "recency", "T"))
+    buyers = sample_summary.filter(pl.col("frequency") > 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = lifetimes.BetaGeoFitter().fit(frequency, recency, age)
+        their_gg = lifetimes.GammaGammaFitter().fit(buyers["frequency"].to_numpy(), buyers["monetary_value"].to_numpy())
+    for name, value in theirs.params_.items():
+        assert bgnbd.params_[name] == pytest.approx(value, rel=1e-6), name
+        assert bgnbd.std_errors_[name] == pytest.approx(theirs.standard_errors_[name], rel=1e-4), name
+    for name, value in their_gg.params_.items():
+        ours = gamma_gamma.params_["gamma" if name == "v" else name]
+        assert ours == pytest.approx(value, rel=1e-6), name
+
+
 # --------------------------------------------------------------------------- penalizer ladder
 
 NO_CHURN = pl.DataFrame({"frequency": [10 + i % 3 for i in range(60)], "recency": [99.0] * 60, "T": [100.0] * 60})
@@ -605,6 +652,49 @@ def test_next_order_scores_compare_model_and_naive_on_the_same_customers():
     assert metrics["mae_days"] == (pytest.approx((2 + 5) / 2), pytest.approx((2 + 1) / 2))
     assert metrics["customers_scored"] == (2, 2)
     assert metrics["coverage"] == (pytest.approx(2 / 3), pytest.approx(3 / 3))
+
+
+@pytest.mark.parametrize("unit_days, horizon_days, rate", [(1, 365, 0.10), (7, 365, 0.10), (1, 400, 0.0)])
+def test_fast_discounted_purchases_equal_the_step_by_step_sum(sample_models, unit_days, horizon_days, rate):
+    # exact timestamps: every customer has another T, so the discounted sum is interpolated per
+    # frequency (Chebyshev in log(alpha + T)); heavy buyers have too few customers and are summed
+    bgnbd, _ = sample_models
+    model = clone(bgnbd)
+    model.set_params(unit_days=unit_days)
+    model.params_ = dict(bgnbd.params_)
+    model.params_["alpha"] = bgnbd.params_["alpha"] * 7 / unit_days  # the CDNOW fit is in weeks
+    model.fitter_ = clv.BetaGeoFitter()
+    model.fitter_.params_ = pd.Series(model.params_)
+    rng = np.random.default_rng(11)
+    n = 6000
+    frequency = np.concatenate([rng.poisson(2.0, n - 40), rng.integers(30, 400, 40)]).astype(float)
+    age = np.concatenate([rng.uniform(0, 3 * 365 / unit_days, n - 5), [0.0, 1e-4, 0.5, 1e3, 1e4 / unit_days]])
+    recency = np.where(frequency > 0, age * rng.uniform(0, 1, n), 0.0)
+    times, factors = clv._discount_schedule(float(horizon_days), float(unit_days), rate)
+    fast = model._discounted_purchases_units(np.asarray(times) / unit_days, factors, frequency, recency, age)
+    slow = discounted_expected_purchases(
+        lambda days: model._expected_purchases_units(days / unit_days, frequency, recency, age),
+        horizon_days=horizon_days, step_days=unit_days, annual_discount_rate=rate)
+    np.testing.assert_allclose(fast, slow, rtol=1e-9)
+    # the same numbers through predict_customer_value, dates-only data (few distinct T) included
+    for rounded in (False, True):
+        summary = pl.DataFrame({"customer_id": [str(i) for i in range(n)], "frequency": frequency,
+                                "recency": np.floor(recency) if rounded else recency,
+                                "T": np.floor(age) if rounded else age, "monetary_value": np.full(n, 10.0)})
+        f, r, t = (summary[c].to_numpy() for c in ("frequency", "recency", "T"))
+        slow = discounted_expected_purchases(
+            lambda days: model._expected_purchases_units(days / unit_days, f, r, t),
+            horizon_days=horizon_days, step_days=unit_days, annual_discount_rate=rate)
+        gamma_gamma = GammaGammaModel()
+        gamma_gamma.params_ = {"p": 6.0, "q": 4.0, "gamma": 15.0}
+        out = predict_customer_value(summary, bgnbd=model, gamma_gamma=gamma_gamma, as_of=date(2024, 1, 1),
+                                     clv_horizon_days=horizon_days, annual_discount_rate=rate)
+        np.testing.assert_allclose(out["predicted_clv"].to_numpy(),
+                                   np.maximum(slow * gamma_gamma.predict(summary), 0), rtol=1e-9)
+        for h in (30, 90, 365):
+            np.testing.assert_array_equal(
+                out[f"expected_purchases_{h}d"].to_numpy(),
+                np.maximum(model._expected_purchases_units(h / unit_days, f, r, t), 0.0))
 
 
 # --------------------------------------------------------------------------- holdout, data checks
