@@ -34,8 +34,9 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest -q
 
+# make bench SIZE=S|M|L [BENCH_ARGS="--no-notebook --stages value,churn ..."]; see benchmarks/README.md
 bench: setup
-	$(BIN)/python benchmarks/run.py --size $(or $(SIZE),S)
+	$(BIN)/python benchmarks/run.py --size $(or $(SIZE),S) $(BENCH_ARGS)
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock:
