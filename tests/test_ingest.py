@@ -197,6 +197,44 @@ def test_corrected_redelivery_replaces_the_order_and_counts_duplicates(tmp_path,
     assert_reconciled(con)
 
 
+def test_redelivered_events_and_orderless_rows_are_kept_once(tmp_path):
+    """Event ids seen again: the latest delivery wins. Rows without an order or event id:
+    identical rows within one file are separate, and the k-th copy in a later file is the
+    k-th copy re-sent."""
+    from tests.conftest import write_config
+
+    (tmp_path / "tx1.csv").write_text(
+        "cid,ts,amt\n1,2024-01-05 10:00:00,5\n1,2024-01-05 10:00:00,5\n")
+    (tmp_path / "ev1.jsonl").write_text(
+        '{"id": "E1", "user": "1", "ts": "2024-01-06T10:00:00Z", "event": "page_view"}\n'
+        '{"id": "E2", "user": "1", "ts": "2024-01-06T11:00:00Z", "event": "page_view"}\n'
+        '{"user": "1", "ts": "2024-01-07T10:00:00Z", "event": "email_open"}\n'
+        '{"user": "1", "ts": "2024-01-07T10:00:00Z", "event": "email_open"}\n')
+    body = ('[sources.transactions]\npath = "tx*.csv"\n[sources.transactions.columns]\n'
+            'customer_id = "cid"\norder_ts = "ts"\namount = "amt"\n'
+            '[sources.events]\npath = "ev*.jsonl"\n[sources.events.columns]\n'
+            'event_id = "id"\ncustomer_id = "user"\nevent_ts = "ts"\n'
+            'event_type = "event"\n')
+    cfg = write_config(tmp_path, body)
+    run_to_core(cfg).close()
+    # a later export re-sends E1 (corrected), one of the two anonymous events and three
+    # copies of the order-less row (so one is new)
+    (tmp_path / "tx2.csv").write_text("cid,ts,amt\n" + "1,2024-01-05 10:00:00,5\n" * 3)
+    (tmp_path / "ev2.jsonl").write_text(
+        '{"id": "E1", "user": "1", "ts": "2024-01-06T10:00:00Z", "event": "email_click"}\n'
+        '{"user": "1", "ts": "2024-01-07T10:00:00Z", "event": "email_open"}\n')
+    con = run_to_core(cfg, run_id="run-2")
+    assert lines(con, "select count(*), sum(amount) from core.transactions") == [(3, 15.0)]
+    assert lines(con, "select event_id, event_type from core.events "
+                      "where event_id in ('E1', 'E2') order by 1") == [
+        ("E1", "email_click"), ("E2", "page_view")]
+    assert lines(con, "select count(*) from core.events where event_type = 'email_open'"
+                 ) == [(2,)]
+    assert lines(con, "select source, count(*) from core.duplicate_rows group by 1 order by 1"
+                 ) == [("events", 2), ("transactions", 2)]
+    assert_reconciled(con)
+
+
 def test_jsonl_and_parquet_sources_load(tmp_path):
     import polars as pl
 

@@ -3,38 +3,44 @@
 -- Events without an id are keyed by their values and their occurrence in the file, as
 -- order-less transaction rows are (see core/transaction_lines.sql).
 create or replace table core.events as
-with staged as (
-    select * from staging.events
-),
-
-quarantined as (
-    select _file_sha256, _row_number from quarantine.events
-),
-
-valid as (
+with valid as (
     select s.*
-    from staged s
-    anti join quarantined q using (_file_sha256, _row_number)
+    from staging.events s
+    anti join quarantine.events q using (_file_sha256, _row_number)
 ),
 
+-- The occurrence number needs a sort, so it is computed only for events without an id.
 keyed as (
+    select *, event_id as event_key
+    from valid
+    where event_id is not null
+    union all by name
     select
         *,
-        coalesce(event_id, 'evt-' || md5(concat_ws('|', customer_id, event_at, event_type,
-                                                   channel, value, properties))
-                           || '-' || row_number() over (
-                               partition by _file_sha256, customer_id, event_at, event_type,
-                                   channel, value, properties
-                               order by _row_number)) as event_key
+        'evt-' || md5(concat_ws('|', customer_id, event_at, event_type, channel, value,
+                                properties))
+        || '-' || row_number() over (
+            partition by _file_sha256, customer_id, event_at, event_type, channel, value,
+                properties
+            order by _row_number) as event_key
     from valid
+    where event_id is null
+),
+
+-- Keys delivered more than once are few; a hash aggregate finds them, and only their rows
+-- go through the sort that picks the latest delivery.
+repeated_keys as (
+    select event_key from keyed group by event_key having count(*) > 1
 ),
 
 deduplicated as (
-    select *
-    from keyed
-    qualify row_number() over (
-        partition by event_key
-        order by _ingested_at desc, _source_file desc, _file_sha256, _row_number) = 1
+    select * from keyed anti join repeated_keys using (event_key)
+    union all
+    select * from (
+        select k.* from keyed k semi join repeated_keys using (event_key)
+        qualify row_number() over (
+            partition by event_key
+            order by _ingested_at desc, _source_file desc, _file_sha256, _row_number) = 1)
 ),
 
 final as (
