@@ -289,20 +289,35 @@ def _ingest_csv_duckdb(con, source: SourceConfig, path: Path, lineage: dict
 
 
 def _ingest_jsonl_duckdb(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
+    """Fast path for JSON Lines. Every mapped key is read as JSON and kept as its text
+    (scalars unquoted, objects as compact JSON), as the line-by-line reader keeps them;
+    letting DuckDB infer types took a second pass over the whole file."""
+    # The keys come from DuckDB's sample of the first records; a mapped key missing there
+    # is still read, and counts as present if any record has it.
+    sampled = [r[0] for r in con.execute(
+        "describe select * from read_json($path, format = 'newline_delimited', "
+        "records = true)", {"path": str(path)}).fetchall()]
+    by_norm = {c.strip().lower(): c for c in sampled}
+    wanted = list(dict.fromkeys(
+        [by_norm.get(c.strip().lower(), c) for c in source.columns.values()]))
     con.execute("drop table if exists _ingest_stage")
     con.execute("create temp table _ingest_stage as select * from read_json($path, "
-                "format = 'newline_delimited', records = true, sample_size = -1)",
-                {"path": str(path)})
-    found = [r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')"
-                                       ).fetchall()]
+                "format = 'newline_delimited', records = true, columns = $columns)",
+                {"path": str(path), "columns": {c: "JSON" for c in wanted}})
     n = con.execute("select count(*) from _ingest_stage").fetchall()[0][0]
     if n == 0:
         return FileReport(source.name, str(path), lineage["_file_sha256"], "empty", 0, 0,
                           "duckdb")
-    mapping, ignored, missing = _map_columns(source, path, found)
-    # to_json keeps nested objects as JSON text; json_extract_string unquotes scalars.
+    unsampled = [c for c in wanted if c not in sampled]
+    present = []
+    if unsampled:
+        counts = con.execute("select " + ", ".join(f"count({_quote_ident(c)})"
+                                                   for c in unsampled)
+                             + " from _ingest_stage").fetchall()[0]
+        present = [c for c, k in zip(unsampled, counts) if k]
+    mapping, ignored, missing = _map_columns(source, path, sampled + present)
     _insert_staged(con, source, mapping, lineage, "rowid + 1",
-                   lambda c: f"nullif(trim(json_extract_string(to_json({c}), '$')), '')")
+                   lambda c: f"nullif(trim(json_extract_string({c}, '$')), '')")
     con.execute("drop table _ingest_stage")
     return FileReport(source.name, str(path), lineage["_file_sha256"], "loaded", n, 0,
                       "duckdb", ignored, missing)

@@ -259,6 +259,35 @@ def test_jsonl_and_parquet_sources_load(tmp_path):
     assert_reconciled(con)
 
 
+def test_jsonl_key_that_first_appears_late_in_the_file_is_read(tmp_path):
+    """DuckDB samples the first records for keys; a mapped key that shows up only later
+    must still be read (and not reported missing)."""
+    import json
+
+    from tests.conftest import write_config
+
+    (tmp_path / "tx.csv").write_text("cid,ts,amt\n1,2024-01-05 10:00:00,5\n")
+    with open(tmp_path / "ev.jsonl", "w") as f:
+        for i in range(30_000):
+            record = {"user": "1", "ts": "2024-01-06T10:00:00Z", "event": "page_view"}
+            if i == 29_999:
+                record.update(event="survey_response", score=7, props={"survey": "nps"})
+            f.write(json.dumps(record) + "\n")
+    body = ('[sources.transactions]\npath = "tx.csv"\n[sources.transactions.columns]\n'
+            'customer_id = "cid"\norder_ts = "ts"\namount = "amt"\n'
+            '[sources.events]\npath = "ev.jsonl"\n[sources.events.columns]\n'
+            'customer_id = "user"\nevent_ts = "ts"\nevent_type = "event"\n'
+            'value = "score"\nproperties = "props"\n')
+    con = run_to_core(write_config(tmp_path, body))
+    assert lines(con, "select event_type, value, properties, count(*) from core.events "
+                      "group by all order by 1") == [("page_view", None, None, 29_999),
+                                                     ("survey_response", 7.0,
+                                                      '{"survey":"nps"}', 1)]
+    assert lines(con, "select columns_missing from raw.files where source = 'events'"
+                 ) == [([],)]
+    assert_reconciled(con)
+
+
 def test_whitespace_aligned_text_file_without_header_loads(tmp_path):
     from tests.conftest import write_config
 
