@@ -250,6 +250,8 @@ class _BetaGeoLikelihood:
         self.w0, self.age0 = w[once], np.asarray(age, dtype=float)[once]
         repeat = ~once
         self.x1, self.w1 = x[repeat], w[repeat]
+        self.xs1, ix1 = np.unique(self.x1, return_inverse=True)
+        self.ix1 = ix1.reshape(-1)
         self.rec1, self.age1 = np.asarray(recency, dtype=float)[repeat], np.asarray(age, dtype=float)[repeat]
 
     def _rising(self, c: float):
@@ -289,23 +291,27 @@ class _BetaGeoLikelihood:
         inv_age0 = 1.0 / (alpha + self.age0)
         g[0] -= float(_dot(self.w0, log_age0))
         g[1] -= r * float(_dot(self.w0, inv_age0))
-        # repeat buyers: logaddexp(A3, A4)
+        # repeat buyers: logaddexp(A3, A4) = max + log1p(e), e = exp(-|A4 - A3|), and the
+        # weight of A4 in its derivatives p4 = expit(A4 - A3), both from the same e
         rx = r + x1
         log_age1, log_rec1 = np.log(alpha + self.age1), np.log(alpha + self.rec1)
-        bx = b + x1 - 1.0
+        inv_bx = (1.0 / (b + self.xs1 - 1.0))[self.ix1]
         a3 = -rx * log_age1
-        a4 = np.log(a) - np.log(bx) - rx * log_rec1
-        value += float(_dot(w1, np.logaddexp(a3, a4)))
-        p4 = expit(a4 - a3)
+        a4 = (np.log(a) + np.log(inv_bx)) - rx * log_rec1
+        diff = a4 - a3
+        e = np.exp(-np.abs(diff))
+        value += float(_dot(w1, np.maximum(a3, a4) + np.log1p(e)))
+        q = 1.0 / (1.0 + e)
+        p4 = np.where(diff > 0, q, e * q)
         p3 = 1.0 - p4
         inv_age1, inv_rec1 = 1.0 / (alpha + self.age1), 1.0 / (alpha + self.rec1)
         d3r, d4r = -log_age1, -log_rec1
         d3al, d4al = -rx * inv_age1, -rx * inv_rec1
         wp4 = w1 * p4
-        g[0] += float(_dot(w1, p3 * d3r + p4 * d4r))
-        g[1] += float(_dot(w1, p3 * d3al + p4 * d4al))
+        g[0] += float(_dot(w1, d3r + p4 * (d4r - d3r)))
+        g[1] += float(_dot(w1, d3al + p4 * (d4al - d3al)))
         g[2] += float(np.sum(wp4)) / a
-        g[3] -= float(_dot(wp4, 1.0 / bx))
+        g[3] -= float(_dot(wp4, inv_bx))
         if not hessian:
             objective, grad, _ = _log_parameter_derivatives(params, -value / W, -g / W, np.zeros((4, 4)),
                                                             self.penalizer)
@@ -321,7 +327,7 @@ class _BetaGeoLikelihood:
         # logaddexp: p3 H3 + p4 H4 + p3 p4 (grad3 - grad4)(grad3 - grad4)'
         v = w1 * p3 * p4
         dr, dal = d3r - d4r, d3al - d4al
-        inv_a, inv_bx = 1.0 / a, 1.0 / bx
+        inv_a = 1.0 / a
         h[0, 0] += float(_dot(v, dr * dr))
         h[0, 1] += float(_dot(w1, -p3 * inv_age1 - p4 * inv_rec1) + _dot(v, dr * dal))
         h[1, 1] += float(_dot(w1, p3 * rx * inv_age1**2 + p4 * rx * inv_rec1**2) + _dot(v, dal * dal))
@@ -394,15 +400,42 @@ class _GammaGammaLikelihood:
 
 def _minimize_likelihood(likelihood, initial_params, params_size, disp, tol, bounds, **kwargs):
     """lifetimes' BaseFitter._fit (same start, optimiser, tolerance and failure) on a
-    closed-form likelihood: (log-parameters, mean negative log-likelihood, Hessian)."""
+    closed-form likelihood: (log-parameters, mean negative log-likelihood, Hessian).
+
+    Near the optimum BFGS' line search can stop on rounding ("precision loss") before the
+    gradient is below ``tol``, by luck of the last bits (lifetimes' autograd version as well).
+    Such a stop, or any other, is then finished with Newton steps on the exact Hessian and
+    accepted only where the gradient is below ``tol`` and the Hessian positive definite.
+    """
     options = {"disp": disp}
     options.update(kwargs)
     x0 = 0.1 * np.ones(params_size) if initial_params is None else initial_params
     output = minimize(likelihood, jac=True, method=None, tol=tol, x0=x0, options=options, bounds=bounds)
-    if not output.success:
+    x = output.x if output.success or bounds is not None else _newton_polish(likelihood, output.x, tol)
+    if x is None or not output.success and bounds is not None:
         raise ConvergenceError("The model did not converge. Try adding a larger penalizer to see if that helps convergence.")
-    _, _, hess = likelihood(output.x, hessian=True)
-    return output.x, output.fun, hess
+    value, _, hess = likelihood(x, hessian=True)
+    return x, (output.fun if x is output.x else value), hess
+
+
+def _newton_polish(likelihood, x, tol, steps: int = 10):
+    """Newton's method from ``x``; the point once max |gradient| <= ``tol`` at a positive
+    definite Hessian, else None."""
+    x = np.asarray(x, dtype=float)
+    for _ in range(steps):
+        if not np.all(np.isfinite(x)):
+            return None
+        value, grad, hess = likelihood(x, hessian=True)
+        if not (np.isfinite(value) and np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))):
+            return None
+        try:
+            np.linalg.cholesky(hess)
+        except np.linalg.LinAlgError:
+            return None
+        if np.max(np.abs(grad)) <= tol:
+            return x
+        x = x - np.linalg.solve(hess, grad)
+    return None
 
 
 class BetaGeoFitter(lifetimes.BetaGeoFitter):

@@ -476,6 +476,35 @@ def test_fits_equal_lifetimes_own_fitters(sample_summary, sample_models):
         assert ours == pytest.approx(value, rel=1e-6), name
 
 
+def test_an_optimiser_stop_short_of_the_optimum_is_finished_by_newton_steps_or_fails(monkeypatch, sample_summary):
+    # BFGS' line search can stop on rounding next to the optimum ("precision loss"); the fit
+    # is then finished with Newton steps and accepted only where the gradient test holds
+    reference = BetaGeoModel(unit_days=7).fit(sample_summary)
+    real_minimize = clv.minimize
+
+    def stops_early(*args, **kwargs):
+        result = real_minimize(*args, **kwargs)
+        result.x = result.x + 1e-3
+        result.success, result.status, result.message = False, 2, "precision loss"
+        return result
+
+    monkeypatch.setattr(clv, "minimize", stops_early)
+    finished = BetaGeoModel(unit_days=7).fit(sample_summary)
+    assert finished.fit_attempts_ == ((0.0, None),)
+    for name, value in reference.params_.items():
+        assert finished.params_[name] == pytest.approx(value, rel=1e-6), name
+
+    def stops_far_away(*args, **kwargs):
+        result = real_minimize(*args, **kwargs)
+        result.x = np.full_like(result.x, 30.0)
+        result.success, result.status, result.message = False, 2, "precision loss"
+        return result
+
+    monkeypatch.setattr(clv, "minimize", stops_far_away)
+    with pytest.raises(ModelFitError, match="could not be fitted with any penalizer"):
+        BetaGeoModel(unit_days=7, penalizers=(0.0, 1e-3)).fit(sample_summary)
+
+
 # --------------------------------------------------------------------------- penalizer ladder
 
 NO_CHURN = pl.DataFrame({"frequency": [10 + i % 3 for i in range(60)], "recency": [99.0] * 60, "T": [100.0] * 60})
