@@ -339,6 +339,23 @@ def test_holdout_sql_on_hand_made_rows(con):
     assert {r["duration_holdout"] for r in frame.iter_rows(named=True)} == {21.0}
 
 
+def test_holdout_sql_carries_the_last_order_before_and_the_first_order_in_the_window(con):
+    load_transactions(con, HAND_ROWS)
+    con.execute(
+        HOLDOUT_SQL, {"calibration_end": date(2024, 1, 10), "as_of": AS_OF, "unit_days": 7, "period_days": 7}
+    )
+    rows = {(r[0], r[1]): r[2:] for r in con.execute(
+        "select resolution, customer_id, last_purchase_at_cal, first_holdout_order_date from models.clv_holdout"
+    ).fetchall()}
+    for resolution in ("periods", "exact"):
+        assert rows[(resolution, "A")] == (datetime(2024, 1, 1, 15), date(2024, 1, 11))
+        assert rows[(resolution, "E")] == (datetime(2024, 1, 9, 12), date(2024, 1, 12))
+        assert rows[(resolution, "D")] == (datetime(2024, 1, 8, 12), None)
+    # a week straddling calibration_end (E: Tue 01-09 and Fri 01-12) is a purchase in both windows
+    assert con.execute("select frequency_cal, frequency_holdout from models.clv_holdout "
+                       "where resolution = 'periods' and customer_id = 'E'").fetchall() == [(0, 1)]
+
+
 # --------------------------------------------------------------------------- published estimates
 
 

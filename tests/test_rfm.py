@@ -110,6 +110,15 @@ def test_rfm_sql_uses_only_rows_up_to_as_of(con):
     assert later["A"]["frequency"] == 4 and later["A"]["orders_total"] == 7
 
 
+def test_rfm_sql_last_gap_is_zero_when_the_two_latest_orders_share_an_instant(con):
+    con.execute("""insert into core.transactions values
+        ('T', 't1', '2024-01-02 10:00', '2024-01-02', 10, 1, 'completed', true, null, null, null, 1),
+        ('T', 't2', '2024-01-05 10:00', '2024-01-05', 10, 1, 'completed', true, null, null, null, 1),
+        ('T', 't3', '2024-01-05 10:00', '2024-01-05', 10, 1, 'completed', true, null, null, null, 1)""")
+    t = build_rfm(con)["T"]
+    assert t["last_gap_days"] == 0.0 and t["average_gap_days"] == pytest.approx(1.5)
+
+
 # --------------------------------------------------------------------------- scores
 
 

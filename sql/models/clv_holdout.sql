@@ -15,22 +15,16 @@
 --                      $calibration_end counts in both windows, as in lifetimes) or orders ('exact')
 --   duration_holdout   length of the holdout window in units: between the period starts of
 --                      $calibration_end and $as_of ('periods'), or ($as_of - $calibration_end) days ('exact')
+-- For the next-order-date backtest (both resolutions alike):
+--   last_purchase_at_cal      timestamp of the last completed order up to $calibration_end
+--   first_holdout_order_date  date of the first completed order in the holdout window (null: none)
+--
+-- Each resolution is one aggregate per customer over both windows (FILTER), as in
+-- models.clv_summary.
 
 create or replace table models.clv_holdout as
 
 with
-
-transactions as (
-    select
-        customer_id,
-        order_id,
-        order_at,
-        order_date,
-        amount
-    from core.transactions
-    where is_completed_order
-        and order_date <= $as_of
-),
 
 settings as (
     select
@@ -43,117 +37,116 @@ settings as (
         $as_of::date as as_of
 ),
 
-calibration_transactions as (
-    select transactions.*
-    from transactions
-    cross join settings
-    where transactions.order_date <= settings.calibration_end
-),
-
-holdout_transactions as (
-    select transactions.*
-    from transactions
-    cross join settings
-    where transactions.order_date > settings.calibration_end
-),
-
--- calibration summary: the same statistics as models.clv_summary, observed up to $calibration_end
-
 period_purchases as (
-    -- amounts add up as DECIMAL: exact, so reruns agree to the last bit (parallel DOUBLE sums do not)
+    -- one row per customer, calendar period and window: a week straddling $calibration_end has
+    -- a row in each window. Amounts add up as DECIMAL: exact, so reruns agree to the last bit.
     select
-        calibration_transactions.customer_id,
-        case when settings.period_days = 7 then date_trunc('week', calibration_transactions.order_date)::date
-            else calibration_transactions.order_date end as period_start,
-        sum(calibration_transactions.amount::decimal(38, 10)) as amount
-    from calibration_transactions
+        transactions.customer_id,
+        case when settings.period_days = 7 then date_trunc('week', transactions.order_date)::date
+            else transactions.order_date end as period_start,
+        transactions.order_date <= settings.calibration_end as in_calibration,
+        sum(transactions.amount::decimal(38, 10)) as amount,
+        max(transactions.order_at) as last_order_at,
+        min(transactions.order_date) as first_order_date
+    from core.transactions as transactions
     cross join settings
+    where transactions.is_completed_order
+        and transactions.order_date <= settings.as_of
     group by all
 ),
 
-numbered_periods as (
+periods_customers as (
     select
-        *,
-        row_number() over (partition by customer_id order by period_start) as purchase_number
+        'periods' as resolution,
+        period_purchases.customer_id,
+        count(*) filter (where period_purchases.in_calibration) as purchases_cal,
+        min(period_purchases.period_start) filter (where period_purchases.in_calibration) as first_period,
+        max(period_purchases.period_start) filter (where period_purchases.in_calibration) as last_period,
+        sum(period_purchases.amount) filter (where period_purchases.in_calibration) as amount_cal,
+        arg_min(period_purchases.amount, period_purchases.period_start)
+            filter (where period_purchases.in_calibration) as first_amount,
+        count(*) filter (where not period_purchases.in_calibration) as frequency_holdout,
+        max(period_purchases.last_order_at) filter (where period_purchases.in_calibration)
+            as last_purchase_at_cal,
+        min(period_purchases.first_order_date) filter (where not period_purchases.in_calibration)
+            as first_holdout_order_date
     from period_purchases
+    group by period_purchases.customer_id
+    having count(*) filter (where period_purchases.in_calibration) > 0
 ),
 
 periods_calibration as (
     select
-        'periods' as resolution,
-        numbered_periods.customer_id,
-        count(*) - 1 as frequency_cal,
-        date_diff('day', min(numbered_periods.period_start), max(numbered_periods.period_start))
-            / any_value(settings.unit_days) as recency_cal,
+        periods_customers.resolution,
+        periods_customers.customer_id,
+        periods_customers.purchases_cal - 1 as frequency_cal,
+        date_diff('day', periods_customers.first_period, periods_customers.last_period)
+            / settings.unit_days as recency_cal,
         date_diff(
             'day',
-            min(numbered_periods.period_start),
-            any_value(case when settings.period_days = 7 then date_trunc('week', settings.calibration_end)::date
-                else settings.calibration_end end)
-        ) / any_value(settings.unit_days) as "T_cal",
-        coalesce(avg(numbered_periods.amount) filter (where numbered_periods.purchase_number > 1), 0)
-            as monetary_value_cal
-    from numbered_periods
+            periods_customers.first_period,
+            case when settings.period_days = 7 then date_trunc('week', settings.calibration_end)::date
+                else settings.calibration_end end
+        ) / settings.unit_days as "T_cal",
+        case when periods_customers.purchases_cal > 1 then
+            (periods_customers.amount_cal - periods_customers.first_amount) / (periods_customers.purchases_cal - 1)
+            else 0 end as monetary_value_cal,
+        periods_customers.frequency_holdout,
+        periods_customers.last_purchase_at_cal,
+        periods_customers.first_holdout_order_date
+    from periods_customers
     cross join settings
-    group by numbered_periods.customer_id
 ),
 
-numbered_orders as (
+exact_customers as (
     select
-        *,
-        row_number() over (partition by customer_id order by order_at, order_id) as purchase_number
-    from calibration_transactions
+        'exact' as resolution,
+        transactions.customer_id,
+        count(*) filter (where transactions.order_date <= settings.calibration_end) as purchases_cal,
+        min(transactions.order_at) filter (where transactions.order_date <= settings.calibration_end)
+            as first_order_at,
+        max(transactions.order_at) filter (where transactions.order_date <= settings.calibration_end)
+            as last_purchase_at_cal,
+        sum(transactions.amount::decimal(38, 10))
+            filter (where transactions.order_date <= settings.calibration_end) as amount_cal,
+        -- order_id decides which of two orders placed at the same instant is the first purchase
+        arg_min(transactions.amount, {'order_at': transactions.order_at, 'order_id': transactions.order_id})
+            filter (where transactions.order_date <= settings.calibration_end) as first_amount,
+        count(*) filter (where transactions.order_date > settings.calibration_end) as frequency_holdout,
+        min(transactions.order_date) filter (where transactions.order_date > settings.calibration_end)
+            as first_holdout_order_date
+    from core.transactions as transactions
+    cross join settings
+    where transactions.is_completed_order
+        and transactions.order_date <= settings.as_of
+    group by transactions.customer_id
+    having count(*) filter (where transactions.order_date <= settings.calibration_end) > 0
 ),
 
 exact_calibration as (
     select
-        'exact' as resolution,
-        numbered_orders.customer_id,
-        count(*) - 1 as frequency_cal,
-        date_diff('microsecond', min(numbered_orders.order_at), max(numbered_orders.order_at))
-            / 86400e6 / any_value(settings.unit_days) as recency_cal,
-        date_diff('microsecond', min(numbered_orders.order_at), any_value(settings.calibration_end + 1)::timestamp)
-            / 86400e6 / any_value(settings.unit_days) as "T_cal",
-        coalesce(avg(numbered_orders.amount::decimal(38, 10)) filter (where numbered_orders.purchase_number > 1), 0)
-            as monetary_value_cal
-    from numbered_orders
+        exact_customers.resolution,
+        exact_customers.customer_id,
+        exact_customers.purchases_cal - 1 as frequency_cal,
+        date_diff('microsecond', exact_customers.first_order_at, exact_customers.last_purchase_at_cal)
+            / 86400e6 / settings.unit_days as recency_cal,
+        date_diff('microsecond', exact_customers.first_order_at, (settings.calibration_end + 1)::timestamp)
+            / 86400e6 / settings.unit_days as "T_cal",
+        case when exact_customers.purchases_cal > 1 then
+            (exact_customers.amount_cal - exact_customers.first_amount::decimal(38, 10))
+                / (exact_customers.purchases_cal - 1)
+            else 0 end as monetary_value_cal,
+        exact_customers.frequency_holdout,
+        exact_customers.last_purchase_at_cal,
+        exact_customers.first_holdout_order_date
+    from exact_customers
     cross join settings
-    group by numbered_orders.customer_id
-),
-
--- holdout purchases
-
-periods_holdout as (
-    select
-        'periods' as resolution,
-        holdout_transactions.customer_id,
-        count(distinct case when settings.period_days = 7
-            then date_trunc('week', holdout_transactions.order_date)::date
-            else holdout_transactions.order_date end) as frequency_holdout
-    from holdout_transactions
-    cross join settings
-    group by holdout_transactions.customer_id
-),
-
-exact_holdout as (
-    select
-        'exact' as resolution,
-        customer_id,
-        count(*) as frequency_holdout
-    from holdout_transactions
-    group by customer_id
 ),
 
 calibration as (
     select * from periods_calibration
     union all by name
     select * from exact_calibration
-),
-
-holdout as (
-    select * from periods_holdout
-    union all by name
-    select * from exact_holdout
 ),
 
 durations as (
@@ -180,14 +173,13 @@ final as (
         calibration.recency_cal,
         calibration."T_cal",
         calibration.monetary_value_cal,
-        coalesce(holdout.frequency_holdout, 0) as frequency_holdout,
-        durations.duration_holdout
+        calibration.frequency_holdout,
+        durations.duration_holdout,
+        calibration.last_purchase_at_cal,
+        calibration.first_holdout_order_date
     from calibration
     inner join durations
         on calibration.resolution = durations.resolution
-    left join holdout
-        on calibration.resolution = holdout.resolution
-        and calibration.customer_id = holdout.customer_id
 )
 
 select * from final

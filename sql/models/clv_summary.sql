@@ -23,25 +23,17 @@
 --   frequency       repeat purchases (purchase periods or orders after the first)
 --   recency         time from the first to the last purchase, in units
 --   T               time from the first purchase to the end of observation, in units
---   monetary_value  mean value of the REPEAT purchases (the first is excluded, as in lifetimes);
+--   monetary_value  mean value of the REPEAT purchases (the first is excluded, as in lifetimes):
+--                   (all purchases - the first) / frequency, the amounts added exactly as DECIMAL;
 --                   0 for customers without a repeat purchase
 --   first_purchase_at, last_purchase_at  exact timestamps of the first and last completed order
+--
+-- Each resolution is one aggregate per customer (periods: over the customer's periods), with
+-- the first purchase found by arg_min instead of numbering every order in a window.
 
 create or replace table models.clv_summary as
 
 with
-
-transactions as (
-    select
-        customer_id,
-        order_id,
-        order_at,
-        order_date,
-        amount
-    from core.transactions
-    where is_completed_order
-        and order_date <= $as_of
-),
 
 settings as (
     -- reject units the models do not know instead of silently producing another unit
@@ -63,64 +55,62 @@ period_purchases as (
         sum(transactions.amount::decimal(38, 10)) as amount,
         min(transactions.order_at) as first_order_at,
         max(transactions.order_at) as last_order_at
-    from transactions
+    from core.transactions as transactions
     cross join settings
+    where transactions.is_completed_order
+        and transactions.order_date <= settings.as_of
     group by all
-),
-
-numbered_periods as (
-    select
-        *,
-        row_number() over (partition by customer_id order by period_start) as purchase_number
-    from period_purchases
 ),
 
 periods_summary as (
     select
         'periods' as resolution,
-        numbered_periods.customer_id,
+        period_purchases.customer_id,
         count(*) - 1 as frequency,
-        date_diff('day', min(numbered_periods.period_start), max(numbered_periods.period_start))
+        date_diff('day', min(period_purchases.period_start), max(period_purchases.period_start))
             / any_value(settings.unit_days) as recency,
         date_diff(
             'day',
-            min(numbered_periods.period_start),
+            min(period_purchases.period_start),
             any_value(case when settings.period_days = 7 then date_trunc('week', settings.as_of)::date
                 else settings.as_of end)
         ) / any_value(settings.unit_days) as "T",
-        coalesce(avg(numbered_periods.amount) filter (where numbered_periods.purchase_number > 1), 0)
-            as monetary_value,
-        min(numbered_periods.first_order_at) as first_purchase_at,
-        max(numbered_periods.last_order_at) as last_purchase_at
-    from numbered_periods
+        -- the periods after the first: all of them minus the earliest (period starts are distinct)
+        case when count(*) > 1 then
+            (sum(period_purchases.amount) - arg_min(period_purchases.amount, period_purchases.period_start))
+                / (count(*) - 1)
+            else 0 end as monetary_value,
+        min(period_purchases.first_order_at) as first_purchase_at,
+        max(period_purchases.last_order_at) as last_purchase_at
+    from period_purchases
     cross join settings
-    group by numbered_periods.customer_id
-),
-
-numbered_orders as (
-    select
-        *,
-        -- order_id decides which of two orders placed at the same instant is the first purchase
-        row_number() over (partition by customer_id order by order_at, order_id) as purchase_number
-    from transactions
+    group by period_purchases.customer_id
 ),
 
 exact_summary as (
     select
         'exact' as resolution,
-        numbered_orders.customer_id,
+        transactions.customer_id,
         count(*) - 1 as frequency,
-        date_diff('microsecond', min(numbered_orders.order_at), max(numbered_orders.order_at))
+        date_diff('microsecond', min(transactions.order_at), max(transactions.order_at))
             / 86400e6 / any_value(settings.unit_days) as recency,
-        date_diff('microsecond', min(numbered_orders.order_at), any_value(settings.as_of + 1)::timestamp)
+        date_diff('microsecond', min(transactions.order_at), any_value(settings.as_of + 1)::timestamp)
             / 86400e6 / any_value(settings.unit_days) as "T",
-        coalesce(avg(numbered_orders.amount::decimal(38, 10)) filter (where numbered_orders.purchase_number > 1), 0)
-            as monetary_value,
-        min(numbered_orders.order_at) as first_purchase_at,
-        max(numbered_orders.order_at) as last_purchase_at
-    from numbered_orders
+        -- the orders after the first; order_id decides which of two orders placed at the same
+        -- instant is the first purchase
+        case when count(*) > 1 then
+            (sum(transactions.amount::decimal(38, 10))
+                - arg_min(transactions.amount, {'order_at': transactions.order_at,
+                                                'order_id': transactions.order_id})::decimal(38, 10))
+                / (count(*) - 1)
+            else 0 end as monetary_value,
+        min(transactions.order_at) as first_purchase_at,
+        max(transactions.order_at) as last_purchase_at
+    from core.transactions as transactions
     cross join settings
-    group by numbered_orders.customer_id
+    where transactions.is_completed_order
+        and transactions.order_date <= settings.as_of
+    group by transactions.customer_id
 ),
 
 final as (
