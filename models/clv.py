@@ -92,7 +92,12 @@ class ModelFitError(RuntimeError):
 # --------------------------------------------------------------------------- resolution
 
 
-def detect_time_of_day(order_at: pl.Series | Iterable[datetime], *, min_share: float = 0.01) -> bool:
+def detect_time_of_day(
+    order_at: pl.Series | Iterable[datetime] | None = None,
+    *,
+    min_share: float = 0.01,
+    time_counts: pl.Series | Iterable[int] | None = None,
+) -> bool:
     """Whether order timestamps carry a real time of day.
 
     Dates-only exports arrive as midnight, or, after conversion from a local zone to UTC, as one
@@ -106,15 +111,24 @@ def detect_time_of_day(order_at: pl.Series | Iterable[datetime], *, min_share: f
         ``core.transactions.order_at`` values (UTC).
     min_share : float
         Share of values off the two most common times of day needed to say "time of day".
+    time_counts : Series or iterable of int, optional
+        Instead of ``order_at``: how many non-null timestamps have each distinct time of day
+        (``count(*) ... group by order_at::time`` in SQL, so the timestamps stay in the database).
     """
-    values = order_at if isinstance(order_at, pl.Series) else pl.Series("order_at", list(order_at))
-    values = values.drop_nulls()
-    if values.len() == 0:
+    if time_counts is None:
+        if order_at is None:
+            raise TypeError("detect_time_of_day needs order_at or time_counts")
+        values = order_at if isinstance(order_at, pl.Series) else pl.Series("order_at", list(order_at))
+        values = values.drop_nulls()
+        if values.len() == 0:
+            return False
+        time_counts = values.cast(pl.Datetime("us")).dt.time().value_counts().get_column("count")
+    counts = (time_counts if isinstance(time_counts, pl.Series) else pl.Series("count", list(time_counts))).cast(pl.Int64)
+    total = counts.sum() if counts.len() else 0
+    if not total:
         return False
-    times = values.cast(pl.Datetime("us")).dt.time()
-    counts = times.value_counts(sort=True)
-    common = counts.get_column("count").head(2).sum()
-    return (values.len() - common) / values.len() >= min_share
+    common = counts.sort(descending=True).head(2).sum()
+    return (total - common) / total >= min_share
 
 
 def choose_resolution(has_time_of_day: bool, requested: str = "auto") -> Literal["periods", "exact"]:
@@ -1157,7 +1171,9 @@ def score_next_order_dates(predictions: pl.DataFrame, actual_next_orders: pl.Dat
 # --------------------------------------------------------------------------- holdout check
 
 
-def evaluate_holdout(holdout: pl.DataFrame, *, model: BetaGeoModel | None = None) -> pl.DataFrame:
+def evaluate_holdout(
+    holdout: pl.DataFrame, *, model: BetaGeoModel | None = None, refit: bool = True
+) -> pl.DataFrame:
     """Refit the BG/NBD on the calibration period and score its holdout purchase predictions.
 
     Parameters
@@ -1168,6 +1184,9 @@ def evaluate_holdout(holdout: pl.DataFrame, *, model: BetaGeoModel | None = None
     model : BetaGeoModel, optional
         Its hyperparameters (unit_days, penalizers, ...) are used for a fresh fit; default
         ``BetaGeoModel()``.
+    refit : bool, default True
+        False: ``model`` is already fitted on the calibration columns (frequency_cal,
+        recency_cal, T_cal of this ``holdout``) and is scored as it is.
 
     Returns
     -------
@@ -1187,7 +1206,13 @@ def evaluate_holdout(holdout: pl.DataFrame, *, model: BetaGeoModel | None = None
         pl.col("recency_cal").alias("recency"),
         pl.col("T_cal").alias("T"),
     )
-    fitted = clone(model if model is not None else BetaGeoModel()).fit(calibration)
+    if refit:
+        fitted = clone(model if model is not None else BetaGeoModel()).fit(calibration)
+    elif model is None:
+        raise ValueError("refit=False needs a fitted model")
+    else:
+        model._check_fitted()
+        fitted = model
     frequency, recency, age = fitted._arrays(calibration)
     duration = holdout.get_column("duration_holdout").to_numpy().astype(float)
     actual = holdout.get_column("frequency_holdout").to_numpy().astype(float)

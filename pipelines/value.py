@@ -3,8 +3,9 @@
 Reads ``core.*`` as of the run's as-of date and writes ``models.*``:
 
 - ``models.rfm`` (SQL) and ``models.rfm_scores``: scores and segment per buyer,
-- ``models.clv_summary`` (SQL), ``models.clv_predictions``: p_alive, expected purchases,
-  predicted CLV, expected next order date,
+- ``models.clv_summary`` (SQL; only the resolution the models use is kept),
+  ``models.clv_predictions``: p_alive, expected purchases, predicted CLV, expected next order
+  date,
 - ``models.model_parameters`` and ``models.model_metrics``: one set per run (run_id),
 - ``models.model_runs``: per model whether it was fitted, skipped or failed, and why.
 
@@ -92,19 +93,20 @@ def score_customer_value(con: duckdb.DuckDBPyConnection, settings: Settings, as_
     m = settings.models
     ensure_model_tables(con)
     run_sql(con, "models/rfm", {"as_of": as_of})
-    scored = rfm.score_rfm(con.sql("select * from models.rfm order by customer_id").pl(),
+    scored = rfm.score_rfm(con.sql("select customer_id, recency_days, frequency, monetary_value "
+                                   "from models.rfm order by customer_id").pl(),
                            grid=settings.rules.rfm_grid)
     con.register("_scores", scored.select("customer_id", "r_score", "f_score", "m_score",
                                           "rfm_segment"))
     con.execute("create or replace table models.rfm_scores as select * from _scores")
     con.unregister("_scores")
 
-    order_at = con.sql("select order_at from core.transactions where is_completed_order "
-                       "and order_date <= $as_of", params={"as_of": as_of}).pl()["order_at"]
-    resolution = clv.choose_resolution(clv.detect_time_of_day(order_at),
-                                       requested=m.summary_resolution)
+    resolution = _summary_resolution(con, as_of, m.summary_resolution)
     run_sql(con, "models/clv_summary", {"as_of": as_of, "unit_days": m.unit_days,
                                         "period_days": PERIOD_DAYS})
+    # keep the resolution the models use: the marts and the churn step's BG/NBD read
+    # models.clv_summary without knowing it (any_value(resolution) picked either before)
+    con.execute("delete from models.clv_summary where resolution <> $r", {"r": resolution})
     summary = con.sql("select * from models.clv_summary where resolution = $r "
                       "order by customer_id", params={"r": resolution}).pl()
     report = ValueReport(resolution=resolution, customers=summary.height,
@@ -139,6 +141,18 @@ def segment_customers(con: duckdb.DuckDBPyConnection, settings: Settings,
     return {column: dict(con.execute(f"select {column}, count(*) from models.customer_segments "
                                      "group by all order by 2 desc").fetchall())
             for column in ("value_tier", "lifecycle_stage", "recommended_action")}
+
+
+def _summary_resolution(con, as_of: date, requested: str) -> str:
+    """clv.choose_resolution for the completed orders up to ``as_of``; the time of day is
+    looked at (counted per distinct time of day in SQL) only when ``requested`` is 'auto'."""
+    if requested != "auto":
+        return clv.choose_resolution(False, requested=requested)
+    counts = con.sql("""
+        select count(*) as count from core.transactions
+        where is_completed_order and order_date <= $as_of and order_at is not null
+        group by order_at::time""", params={"as_of": as_of}).pl()["count"]
+    return clv.choose_resolution(clv.detect_time_of_day(time_counts=counts), requested=requested)
 
 
 def _penalizer_ladder(settings: Settings) -> tuple[float, ...]:
@@ -206,47 +220,45 @@ def _write_predictions(con, predictions: pl.DataFrame | None, horizons) -> None:
 
 def _holdout_check(con, settings: Settings, as_of: date, run_id: str, resolution: str) -> None:
     """Refit on the period before the holdout window and score it against the naive rate,
-    and score the expected next order date against 'last order + average gap'."""
+    and score the expected next order date against 'last order + average gap'. One fit and
+    one pass over the transactions (sql/models/clv_holdout.sql) serve both checks."""
     m = settings.models
     calibration_end = as_of - timedelta(days=m.holdout_days)
     run_sql(con, "models/clv_holdout", {"calibration_end": calibration_end, "as_of": as_of,
                                         "unit_days": m.unit_days, "period_days": PERIOD_DAYS})
     holdout = con.sql("select * from models.clv_holdout where resolution = $r "
                       "order by customer_id", params={"r": resolution}).pl()
-    model = clv.BetaGeoModel(unit_days=m.unit_days, penalizers=_penalizer_ladder(settings))
+    calibration = holdout.select(pl.col("frequency_cal").alias("frequency"),
+                                 pl.col("recency_cal").alias("recency"),
+                                 pl.col("T_cal").alias("T"))
     try:
-        metrics = clv.evaluate_holdout(holdout, model=model)
-        metrics = pl.concat([metrics, _next_order_backtest(con, settings, calibration_end,
-                                                           as_of, holdout, model)])
+        model = clv.BetaGeoModel(unit_days=m.unit_days,
+                                 penalizers=_penalizer_ladder(settings)).fit(calibration)
     except clv.ModelFitError as exc:
         record_model_outputs(con, run_id, runs=[("bgnbd_holdout", "failed", str(exc))])
         return
+    metrics = pl.concat([clv.evaluate_holdout(holdout, model=model, refit=False),
+                         _next_order_backtest(con, settings, calibration_end, as_of, holdout,
+                                              model)])
     record_model_outputs(con, run_id, metrics=metrics,
                          runs=[("bgnbd_holdout", "fitted", f"calibration ends {calibration_end}")])
 
 
 def _next_order_backtest(con, settings: Settings, calibration_end: date, as_of: date,
                          holdout: pl.DataFrame, model: clv.BetaGeoModel) -> pl.DataFrame:
-    """MAE in days of the expected next order date, fitted at the calibration end, against
-    the first order actually placed in the holdout window; same for the naive rule."""
-    last = con.sql("""
-        select customer_id, max(order_at) as last_purchase_at from core.transactions
-        where is_completed_order and order_date <= $end group by customer_id""",
-                   params={"end": calibration_end}).pl()
+    """MAE in days of the expected next order date from ``model`` (fitted at the calibration
+    end) against the first order actually placed in the holdout window; same for the naive
+    rule. The last order before and the first order in the window come with ``holdout``."""
     summary = holdout.select("customer_id", pl.col("frequency_cal").alias("frequency"),
                              pl.col("recency_cal").alias("recency"),
-                             pl.col("T_cal").alias("T")).join(last, on="customer_id",
-                                                               how="left")
-    fitted = model.__class__(**model.get_params()).fit(summary)
-    predicted = clv.predict_customer_value(summary, bgnbd=fitted, as_of=calibration_end,
+                             pl.col("T_cal").alias("T"),
+                             pl.col("last_purchase_at_cal").alias("last_purchase_at"))
+    predicted = clv.predict_customer_value(summary, bgnbd=model, as_of=calibration_end,
                                            horizons_days=(30,))
     naive = clv.predict_naive_next_order_dates(summary, as_of=calibration_end,
                                                unit_days=settings.models.unit_days)
-    actual = con.sql("""
-        select customer_id, min(order_date) as next_order_date
-        from core.transactions
-        where is_completed_order and order_date > $start and order_date <= $end
-        group by customer_id""", params={"start": calibration_end, "end": as_of}).pl()
+    actual = holdout.select("customer_id",
+                            pl.col("first_holdout_order_date").alias("next_order_date"))
     both = predicted.select("customer_id", "expected_next_order_date").join(
         naive, on="customer_id", how="left")
     return clv.score_next_order_dates(both, actual)
@@ -256,9 +268,9 @@ def make_bgnbd_scorer(con: duckdb.DuckDBPyConnection, settings: Settings, as_of:
     """A ``cutoff -> frame`` function for the churn step: p_alive and expected purchases
     over the churn horizon from a BG/NBD fitted on data up to ``cutoff`` only.
 
-    At ``as_of`` it reads the summary the value step built. For earlier cutoffs it
-    summarises afresh, then rebuilds ``models.clv_summary`` at ``as_of`` so the as-of
-    tables stay as the value step left them. A cutoff where the fit fails gives an empty frame
+    At ``as_of`` it reads the summary the value step built, in the resolution the value step
+    kept. For earlier cutoffs it summarises afresh while the as-of ``models.clv_summary`` is
+    set aside, and puts it back unchanged. A cutoff where the fit fails gives an empty frame
     (the churn model then works without BG/NBD inputs there).
     """
     m = settings.models
@@ -272,12 +284,17 @@ def make_bgnbd_scorer(con: duckdb.DuckDBPyConnection, settings: Settings, as_of:
             summary = con.sql("select * from models.clv_summary where resolution = $r "
                               "order by customer_id", params={"r": resolution}).pl()
         else:
-            run_sql(con, "models/clv_summary", {"as_of": cutoff, "unit_days": m.unit_days,
-                                                "period_days": PERIOD_DAYS})
-            summary = con.sql("select * from models.clv_summary where resolution = $r "
-                              "order by customer_id", params={"r": resolution}).pl()
-            run_sql(con, "models/clv_summary", {"as_of": as_of, "unit_days": m.unit_days,
-                                                "period_days": PERIOD_DAYS})
+            # set the as-of table aside (a rename, not a copy) instead of rebuilding it after
+            con.execute("drop table if exists models._clv_summary_as_of")
+            con.execute("alter table models.clv_summary rename to _clv_summary_as_of")
+            try:
+                run_sql(con, "models/clv_summary", {"as_of": cutoff, "unit_days": m.unit_days,
+                                                    "period_days": PERIOD_DAYS})
+                summary = con.sql("select * from models.clv_summary where resolution = $r "
+                                  "order by customer_id", params={"r": resolution}).pl()
+            finally:
+                con.execute("drop table if exists models.clv_summary")
+                con.execute("alter table models._clv_summary_as_of rename to clv_summary")
         if summary.height == 0:
             return pl.DataFrame(schema=schema)
         try:

@@ -356,6 +356,20 @@ def test_holdout_sql_carries_the_last_order_before_and_the_first_order_in_the_wi
                        "where resolution = 'periods' and customer_id = 'E'").fetchall() == [(0, 1)]
 
 
+def test_holdout_metrics_of_a_fitted_model_equal_those_of_a_refit(cdnow_sample):
+    cdnow_sample.execute(
+        HOLDOUT_SQL,
+        {"calibration_end": date(1997, 9, 30), "as_of": date(1998, 6, 30), "unit_days": 7, "period_days": 1},
+    )
+    holdout = cdnow_sample.sql("select * from models.clv_holdout where resolution = 'periods'").pl()
+    calibration = holdout.select(frequency="frequency_cal", recency="recency_cal", T="T_cal")
+    fitted = BetaGeoModel(unit_days=7).fit(calibration)
+    refit = evaluate_holdout(holdout, model=BetaGeoModel(unit_days=7))
+    assert evaluate_holdout(holdout, model=fitted, refit=False).equals(refit)
+    with pytest.raises(NotFittedError):
+        evaluate_holdout(holdout, model=BetaGeoModel(unit_days=7), refit=False)
+
+
 # --------------------------------------------------------------------------- published estimates
 
 
@@ -798,3 +812,11 @@ def test_time_of_day_detection_ignores_midnight_and_time_zone_shifted_dates():
     timed = [d + timedelta(seconds=int(s)) for d, s in zip(days, rng.integers(0, 86400, 300))]
     assert detect_time_of_day(pl.Series(timed))
     assert not detect_time_of_day(pl.Series([], dtype=pl.Datetime))
+    # counted in SQL: one count per distinct time of day
+    con = duckdb.connect()
+    con.register("t", pl.DataFrame({"order_at": timed + [None]}))
+    counts = con.sql("select count(*) as count from t where order_at is not null group by order_at::time").pl()
+    assert detect_time_of_day(time_counts=counts["count"]) is True
+    assert detect_time_of_day(time_counts=[150, 148, 2]) is False  # 2 of 300 off the two commonest
+    assert detect_time_of_day(time_counts=[150, 140, 10]) is True
+    assert detect_time_of_day(time_counts=[]) is False

@@ -124,6 +124,11 @@ def test_sample_predictions_respect_the_invariants(sample_warehouse):
                count(*) filter (where predicted_clv < 0)
         from models.clv_predictions""").fetchall()[0]
     assert rows == customers == report.customers and bad_p == 0 and bad_clv == 0
+    # the summary keeps the resolution the models use, also after the churn step's BG/NBD
+    # summarised earlier cutoffs: the marts and the churn features read it without a filter
+    assert con.execute("select distinct resolution from models.clv_summary").fetchall() == [
+        (report.resolution,)]
+    assert con.execute("select count(*) from models.clv_summary").fetchall() == [(report.customers,)]
 
 
 def test_bgnbd_scorer_leaves_the_as_of_summary_in_place(sample_warehouse):
