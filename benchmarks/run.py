@@ -1058,11 +1058,15 @@ def print_comparison(result: dict) -> None:
           f"{ratio(sh['notebook_wall_s'], sh['ours_wall_s']):>7} {f(sh['ours_cpu_s'], '>9.2f')} "
           f"{f(sh['notebook_cpu_s'])} {ratio(sh['notebook_cpu_s'], sh['ours_cpu_s']):>7}  "
           "the rows above where both have a figure (prepare/tx not added)")
+    lacking = [row["stage"] for row in cmp["rows"] if row["ours_wall_s"] is None]
     print(f"{'all stages':<12} {f(tot['ours_wall_s'])} {f(tot['notebook_wall_s'])} "
           f"{ratio(tot['notebook_wall_s'], tot['ours_wall_s']):>7} "
           f"{f(tot['ours_cpu_s'], '>9.2f')} {f(tot['notebook_cpu_s'])} "
-          f"{ratio(tot['notebook_cpu_s'], tot['ours_cpu_s']):>7}  ours also: holdout check, "
-          "churn, segments, marts, serving, report")
+          f"{ratio(tot['notebook_cpu_s'], tot['ours_cpu_s']):>7}  "
+          + (f"NOT like for like: ours has no {', '.join(lacking)} in this run; "
+             if lacking else "")
+          + "ours also: holdout check, churn, segments, marts, serving, report "
+            "(those run)")
     print(f"{'setup':<12} {f(tot['ours_setup_s'])} {f(tot['notebook_setup_s'])}"
           f"{'':>36}imports (ours: + GX context, warehouse, run log)")
     print(f"peak RSS: ours {fmt_bytes(tot['ours_peak_rss_bytes'])} (process "
