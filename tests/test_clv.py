@@ -370,6 +370,30 @@ def test_holdout_metrics_of_a_fitted_model_equal_those_of_a_refit(cdnow_sample):
         evaluate_holdout(holdout, model=BetaGeoModel(unit_days=7), refit=False)
 
 
+def test_summary_and_holdout_sql_build_only_the_resolution_asked_for(con):
+    load_transactions(con, HAND_ROWS)
+    params = {"as_of": AS_OF, "calibration_end": date(2024, 1, 10), "unit_days": 1, "period_days": 1}
+    queries = {SUMMARY_SQL: "select * from models.clv_summary order by all",
+               HOLDOUT_SQL: "select * from models.clv_holdout order by all"}
+
+    def build():
+        out = {}
+        for sql, query in queries.items():
+            con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+            out[sql] = con.execute(query).fetchall()
+        return out
+
+    both = build()
+    for resolution in ("periods", "exact"):
+        con.execute(f"set variable clv_resolution = '{resolution}'")
+        one = build()
+        for sql in queries:
+            assert one[sql] == [row for row in both[sql] if row[0] == resolution]
+            assert one[sql]
+    con.execute("reset variable clv_resolution")
+    assert build() == both
+
+
 # --------------------------------------------------------------------------- published estimates
 
 

@@ -7,6 +7,9 @@
 --   $unit_days        INTEGER  time unit of recency, T and duration_holdout: 1 (days) or 7 (weeks)
 --   $period_days      INTEGER  calendar period of the 'periods' resolution: 1 (day) or 7 (ISO week)
 --
+-- Optional: SET VARIABLE clv_resolution = 'periods' or 'exact' builds that resolution only
+-- (the value step does: it uses one); unset, both. Any other value builds neither.
+--
 -- The *_cal columns are exactly models.clv_summary built with $as_of = $calibration_end (same
 -- resolutions, same definitions). The holdout columns follow
 -- lifetimes.utils.calibration_and_holdout_data:
@@ -50,7 +53,8 @@ period_purchases as (
         min(transactions.order_date) as first_order_date
     from core.transactions as transactions
     cross join settings
-    where transactions.is_completed_order
+    where coalesce(getvariable('clv_resolution'), 'periods') = 'periods'
+        and transactions.is_completed_order
         and transactions.order_date <= settings.as_of
     group by all
 ),
@@ -117,7 +121,8 @@ exact_customers as (
             as first_holdout_order_date
     from core.transactions as transactions
     cross join settings
-    where transactions.is_completed_order
+    where coalesce(getvariable('clv_resolution'), 'exact') = 'exact'
+        and transactions.is_completed_order
         and transactions.order_date <= settings.as_of
     group by transactions.customer_id
     having count(*) filter (where transactions.order_date <= settings.calibration_end) > 0

@@ -7,6 +7,9 @@
 --   $period_days  INTEGER  calendar period of the 'periods' resolution: 1 (UTC day) or 7 (ISO week,
 --                          Monday to Sunday, as pandas' 'W' = 'W-SUN').
 --
+-- Optional: SET VARIABLE clv_resolution = 'periods' or 'exact' builds that resolution only
+-- (the value step does: it uses one); unset, both. Any other value builds neither.
+--
 -- Resolutions
 --   periods  orders in the same calendar period count once and their amounts are summed, exactly as
 --            lifetimes.utils.summary_data_from_transaction_data(freq=F, freq_multiplier=M):
@@ -57,7 +60,8 @@ period_purchases as (
         max(transactions.order_at) as last_order_at
     from core.transactions as transactions
     cross join settings
-    where transactions.is_completed_order
+    where coalesce(getvariable('clv_resolution'), 'periods') = 'periods'
+        and transactions.is_completed_order
         and transactions.order_date <= settings.as_of
     group by all
 ),
@@ -108,7 +112,8 @@ exact_summary as (
         max(transactions.order_at) as last_purchase_at
     from core.transactions as transactions
     cross join settings
-    where transactions.is_completed_order
+    where coalesce(getvariable('clv_resolution'), 'exact') = 'exact'
+        and transactions.is_completed_order
         and transactions.order_date <= settings.as_of
     group by transactions.customer_id
 ),
