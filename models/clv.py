@@ -244,6 +244,10 @@ def _log_parameter_derivatives(params, value, grad, hess, penalizer):
     return objective, params * grad, params[:, None] * hess * params[None, :] + np.diag(params * grad)
 
 
+#: Customers per block of the likelihood's array operations (256 KiB per temporary).
+_LIKELIHOOD_BLOCK = 32_768
+
+
 class _BetaGeoLikelihood:
     """lifetimes' BetaGeoFitter._negative_log_likelihood (FHL 2005 section 7) with its
     gradient and Hessian in the log-parameters (log r, log alpha, log a, log b).
@@ -282,10 +286,66 @@ class _BetaGeoLikelihood:
         return (gammaln(c + xs) - gammaln(c), digamma(c + xs) - digamma(c),
                 polygamma(1, c + xs) - polygamma(1, c))
 
+    def _one_time_buyers(self, rows: slice, r, alpha, g, h, hessian: bool) -> float:
+        """A3 = -r ln(alpha + T) of the one-time buyers in ``rows``: adds to g (and h), returns
+        the sum."""
+        w0, age0 = self.w0[rows], self.age0[rows]
+        log_age0 = np.log(alpha + age0)
+        inv_age0 = 1.0 / (alpha + age0)
+        sum_log = _dot(w0, log_age0)
+        g[0] -= sum_log
+        g[1] -= r * _dot(w0, inv_age0)
+        if hessian:
+            h[0, 1] -= _dot(w0, inv_age0)
+            h[1, 1] += r * _dot(w0, inv_age0**2)
+        return -r * sum_log
+
+    def _repeat_buyers(self, rows: slice, r, alpha, a, inv_bx_x, g, h, hessian: bool) -> float:
+        """logaddexp(A3, A4) of the repeat buyers in ``rows``: adds to g (and h), returns the sum."""
+        x1, w1 = self.x1[rows], self.w1[rows]
+        age1, rec1 = self.age1[rows], self.rec1[rows]
+        # logaddexp = max + log1p(e), e = exp(-|A4 - A3|), and the weight of A4 in its
+        # derivatives p4 = expit(A4 - A3), both from the same e
+        rx = r + x1
+        log_age1, log_rec1 = np.log(alpha + age1), np.log(alpha + rec1)
+        inv_bx = inv_bx_x[self.ix1[rows]]
+        a3 = -rx * log_age1
+        a4 = (np.log(a) + np.log(inv_bx)) - rx * log_rec1
+        diff = a4 - a3
+        e = np.exp(-np.abs(diff))
+        value = _dot(w1, np.maximum(a3, a4) + np.log1p(e))
+        q = 1.0 / (1.0 + e)
+        p4 = np.where(diff > 0, q, e * q)
+        inv_age1, inv_rec1 = 1.0 / (alpha + age1), 1.0 / (alpha + rec1)
+        d3r, d4r = -log_age1, -log_rec1
+        d3al, d4al = -rx * inv_age1, -rx * inv_rec1
+        wp4 = w1 * p4
+        dr, dal = d3r - d4r, d3al - d4al
+        g[0] += _dot(w1, d3r - p4 * dr)
+        g[1] += _dot(w1, d3al - p4 * dal)
+        g[2] += float(np.sum(wp4)) / a
+        g[3] -= _dot(wp4, inv_bx)
+        if hessian:
+            # logaddexp: p3 H3 + p4 H4 + p3 p4 (grad3 - grad4)(grad3 - grad4)'
+            p3 = 1.0 - p4
+            v = w1 * p3 * p4
+            inv_a = 1.0 / a
+            h[0, 0] += _dot(v, dr * dr)
+            h[0, 1] += _dot(w1, -p3 * inv_age1 - p4 * inv_rec1) + _dot(v, dr * dal)
+            h[1, 1] += _dot(w1, p3 * rx * inv_age1**2 + p4 * rx * inv_rec1**2) + _dot(v, dal * dal)
+            h[0, 2] += -inv_a * float(np.sum(v * dr))
+            h[0, 3] += _dot(v, dr * inv_bx)
+            h[1, 2] += -inv_a * float(np.sum(v * dal))
+            h[1, 3] += _dot(v, dal * inv_bx)
+            h[2, 2] += (float(np.sum(v)) - float(np.sum(wp4))) * inv_a**2
+            h[2, 3] += -inv_a * _dot(v, inv_bx)
+            h[3, 3] += _dot(wp4 + v, inv_bx**2)
+        return value
+
     def __call__(self, log_params, *, hessian: bool = False):
         params = np.exp(np.asarray(log_params, dtype=float))
         r, alpha, a, b = params
-        xs, wx, x1, w1 = self.xs, self.wx, self.x1, self.w1
+        xs, wx = self.xs, self.wx
         W = self.total
         # per distinct frequency: A1 + A2 and their derivatives, from the rising factorials
         # lnG(c + x) - lnG(c) and their derivatives in c
@@ -299,59 +359,23 @@ class _BetaGeoLikelihood:
             -np.sum(wx * psi_ab),
             np.sum(wx * (psi_b - psi_ab)),
         ])
-        # one-time buyers: A3 only
-        log_age0 = np.log(alpha + self.age0)
-        value -= r * float(_dot(self.w0, log_age0))
-        inv_age0 = 1.0 / (alpha + self.age0)
-        g[0] -= float(_dot(self.w0, log_age0))
-        g[1] -= r * float(_dot(self.w0, inv_age0))
-        # repeat buyers: logaddexp(A3, A4) = max + log1p(e), e = exp(-|A4 - A3|), and the
-        # weight of A4 in its derivatives p4 = expit(A4 - A3), both from the same e
-        rx = r + x1
-        log_age1, log_rec1 = np.log(alpha + self.age1), np.log(alpha + self.rec1)
-        inv_bx = (1.0 / (b + self.xs1 - 1.0))[self.ix1]
-        a3 = -rx * log_age1
-        a4 = (np.log(a) + np.log(inv_bx)) - rx * log_rec1
-        diff = a4 - a3
-        e = np.exp(-np.abs(diff))
-        value += float(_dot(w1, np.maximum(a3, a4) + np.log1p(e)))
-        q = 1.0 / (1.0 + e)
-        p4 = np.where(diff > 0, q, e * q)
-        p3 = 1.0 - p4
-        inv_age1, inv_rec1 = 1.0 / (alpha + self.age1), 1.0 / (alpha + self.rec1)
-        d3r, d4r = -log_age1, -log_rec1
-        d3al, d4al = -rx * inv_age1, -rx * inv_rec1
-        wp4 = w1 * p4
-        g[0] += float(_dot(w1, d3r + p4 * (d4r - d3r)))
-        g[1] += float(_dot(w1, d3al + p4 * (d4al - d3al)))
-        g[2] += float(np.sum(wp4)) / a
-        g[3] -= float(_dot(wp4, inv_bx))
-        if not hessian:
-            objective, grad, _ = _log_parameter_derivatives(params, -value / W, -g / W, np.zeros((4, 4)),
-                                                            self.penalizer)
-            return objective, grad
         h = np.zeros((4, 4))
-        h[0, 0] = np.sum(wx * tri_r)
-        h[0, 1] = np.sum(wx) / alpha
-        h[1, 1] = -np.sum(wx) * r / alpha**2
-        h[2, 2] = h[2, 3] = -np.sum(wx * tri_ab)
-        h[3, 3] = np.sum(wx * (tri_b - tri_ab))
-        h[0, 1] -= float(np.sum(self.w0 * inv_age0))
-        h[1, 1] += r * float(np.sum(self.w0 * inv_age0**2))
-        # logaddexp: p3 H3 + p4 H4 + p3 p4 (grad3 - grad4)(grad3 - grad4)'
-        v = w1 * p3 * p4
-        dr, dal = d3r - d4r, d3al - d4al
-        inv_a = 1.0 / a
-        h[0, 0] += float(_dot(v, dr * dr))
-        h[0, 1] += float(_dot(w1, -p3 * inv_age1 - p4 * inv_rec1) + _dot(v, dr * dal))
-        h[1, 1] += float(_dot(w1, p3 * rx * inv_age1**2 + p4 * rx * inv_rec1**2) + _dot(v, dal * dal))
-        h[0, 2] = -inv_a * float(_dot(v, dr))
-        h[0, 3] = float(_dot(v, dr * inv_bx))
-        h[1, 2] = -inv_a * float(_dot(v, dal))
-        h[1, 3] = float(_dot(v, dal * inv_bx))
-        h[2, 2] += -float(np.sum(wp4)) * inv_a**2 + float(np.sum(v)) * inv_a**2
-        h[2, 3] += -inv_a * float(_dot(v, inv_bx))
-        h[3, 3] += float(_dot(wp4 + v, inv_bx**2))
+        if hessian:
+            h[0, 0] = np.sum(wx * tri_r)
+            h[0, 1] = np.sum(wx) / alpha
+            h[1, 1] = -np.sum(wx) * r / alpha**2
+            h[2, 2] = h[2, 3] = -np.sum(wx * tri_ab)
+            h[3, 3] = np.sum(wx * (tri_b - tri_ab))
+        # the per-customer terms block by block, so that the temporaries stay in the cache
+        for start in range(0, self.age0.size, _LIKELIHOOD_BLOCK):
+            value += self._one_time_buyers(slice(start, start + _LIKELIHOOD_BLOCK), r, alpha, g, h, hessian)
+        inv_bx_x = 1.0 / (b + self.xs1 - 1.0)
+        for start in range(0, self.x1.size, _LIKELIHOOD_BLOCK):
+            value += self._repeat_buyers(slice(start, start + _LIKELIHOOD_BLOCK), r, alpha, a, inv_bx_x,
+                                         g, h, hessian)
+        if not hessian:
+            objective, grad, _ = _log_parameter_derivatives(params, -value / W, -g / W, h, self.penalizer)
+            return objective, grad
         h = np.triu(h) + np.triu(h, 1).T
         return _log_parameter_derivatives(params, -value / W, -g / W, -h / W, self.penalizer)
 
