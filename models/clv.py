@@ -717,9 +717,10 @@ class BetaGeoModel(BaseEstimator):
         x and T only. Per distinct x, D is computed at each distinct T when there are few
         (dates-only data); otherwise as a Chebyshev interpolant in log(alpha + T), sampled
         at up to 257 nodes and accepted once its last coefficients fall below 1e-12 of the
-        largest (D is analytic in log(alpha + T) within pi/2 of the real axis, so the
-        coefficients fall geometrically), with exact sums as the fallback. Agrees with the
-        day-by-day sum to ~1e-12 relative (tests/test_clv.py checks 1e-9).
+        largest (D is analytic in a strip around the real log(alpha + T) axis, its nearest
+        singularities being where t / (alpha + T) = -1, so the coefficients fall
+        geometrically), with exact sums as the fallback. Agrees with the day-by-day sum to
+        ~1e-12 relative at M (tests/test_clv.py checks 1e-9).
         """
         x, t_x, age = (np.asarray(v, dtype=float) for v in (frequency, recency, age))
         times = np.asarray(times_units, dtype=float)
