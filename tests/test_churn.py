@@ -559,6 +559,48 @@ def test_model_sets_aside_features_that_almost_nobody_has():
     assert unused["importance_mean"].to_list() == [0.0, 0.0, 0.0]
 
 
+def test_model_calibrates_on_a_held_out_share_of_a_large_training_set():
+    X, y = tiny_training_frame(n=3000, seed=4)
+    small = ChurnModel(random_state=2).fit(X, y)
+    assert small.calibration_cv_ == "5-fold" and small.calibration_method_ == "sigmoid"
+    large = ChurnModel(random_state=2, holdout_min_customers=1000).fit(X, y)
+    again = ChurnModel(random_state=2, holdout_min_customers=1000).fit(X, y)
+    assert large.calibration_cv_ == "holdout"
+    assert large.calibration_method_ == "sigmoid"  # 600 held out: too few for isotonic
+    p = large.predict_proba(X)[:, 1]
+    assert np.array_equal(p, again.predict_proba(X)[:, 1])
+    assert abs(p.mean() - y.mean()) < 0.02  # calibrated to the base rate
+    assert ChurnModel(holdout_min_customers=1000, calibration_share=0.5).fit(X, y).calibration_method_ == "isotonic"
+
+
+def test_model_fits_on_a_stratified_sample_when_there_are_more_customers_than_the_cap():
+    X, y = tiny_training_frame(n=2000, seed=5)
+    capped = ChurnModel(random_state=1, max_train_customers=500).fit(X, y)
+    assert capped.n_train_customers_ == 500
+    assert ChurnModel(random_state=1).fit(X, y).n_train_customers_ == 2000
+    again = ChurnModel(random_state=1, max_train_customers=500).fit(X.to_pandas(), y)
+    assert np.array_equal(capped.predict_proba(X), again.predict_proba(X))
+    # the sample keeps the churn share: same sample as scikit-learn's stratified split
+    from sklearn.model_selection import train_test_split
+
+    keep = np.sort(train_test_split(np.arange(2000), train_size=500, stratify=y, random_state=1)[0])
+    assert abs(y[keep].mean() - y.mean()) < 1 / 500
+    refit = ChurnModel(random_state=1, max_train_customers=None).fit(X[keep], y[keep])
+    assert np.array_equal(capped.predict_proba(X), refit.predict_proba(X))
+
+
+def test_permutation_importances_on_a_seeded_sample_of_the_test_set():
+    X, y = tiny_training_frame(n=600, seed=6)
+    model = ChurnModel().fit(X, y)
+    first = compute_permutation_importances(model, X, y, max_customers=300, random_state=3)
+    again = compute_permutation_importances(model, X, y, max_customers=300, random_state=3)
+    assert first.equals(again)
+    assert set(first["feature"]) == set(X.columns)
+    assert first["feature"][0] == "days_since_last_order"
+    everyone = compute_permutation_importances(model, X, y, max_customers=None, random_state=3)
+    assert not everyone.equals(first)
+
+
 def test_saved_model_refuses_frames_with_other_features(tmp_path):
     X, y = tiny_training_frame()
     model = ChurnModel().fit(X, y)
