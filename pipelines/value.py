@@ -14,7 +14,6 @@ The model code is in ``models/``; this module only moves frames between DuckDB a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -105,9 +104,8 @@ def score_customer_value(con: duckdb.DuckDBPyConnection, settings: Settings, as_
     resolution = _summary_resolution(con, as_of, m.summary_resolution)
     # only the resolution the models use: the marts and the churn step's BG/NBD read
     # models.clv_summary without knowing it (any_value(resolution) picked either before)
-    with _one_resolution(con, resolution):
-        run_sql(con, "models/clv_summary", {"as_of": as_of, "unit_days": m.unit_days,
-                                            "period_days": PERIOD_DAYS})
+    run_sql(con, "models/clv_summary", {"as_of": as_of, "unit_days": m.unit_days,
+                                        "period_days": PERIOD_DAYS, "resolution": resolution})
     summary = con.sql("select * from models.clv_summary where resolution = $r "
                       "order by customer_id", params={"r": resolution}).pl()
     report = ValueReport(resolution=resolution, customers=summary.height,
@@ -154,19 +152,6 @@ def _summary_resolution(con, as_of: date, requested: str) -> str:
         where is_completed_order and order_date <= $as_of and order_at is not null
         group by order_at::time""", params={"as_of": as_of}).pl()["count"]
     return clv.choose_resolution(clv.detect_time_of_day(time_counts=counts), requested=requested)
-
-
-@contextlib.contextmanager
-def _one_resolution(con, resolution: str):
-    """sql/models/clv_summary.sql and clv_holdout.sql build only ``resolution`` inside this
-    block (they read the session variable clv_resolution; unset, they build both)."""
-    if resolution not in clv.RESOLUTIONS:
-        raise ValueError(f"resolution must be one of {', '.join(clv.RESOLUTIONS)}, got {resolution!r}")
-    con.execute(f"set variable clv_resolution = '{resolution}'")
-    try:
-        yield
-    finally:
-        con.execute("reset variable clv_resolution")
 
 
 def _penalizer_ladder(settings: Settings) -> tuple[float, ...]:
@@ -238,9 +223,9 @@ def _holdout_check(con, settings: Settings, as_of: date, run_id: str, resolution
     one pass over the transactions (sql/models/clv_holdout.sql) serve both checks."""
     m = settings.models
     calibration_end = as_of - timedelta(days=m.holdout_days)
-    with _one_resolution(con, resolution):
-        run_sql(con, "models/clv_holdout", {"calibration_end": calibration_end, "as_of": as_of,
-                                            "unit_days": m.unit_days, "period_days": PERIOD_DAYS})
+    run_sql(con, "models/clv_holdout", {"calibration_end": calibration_end, "as_of": as_of,
+                                        "unit_days": m.unit_days, "period_days": PERIOD_DAYS,
+                                        "resolution": resolution})
     holdout = con.sql("select * from models.clv_holdout where resolution = $r "
                       "order by customer_id", params={"r": resolution}).pl()
     calibration = holdout.select(pl.col("frequency_cal").alias("frequency"),
@@ -303,9 +288,9 @@ def make_bgnbd_scorer(con: duckdb.DuckDBPyConnection, settings: Settings, as_of:
             con.execute("drop table if exists models._clv_summary_as_of")
             con.execute("alter table models.clv_summary rename to _clv_summary_as_of")
             try:
-                with _one_resolution(con, resolution):
-                    run_sql(con, "models/clv_summary", {"as_of": cutoff, "unit_days": m.unit_days,
-                                                        "period_days": PERIOD_DAYS})
+                run_sql(con, "models/clv_summary", {"as_of": cutoff, "unit_days": m.unit_days,
+                                                    "period_days": PERIOD_DAYS,
+                                                    "resolution": resolution})
                 summary = con.sql("select * from models.clv_summary where resolution = $r "
                                   "order by customer_id", params={"r": resolution}).pl()
             finally:

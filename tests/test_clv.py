@@ -102,7 +102,7 @@ def load_cdnow(con, path: Path, columns: list[str], *, zero_amount_is_purchase: 
 
 
 def build_summary(con, as_of, *, unit_days=1, period_days=1, resolution="periods") -> pl.DataFrame:
-    con.execute(SUMMARY_SQL, {"as_of": as_of, "unit_days": unit_days, "period_days": period_days})
+    con.execute(SUMMARY_SQL, {"as_of": as_of, "unit_days": unit_days, "period_days": period_days, "resolution": "both"})
     return con.sql(
         f"select * from models.clv_summary where resolution = '{resolution}' order by customer_id"
     ).pl()
@@ -237,7 +237,7 @@ def test_exact_summary_counts_every_order_with_fractional_days_to_the_end_of_as_
 
 def test_clv_summary_has_one_row_per_customer_and_resolution_with_purchase_timestamps(con):
     load_transactions(con, HAND_ROWS)
-    con.execute(SUMMARY_SQL, {"as_of": AS_OF, "unit_days": 1, "period_days": 1})
+    con.execute(SUMMARY_SQL, {"as_of": AS_OF, "unit_days": 1, "period_days": 1, "resolution": "both"})
     frame = con.sql("select * from models.clv_summary order by resolution, customer_id").pl()
     assert frame.columns == [
         "resolution", "customer_id", "frequency", "recency", "T", "monetary_value",
@@ -260,7 +260,7 @@ def test_hand_made_summary_equals_lifetimes_for_days_and_weeks(con):
 def test_clv_summary_rejects_units_other_than_days_and_weeks(con):
     load_transactions(con, HAND_ROWS)
     with pytest.raises(duckdb.Error, match="unit_days must be 1 or 7"):
-        con.execute(SUMMARY_SQL, {"as_of": AS_OF, "unit_days": 30, "period_days": 1})
+        con.execute(SUMMARY_SQL, {"as_of": AS_OF, "unit_days": 30, "period_days": 1, "resolution": "both"})
 
 
 # --------------------------------------------------------------------------- SQL: CDNOW golden checks
@@ -299,7 +299,7 @@ def test_holdout_sql_equals_lifetimes_calibration_and_holdout_data(
     calibration_end, as_of = date(1997, 9, 30), date(1998, 6, 30)  # 09-30 is a Tuesday
     cdnow_master.execute(
         HOLDOUT_SQL,
-        {"calibration_end": calibration_end, "as_of": as_of, "unit_days": unit_days, "period_days": period_days},
+        {"calibration_end": calibration_end, "as_of": as_of, "unit_days": unit_days, "period_days": period_days, "resolution": "both"},
     )
     ours = cdnow_master.sql("select * from models.clv_holdout where resolution = 'periods' order by customer_id").pl()
     transactions = cdnow_master.sql(
@@ -325,7 +325,7 @@ def test_holdout_sql_equals_lifetimes_calibration_and_holdout_data(
 def test_holdout_sql_on_hand_made_rows(con):
     load_transactions(con, HAND_ROWS)
     con.execute(
-        HOLDOUT_SQL, {"calibration_end": date(2024, 1, 10), "as_of": AS_OF, "unit_days": 1, "period_days": 1}
+        HOLDOUT_SQL, {"calibration_end": date(2024, 1, 10), "as_of": AS_OF, "unit_days": 1, "period_days": 1, "resolution": "both"}
     )
     frame = con.sql("select * from models.clv_holdout order by resolution, customer_id").pl()
     rows = {(r["resolution"], r["customer_id"]): r for r in frame.iter_rows(named=True)}
@@ -342,7 +342,7 @@ def test_holdout_sql_on_hand_made_rows(con):
 def test_holdout_sql_carries_the_last_order_before_and_the_first_order_in_the_window(con):
     load_transactions(con, HAND_ROWS)
     con.execute(
-        HOLDOUT_SQL, {"calibration_end": date(2024, 1, 10), "as_of": AS_OF, "unit_days": 7, "period_days": 7}
+        HOLDOUT_SQL, {"calibration_end": date(2024, 1, 10), "as_of": AS_OF, "unit_days": 7, "period_days": 7, "resolution": "both"}
     )
     rows = {(r[0], r[1]): r[2:] for r in con.execute(
         "select resolution, customer_id, last_purchase_at_cal, first_holdout_order_date from models.clv_holdout"
@@ -359,7 +359,7 @@ def test_holdout_sql_carries_the_last_order_before_and_the_first_order_in_the_wi
 def test_holdout_metrics_of_a_fitted_model_equal_those_of_a_refit(cdnow_sample):
     cdnow_sample.execute(
         HOLDOUT_SQL,
-        {"calibration_end": date(1997, 9, 30), "as_of": date(1998, 6, 30), "unit_days": 7, "period_days": 1},
+        {"calibration_end": date(1997, 9, 30), "as_of": date(1998, 6, 30), "unit_days": 7, "period_days": 1, "resolution": "both"},
     )
     holdout = cdnow_sample.sql("select * from models.clv_holdout where resolution = 'periods'").pl()
     calibration = holdout.select(frequency="frequency_cal", recency="recency_cal", T="T_cal")
@@ -372,26 +372,25 @@ def test_holdout_metrics_of_a_fitted_model_equal_those_of_a_refit(cdnow_sample):
 
 def test_summary_and_holdout_sql_build_only_the_resolution_asked_for(con):
     load_transactions(con, HAND_ROWS)
-    params = {"as_of": AS_OF, "calibration_end": date(2024, 1, 10), "unit_days": 1, "period_days": 1}
+    params = {"as_of": AS_OF, "calibration_end": date(2024, 1, 10), "unit_days": 1, "period_days": 1, "resolution": "both"}
     queries = {SUMMARY_SQL: "select * from models.clv_summary order by all",
                HOLDOUT_SQL: "select * from models.clv_holdout order by all"}
 
-    def build():
+    def build(resolution: str):
         out = {}
         for sql, query in queries.items():
-            con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+            given = {**params, "resolution": resolution}
+            con.execute(sql, {k: v for k, v in given.items() if f"${k}" in sql})
             out[sql] = con.execute(query).fetchall()
         return out
 
-    both = build()
+    both = build("both")
     for resolution in ("periods", "exact"):
-        con.execute(f"set variable clv_resolution = '{resolution}'")
-        one = build()
+        one = build(resolution)
         for sql in queries:
             assert one[sql] == [row for row in both[sql] if row[0] == resolution]
             assert one[sql]
-    con.execute("reset variable clv_resolution")
-    assert build() == both
+    assert {row[0] for rows in both.values() for row in rows} == {"periods", "exact"}
 
 
 # --------------------------------------------------------------------------- published estimates
@@ -787,7 +786,7 @@ def test_fast_discounted_purchases_equal_the_step_by_step_sum(sample_models, uni
 def test_holdout_check_returns_model_and_naive_metrics(cdnow_sample):
     cdnow_sample.execute(
         HOLDOUT_SQL,
-        {"calibration_end": date(1997, 9, 30), "as_of": date(1998, 6, 30), "unit_days": 7, "period_days": 1},
+        {"calibration_end": date(1997, 9, 30), "as_of": date(1998, 6, 30), "unit_days": 7, "period_days": 1, "resolution": "both"},
     )
     holdout = cdnow_sample.sql(
         "select * from models.clv_holdout where resolution = 'periods' order by customer_id"

@@ -201,7 +201,8 @@ def test_aggregations_over_many_rows_agree_to_the_last_bit_on_every_run():
         "marts/segment_summary":
             "select * from temp.main.segment_summary_run order by dimension, segment",
     }
-    params = {"as_of": AS_OF, "cutoff": AS_OF, "unit_days": 1, "period_days": 1, "run_id": "r"}
+    params = {"as_of": AS_OF, "cutoff": AS_OF, "unit_days": 1, "period_days": 1, "run_id": "r",
+              "resolution": "both"}
 
     def results() -> dict[str, list[tuple]]:
         out = {}

@@ -164,7 +164,8 @@ def load_customers(con):
     """Profiles and scores as of AS_OF; models.rfm and models.clv_summary come from their
     real SQL."""
     run_sql(con, "models/rfm", {"as_of": AS_OF})
-    run_sql(con, "models/clv_summary", {"as_of": AS_OF, "unit_days": 1, "period_days": 1})
+    run_sql(con, "models/clv_summary", {"as_of": AS_OF, "unit_days": 1, "period_days": 1,
+                                          "resolution": "both"})
     for cid, consent, rfm, clv, churn, band, tier, stage, action in CUSTOMERS:
         con.execute("insert into core.customers values (?, ?, null, ?, null, null, null, 'DE', "
                     "?, true, 1, '2023-01-01', '2023-06-01')",

@@ -6,9 +6,8 @@
 --   $as_of            DATE     last day of the holdout period (inclusive); $as_of > $calibration_end
 --   $unit_days        INTEGER  time unit of recency, T and duration_holdout: 1 (days) or 7 (weeks)
 --   $period_days      INTEGER  calendar period of the 'periods' resolution: 1 (day) or 7 (ISO week)
---
--- Optional: SET VARIABLE clv_resolution = 'periods' or 'exact' builds that resolution only
--- (the value step does: it uses one); unset, both. Any other value builds neither.
+--   $resolution       VARCHAR  'periods' or 'exact' builds that resolution only (the value step
+--                             builds the one it fits), 'both' builds both.
 --
 -- The *_cal columns are exactly models.clv_summary built with $as_of = $calibration_end (same
 -- resolutions, same definitions). The holdout columns follow
@@ -53,7 +52,7 @@ period_purchases as (
         min(transactions.order_date) as first_order_date
     from core.transactions as transactions
     cross join settings
-    where coalesce(getvariable('clv_resolution'), 'periods') = 'periods'
+    where $resolution in ('periods', 'both')
         and transactions.is_completed_order
         and transactions.order_date <= settings.as_of
     group by all
@@ -121,7 +120,7 @@ exact_customers as (
             as first_holdout_order_date
     from core.transactions as transactions
     cross join settings
-    where coalesce(getvariable('clv_resolution'), 'exact') = 'exact'
+    where $resolution in ('exact', 'both')
         and transactions.is_completed_order
         and transactions.order_date <= settings.as_of
     group by transactions.customer_id

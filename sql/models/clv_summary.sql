@@ -6,9 +6,8 @@
 --   $unit_days    INTEGER  time unit of recency and T: 1 (days) or 7 (weeks).
 --   $period_days  INTEGER  calendar period of the 'periods' resolution: 1 (UTC day) or 7 (ISO week,
 --                          Monday to Sunday, as pandas' 'W' = 'W-SUN').
---
--- Optional: SET VARIABLE clv_resolution = 'periods' or 'exact' builds that resolution only
--- (the value step does: it uses one); unset, both. Any other value builds neither.
+--   $resolution       VARCHAR  'periods' or 'exact' builds that resolution only (the value step
+--                             builds the one it fits), 'both' builds both.
 --
 -- Resolutions
 --   periods  orders in the same calendar period count once and their amounts are summed, exactly as
@@ -60,7 +59,7 @@ period_purchases as (
         max(transactions.order_at) as last_order_at
     from core.transactions as transactions
     cross join settings
-    where coalesce(getvariable('clv_resolution'), 'periods') = 'periods'
+    where $resolution in ('periods', 'both')
         and transactions.is_completed_order
         and transactions.order_date <= settings.as_of
     group by all
@@ -112,7 +111,7 @@ exact_summary as (
         max(transactions.order_at) as last_purchase_at
     from core.transactions as transactions
     cross join settings
-    where coalesce(getvariable('clv_resolution'), 'exact') = 'exact'
+    where $resolution in ('exact', 'both')
         and transactions.is_completed_order
         and transactions.order_date <= settings.as_of
     group by transactions.customer_id
