@@ -23,7 +23,7 @@ from models.churn import (
     save_churn_model,
     select_feature_columns,
 )
-from pipelines.churn import build_churn_features, build_churn_labels, run_churn
+from pipelines.churn import _features_at, build_churn_features, build_churn_labels, run_churn
 
 # --------------------------------------------------------------------------- core tables
 # Column names and types exactly as in docs/core_tables.md.
@@ -483,6 +483,10 @@ def test_features_equal_those_from_data_cut_at_the_cutoff(simulated):
     from_cut = build_churn_features(cut, cutoff)
     assert from_full.height > 1000
     assert from_full.equals(from_cut)
+    # The run reads the validation cutoffs from the macro, without storing them: same rows.
+    build_churn_features(full, as_of)
+    assert _features_at(full, cutoff).equals(from_cut)
+    assert full.execute("select distinct cutoff_date from models.churn_features").fetchall() == [(as_of,)]
     full.close()
     cut.close()
 
