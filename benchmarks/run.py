@@ -636,7 +636,7 @@ TRACED_FUNCTIONS = (
     "pipelines.identity:cluster_pairs",
     # value: RFM, summary, fits, predictions, holdout check
     "models.rfm:score_rfm",
-    "models.clv:detect_time_of_day",
+    "pipelines.value:_summary_resolution",
     "pipelines.value:_fit_and_predict",
     "models.clv:BetaGeoModel.fit",
     "models.clv:GammaGammaModel.fit",
@@ -926,7 +926,7 @@ OURS_FOR_SHARED = {
     "prepare": "clean + validate + core (all sources)",
     "prepare/tx": "prepare's transaction parts: sql staging/transactions, "
                   "validate_source[transactions], sql core/transaction_lines + transactions",
-    "summary": "value: sql models/clv_summary + detect_time_of_day",
+    "summary": "value: sql models/clv_summary + _summary_resolution (time-of-day count)",
     "fits": "value: BetaGeoModel.fit + GammaGammaModel.fit",
     "predictions": "value: predict_customer_value + _write_predictions",
     "rfm": "value: sql models/rfm + score_rfm",
@@ -969,7 +969,7 @@ def comparison_parts(stages: list[dict]) -> dict[str, dict | None]:
                                    sql("core", "core/transaction_lines", "*"),
                                    sql("core", "core/transactions", "*"))),
         "summary": total(all_of(sql("value", "models/clv_summary"),
-                                subs("value", "detect_time_of_day", parent=None))),
+                                subs("value", "_summary_resolution", parent=None))),
         "fits": total(all_of(subs("value", "BetaGeoModel.fit", parent="_fit_and_predict"),
                              subs("value", "GammaGammaModel.fit", parent="_fit_and_predict"))),
         "predictions": total(all_of(
