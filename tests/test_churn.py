@@ -713,6 +713,9 @@ def test_model_beats_the_recency_baseline_on_simulated_fading_churners(simulated
     assert result.published_scorer == "model" and result.model_beats_baselines is True
     assert model_auc > recency_auc + 0.01
     assert isinstance(result.model, ChurnModel)
+    # the refit keeps the weighting the validated model settled on instead of deciding again
+    assert result.model.get_params()["class_weight"] in (None, "balanced")
+    assert result.model.class_weight_ == result.model.get_params()["class_weight"]
     assert (result.train_cutoff, result.test_cutoff) == (date(2024, 7, 4), date(2024, 10, 2))
 
     # Everyone with a completed order by as_of is scored once, nobody else.
