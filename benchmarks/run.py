@@ -647,6 +647,7 @@ TRACED_FUNCTIONS = (
     "pipelines.value:_next_order_backtest",
     # churn
     "pipelines.churn:build_churn_features",
+    "pipelines.churn:_features_at",
     "pipelines.churn:build_churn_labels",
     "pipelines.churn:ChurnModel.fit",
     "pipelines.churn:compute_permutation_importances",
