@@ -8,9 +8,6 @@ the region for numbers written in national format.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 
 import duckdb
 import phonenumbers
@@ -95,33 +92,6 @@ def normalise_phone(text: str | None, country: str | None) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-# Below this many numbers (~10 s in one process) worker processes (1-3 s to start and
-# import) are not worth it.
-PARALLEL_MIN_NUMBERS = 200_000
-
-
-def normalise_phone_pairs(pairs: list[tuple[str | None, str | None]],
-                          min_parallel: int = PARALLEL_MIN_NUMBERS) -> list[str | None]:
-    """:func:`normalise_phone` of every (text, country) pair, in order.
-
-    libphonenumber's parser is pure Python (~50 us a number), so large sets are split over
-    one process per core: a first load of a million customers took 76 s in one process.
-    """
-    workers = os.cpu_count() or 1
-    if len(pairs) < min_parallel or workers < 2:
-        return [normalise_phone(text, country) for text, country in pairs]
-    size = -(-len(pairs) // (workers * 4))
-    # spawn, not fork: the parent holds DuckDB's threads, which a fork must not copy
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        parts = pool.map(_normalise_chunk, [pairs[i:i + size]
-                                            for i in range(0, len(pairs), size)])
-        return [phone for part in parts for phone in part]
-
-
-def _normalise_chunk(pairs: list[tuple[str | None, str | None]]) -> list[str | None]:
-    return [normalise_phone(text, country) for text, country in pairs]
-
-
 def normalise_phones(con: duckdb.DuckDBPyConnection) -> int:
     """Add ``phone`` (E.164) to ``staging.customers``; returns numbers parsed this run.
 
@@ -143,7 +113,8 @@ def normalise_phones(con: duckdb.DuckDBPyConnection) -> int:
         lookup = pa.table({
             "phone_text": pa.array([p[0] for p in pairs], pa.string()),
             "country": pa.array([p[1] for p in pairs], pa.string()),
-            "phone": pa.array(normalise_phone_pairs(pairs), pa.string()),
+            "phone": pa.array([normalise_phone(text, country) for text, country in pairs],
+                              pa.string()),
         })
         con.register("_phones", lookup)
         con.execute("insert into raw.phone_numbers select * from _phones")

@@ -54,14 +54,11 @@ def test_planted_duplicates_are_found_with_high_precision_and_recall(tmp_path):
     assert recall >= 0.95, (recall, sorted(actual - predicted)[:5])
 
 
-def test_phone_numbers_normalise_to_e164_alike_in_one_process_and_several():
-    from pipelines.clean import normalise_phone, normalise_phone_pairs
+def test_phone_numbers_normalise_to_e164():
+    from pipelines.clean import normalise_phone
 
     examples = [("(030) 1234567", "DE", "+49301234567"), ("0041 79 701 40 56", "CH",
                 "+41797014056"), ("415-677-3664", "US", "+14156773664"),
                 ("+31 20 8786284", None, "+31208786284"), ("06.77.47.07.63", "FR",
                 "+33677470763"), ("123", "US", None), ("call me", "US", None), (None, "DE", None)]
     assert [normalise_phone(t, c) for t, c, _ in examples] == [e for _, _, e in examples]
-    pairs = [(t, c) for t, c, _ in examples] * 30
-    assert normalise_phone_pairs(pairs, min_parallel=1) == [normalise_phone(t, c)
-                                                            for t, c in pairs]
