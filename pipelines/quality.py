@@ -235,7 +235,7 @@ def validate_source(con: duckdb.DuckDBPyConnection, source: str, settings: Setti
                            {k: v for k, v in failing.items() if v}, by_name, run_id)
 
 
-VALIDATION_CHUNK_ROWS = 1_000_000
+VALIDATION_CHUNK_ROWS = 500_000
 
 # pandas' nanosecond timestamps span 1677-09-21 .. 2262-04-11. Dates outside are clamped
 # to just inside, which keeps every rule's verdict: the configured earliest date and the
