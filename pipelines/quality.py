@@ -196,7 +196,8 @@ def validate_source(con: duckdb.DuckDBPyConnection, source: str, settings: Setti
     totals: dict[str, list[int]] = {r.name: [0, 0] for r in rules if r.severity != "canary"}
     rows_checked = 0
     # One chunk at a time bounds memory: a pandas frame of every row, plus the copies GX
-    # makes while computing metrics, took 9-13 GB at 10M rows.
+    # makes while computing metrics, took 9-13 GB at 10M rows (1M-row chunks: 6.6 GiB
+    # peak at L, 500k: 5.6 GiB, in the same time).
     for shas, row_numbers, frame in _chunks(reader):
         result = definition.run(batch_parameters={"dataframe": frame},
                                 result_format={"result_format": "COMPLETE"})
@@ -284,19 +285,19 @@ def _chunks(reader):
         yield _chunk(pa.Table.from_batches(pending, schema=reader.schema))
 
 
-def _chunk(batch):
+def _chunk(table):
     import pyarrow as pa
 
     keys = {"_file_sha256", "_row_number"}
-    # Text columns go in as categoricals: GX's fingerprint hashes a categorical by its
-    # (few) distinct values, a plain text column by factorising every value first.
+    # Text columns go in as categoricals: GX's fingerprint hashes a categorical through its
+    # distinct values, a plain text column by factorising every value first (4x slower).
     rules = pa.Table.from_arrays(
         [col.combine_chunks().dictionary_encode() if pa.types.is_string(col.type) else col
-         for name, col in zip(batch.schema.names, batch.columns) if name not in keys],
-        names=[n for n in batch.schema.names if n not in keys])
+         for name, col in zip(table.schema.names, table.columns) if name not in keys],
+        names=[n for n in table.schema.names if n not in keys])
     frame = rules.to_pandas(coerce_temporal_nanoseconds=True)
-    return (batch.column("_file_sha256").to_numpy(zero_copy_only=False),
-            batch.column("_row_number").to_numpy(zero_copy_only=False), frame)
+    return (table.column("_file_sha256").to_numpy(zero_copy_only=False),
+            table.column("_row_number").to_numpy(zero_copy_only=False), frame)
 
 
 def _validation_definition(gx, context, source: str, expectations: list):
