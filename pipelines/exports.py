@@ -215,9 +215,8 @@ def build_export_lists(con: duckdb.DuckDBPyConnection, settings: Settings, as_of
             order by c.customer_id"""
         used = set(re.findall(r"\$([a-z_]+)", sql))
         values = {k: v for k, v in {**params, "segment": name}.items() if k in used}
-        rows = con.execute(sql, values).fetchall()
-        tables[stem] = pa.Table.from_pylist(
-            [dict(zip(EXPORT_COLUMNS, row)) for row in rows], schema=EXPORT_SCHEMA)
+        tables[stem] = (con.sql(sql, params=values).to_arrow_table()
+                        .rename_columns(list(EXPORT_COLUMNS)).cast(EXPORT_SCHEMA))
     return tables
 
 
@@ -244,13 +243,24 @@ def _csv_text(value: Any) -> str:
     return text
 
 
+def _csv_column(column: pa.ChunkedArray) -> list[str]:
+    """:func:`_csv_text` of every value of ``column``, with the type test done once."""
+    values = column.to_pylist()
+    if pa.types.is_floating(column.type):
+        return ["" if v is None else f"{v:.2f}" for v in values]
+    if pa.types.is_date(column.type):
+        return ["" if v is None else v.isoformat() for v in values]
+    return [_csv_text(v) for v in values]
+
+
 def write_csv(table: pa.Table, path: Path) -> None:
     """UTF-8 CSV, header row, ``\\n`` line ends, minimal quoting; deterministic."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(table.column_names)
-    for row in table.to_pylist():
-        writer.writerow([_csv_text(row[c]) for c in table.column_names])
+    # Column by column: one Python dict per row (to_pylist) and a type test per cell were
+    # 15 s for the lists of a million customers.
+    writer.writerows(zip(*(_csv_column(column) for column in table.columns)))
     with _open_private(path) as fh:
         fh.write(buffer.getvalue().encode("utf-8"))
         fh.flush()
