@@ -289,8 +289,8 @@ def _ingest_csv_duckdb(con, source: SourceConfig, path: Path, lineage: dict
 
 
 def _ingest_jsonl_duckdb(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
-    """Fast path for JSON Lines. Every mapped key is read as JSON and kept as its text
-    (scalars unquoted, objects as compact JSON), as the line-by-line reader keeps them;
+    """Fast path for JSON Lines. Every mapped key is read as text (DuckDB unquotes strings
+    and writes objects and arrays as compact JSON), as the line-by-line reader keeps them;
     letting DuckDB infer types took a second pass over the whole file."""
     # The keys come from DuckDB's sample of the first records; a mapped key missing there
     # is still read, and counts as present if any record has it.
@@ -303,7 +303,7 @@ def _ingest_jsonl_duckdb(con, source: SourceConfig, path: Path, lineage: dict) -
     con.execute("drop table if exists _ingest_stage")
     con.execute("create temp table _ingest_stage as select * from read_json($path, "
                 "format = 'newline_delimited', records = true, columns = $columns)",
-                {"path": str(path), "columns": {c: "JSON" for c in wanted}})
+                {"path": str(path), "columns": {c: "VARCHAR" for c in wanted}})
     n = con.execute("select count(*) from _ingest_stage").fetchall()[0][0]
     if n == 0:
         return FileReport(source.name, str(path), lineage["_file_sha256"], "empty", 0, 0,
@@ -317,7 +317,7 @@ def _ingest_jsonl_duckdb(con, source: SourceConfig, path: Path, lineage: dict) -
         present = [c for c, k in zip(unsampled, counts) if k]
     mapping, ignored, missing = _map_columns(source, path, sampled + present)
     _insert_staged(con, source, mapping, lineage, "rowid + 1",
-                   lambda c: f"nullif(trim(json_extract_string({c}, '$')), '')")
+                   lambda c: f"nullif(trim({c}), '')")
     con.execute("drop table _ingest_stage")
     return FileReport(source.name, str(path), lineage["_file_sha256"], "loaded", n, 0,
                       "duckdb", ignored, missing)
