@@ -52,7 +52,6 @@ import time
 import tomllib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -719,12 +718,7 @@ def machine_info() -> dict:
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
+    versions = runlog.package_versions(PACKAGES)
     return {"hostname": platform.node(), "platform": platform.platform(),
             "cpu_model": cpu_model, "cores": os.cpu_count(),
             "cores_usable": len(os.sched_getaffinity(0)),

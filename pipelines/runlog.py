@@ -34,9 +34,11 @@ def new_run_id(started_at: datetime) -> str:
     return started_at.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...] = _VERSIONED) -> dict[str, str]:
+    """Python's version and each installed distribution's in ``names`` ("absent" if not
+    installed)."""
     versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
