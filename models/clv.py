@@ -248,6 +248,13 @@ def _log_parameter_derivatives(params, value, grad, hess, penalizer):
 _LIKELIHOOD_BLOCK = 32_768
 
 
+def _weight_per_frequency(frequency: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct frequencies and the total weight of each: the likelihoods' gamma-function
+    terms depend on a customer only through the frequency, so they are summed once per value."""
+    values, inverse = np.unique(frequency, return_inverse=True)
+    return values, np.bincount(inverse.reshape(-1), weights=weights, minlength=values.size)
+
+
 class _BetaGeoLikelihood:
     """lifetimes' BetaGeoFitter._negative_log_likelihood (FHL 2005 section 7) with its
     gradient and Hessian in the log-parameters (log r, log alpha, log a, log b).
@@ -262,8 +269,7 @@ class _BetaGeoLikelihood:
         w = np.asarray(weights, dtype=float)
         self.penalizer = float(penalizer)
         self.total = float(w.sum())
-        self.xs, inverse = np.unique(x, return_inverse=True)
-        self.wx = np.bincount(inverse.reshape(-1), weights=w, minlength=self.xs.size)
+        self.xs, self.wx = _weight_per_frequency(x, w)
         once = x == 0
         self.w0, self.age0 = w[once], np.asarray(age, dtype=float)[once]
         repeat = ~once
@@ -394,8 +400,7 @@ class _GammaGammaLikelihood:
         w = np.asarray(weights, dtype=float)
         self.penalizer = float(penalizer)
         self.total = float(w.sum())
-        self.xs, inverse = np.unique(x, return_inverse=True)
-        self.wx = np.bincount(inverse.reshape(-1), weights=w, minlength=self.xs.size)
+        self.xs, self.wx = _weight_per_frequency(x, w)
         self.x, self.m, self.w, self.wxm = x, m, w, w * x
         log_m = np.log(m)
         self.sum_w_log_m = float(_dot(w, log_m))
