@@ -88,6 +88,11 @@ TARGET_STAGES = ("ingest", "clean", "validate", "core")
 TARGET_SECONDS = 60.0
 TARGET_PEAK_BYTES = 6 * 1024**3
 
+ALL_SOURCES = ("transactions", "customers", "events")
+# results file names by the sources used (other sets are joined with +)
+SOURCE_SUFFIXES = {ALL_SOURCES: "", ("transactions", "customers"): "-noevents",
+                   ("transactions",): "-txonly"}
+
 PACKAGES = ("duckdb", "polars", "pyarrow", "pandas", "numpy", "great-expectations",
             "phonenumbers", "prefect", "lifetimes", "scikit-learn")
 
@@ -544,8 +549,8 @@ def dump_toml(data: dict, prefix: str = "") -> str:
     return text
 
 
-def write_config(workdir: Path, data_dir: Path, events: bool, memory_limit: str | None,
-                 threads: int | None) -> Path:
+def write_config(workdir: Path, data_dir: Path, sources: tuple[str, ...],
+                 memory_limit: str | None, threads: int | None) -> Path:
     """crm.toml for the generated data: the bundled sample's mapping, with source globs
     pointing at ``data_dir`` and the warehouse, serving database, exports and report
     inside ``workdir``."""
@@ -560,8 +565,9 @@ def write_config(workdir: Path, data_dir: Path, events: bool, memory_limit: str 
         config["warehouse"]["threads"] = threads
     for source in config["sources"].values():
         source["path"] = str(data_dir / source["path"])
-    if not events:
-        config["sources"].pop("events", None)
+    for name in list(config["sources"]):
+        if name not in sources:
+            del config["sources"][name]
     path = workdir / "crm.toml"
     path.write_text("# Written by benchmarks/run.py from data/sample/crm.toml.\n"
                     + dump_toml(config), encoding="utf-8")
@@ -852,6 +858,14 @@ def _substep_tree(substeps: list[dict], parent: str | None = None, depth: int = 
     return ", ".join(parts)
 
 
+def _sources_note(result: dict) -> str:
+    # older results files have only the events flag
+    sources = result.get("sources") or (ALL_SOURCES if result["events"]
+                                        else ("transactions", "customers"))
+    missing = [s for s in ALL_SOURCES if s not in sources]
+    return f", no {' or '.join(missing)}" if missing else ""
+
+
 def print_table(result: dict) -> None:
     head = (f"{'stage':<10} {'wall s':>8} {'cpu s':>8} {'peak RSS':>10} {'sampled':>10} "
             f"{'rows in':>12} {'rows out':>12} {'rows/s':>11} {'others':>7}")
@@ -859,7 +873,7 @@ def print_table(result: dict) -> None:
     source = (f", from warehouse {result['from_warehouse']['path']}"
               if result.get("from_warehouse") else "")
     print(f"size {result['size']} ({result['customers']:,} customers"
-          f"{', no events' if not result['events'] else ''}), seed {result['seed']}, "
+          f"{_sources_note(result)}), seed {result['seed']}, "
           f"{result['machine']['cores']} cores{source}")
     if result["stages"]:
         print(head)
@@ -1143,7 +1157,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help=f"generator seed (default {DEFAULT_SEED})")
     parser.add_argument("--no-events", action="store_true",
-                        help="leave the events source out (transactions + customers only)")
+                        help="leave the events source out (transactions + customers only); "
+                             "short for --sources transactions,customers")
+    parser.add_argument("--sources", default=None,
+                        help="comma-separated sources to load (default: "
+                             + ",".join(ALL_SOURCES) + "); transactions is required")
     parser.add_argument("--from-warehouse", type=Path, default=None, metavar="PATH",
                         help="start from a copy of this warehouse, whose core tables are "
                              "built (skips " + ", ".join(CORE_STAGES) + "; as-of = its "
@@ -1169,6 +1187,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.notebook_only and (args.no_notebook or args.from_warehouse or args.stages):
         parser.error("--notebook-only runs no stage of ours: leave out --no-notebook, "
                      "--from-warehouse and --stages")
+    sources = ALL_SOURCES
+    if args.sources:
+        wanted = {s.strip() for s in args.sources.split(",") if s.strip()}
+        if not wanted <= set(ALL_SOURCES) or "transactions" not in wanted:
+            parser.error(f"--sources {args.sources}: choose from {', '.join(ALL_SOURCES)}, "
+                         "transactions included")
+        sources = tuple(s for s in ALL_SOURCES if s in wanted)
+    if args.no_events:
+        sources = tuple(s for s in sources if s != "events")
     source_wh = None
     if args.from_warehouse:
         source_wh = args.from_warehouse.expanduser().resolve()
@@ -1186,7 +1213,7 @@ def main(argv: list[str] | None = None) -> int:
     data = ensure_data(args.size, customers, args.seed)
     data_dir = DATA_DIR / args.size
     used_files = {name: f for name, f in data["files"].items()
-                  if not (args.no_events and f["source"] == "events")}
+                  if f["source"] in sources}
 
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -1199,8 +1226,7 @@ def main(argv: list[str] | None = None) -> int:
         args.workdir = args.workdir.expanduser().resolve()
         args.workdir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"crm-bench-{args.size}-", dir=args.workdir))
-    config_path = write_config(workdir, data_dir, not args.no_events, args.memory_limit,
-                               args.threads)
+    config_path = write_config(workdir, data_dir, sources, args.memory_limit, args.threads)
 
     bench: Bench | None = None
     sql_timer = SqlTimer(profile_dir if args.duckdb_profile else None, lambda: bench)
@@ -1314,7 +1340,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "schema": 2,
         "size": args.size, "customers": customers, "seed": args.seed,
-        "events": not args.no_events,
+        "events": "events" in sources,
+        "sources": list(sources),
         "stages_requested": args.stages.split(",") if args.stages else "all",
         "stages_added_as_prerequisites": added,
         "status": status,
@@ -1354,9 +1381,9 @@ def main(argv: list[str] | None = None) -> int:
                             "peak_rss_bytes": peak,
                             "met": wall <= TARGET_SECONDS and peak <= TARGET_PEAK_BYTES,
                             # the issue's target: ~10M transaction rows (L), no events
-                            "applies": args.size == "L" and args.no_events}
+                            "applies": args.size == "L" and "events" not in sources}
     if not args.no_save:
-        suffix = ("-noevents" if args.no_events else "") + \
+        suffix = SOURCE_SUFFIXES.get(sources, "-" + "+".join(sources)) + \
             ("-fromwh" if source_wh else "") + ("-notebook" if args.notebook_only else "")
         out = RESULTS_DIR / f"{args.size}{suffix}-{stamp}.json"
         result["results_file"] = str(out.relative_to(ROOT))

@@ -83,6 +83,22 @@ def test_resolve_stages_adds_prerequisites_and_skips_what_the_warehouse_has(benc
         bench.resolve_stages(["core", "value"], done=bench.CORE_STAGES)
 
 
+def test_config_keeps_only_the_sources_asked_for(bench, tmp_path):
+    import tomllib
+
+    from pipelines.config import load_settings
+
+    data = tmp_path / "data"
+    path = bench.write_config(tmp_path, data, ("transactions",), "2GB", None)
+    config = tomllib.loads(path.read_text(encoding="utf-8"))
+    assert list(config["sources"]) == ["transactions"]
+    assert config["sources"]["transactions"]["path"].startswith(str(data))
+    assert config["warehouse"]["memory_limit"] == "2GB"
+    assert list(load_settings(path).sources) == ["transactions"]
+    path = bench.write_config(tmp_path, data, bench.ALL_SOURCES, None, None)
+    assert list(load_settings(path).sources) == list(bench.ALL_SOURCES)
+
+
 def test_notebook_baseline_matches_our_summary_and_bgnbd_fit(tmp_path):
     """On generated data, the notebook's lifetimes summary (freq='D') equals our
     'periods' summary customer for customer, and both BG/NBD fits (penalizer 0; ours on

@@ -366,3 +366,16 @@ def test_validation_in_chunks_gives_the_same_verdicts(tx_config, monkeypatch):
                       "and rule in ('customer_id_present', 'amount_numeric') order by 1") == [
         ("amount_numeric", 5, 1), ("customer_id_present", 5, 1)]
     assert_reconciled(con)
+
+
+def test_csv_values_are_trimmed_of_spaces_and_blank_ones_are_null(tx_config):
+    data = (HEADER + b'A1 ,  7,2024-01-05 10:00:00, 2 ,5.00,"   "\n'
+            b'A2,8,2024-01-06 10:00:00,1,"",completed\n'
+            b'A3,"\tx ",2024-01-07 10:00:00,1,6.00,  \n')
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id, customer_id, quantity, unit_price, status "
+                      "from raw.transactions order by _row_number") == [
+        ("A1", "7", "2", "5.00", None), ("A2", "8", "1", None, "completed"),
+        # trim strips spaces only: a tab is kept, as delivered
+        ("A3", "\tx", "1", "6.00", None)]
+    assert_reconciled(con)
