@@ -997,11 +997,24 @@ def build_comparison(result: dict) -> dict:
     def ratio(a, b):
         return round(a / b, 2) if a is not None and b else None
 
+    # Our export writes only consented, reachable contacts; without a customers source that
+    # is nobody, and timing the writing of empty files against the notebook's full CSV
+    # would be no comparison.
+    export = next((r for r in result["stages"] if r["stage"] == "export" and not r["error"]),
+                  None)
+    nb_write = nb_by.get("write")
+    if export is not None and export["rows_out"] == 0 and nb_write and nb_write.get("rows_out"):
+        ours["write"] = None
+    not_comparable = {"write": "ours wrote no list rows (no customers source: no consented "
+                               "contacts), the notebook all customers"} \
+        if export is not None and ours.get("write") is None else {}
+
     rows = []
     for name in SHARED_STAGES:
         o, n = ours.get(name), nb_by.get(name.split("/")[0])
         n_ok = n is not None and not n.get("skipped")
         rows.append({
+            "not_comparable": not_comparable.get(name),
             "stage": name, "ours": OURS_FOR_SHARED[name],
             "ours_wall_s": o["wall_s"] if o else None, "ours_cpu_s": o["cpu_s"] if o else None,
             "notebook_wall_s": n["wall_s"] if n_ok else None,
@@ -1059,7 +1072,9 @@ def print_comparison(result: dict) -> None:
         print(f"{row['stage']:<12} {f(row['ours_wall_s'])} {f(row['notebook_wall_s'])} "
               f"{r(row['wall_ratio_notebook_over_ours']):>7} {f(row['ours_cpu_s'], '>9.2f')} "
               f"{f(row['notebook_cpu_s'])} {r(row['cpu_ratio_notebook_over_ours']):>7}  "
-              f"{row['ours']}" + (f"  NOTEBOOK: {err}" if err else ""))
+              f"{row['ours']}" + (f"  NOTEBOOK: {err}" if err else "")
+              + (f"  NOT COMPARED: {row['not_comparable']}" if row.get("not_comparable")
+                 else ""))
     print("-" * len(head))
     sh, tot = cmp["shared_total"], cmp["totals"]
     ratio = lambda a, b: r(round(a / b, 2) if a is not None and b else None)

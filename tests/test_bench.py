@@ -155,3 +155,19 @@ def test_notebook_baseline_matches_our_summary_and_bgnbd_fit(tmp_path):
     fitted = next(s for s in result["stages"] if s["stage"] == "fits")["detail"]["bgnbd"]
     for name in ("r", "alpha", "a", "b"):
         assert fitted[name] == pytest.approx(params[name], rel=1e-3), name
+
+
+def test_an_export_of_no_rows_is_not_compared_with_the_notebooks_csv(bench):
+    def stage(name, wall, rows_out=1):
+        return {"stage": name, "wall_s": wall, "cpu_s": wall, "error": None, "substeps": [],
+                "sql": [], "rows_out": rows_out}
+
+    notebook = {"stages": [{"stage": "write", "wall_s": 20.0, "cpu_s": 20.0,
+                            "rows_out": 1000}], "totals": {}}
+    result = {"stages": [stage("export", 0.2, rows_out=0)], "notebook": notebook,
+              "totals": {"wall_s": 0.2, "cpu_s": 0.2, "peak_rss_bytes": 1}}
+    write = next(r for r in bench.build_comparison(result)["rows"] if r["stage"] == "write")
+    assert write["not_comparable"] and write["wall_ratio_notebook_over_ours"] is None
+    result["stages"] = [stage("export", 0.2, rows_out=500)]
+    write = next(r for r in bench.build_comparison(result)["rows"] if r["stage"] == "write")
+    assert write["not_comparable"] is None and write["wall_ratio_notebook_over_ours"] == 100.0
