@@ -357,7 +357,12 @@ def test_validation_in_chunks_gives_the_same_verdicts(tx_config, monkeypatch):
                      b"A4,,2024-01-05 10:00:00,1,5.00,completed\n"
                      b"A5,8,2024-01-05 10:00:00,1,5.00,shipped\n")
     monkeypatch.setattr(quality, "VALIDATION_CHUNK_ROWS", 2)
+    sizes = []
+    chunk = quality._chunk
+    monkeypatch.setattr(quality, "_chunk", lambda table: sizes.append(table.num_rows)
+                        or chunk(table))
     con = run_to_core(tx_config({"tx.csv": data}))
+    assert sizes[:3] == [2, 2, 1]  # transactions (customers and events: one empty chunk)
     assert lines(con, "select order_id, rules from quarantine.transactions order by 1") == [
         ("A1", "order_ts_parseable"), ("A2", "amount_numeric, quantity_numeric"),
         ("A4", "customer_id_present")]
@@ -366,6 +371,21 @@ def test_validation_in_chunks_gives_the_same_verdicts(tx_config, monkeypatch):
                       "and rule in ('customer_id_present', 'amount_numeric') order by 1") == [
         ("amount_numeric", 5, 1), ("customer_id_present", 5, 1)]
     assert_reconciled(con)
+
+
+def test_prefetched_chunks_come_in_order_and_carry_the_producers_error():
+    from pipelines.quality import _prefetched
+
+    assert list(_prefetched(iter([(1,), (2,), (3,)]))) == [(1,), (2,), (3,)]
+
+    def failing():
+        yield (1,)
+        raise ValueError("bad batch")
+
+    chunks = _prefetched(failing())
+    assert next(chunks) == (1,)
+    with pytest.raises(ValueError, match="bad batch"):
+        next(chunks)
 
 
 def test_csv_values_are_trimmed_of_spaces_and_blank_ones_are_null(tx_config):
