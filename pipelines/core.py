@@ -15,6 +15,25 @@ CORE_ORDER = ("core/transaction_lines", "core/transactions", "core/customers", "
               "core/duplicate_rows")
 
 
+# the core table that keeps each source's valid rows
+KEPT_ROWS_TABLE = {"transactions": "core.transaction_lines",
+                   "customers": "core.customer_records", "events": "core.events"}
+
+
+def _dropped_rows_params(con: duckdb.DuckDBPyConnection) -> dict[str, bool]:
+    """``find_<source>``: whether core kept fewer rows of the source than passed
+    validation. Kept rows are a subset of the valid ones (staging rows less quarantined
+    ones, each a distinct key), so equal counts mean no duplicate to look for."""
+    params = {}
+    for source, kept_table in KEPT_ROWS_TABLE.items():
+        staged, quarantined, kept = con.execute(
+            f"select (select count(*) from staging.{source}), "
+            f"(select count(*) from quarantine.{source}), "
+            f"(select count(*) from {kept_table})").fetchall()[0]
+        params[f"find_{source}"] = staged - quarantined != kept
+    return params
+
+
 @dataclass(frozen=True)
 class CoreReport:
     identity: IdentityReport
@@ -24,16 +43,24 @@ class CoreReport:
     duplicates_by_source: dict[str, int]
 
 
+def build_core_tables(con: duckdb.DuckDBPyConnection) -> IdentityReport:
+    """Resolve identities and build the ``core.*`` tables of :data:`CORE_ORDER` from the
+    validated ``staging.*`` and ``quarantine.*``; returns the identity report."""
+    ensure_erasure_tables(con)
+    identity = resolve_identities(con)
+    for name in CORE_ORDER:
+        params = _dropped_rows_params(con) if name == "core/duplicate_rows" else None
+        run_sql(con, name, params)
+    return identity
+
+
 def build_core(con: duckdb.DuckDBPyConnection, run_id: str) -> CoreReport:
     """Build every ``core.*`` table and ``audit.file_reconciliation``.
 
     Stops the run if any file's rows read differ from loaded + quarantined + duplicates:
     that would mean a row was lost, which no published number may rest on.
     """
-    ensure_erasure_tables(con)
-    identity = resolve_identities(con)
-    for name in CORE_ORDER:
-        run_sql(con, name)
+    identity = build_core_tables(con)
     run_sql(con, "audit/file_reconciliation", {"run_id": run_id})
     con.execute("""
         create table if not exists audit.reconciliation_history as

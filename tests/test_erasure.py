@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import clean, core, erasure, exports, identity, ingest, publish, quality
+from pipelines import clean, core, erasure, exports, ingest, publish, quality
 from pipelines.config import load_settings
 from pipelines.errors import CrmError, StepError
 from pipelines.sqlrun import run_sql
@@ -106,9 +106,7 @@ def rebuild_to_core(con, settings, run_id: str) -> None:
     clean.build_staging(con, settings)
     for name in clean.STAGING_ORDER:
         quality.validate_source(con, name, settings, run_id)
-    identity.resolve_identities(con)
-    for name in core.CORE_ORDER:
-        run_sql(con, name)
+    core.build_core_tables(con)
     run_sql(con, "audit/file_reconciliation", {"run_id": run_id})
 
 

@@ -1,23 +1,29 @@
 -- core.duplicate_rows: valid rows that core does not keep because another delivery of
 -- the same row, order or event was kept. With quarantine.* and the kept rows, this
 -- accounts for every row read.
+-- The find_<source> parameter is false when core kept every valid row of the source
+-- (counted in pipelines/core.py): then there is nothing to find, and the anti-join over
+-- every row, keyed by 64-character sha256 strings, is skipped.
 create or replace table core.duplicate_rows as
 with valid_transactions as (
     select s._file_sha256, s._row_number, s.order_id
     from staging.transactions s
     anti join quarantine.transactions q using (_file_sha256, _row_number)
+    where $find_transactions
 ),
 
 valid_customers as (
     select s._file_sha256, s._row_number
     from staging.customers s
     anti join quarantine.customers q using (_file_sha256, _row_number)
+    where $find_customers
 ),
 
 valid_events as (
     select s._file_sha256, s._row_number
     from staging.events s
     anti join quarantine.events q using (_file_sha256, _row_number)
+    where $find_events
 ),
 
 final as (
