@@ -388,6 +388,34 @@ def test_prefetched_chunks_come_in_order_and_carry_the_producers_error():
         next(chunks)
 
 
+def test_prefetching_is_finished_when_a_failing_consumer_closes_it():
+    """validate_source closes the chunks on an error, so that no thread is still reading
+    from DuckDB when the error reaches the flow (which then writes its run log)."""
+    import contextlib
+    import time
+
+    from pipelines.quality import _prefetched
+
+    state = {"fetching": False, "made": 0}
+
+    def slow_source():
+        for i in range(1000):
+            state["fetching"] = True
+            time.sleep(0.05)
+            state["fetching"] = False
+            state["made"] += 1
+            yield (i,)
+
+    with pytest.raises(RuntimeError, match="GX failed"):
+        with contextlib.closing(_prefetched(slow_source())) as chunks:
+            for _ in chunks:
+                while not state["fetching"]:  # fail while the next item is being made
+                    time.sleep(0.001)
+                raise RuntimeError("GX failed")
+    assert not state["fetching"]
+    assert state["made"] <= 2  # the current item and at most one fetched ahead
+
+
 def test_csv_values_are_trimmed_of_spaces_and_blank_ones_are_null(tx_config):
     data = (HEADER + b'A1 ,  7,2024-01-05 10:00:00, 2 ,5.00,"   "\n'
             b'A2,8,2024-01-06 10:00:00,1,"",completed\n'
