@@ -29,9 +29,9 @@ it, with a 50 ms RSS sampler as a cross-check. A step that fails (e.g. lifetimes
 ``ConvergenceError``) is recorded with its error; the steps that need its output are
 recorded as skipped; the script itself does not fail.
 
-Only the standard library is imported before the first measurement; pandas and lifetimes
-are imported in the timed ``setup``. ``lifetimes.datasets`` is never imported (it needs
-pkg_resources).
+Only the standard library (and probes.py, which uses nothing else) is imported before the
+first measurement; pandas and lifetimes are imported in the timed ``setup``.
+``lifetimes.datasets`` is never imported (it needs pkg_resources).
 """
 
 from __future__ import annotations
@@ -40,81 +40,22 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 import traceback
 import warnings
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any, Callable
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from probes import (Sampler, cpu_seconds, current_rss, machine_busy_seconds,  # noqa: E402
+                    peak_rss, reset_peak_rss)
 
 # Units of each currency per 1 unit of the base currency (EUR), as data/sample/crm.toml;
 # run.py passes the rates of the config it runs with.
 DEFAULT_RATES = {"GBP": 0.85, "CHF": 0.95, "USD": 1.08}
 
 STEPS = ("read", "prepare", "summary", "fits", "predictions", "rfm", "write")
-
-
-# --- memory probes (as in run.py, repeated here so that this process imports nothing else) -
-
-def current_rss() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * PAGE_SIZE
-
-
-def peak_rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes on the machine spent busy (/proc/stat), to tell how much
-    CPU other processes took while a step ran."""
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / CLK_TCK
-
-
-class Sampler(threading.Thread):
-    def __init__(self, interval: float = 0.05):
-        super().__init__(daemon=True, name="rss-sampler")
-        self.interval = interval
-        self.max_rss = 0
-        self._halt = threading.Event()
-
-    def reset(self) -> None:
-        self.max_rss = current_rss()
-
-    def run(self) -> None:
-        while not self._halt.wait(self.interval):
-            self.max_rss = max(self.max_rss, current_rss())
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
 
 
 class Skipped(Exception):

@@ -47,7 +47,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -61,6 +60,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _IMPORTS_STARTED = time.perf_counter()
 import duckdb  # noqa: E402
@@ -69,6 +69,8 @@ from pipelines import (churn, clean, core, erasure, exports, ingest, marts,  # n
                        publish, quality, report, runlog, sqlrun, value)
 from pipelines.config import load_settings  # noqa: E402
 from pipelines.warehouse import connect_warehouse  # noqa: E402
+from probes import (Sampler, cpu_seconds, current_rss, machine_busy_seconds,  # noqa: E402
+                    peak_rss, process_io, reset_peak_rss)
 
 # The pipeline's modules (DuckDB, polars, lifetimes, scikit-learn, matplotlib, ...); GX is
 # imported lazily, in the timed setup.
@@ -96,106 +98,6 @@ SOURCE_SUFFIXES = {ALL_SOURCES: "", ("transactions", "customers"): "-noevents",
 PACKAGES = ("duckdb", "polars", "pyarrow", "pandas", "numpy", "great-expectations",
             "phonenumbers", "prefect", "lifetimes", "scikit-learn")
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-
-# --- memory probes ------------------------------------------------------------------------
-
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def current_rss() -> int:
-    """Resident set size of this process, in bytes."""
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * PAGE_SIZE
-
-
-def peak_rss() -> int:
-    """High-water mark of RSS since start or since the last :func:`reset_peak_rss`."""
-    return _status_kib("VmHWM") * 1024
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0). False when the kernel refuses."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def process_io() -> dict[str, int]:
-    """Bytes this process read from and wrote to storage (page cache misses, spills)."""
-    out = {"read_bytes": 0, "write_bytes": 0}
-    with contextlib.suppress(OSError), open("/proc/self/io") as fh:
-        for line in fh:
-            key, value = line.split(":", 1)
-            if key in out:
-                out[key] = int(value)
-    return out
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes on the machine spent busy (from /proc/stat), so that a
-    stage can report how much CPU other processes took while it ran (a noisy host)."""
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / CLK_TCK
-
-
-def dir_bytes(path: Path) -> int:
-    total = 0
-    try:
-        for entry in os.scandir(path):
-            with contextlib.suppress(OSError):
-                total += entry.stat(follow_symlinks=False).st_size if entry.is_file() \
-                    else dir_bytes(Path(entry.path)) if entry.is_dir() else 0
-    except OSError:
-        pass
-    return total
-
-
-class Sampler(threading.Thread):
-    """Samples RSS (and DuckDB's spill directory) every ``interval`` seconds; the
-    maxima are reset per stage by :meth:`reset`."""
-
-    def __init__(self, spill_dir: Path | None, interval: float = 0.05):
-        super().__init__(daemon=True, name="rss-sampler")
-        self.interval = interval
-        self.spill_dir = spill_dir
-        self.max_rss = 0
-        self.max_spill = 0
-        self.samples = 0
-        self._halt = threading.Event()
-
-    def reset(self) -> None:
-        self.max_rss = current_rss()
-        self.max_spill = 0
-        self.samples = 0
-
-    def run(self) -> None:
-        tick = 0
-        while not self._halt.wait(self.interval):
-            self.max_rss = max(self.max_rss, current_rss())
-            self.samples += 1
-            tick += 1
-            # The spill directory is walked every 4th tick (200 ms): it can hold many files.
-            if self.spill_dir is not None and tick % 4 == 0:
-                self.max_spill = max(self.max_spill, dir_bytes(self.spill_dir))
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
 
 
 # --- stage registry -----------------------------------------------------------------------
@@ -269,14 +171,14 @@ class Bench:
         nest: each record names its ``parent`` (None at the top) and ``depth``."""
         parent = self.current_substep
         self._open.append(name)
-        t0, c0 = time.perf_counter(), _cpu_seconds()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         try:
             yield
         finally:
             self._open.pop()
             self.substeps.append({"name": name, "parent": parent, "depth": len(self._open),
                                   "wall_s": time.perf_counter() - t0,
-                                  "cpu_s": _cpu_seconds() - c0})
+                                  "cpu_s": cpu_seconds() - c0})
 
     def scalar(self, sql: str, params: list | None = None) -> Any:
         # fetchall, not fetchone: DuckDB 2 refuses further work on a connection whose last
@@ -576,11 +478,6 @@ def write_config(workdir: Path, data_dir: Path, sources: tuple[str, ...],
 
 # --- instrumentation ----------------------------------------------------------------------
 
-def _cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
-
-
 class SqlTimer:
     """Wraps ``pipelines.sqlrun.run_sql`` wherever a pipeline module imported it, so the
     time of every SQL file is recorded (and, with ``profile_dir``, DuckDB's operator
@@ -605,13 +502,13 @@ class SqlTimer:
                 con.execute(f"pragma profiling_output = '{out}'")
             bench = self.bench_ref()
             parent = bench.current_substep if bench is not None else None
-            t0, c0 = time.perf_counter(), _cpu_seconds()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             try:
                 return original(con, name, params)
             finally:
                 self.records.append({"stage": self.stage, "sql": name, "parent": parent,
                                      "wall_s": time.perf_counter() - t0,
-                                     "cpu_s": _cpu_seconds() - c0})
+                                     "cpu_s": cpu_seconds() - c0})
                 if self.profile_dir is not None:
                     con.execute("pragma disable_profiling")
 
@@ -777,7 +674,7 @@ def run_stage(b: Bench, st: Stage, sampler: Sampler, sql_timer: SqlTimer,
     rusage0 = resource.getrusage(resource.RUSAGE_SELF)
     io0 = process_io()
     busy0 = machine_busy_seconds()
-    t0, c0 = time.perf_counter(), _cpu_seconds()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     error = None
     result = None
     try:
@@ -791,7 +688,7 @@ def run_stage(b: Bench, st: Stage, sampler: Sampler, sql_timer: SqlTimer,
     except Exception as exc:  # recorded, then the run stops
         error = f"{type(exc).__name__}: {exc}"
     wall = time.perf_counter() - t0
-    cpu = _cpu_seconds() - c0
+    cpu = cpu_seconds() - c0
     others = max(0.0, machine_busy_seconds() - busy0 - cpu)
     rusage1 = resource.getrusage(resource.RUSAGE_SELF)
     io1 = process_io()
