@@ -28,6 +28,10 @@ def source_params(source: SourceConfig | None) -> dict:
         "date_format": (source.date_format if source else None) or "",
         "timezone": source.timezone if source else "UTC",
         "decimal_comma": bool(source.decimal_comma) if source else False,
+        # '' keeps the list non-empty (DuckDB cannot type an empty list parameter)
+        "missing_values": sorted({"", *(v.strip().lower() for v in
+                                        (source.missing_values if source else ()))}),
+        "keep_identical_lines": bool(source.keep_identical_lines) if source else False,
     }
 
 

@@ -66,6 +66,12 @@ class SourceConfig:
     header: bool = True
     names: tuple[str, ...] | None = None  # column names for header-less files
     decimal_comma: bool = False
+    # Values that mean "missing" in id fields, compared case-insensitively: R writes NA,
+    # databases NULL, pandas NaN, Excel #N/A. Such an id is no customer.
+    missing_values: tuple[str, ...] = ("NA", "N/A", "#N/A", "NULL", "None", "NaN", "nil")
+    # An order line repeated exactly inside one file is a duplicated export line unless
+    # this is set (for exports where two identical lines are two real purchases).
+    keep_identical_lines: bool = False
 
 
 @dataclass(frozen=True)
@@ -348,7 +354,7 @@ def _source(name: str, data: Mapping[str, Any], base_dir: Path) -> SourceConfig:
                           f"{', '.join(CANONICAL_FIELDS)}.")
     _reject_unknown(data, {"path", "format", "columns", "timestamp_format", "date_format",
                            "timezone", "delimiter", "encoding", "quote", "header", "names",
-                           "decimal_comma"}, prefix)
+                           "decimal_comma", "missing_values", "keep_identical_lines"}, prefix)
     path = _get(data, "path", prefix, str, None)
     if not path:
         raise ConfigError(f"{prefix}.path is missing: a file or glob, relative to the "
@@ -397,6 +403,10 @@ def _source(name: str, data: Mapping[str, Any], base_dir: Path) -> SourceConfig:
     if not header and names is None and fmt in ("csv", "text"):
         raise ConfigError(f"{prefix}.names is missing: a file without a header row "
                           "(header = false) needs its column names listed.")
+    missing_values = _get(data, "missing_values", prefix, list, None)
+    if missing_values is not None and not all(isinstance(v, str) for v in missing_values):
+        raise ConfigError(f"{prefix}.missing_values must be a list of strings such as "
+                          f'["NA", "NULL"], got {missing_values!r}.')
     return SourceConfig(
         name=name, path=str(_path(path, base_dir)), format=fmt,
         columns=MappingProxyType(dict(columns)),
@@ -405,6 +415,9 @@ def _source(name: str, data: Mapping[str, Any], base_dir: Path) -> SourceConfig:
         timezone=timezone, delimiter=delimiter, encoding=encoding, quote=quote,
         header=header, names=tuple(names) if names else None,
         decimal_comma=_get(data, "decimal_comma", prefix, bool, False),
+        missing_values=(tuple(missing_values) if missing_values is not None
+                        else SourceConfig.missing_values),
+        keep_identical_lines=_get(data, "keep_identical_lines", prefix, bool, False),
     )
 
 

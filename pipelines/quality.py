@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 
 CANARY_RULE = "canary_must_fail"
 STATUSES = ("completed", "cancelled", "refunded", "returned")
+# Control characters (NUL, escape, ...) are never part of a name or a city; they come from
+# broken exports and would reach the marketing files. Tab and line breaks are left to the
+# CSV writer's quoting.
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+# An amount of ten billion or more in one line is a broken export (a quantity or a price
+# in the wrong column), never a sale; it would also overflow the staging decimals.
+MAX_LINE_AMOUNT = 1e10
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
@@ -54,7 +61,7 @@ class Rule:
         """The canonical field the rule is about (rule names start with it)."""
         for suffix in ("_present", "_parseable", "_not_before_earliest_date",
                        "_not_after_ingestion", "_numeric", "_known", "_shape", "_valid",
-                       "_plausible", "_score_in_range", "_convertible"):
+                       "_plausible", "_score_in_range", "_convertible", "_printable"):
             if self.name.endswith(suffix):
                 field = self.name[: -len(suffix)]
                 return {"nps": "value", "csat": "value"}.get(field, field)
@@ -89,6 +96,9 @@ def suite_rules(source: str, settings: Settings) -> list[Rule]:
         rules = [present("customer_id"), *ts_rules("order_at", "order_ts"),
                  Rule("amount_numeric", "ExpectColumnValuesToNotBeNull", "amount_in_currency",
                       "row"),
+                 Rule("amount_plausible", "ExpectColumnValuesToBeBetween", "amount_in_currency",
+                      "row", (("min_value", -MAX_LINE_AMOUNT), ("max_value", MAX_LINE_AMOUNT),
+                              ("strict_min", True), ("strict_max", True))),
                  numeric("quantity"), numeric("unit_price"),
                  Rule("status_known", "ExpectColumnValuesToBeInSet", "status", "row",
                       (("value_set", list(STATUSES)),)),
@@ -107,8 +117,16 @@ def suite_rules(source: str, settings: Settings) -> list[Rule]:
                       "field", (("min_value", datetime(1900, 1, 1)), ("max_value", today))),
                  Rule("signup_ts_parseable", "ExpectColumnValuesToNotBeNull", "signup_at",
                       "field", only_if_present="signup_text"),
+                 Rule("signup_ts_plausible", "ExpectColumnValuesToBeBetween", "signup_at",
+                      "field", (("min_value", earliest), ("max_value", today))),
                  Rule("updated_at_parseable", "ExpectColumnValuesToNotBeNull", "updated_at",
                       "field", only_if_present="updated_text"),
+                 Rule("updated_at_plausible", "ExpectColumnValuesToBeBetween", "updated_at",
+                      "field", (("min_value", earliest), ("max_value", today))),
+                 Rule("full_name_printable", "ExpectColumnValuesToNotMatchRegex", "full_name",
+                      "field", (("regex", CONTROL_CHARACTERS),)),
+                 Rule("city_printable", "ExpectColumnValuesToNotMatchRegex", "city",
+                      "field", (("regex", CONTROL_CHARACTERS),)),
                  Rule("marketing_consent_known", "ExpectColumnValuesToNotBeNull",
                       "marketing_consent", "field", only_if_present="marketing_consent_text")]
     elif source == "events":

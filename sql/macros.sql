@@ -42,6 +42,12 @@ create or replace macro parse_number(txt, decimal_comma) as
         end as decimal(18, 4))
     end;
 
+-- An id that is a missing-value marker (NA, NULL, NaN, ... : the source's missing_values,
+-- lower-cased) is no id: NULL, so the row is quarantined by <field>_present, or, for an
+-- order id, the line is its own order.
+create or replace macro id_or_null(txt, markers) as
+    case when list_contains(markers, lower(txt)) then null else txt end;
+
 create or replace macro parse_bool(txt) as
     case
         when lower(trim(txt)) in ('1', 'true', 't', 'yes', 'y', 'ja', 'oui', 'opt-in', 'opted_in', 'subscribed') then true
@@ -66,3 +72,4 @@ create or replace macro name_key(txt) as
     nullif(array_to_string(list_sort(list_filter(
         string_split(regexp_replace(lower(strip_accents(trim(txt))), '[[:punct:][:space:]]+', ' ', 'g'), ' '),
         lambda x: x <> '')), ' '), '');
+

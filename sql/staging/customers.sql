@@ -10,7 +10,7 @@ final as (
         _file_sha256,
         _source_file,
         _row_number,
-        customer_id,
+        id_or_null(customer_id, $missing_values) as customer_id,
         lower(trim(email)) as email,
         phone as phone_text,
         regexp_replace(trim(full_name), '\s+', ' ', 'g') as full_name,

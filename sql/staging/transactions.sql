@@ -10,9 +10,9 @@ parsed as (
         _file_sha256,
         _source_file,
         _row_number,
-        customer_id,
-        order_id,
-        product_id,
+        id_or_null(customer_id, $missing_values) as customer_id,
+        id_or_null(order_id, $missing_values) as order_id,
+        id_or_null(product_id, $missing_values) as product_id,
         upper(currency) as currency,
         lower(channel) as channel,
         lower(payment_method) as payment_method,
@@ -33,8 +33,10 @@ amounts as (
         *,
         case
             when amount_text is not null then parse_number(amount_text, $decimal_comma)
-            else round(quantity * unit_price, 4)
-        end as amount_in_currency
+            -- widened first: DECIMAL(18, 4) x DECIMAL(18, 4) overflows from 10^14 and stops
+            -- the step; an implausible product is quarantined by amount_plausible instead
+            else round(quantity::decimal(38, 4) * unit_price, 4)
+        end::decimal(38, 4) as amount_in_currency
     from parsed
 ),
 
@@ -87,6 +89,7 @@ final as (
         quantity_text,
         unit_price_text,
         order_at,
+        $keep_identical_lines as keeps_identical_lines,
         _ingested_at
     from converted
 )
