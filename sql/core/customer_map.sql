@@ -23,12 +23,18 @@ survivors as (
     group by c.cluster_id
 ),
 
+-- Only ids of rows that passed validation: an id seen only on quarantined rows is no
+-- customer (it would show up as a prospect with no orders).
 all_ids as (
     select customer_id from core.customer_records
     union
-    select customer_id from staging.transactions where customer_id is not null
+    select customer_id from staging.transactions s
+    anti join quarantine.transactions q using (_file_sha256, _row_number)
+    where s.customer_id is not null
     union
-    select customer_id from staging.events where customer_id is not null
+    select customer_id from staging.events s
+    anti join quarantine.events q using (_file_sha256, _row_number)
+    where s.customer_id is not null
 ),
 
 final as (

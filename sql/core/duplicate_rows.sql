@@ -6,7 +6,7 @@
 -- every row, keyed by 64-character sha256 strings, is skipped.
 create or replace table core.duplicate_rows as
 with valid_transactions as (
-    select s._file_sha256, s._row_number, s.order_id
+    select s._file_sha256, s._row_number, s.order_id, s.customer_id
     from staging.transactions s
     anti join quarantine.transactions q using (_file_sha256, _row_number)
     where $find_transactions
@@ -29,6 +29,11 @@ valid_events as (
 final as (
     select 'transactions' as source, v._file_sha256, v._row_number,
            case when v.order_id is null then 'identical row in an earlier delivery'
+                -- the order's kept lines come from this very file: the line was a repeat
+                when exists (select 1 from core.transaction_lines k
+                             where k._file_sha256 = v._file_sha256 and k.order_id = v.order_id
+                               and k.source_customer_id = v.customer_id)
+                    then 'identical line repeated in the same file'
                 else 'order re-delivered in a later file' end as reason
     from valid_transactions v
     anti join core.transaction_lines k using (_file_sha256, _row_number)

@@ -3,8 +3,10 @@
 -- An order is delivered whole in one file: when an order id arrives again in a later
 -- delivery (a re-sent or corrected export), the latest delivery's lines replace the
 -- earlier ones. Rows without an order id are their own order. Within one file,
--- identical rows are separate purchases (two of the same on one day); across files, the
--- k-th copy of a row in a later delivery is the k-th copy of an earlier one, re-sent.
+-- identical rows without an order id are separate purchases (two of the same on one day);
+-- across files, the k-th copy of a row in a later delivery is the k-th copy of an earlier
+-- one, re-sent. An order line repeated exactly (every field the same) inside one file is a
+-- duplicated export line and is kept once, unless the source sets keep_identical_lines.
 create or replace table core.transaction_lines as
 with valid as (
     select s.*
@@ -12,10 +14,40 @@ with valid as (
     anti join quarantine.transactions q using (_file_sha256, _row_number)
 ),
 
+-- Exact repeats are found in two passes: a 64-bit hash of every field picks the few
+-- candidate lines (a group-by over one integer), then the candidates alone are compared
+-- field by field, so a hash collision can never drop a real line.
+line_hashes as (
+    select _file_sha256, _row_number, hash(_file_sha256, customer_id, order_id, order_at,
+               amount, quantity, unit_price, product_id, status, currency, channel,
+               payment_method) as line_hash
+    from valid
+    where order_id is not null and not keeps_identical_lines
+),
+
+repeated_lines as (
+    select _file_sha256, _row_number
+    from (
+        select v._file_sha256, v._row_number, row_number() over (
+            partition by v._file_sha256, v.customer_id, v.order_id, v.order_at, v.amount,
+                         v.quantity, v.unit_price, v.product_id, v.status, v.currency,
+                         v.channel, v.payment_method
+            order by v._row_number) as copy_number
+        from valid v
+        semi join (
+            select h._file_sha256, h._row_number
+            from line_hashes h
+            semi join (select line_hash from line_hashes group by line_hash
+                       having count(*) > 1) c using (line_hash)
+        ) using (_file_sha256, _row_number))
+    where copy_number > 1
+),
+
 -- The occurrence number needs a sort, so it is computed only for rows without an order id.
 keyed as (
     select *, order_id as order_key
     from valid
+    anti join repeated_lines using (_file_sha256, _row_number)
     where order_id is not null
     union all by name
     select
@@ -25,8 +57,12 @@ keyed as (
     from (
         select
             *,
-            md5(concat_ws('|', customer_id, order_at, amount, quantity, unit_price,
-                          product_id, status, currency, channel, payment_method)) as row_hash
+            -- each value length-prefixed, a missing one written '-': concat_ws skipped
+            -- NULLs, so (a, NULL, b) and (a, b, NULL) hashed alike and one replaced the other
+            md5(array_to_string(list_transform(
+                [customer_id, order_at::varchar, amount::varchar, quantity::varchar,
+                 unit_price::varchar, product_id, status, currency, channel, payment_method],
+                lambda v: coalesce(length(v) || ':' || v, '-')), '|')) as row_hash
         from valid
         where order_id is null)
 ),

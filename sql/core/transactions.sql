@@ -1,4 +1,7 @@
--- core.transactions: one row per order; order lines summed into their order.
+-- core.transactions: one row per order; order lines summed into their order. An order is
+-- one customer's lines under one order id: exports that reuse an order id for several
+-- customers (seen in real shop data) give each customer their own order, so no customer
+-- loses their purchases to another.
 create or replace table core.transactions as
 with lines as (
     select * from core.transaction_lines
@@ -6,7 +9,7 @@ with lines as (
 
 orders as (
     select
-        arg_min(customer_id, _row_number) as customer_id,
+        customer_id,
         order_id,
         min(order_at) as order_at,
         -- summed as decimals: parallel double sums differ in the last bits between runs
@@ -19,7 +22,7 @@ orders as (
         arg_min(payment_method, _row_number) as payment_method,
         count(*)::integer as line_count
     from lines
-    group by order_id
+    group by customer_id, order_id
 ),
 
 final as (
