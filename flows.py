@@ -137,7 +137,8 @@ def crm_pipeline(config_path: str | None = None, as_of: str | None = None) -> st
             summary.format_summary(ctx.con, ctx.run_id, ctx.as_of),
             summary.format_value_summary(value_report, segment_counts),
             summary.format_churn_summary(churn_result),
-            "Published:\n" + "\n".join(f"  {k:<8} {v}" for k, v in published.items())])
+            "Published:\n" + "\n".join(f"  {k:<8} {v}" for k, v in published.items())
+            + summary.format_exports_note(ctx.con)])
         create_markdown_artifact(key="crm-run-summary", markdown=f"```\n{text}\n```",
                                  description=f"CRM run {ctx.run_id}, as of {ctx.as_of}")
         runlog.record_run_end(ctx, "succeeded")

@@ -169,6 +169,35 @@ def _file_stem(prefix: str, name: str) -> str:
     return f"{prefix}_{re.sub(r'[^a-z0-9_]+', '_', name.lower()).strip('_') or 'unnamed'}"
 
 
+def empty_exports_reason(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Why every marketing list of this run is empty, in one sentence, or None when some
+    customer can be contacted (consent given and an e-mail address known).
+
+    Reads ``marts.customer_360``. An empty list for a reason the data explains (no customers
+    source, no consent) is said, so nobody mistakes it for a failed export.
+    """
+    customers, with_email, consenting, contactable = con.execute("""
+        select count(*), count(email), count(*) filter (where marketing_consent),
+               count(*) filter (where marketing_consent and email is not null)
+        from marts.customer_360""").fetchall()[0]
+    if contactable:
+        return None
+    if customers == 0:
+        return "The marketing lists are empty: there are no customers in this run."
+    if with_email == 0 and consenting == 0:
+        return ("The marketing lists are empty: no customer has an e-mail address or "
+                "marketing consent (is a customers source with email and "
+                "marketing_consent configured in [sources.customers]?).")
+    if consenting == 0:
+        return ("The marketing lists are empty: no customer has given marketing consent "
+                "(check the mapping of marketing_consent in [sources.customers]).")
+    if with_email == 0:
+        return ("The marketing lists are empty: no customer has an e-mail address (check "
+                "the mapping of email in [sources.customers]).")
+    return ("The marketing lists are empty: none of the customers who consented has an "
+            "e-mail address.")
+
+
 def build_export_lists(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date
                        ) -> dict[str, pa.Table]:
     """Every export list as an Arrow table with :data:`EXPORT_SCHEMA`, keyed by file stem.

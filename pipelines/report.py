@@ -37,6 +37,8 @@ from markupsafe import Markup, escape
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from pipelines.exports import empty_exports_reason
+
 log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "reports" / "templates"
@@ -153,6 +155,7 @@ def collect_report_context(con: duckdb.DuckDBPyConnection, *, run_id: str, as_of
         "money_unit": money_unit,
         "run": _run_header(con, run_id),
         "headline": _headline(by_dimension),
+        "exports_reason": _exports_reason(con),
         "data_quality": _data_quality_section(con, run_id),
         "segments": _rfm_section(by_dimension, segments_reason, money_unit),
         "clv": _clv_section(by_dimension, segments_reason, runs, money_unit),
@@ -304,6 +307,14 @@ def _headline(by_dimension: dict[str, list[dict]]) -> list[tuple[str, str]]:
     if any(not _missing(r["total_predicted_clv"]) for r in rows):
         figures.append(("total predicted CLV", format_money(total("total_predicted_clv"))))
     return figures
+
+
+def _exports_reason(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Why the marketing lists are empty, or None (also when there is no customer_360)."""
+    try:
+        return empty_exports_reason(con)
+    except duckdb.CatalogException:
+        return None
 
 
 def _data_quality_section(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:

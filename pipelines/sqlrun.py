@@ -30,7 +30,31 @@ def run_sql(con: duckdb.DuckDBPyConnection, name: str,
     schema = name.split("/")[0]
     if schema in ("staging", "core", "models", "marts", "quarantine", "audit"):
         con.execute(f"create schema if not exists {schema}")
+    _ensure_macros(con, text)
     con.execute(text, given) if given else con.execute(text)
+
+
+MACRO_FILES = ("macros", "macros_core")
+
+
+@lru_cache(maxsize=None)
+def _macro_names(file: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"create or replace (?:temp )?macro (\w+)", read_sql(file)))
+
+
+def _ensure_macros(con: duckdb.DuckDBPyConnection, text: str) -> None:
+    """Install the macro files whose macros ``text`` calls and this database lacks: the
+    clean step installs sql/macros.sql, sql/macros_core.sql needs core to exist first."""
+    wanted = [f for f in MACRO_FILES
+              if any(re.search(rf"\b{m}\s*\(", text) for m in _macro_names(f))]
+    if not wanted:
+        return
+    present = {r[0] for r in con.execute(
+        "select distinct function_name from duckdb_functions() "
+        "where function_type in ('macro', 'table_macro')").fetchall()}
+    for file in wanted:
+        if not set(_macro_names(file)) <= present:
+            con.execute(read_sql(file))
 
 
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import duckdb
 
+from pipelines.exports import empty_exports_reason
+
 
 def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     """Rows per source, quarantined by rule, duplicates, customers unified; per file the
@@ -11,20 +13,31 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     lines = [f"Run {run_id}, as of {as_of}"]
     lines.append("")
     lines.append("Files (rows read = loaded + quarantined + duplicates + erased):")
+    # Each file once: its status says whether this run loaded it or an earlier one did (a
+    # rerun after a failed run, a daily run over the same folder).
     for source, path, status, read, loaded, quarantined, dup, erased, ok in con.execute("""
-            select source, file_path, status, rows_read, rows_loaded, rows_quarantined,
-                   rows_duplicate, rows_erased, is_balanced
-            from audit.file_reconciliation order by source, file_path""").fetchall():
+            select r.source, r.file_path,
+                   case when f.run_id is distinct from $run_id and r.status = 'loaded'
+                        then 'earlier run' else r.status end,
+                   r.rows_read, r.rows_loaded, r.rows_quarantined, r.rows_duplicate,
+                   r.rows_erased, r.is_balanced
+            from audit.file_reconciliation r
+            left join raw.files f on f.file_sha256 = r.file_sha256 and f.source = r.source
+            order by r.source, r.file_path""", {"run_id": run_id}).fetchall():
         name = path.rsplit("/", 1)[-1]
         mark = "ok" if ok else "UNBALANCED"
         lines.append(f"  {source:<12} {name:<28} {status:<12} {read:>9} = {loaded:>9} + "
                      f"{quarantined:>6} + {dup:>6} + {erased:>4}  {mark}")
+    # Only a copy under another name needs a line of its own: the file itself is above.
     redelivered = con.execute("""
-        select source, file_path from raw.deliveries
-        where run_id = (select max(run_id) from raw.deliveries) and status = 'already_ingested'
-        """).fetchall()
-    for source, path in redelivered:
-        lines.append(f"  {source:<12} {path.rsplit('/', 1)[-1]:<32} already ingested: nothing added")
+        select d.source, d.file_path, f.file_path from raw.deliveries d
+        join raw.files f on f.file_sha256 = d.file_sha256 and f.source = d.source
+        where d.run_id = $run_id and d.status = 'already_ingested'
+          and d.file_path <> f.file_path
+        order by d.source, d.file_path""", {"run_id": run_id}).fetchall()
+    for source, path, original in redelivered:
+        lines.append(f"  {source:<12} {path.rsplit('/', 1)[-1]:<28} same content as "
+                     f"{original.rsplit('/', 1)[-1]}, already ingested: nothing added")
     rules = con.execute("""
         select source, rule, count(*) from (
             select 'transactions' as source, unnest(string_split(rules, ', ')) as rule
@@ -48,16 +61,42 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     lines.append("Duplicates removed:" if dups else "Duplicates removed: none")
     for source, reason, n in dups:
         lines.append(f"  {source:<12} {reason:<40} {n:>8}")
-    ids, customers, merged = con.execute("""
+    ids, people, merged = con.execute("""
         select count(*), count(distinct customer_id), count(*) filter (where match_rule <> 'self')
         from core.customer_map""").fetchall()[0]
-    orders, events = con.execute("select (select count(*) from core.transactions), "
-                                 "(select count(*) from core.events)").fetchall()[0]
+    # One definition of each count, the same as marts.data_quality, kpi_monthly and the
+    # report: customers = rows of marts.customer_360 (known as of the run); orders =
+    # completed orders (cancellations and returns are order rows, not orders).
+    customers = _customers_as_of(con)
+    orders, other_rows, events = con.execute("""
+        select count(*) filter (where is_completed_order), count(*) filter (where not is_completed_order),
+               (select count(*) from core.events)
+        from core.transactions where order_date <= $as_of""", {"as_of": as_of}).fetchall()[0]
     lines.append("")
-    lines.append(f"Customers: {ids} source ids -> {customers} customers "
-                 f"({merged} duplicate records unified)")
-    lines.append(f"Orders: {orders}   Events: {events}")
+    lines.append(f"Customers: {customers if customers is not None else people} as of {as_of} "
+                 f"({ids} source ids, {merged} duplicate records unified)")
+    if customers is not None and customers != people:
+        lines.append(f"  core.customers holds {people} people: {people - customers} are known "
+                     "only from events or from records dated after the as-of date")
+    lines.append(f"Orders: {orders} completed ({other_rows} cancelled, refunded or returned "
+                 f"order rows besides)   Events: {events}")
     return "\n".join(lines)
+
+
+def format_exports_note(con: duckdb.DuckDBPyConnection) -> str:
+    """A line under "Published:" when every marketing list is empty, saying why."""
+    reason = empty_exports_reason(con)
+    return f"\n  {reason}" if reason else ""
+
+
+def _customers_as_of(con: duckdb.DuckDBPyConnection) -> int | None:
+    """Rows of marts.customer_360, or None before the marts step has run."""
+    exists = con.execute("select count(*) from information_schema.tables "
+                         "where table_schema = 'marts' and table_name = 'customer_360'"
+                         ).fetchall()[0][0]
+    if not exists:
+        return None
+    return con.execute("select count(*) from marts.customer_360").fetchall()[0][0]
 
 
 def format_value_summary(report, segment_counts: dict[str, dict[str, int]]) -> str:

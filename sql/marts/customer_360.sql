@@ -15,6 +15,25 @@ rfm as (
     select * from models.rfm
 ),
 
+-- The ledger of every customer with an order on or before $as_of, whatever its status:
+-- models.rfm holds buyers only, so a customer whose rows are all returns or cancellations
+-- would show 0 and the column totals would not add up to the loaded lines. The same sums
+-- as models.rfm (exact decimals), so the two agree for every buyer.
+ledger as (
+    select
+        customer_id,
+        count(*) as orders_total,
+        count(*) filter (where is_completed_order) as orders_completed,
+        coalesce(sum(amount::decimal(38, 10)) filter (where is_completed_order), 0)::double
+            as revenue_total,
+        coalesce((sum(amount::decimal(38, 10)) filter (where is_completed_order))::double, 0)
+        + coalesce(sum(amount::decimal(38, 10)) filter (where amount < 0 and status <> 'cancelled'), 0)::double
+            as net_revenue
+    from core.transactions
+    where order_date <= $as_of
+    group by customer_id
+),
+
 scores as (
     select * from models.rfm_scores
 ),
@@ -47,10 +66,10 @@ final as (
         su.recency,
         su."T",
         su.monetary_value,
-        coalesce(r.orders_total, 0) as orders_total,
-        coalesce(r.frequency, 0) as orders_completed,
-        coalesce(r.revenue_total, 0) as revenue_total,
-        coalesce(r.monetary_value, 0) as net_revenue,
+        coalesce(l.orders_total, 0) as orders_total,
+        coalesce(l.orders_completed, 0) as orders_completed,
+        coalesce(l.revenue_total, 0) as revenue_total,
+        coalesce(l.net_revenue, 0) as net_revenue,
         r.recency_days,
         sc.r_score,
         sc.f_score,
@@ -72,6 +91,7 @@ final as (
     from population pop
     left join profiles pr using (customer_id)
     left join rfm r using (customer_id)
+    left join ledger l using (customer_id)
     left join scores sc using (customer_id)
     left join summary su using (customer_id)
     left join predictions pd using (customer_id)

@@ -14,9 +14,10 @@
 --       several rules counts once under each. Records the reader could not split
 --       (raw.rejected_rows) count under 'reader: <reason>'.
 --   field_blanked_by_rule   fields blanked in a kept row (quarantine.field_issues), per rule
---   source_customer_ids, customers, customers_unified   core.customer_map, over all sources
---       (source 'all', no file): customer ids seen in any source; the customers they
---       resolve to; ids merged into another customer's record
+--   source_customer_ids, customers, customers_unified   over all sources (source 'all', no
+--       file): customer ids seen in any source (core.customer_map); customers known as of
+--       the run (known_customers: the rows of marts.customer_360, the one customer count
+--       of the summary and the report); ids merged into another customer's record
 create or replace temp table temp.main.data_quality_run as
 with files as (
     select file_sha256, file_name from raw.files
@@ -79,7 +80,7 @@ identity_measures as (
     from (
         select
             count(*) as source_customer_ids,
-            count(distinct customer_id) as customers,
+            (select count(*) from known_customers($as_of)) as customers,
             count(*) filter (where match_rule <> 'self') as customers_unified
         from customer_map
     )

@@ -18,7 +18,9 @@
 --   average_predicted_clv        mean predicted_clv of marts.customer_360; as-of month only
 --   nps                          NPS responses in m: % promoters (9-10) - % detractors (0-6)
 --   csat                         CSAT responses in m: share scoring 4 or 5
---   complaint_rate               complaint events in m / completed orders in m
+--   complaint_rate               complaint events in m / completed orders in m; NULL (not 0)
+--                                when the events hold no service events (complaint or
+--                                support_ticket) at all: without such a source it is unknown
 --   median_first_response_hours  median value of the support_ticket events in m
 --   is_partial_month             the as-of month, when $as_of is not its last day
 create or replace temp table temp.main.kpi_monthly_run as
@@ -137,7 +139,9 @@ monthly as (
         coalesce(a.revenue, 0) as revenue,
         s.nps,
         s.csat,
-        coalesce(v.complaints, 0) as complaints,
+        case when (select count(*) from events
+                   where event_type in ('complaint', 'support_ticket')) > 0
+             then coalesce(v.complaints, 0) end as complaints,
         v.median_first_response_hours
     from months m
     left join activity_by_month a using (month)

@@ -1,25 +1,10 @@
 -- models.segment_inputs: one row per customer known on or before $as_of, with what the
 -- tier, lifecycle and playbook rules read (models/segments.py documents each column).
 -- A customer is known once they ordered (any status) or signed up on or before $as_of;
--- a master record without a sign-up date counts as known.
+-- a master record without a sign-up date counts as known (known_customers, sql/macros.sql).
 create or replace table models.segment_inputs as
-with customers as (
-    select * from core.customers
-),
-
-orders as (
-    select customer_id, min(order_date) as first_order_date
-    from core.transactions
-    where order_date <= $as_of
-    group by customer_id
-),
-
-known as (
-    select c.customer_id
-    from customers c
-    left join orders o using (customer_id)
-    where o.first_order_date is not null
-       or (c.is_in_customer_master and coalesce(c.signup_at::date, $as_of) <= $as_of)
+with known as (
+    select customer_id from known_customers($as_of)
 ),
 
 final as (
