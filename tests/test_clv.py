@@ -569,7 +569,11 @@ def test_absurd_parameters_move_the_fit_down_the_penalizer_ladder(capsys):
     model = BetaGeoModel().fit(NO_CHURN)
     assert model.penalizer_ == 1e-4
     assert model.fit_attempts_[0][0] == 0.0
-    assert model.fit_attempts_[0][1].startswith("gave absurd")
+    # Which way the unpenalised fit fails depends on the processor's floating point: the
+    # optimiser either stops without converging or returns the runaway values. Both must
+    # move the fit to the next penalizer.
+    reason = model.fit_attempts_[0][1]
+    assert reason == "did not converge" or reason.startswith("gave absurd"), reason
     assert model.fit_attempts_[1] == (1e-4, None)
     assert all(0 < v <= 1e6 for v in model.params_.values())
     assert dict(model.parameters_frame().select("parameter", "value").rows())["penalizer"] == 1e-4
