@@ -23,7 +23,7 @@ comment on column marts.customer_360.monetary_value is 'Gamma-Gamma monetary val
 comment on column marts.customer_360.orders_total is 'Orders of any status (completed, cancelled, refunded, returned) on or before as_of.';
 comment on column marts.customer_360.orders_completed is 'Completed orders on or before as_of (RFM frequency).';
 comment on column marts.customer_360.revenue_total is 'Gross revenue: sum of completed order amounts on or before as_of (currency units).';
-comment on column marts.customer_360.net_revenue is 'Net revenue: revenue_total plus returns and refunds (negative amounts) on or before as_of (currency units); RFM monetary.';
+comment on column marts.customer_360.net_revenue is 'Net revenue: revenue_total plus returns and refunds (negative amounts) on or before as_of (currency units); RFM monetary. Negative for a customer whose only orders were returns: the column sums to the ledger of the loaded lines.';
 comment on column marts.customer_360.recency_days is 'Days from the last completed order date to as_of (0 = ordered on as_of); RFM recency.';
 comment on column marts.customer_360.r_score is 'RFM recency score (higher = bought more recently).';
 comment on column marts.customer_360.f_score is 'RFM frequency score (higher = more completed orders).';
