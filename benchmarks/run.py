@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import cProfile
 import functools
 import hashlib
@@ -66,7 +67,7 @@ _IMPORTS_STARTED = time.perf_counter()
 import duckdb  # noqa: E402
 
 from pipelines import (churn, clean, core, erasure, exports, ingest, marts,  # noqa: E402
-                       publish, quality, report, runlog, sqlrun, value)
+                       publish, quality, report, runlog, sqlrun, steps, value)
 from pipelines.config import load_settings  # noqa: E402
 from pipelines.warehouse import connect_warehouse  # noqa: E402
 from probes import (Sampler, cpu_seconds, current_rss, machine_busy_seconds,  # noqa: E402
@@ -135,12 +136,12 @@ def stage(name: str, requires: tuple[str, ...] = ()):
 
 @dataclass
 class Bench:
-    """What every stage shares: the flow's own :class:`runlog.RunContext` (settings, the
+    """What every stage shares: the flow's own :class:`steps.RunContext` (settings, the
     open warehouse, run id, as-of date once core has resolved it), so a stage can call a
     step exactly as ``flows.py`` does, and a scratch dict (``state``) for anything else a
     later stage needs."""
 
-    ctx: runlog.RunContext
+    ctx: steps.RunContext
     state: dict[str, Any] = field(default_factory=dict)
     substeps: list[dict] = field(default_factory=list)
     _open: list[str] = field(default_factory=list)  # names of the substeps running now
@@ -252,7 +253,8 @@ def run_core(b: Bench) -> StageResult:
     valid = sum(b.count(f"staging.{name}") - b.count(f"quarantine.{name}")
                 for name in ("transactions", "customers", "events"))
     report = core.build_core(b.con, b.run_id)
-    b.ctx.as_of = as_of = runlog.resolve_as_of(b.con, b.ctx.requested_as_of)
+    as_of = runlog.resolve_as_of(b.con, b.ctx.requested_as_of)
+    b.ctx = dataclasses.replace(b.ctx, as_of=as_of)
     kept = {t: b.count(f"core.{t}") for t in ("transaction_lines", "customer_records",
                                                "events")}
     unbalanced = b.scalar("select count(*) from audit.file_reconciliation "
@@ -1163,9 +1165,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             con = connect_warehouse(settings)
             started = datetime.now(timezone.utc).replace(tzinfo=None)
-            ctx = runlog.RunContext(settings=settings, con=con,
-                                    run_id=runlog.new_run_id(started), started_at=started)
-            runlog.record_run_start(ctx)
+            ctx = steps.RunContext(settings=settings, con=con,
+                                   run_id=runlog.new_run_id(started), started_at=started)
+            runlog.record_run_start(con, settings, ctx.run_id, started, None)
             gx_warm = getattr(quality, "_gx", None)
             if gx_warm is not None and any(st.name == "validate" for st in stages):
                 gx_warm()
@@ -1179,7 +1181,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"--from-warehouse {source_wh}: core.transactions is "
                                      "missing or empty; build the core tables first")
                 # as the flow's core task does
-                ctx.as_of = runlog.resolve_as_of(con, None)
+                ctx = dataclasses.replace(ctx, as_of=runlog.resolve_as_of(con, None))
                 from_warehouse = {
                     "path": str(source_wh), "bytes": source_wh.stat().st_size,
                     "copy_s": copied, "as_of": str(ctx.as_of),
@@ -1220,10 +1222,11 @@ def main(argv: list[str] | None = None) -> int:
             sampler = None
             sql_timer.uninstall()
             func_timer.uninstall()
+            ctx = bench.ctx  # with the as-of date the core stage decided
             bench = None
-            ctx.rows_per_step = {r["stage"]: {"rows_in": r["rows_in"],
-                                              "rows_out": r["rows_out"]} for r in records}
-            runlog.record_run_end(ctx, status)
+            runlog.record_run_end(con, ctx.run_id, status, ctx.as_of,
+                                  {r["stage"]: {"rows_in": r["rows_in"],
+                                                "rows_out": r["rows_out"]} for r in records})
             as_of = ctx.as_of
             tx_file = notebook_transactions_file(settings, con)
             con.close()

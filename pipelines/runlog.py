@@ -1,11 +1,11 @@
-"""The run log (``audit.runs``) and the end-of-run summary."""
+"""The run log (``audit.runs``): start and end of each run, the as-of rule, and the text
+of ``crm status``."""
 
 from __future__ import annotations
 
 import json
 import platform
 import uuid
-from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from importlib import metadata
 
@@ -15,19 +15,6 @@ from pipelines.config import Settings
 
 _VERSIONED = ("duckdb", "polars", "pyarrow", "pandas", "lifetimes", "scikit-learn", "prefect",
               "great-expectations")
-
-
-@dataclass
-class RunContext:
-    """What every step of one run shares: settings, the open warehouse and the run id."""
-
-    settings: Settings
-    con: duckdb.DuckDBPyConnection
-    run_id: str
-    started_at: datetime
-    requested_as_of: date | None = None
-    as_of: date | None = None
-    rows_per_step: dict[str, dict] = field(default_factory=dict)
 
 
 def new_run_id(started_at: datetime) -> str:
@@ -61,27 +48,30 @@ INTERRUPTED_MESSAGE = ("The run ended without recording its end: its process was
                        "it was.")
 
 
-def record_run_start(ctx: RunContext) -> None:
+def record_run_start(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str,
+                     started_at: datetime, requested_as_of: date | None) -> None:
     """Log the run as running. Runs still 'running' are dead: DuckDB's lock on the working
     database lets one process write it at a time, so they are marked interrupted."""
-    ensure_run_log(ctx.con)
-    ctx.con.execute("update audit.runs set status = 'interrupted', message = ? "
-                    "where status = 'running'", [INTERRUPTED_MESSAGE])
-    s = ctx.settings
-    ctx.con.execute(
+    ensure_run_log(con)
+    con.execute("update audit.runs set status = 'interrupted', message = ? "
+                "where status = 'running'", [INTERRUPTED_MESSAGE])
+    con.execute(
         "insert into audit.runs values (?, ?, null, 'running', null, ?, ?, ?, ?, null, null)",
-        [ctx.run_id, ctx.started_at, ctx.requested_as_of,
-         str(s.config_path) if s.config_path else None, s.config_sha256,
-         json.dumps(package_versions())])
+        [run_id, started_at, requested_as_of,
+         str(settings.config_path) if settings.config_path else None,
+         settings.config_sha256, json.dumps(package_versions())])
 
 
-def record_run_end(ctx: RunContext, status: str, message: str | None = None) -> None:
-    ensure_run_log(ctx.con)
-    ctx.con.execute(
+def record_run_end(con: duckdb.DuckDBPyConnection, run_id: str, status: str,
+                   as_of: date | None, rows_per_step: dict, message: str | None = None
+                   ) -> None:
+    """Log the run's end: status (succeeded | failed), as-of date, counts per step."""
+    ensure_run_log(con)
+    con.execute(
         "update audit.runs set ended_at = ?, status = ?, as_of = ?, rows_per_step = ?, "
         "message = ? where run_id = ?",
-        [datetime.now(timezone.utc).replace(tzinfo=None), status, ctx.as_of,
-         json.dumps(ctx.rows_per_step, default=str), message, ctx.run_id])
+        [datetime.now(timezone.utc).replace(tzinfo=None), status, as_of,
+         json.dumps(rows_per_step, default=str), message, run_id])
 
 
 def resolve_as_of(con: duckdb.DuckDBPyConnection, requested: date | None) -> date:

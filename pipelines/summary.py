@@ -83,6 +83,21 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     return "\n".join(lines)
 
 
+def format_run_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of,
+                       results: dict) -> str:
+    """The whole end-of-run text: data summary, customer value, churn risk and what was
+    published. ``results`` maps a step name to its result (``pipelines.steps``)."""
+    parts = [format_summary(con, run_id, as_of)]
+    if "customer value" in results and "segments" in results:
+        parts.append(format_value_summary(results["customer value"], results["segments"]))
+    if "churn" in results:
+        parts.append(format_churn_summary(results["churn"]))
+    if "publish" in results:
+        parts.append("Published:\n" + "\n".join(
+            f"  {k:<8} {v}" for k, v in results["publish"].items()) + format_exports_note(con))
+    return "\n\n".join(parts)
+
+
 def format_exports_note(con: duckdb.DuckDBPyConnection) -> str:
     """A line under "Published:" when every marketing list is empty, saying why."""
     reason = empty_exports_reason(con)

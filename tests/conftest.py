@@ -13,7 +13,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-from pipelines import clean, core, ingest, quality  # noqa: E402
+from pipelines import core, steps  # noqa: E402
 from pipelines.config import load_settings  # noqa: E402
 from pipelines.warehouse import connect_warehouse  # noqa: E402
 
@@ -38,18 +38,16 @@ def write_config(tmp_path: Path, body: str, validation: str = "") -> Path:
 
 
 def run_to_core(config: Path, run_id: str = "run-1") -> duckdb.DuckDBPyConnection:
-    """Ingest, stage, validate and build core, as the flow does; returns the connection."""
+    """Run the flow's first steps (ingest to core, :data:`pipelines.steps.STEPS`) without
+    logging a run; returns the open connection."""
     settings = load_settings(config)
-    con = connect_warehouse(settings)
-    now = datetime.now()
-    for source in settings.sources.values():
-        ingest.ingest_source(con, source, run_id, now)
-    clean.build_staging(con, settings)
-    for name in clean.STAGING_ORDER:
-        quality.validate_source(con, name, settings, run_id)
-    quality.check_batch_limits(con, settings, run_id)
-    core.build_core(con, run_id)
-    return con
+    ctx = steps.RunContext(settings=settings, con=connect_warehouse(settings), run_id=run_id,
+                           started_at=datetime.now())
+    for name in ("ingest", "clean", "validate"):
+        steps.STEPS[name](ctx)
+    # the core step, less its as-of date: some of these inputs hold no completed order
+    core.build_core(ctx.con, run_id)
+    return ctx.con
 
 
 def assert_reconciled(con: duckdb.DuckDBPyConnection) -> None:

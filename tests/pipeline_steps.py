@@ -1,11 +1,6 @@
-"""The flow's steps as plain calls, for tests that must not start Prefect.
-
-``flows.crm_pipeline`` runs these steps as Prefect tasks; Prefect's temporary test server
-costs about 20 s per process, so the determinism and kill tests call the plain functions
-in the same order instead (``test_the_steps_here_follow_flows_py`` keeps the two lists
-in step). Modules are imported inside each step: a child process that runs only the
-last steps then skips the 10+ s that Great Expectations, lifetimes and scikit-learn take
-to import.
+"""The flow's steps without Prefect, for tests: Prefect's temporary test server costs
+about 20 s per process, so the determinism and kill tests run ``pipelines.steps.STEPS``
+(the list ``flows.crm_pipeline`` wraps in tasks) through :func:`run_pipeline`.
 """
 
 from __future__ import annotations
@@ -13,86 +8,11 @@ from __future__ import annotations
 import os
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-
-def _ingest(ctx) -> None:
-    from pipelines import erasure, ingest
-
-    for source in ctx.settings.sources.values():
-        ingest.ingest_source(ctx.con, source, ctx.run_id, ctx.started_at)
-    erasure.apply_tombstones(ctx.con, ctx.run_id)
-
-
-def _clean(ctx) -> None:
-    from pipelines import clean
-
-    clean.build_staging(ctx.con, ctx.settings)
-
-
-def _validate(ctx) -> None:
-    from pipelines import clean, quality
-
-    for name in clean.STAGING_ORDER:
-        quality.validate_source(ctx.con, name, ctx.settings, ctx.run_id)
-    quality.check_batch_limits(ctx.con, ctx.settings, ctx.run_id)
-
-
-def _core(ctx) -> None:
-    from pipelines import core, runlog
-
-    core.build_core(ctx.con, ctx.run_id)
-    ctx.as_of = runlog.resolve_as_of(ctx.con, ctx.requested_as_of)
-
-
-def _value(ctx) -> None:
-    from pipelines import value
-
-    value.score_customer_value(ctx.con, ctx.settings, ctx.as_of, ctx.run_id)
-
-
-def _churn(ctx) -> None:
-    from pipelines import churn, value
-
-    churn.score_churn_risk(ctx.con, ctx.settings, ctx.as_of, ctx.run_id,
-                           value.make_bgnbd_scorer(ctx.con, ctx.settings, ctx.as_of))
-
-
-def _segments(ctx) -> None:
-    from pipelines import value
-
-    value.segment_customers(ctx.con, ctx.settings, ctx.as_of)
-
-
-def _marts(ctx) -> None:
-    from pipelines import marts
-
-    marts.build_marts(ctx.con, ctx.as_of, ctx.run_id)
-
-
-def _publish(ctx) -> None:
-    from pipelines import exports, publish
-
-    exports.write_exports(ctx.con, ctx.settings, ctx.as_of, ctx.run_id)
-    publish.publish_serving_database(ctx.con, ctx.settings, ctx.run_id)
-    if not ctx.write_report:
-        return
-    from pipelines import report  # matplotlib: 3 s of imports a killed child never needs
-
-    report.write_report(ctx.con, publish.report_path(ctx.settings, ctx.as_of),
-                        run_id=ctx.run_id, as_of=ctx.as_of,
-                        currency=ctx.settings.currency.base)
-
-
-# The order of flows.crm_pipeline; the names are its tasks' names.
-STEPS: dict[str, Callable] = {
-    "ingest": _ingest, "clean": _clean, "validate": _validate, "core": _core,
-    "customer value": _value, "churn": _churn, "segments": _segments, "marts": _marts,
-    "publish": _publish,
-}
+from pipelines.steps import STEPS, run_steps  # noqa: E402
 
 
 def run_pipeline(config: str | Path, as_of: date | None, steps=tuple(STEPS), *,
@@ -102,31 +22,7 @@ def run_pipeline(config: str | Path, as_of: date | None, steps=tuple(STEPS), *,
 
     ``write_report=False`` leaves out the HTML report (3 s a run): it is written last and
     only reads the working database, so it changes no other output."""
-    from pipelines import runlog
-    from pipelines.config import load_settings
-    from pipelines.warehouse import connect_warehouse
-
-    unknown = set(steps) - set(STEPS)
-    if unknown:
-        raise ValueError(f"unknown steps {sorted(unknown)}; known: {list(STEPS)}")
-    settings = load_settings(str(config))
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
-    ctx = runlog.RunContext(settings=settings, con=connect_warehouse(settings),
-                            run_id=runlog.new_run_id(started), started_at=started,
-                            requested_as_of=as_of, as_of=as_of)
-    ctx.write_report = write_report
-    runlog.record_run_start(ctx)
-    try:
-        for name, step in STEPS.items():
-            if name in steps:
-                step(ctx)
-        runlog.record_run_end(ctx, "succeeded")
-        return ctx.run_id
-    except Exception as exc:
-        runlog.record_run_end(ctx, "failed", str(exc))
-        raise
-    finally:
-        ctx.con.close()
+    return run_steps(str(config), as_of, steps, write_report=write_report).ctx.run_id
 
 
 # --- test data ----------------------------------------------------------------------------

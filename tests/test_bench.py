@@ -34,30 +34,28 @@ def bench():
 
 
 def _pipeline_calls(fn: ast.FunctionDef) -> set[str]:
-    """``module.function`` of every call of a pipelines module inside ``fn``."""
-    return {f"{node.func.value.id}.{node.func.attr}" for node in ast.walk(fn)
+    """``module.function`` of every call of a pipelines module inside ``fn``; modules
+    imported inside ``fn`` under another name count under their own."""
+    alias = {a.asname: a.name for node in ast.walk(fn) if isinstance(node, ast.ImportFrom)
+             and node.module == "pipelines" for a in node.names if a.asname}
+    return {f"{alias.get(node.func.value.id, node.func.value.id)}.{node.func.attr}"
+            for node in ast.walk(fn)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and isinstance(node.func.value, ast.Name) and node.func.value.id in PIPELINE_MODULES}
+            and isinstance(node.func.value, ast.Name)
+            and alias.get(node.func.value.id, node.func.value.id) in PIPELINE_MODULES}
 
 
-def test_stages_call_what_the_flow_tasks_call_in_the_flows_order(bench):
-    flows = ast.parse((ROOT / "flows.py").read_text(encoding="utf-8"))
-    tasks = {}
-    for node in flows.body:
-        if isinstance(node, ast.FunctionDef):
-            for dec in node.decorator_list:
-                if isinstance(dec, ast.Call) and getattr(dec.func, "id", None) == "step":
-                    name = next(k.value.value for k in dec.keywords if k.arg == "name")
-                    tasks[node.name] = (name, _pipeline_calls(node))
-    pipeline = next(n for n in flows.body
-                    if isinstance(n, ast.FunctionDef) and n.name == "crm_pipeline")
-    order = [c.func.id for c in ast.walk(pipeline) if isinstance(c, ast.Call)
-             and isinstance(c.func, ast.Name) and c.func.id in tasks]
-    flow_steps = [tasks[fn] for fn in sorted(set(order), key=order.index)]
+def test_stages_call_what_the_steps_call_in_run_order(bench):
+    from pipelines import steps
+
+    source = ast.parse((ROOT / "pipelines" / "steps.py").read_text(encoding="utf-8"))
+    step_functions = {n.name: n for n in source.body if isinstance(n, ast.FunctionDef)}
+    flow_steps = [(name, _pipeline_calls(step_functions[fn.__name__]))
+                  for name, fn in steps.STEPS.items()]
 
     source = ast.parse((BENCH / "run.py").read_text(encoding="utf-8"))
     functions = {n.name: n for n in source.body if isinstance(n, ast.FunctionDef)}
-    # the flow's task name per bench stage: 'publish' is split into three stages
+    # the step name per bench stage: 'publish' is split into three stages
     task_of = {"value": "customer value", "export": "publish", "serving": "publish",
                "report": "publish"}
     bench_steps: dict[str, set[str]] = {}
@@ -66,6 +64,7 @@ def test_stages_call_what_the_flow_tasks_call_in_the_flows_order(bench):
         bench_steps.setdefault(task_of.get(st.name, st.name), set()).update(calls)
     assert list(bench_steps) == [name for name, _ in flow_steps]
     for name, calls in flow_steps:
+        assert calls, name  # the AST walk found the step's calls at all
         assert bench_steps[name] == calls, name
 
 

@@ -249,15 +249,6 @@ def test_profile_records_updated_at_the_same_time_resolve_to_the_later_file(tmp_
 
 # --- the helper ---------------------------------------------------------------------------
 
-def test_the_steps_here_follow_flows_py():
-    """tests/pipeline_steps.py runs the steps without Prefect; it must keep flows.py's order."""
-    flows = (Path(__file__).resolve().parent.parent / "flows.py").read_text(encoding="utf-8")
-    names = dict(re.findall(r'@step\(name="([^"]+)"[^)]*\)\ndef (\w+)\(', flows))
-    body = flows.split("def crm_pipeline(", 1)[1].split("def build_deployment(", 1)[0]
-    called = sorted(names, key=lambda n: body.index(f"{names[n]}(ctx)"))
-    assert called == list(STEPS)
-
-
-def test_the_steps_reject_a_name_flows_py_does_not_have(tmp_path):
+def test_the_steps_reject_a_name_the_step_list_does_not_have(tmp_path):
     with pytest.raises(ValueError, match="unknown steps"):
         run_pipeline(tmp_path / "crm.toml", AS_OF, ["ingest", "dedupe"])

@@ -1,0 +1,246 @@
+"""The run's steps, in run order: the one list that the Prefect flow, the tests and the
+benchmark all use.
+
+Each step is a plain function ``step(ctx) -> StepReport``: it does its work on the open
+warehouse, and reports what it produced (``result``), the counts that go to
+``audit.runs.rows_per_step`` (``rows``) and one log line (``message``). The core step
+also returns the run's as-of date; :class:`Run` carries it into the context of the
+steps after it, so no step changes the context it was given.
+
+``flows.py`` wraps every entry of :data:`STEPS` in a Prefect task; :func:`run_steps`
+runs them without Prefect (tests, the kill harness, the benchmark). Both go through
+:class:`Run`, which logs the run in ``audit.runs`` from start to end.
+
+The step modules are imported inside the steps: Great Expectations, lifetimes and
+scikit-learn take 10+ s to import, which a process that runs only the last steps (the
+kill harness's children, ``crm status``) never needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines import runlog, warehouse
+from pipelines.config import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every step of one run reads: settings, the open warehouse, the run id, when
+    the run started (the ingestion time of its files) and the as-of date (None until the
+    core step has derived it, unless requested)."""
+
+    settings: Settings
+    con: duckdb.DuckDBPyConnection
+    run_id: str
+    started_at: datetime
+    requested_as_of: date | None = None
+    as_of: date | None = None
+    write_report: bool = True
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What one step did: ``result`` its own report object, ``rows`` its entries in
+    ``audit.runs.rows_per_step`` (key -> counts), ``message`` one line for the log,
+    ``as_of`` the observation date when the step decided it (the core step)."""
+
+    name: str
+    result: Any
+    rows: dict[str, Any]
+    message: str
+    as_of: date | None = None
+
+
+def ingest(ctx: RunContext) -> StepReport:
+    """Load new export files into ``raw.*``; re-apply the erasure tombstones."""
+    from pipelines import erasure
+    from pipelines import ingest as ingest_files
+
+    reports = []
+    for source in ctx.settings.sources.values():
+        reports += ingest_files.ingest_source(ctx.con, source, ctx.run_id, ctx.started_at)
+    # forgotten customers (crm forget) must not come back with a re-sent export
+    erased = erasure.apply_tombstones(ctx.con, ctx.run_id)
+    rows = {r.path.rsplit("/", 1)[-1]: r.rows_read for r in reports}
+    return StepReport("ingest", reports, {"ingest": rows, "erased": erased.input_rows_erased},
+                      f"ingest: {len(reports)} files, "
+                      f"{sum(r.rows_read for r in reports)} rows read")
+
+
+def clean(ctx: RunContext) -> StepReport:
+    """Type and normalise ``raw.*`` into ``staging.*``."""
+    from pipelines import clean as staging
+
+    counts = staging.build_staging(ctx.con, ctx.settings)
+    return StepReport("clean", counts, {"staging": counts}, f"staging rows: {counts}")
+
+
+def validate(ctx: RunContext) -> StepReport:
+    """Run the Great Expectations suites; quarantine failing rows; stop on bad batches."""
+    from pipelines import quality
+    from pipelines.clean import STAGING_ORDER
+
+    reports = [quality.validate_source(ctx.con, name, ctx.settings, ctx.run_id)
+               for name in STAGING_ORDER]
+    quality.check_batch_limits(ctx.con, ctx.settings, ctx.run_id)
+    quarantined = {r.source: r.rows_quarantined for r in reports}
+    return StepReport("validate", reports, {"quarantine": quarantined},
+                      f"validate: {quarantined} rows quarantined")
+
+
+def core(ctx: RunContext) -> StepReport:
+    """Deduplicate and resolve identities into ``core.*``; decide the as-of date."""
+    from pipelines import core as core_tables
+
+    report = core_tables.build_core(ctx.con, ctx.run_id)
+    as_of = runlog.resolve_as_of(ctx.con, ctx.requested_as_of)
+    return StepReport("core", report, {"core": {"orders": report.orders,
+                                                "customers": report.customers,
+                                                "events": report.events}},
+                      f"core: {report.orders} orders, {report.customers} customers, "
+                      f"{report.events} events; as of {as_of}", as_of=as_of)
+
+
+def customer_value(ctx: RunContext) -> StepReport:
+    """RFM scores and the BG/NBD + Gamma-Gamma customer value."""
+    from pipelines import value
+
+    report = value.score_customer_value(ctx.con, ctx.settings, ctx.as_of, ctx.run_id)
+    note = f" ({report.clv_message})" if report.clv_message else ""
+    return StepReport("customer value", report,
+                      {"value": {"customers": report.customers, "clv": report.clv_status}},
+                      f"value: {report.customers} buyers, CLV {report.clv_status}{note}")
+
+
+def churn(ctx: RunContext) -> StepReport:
+    """Churn-risk scores (the trained model, or the best baseline)."""
+    from pipelines import churn as churn_risk
+    from pipelines import value
+
+    result = churn_risk.score_churn_risk(
+        ctx.con, ctx.settings, ctx.as_of, ctx.run_id,
+        value.make_bgnbd_scorer(ctx.con, ctx.settings, ctx.as_of))
+    return StepReport("churn", result,
+                      {"churn": {"scored": result.scores.height,
+                                 "published": result.published_scorer}},
+                      f"churn: {result.scores.height} customers scored; {result.message}")
+
+
+def segments(ctx: RunContext) -> StepReport:
+    """Value tiers, lifecycle stages and recommended actions."""
+    from pipelines import value
+
+    counts = value.segment_customers(ctx.con, ctx.settings, ctx.as_of)
+    return StepReport("segments", counts, {"segments": counts["value_tier"]},
+                      f"tiers: {counts['value_tier']}")
+
+
+def build_marts(ctx: RunContext) -> StepReport:
+    """The published ``marts.*`` tables, checked against their contracts."""
+    from pipelines import marts
+
+    rows = marts.build_marts(ctx.con, ctx.as_of, ctx.run_id)
+    return StepReport("marts", rows, {"marts": rows}, f"marts rows: {rows}")
+
+
+def publish_outputs(ctx: RunContext) -> StepReport:
+    """Last, after every other step succeeded: exports, serving database, report. Each is
+    swapped into place atomically, so a failure before here publishes nothing."""
+    from pipelines import exports, publish
+
+    export_report = exports.write_exports(ctx.con, ctx.settings, ctx.as_of, ctx.run_id)
+    serving = publish.publish_serving_database(ctx.con, ctx.settings, ctx.run_id)
+    published = {"exports": str(export_report.directory), "serving": str(serving)}
+    if ctx.write_report:
+        from pipelines import report  # matplotlib: 3 s of imports a killed child never needs
+
+        published["report"] = str(report.write_report(
+            ctx.con, publish.report_path(ctx.settings, ctx.as_of), run_id=ctx.run_id,
+            as_of=ctx.as_of, currency=ctx.settings.currency.base))
+    return StepReport("publish", published, {"publish": dict(export_report.rows_by_list)},
+                      f"published: {published}")
+
+
+# The run order; the keys are the Prefect tasks' names.
+STEPS: dict[str, Callable[[RunContext], StepReport]] = {
+    "ingest": ingest, "clean": clean, "validate": validate, "core": core,
+    "customer value": customer_value, "churn": churn, "segments": segments,
+    "marts": build_marts, "publish": publish_outputs,
+}
+
+
+@dataclass
+class Run:
+    """One run in progress: its context and the reports of the steps done so far."""
+
+    ctx: RunContext
+    reports: dict[str, StepReport] = field(default_factory=dict)
+
+    def record(self, report: StepReport) -> StepReport:
+        """Keep a step's report; the as-of date it decided holds for the steps after it."""
+        self.reports[report.name] = report
+        if report.as_of is not None:
+            self.ctx = dataclasses.replace(self.ctx, as_of=report.as_of)
+        return report
+
+    @property
+    def rows_per_step(self) -> dict[str, Any]:
+        """What ``audit.runs.rows_per_step`` records: every step's ``rows``, in run order."""
+        return {key: n for report in self.reports.values() for key, n in report.rows.items()}
+
+    def summary(self) -> str:
+        """The end-of-run summary text (what ``crm run`` prints)."""
+        from pipelines import summary
+
+        return summary.format_run_summary(self.ctx.con, self.ctx.run_id, self.ctx.as_of,
+                                          {k: r.result for k, r in self.reports.items()})
+
+
+@contextmanager
+def open_run(config_path: str | Path | None, as_of: date | None = None, *,
+             write_report: bool = True) -> Iterator[Run]:
+    """Open the warehouse and log a run as running; on leaving, log it as succeeded, or
+    as failed with the error, and close the warehouse."""
+    settings = load_settings(config_path)
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    ctx = RunContext(settings=settings, con=warehouse.connect_warehouse(settings),
+                     run_id=runlog.new_run_id(started), started_at=started,
+                     requested_as_of=as_of, as_of=as_of, write_report=write_report)
+    run = Run(ctx)
+    try:
+        runlog.record_run_start(ctx.con, settings, ctx.run_id, started, as_of)
+        yield run
+        runlog.record_run_end(ctx.con, ctx.run_id, "succeeded", run.ctx.as_of,
+                              run.rows_per_step)
+    except Exception as exc:
+        runlog.record_run_end(ctx.con, ctx.run_id, "failed", run.ctx.as_of, run.rows_per_step,
+                              str(exc))
+        raise
+    finally:
+        ctx.con.close()
+
+
+def run_steps(config_path: str | Path | None, as_of: date | None = None,
+              names: Iterable[str] = tuple(STEPS), *, write_report: bool = True) -> Run:
+    """Run the steps ``names`` (default: all, always in run order) without Prefect.
+
+    Returns the finished :class:`Run` (its context's connection is closed).
+    """
+    names = list(names)
+    unknown = set(names) - set(STEPS)
+    if unknown:
+        raise ValueError(f"unknown steps {sorted(unknown)}; known: {list(STEPS)}")
+    with open_run(config_path, as_of, write_report=write_report) as run:
+        for name, step in STEPS.items():
+            if name in names:
+                run.record(step(run.ctx))
+    return run
