@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -382,44 +383,45 @@ def _header_columns(path: Path, source: SourceConfig) -> list[str]:
     return [c.strip() for c in row]
 
 
-def _records(path: Path, source: SourceConfig) -> Iterator[tuple[int, list[str] | None, str]]:
-    """Yield (line_number, fields or None, reason or raw text) for every record."""
+def _records(path: Path, source: SourceConfig
+             ) -> Iterator[tuple[int, list[str] | dict | None, str, str | None]]:
+    """Yield (line_number, fields or None, reason, raw line) for every record.
+
+    ``fields`` is None for a record the reader rejected; ``reason`` then says why and
+    ``raw line`` is the rejected physical line (kept in raw.rejected_rows, so erasure can
+    find the ids in it). For JSON Lines ``fields`` is the decoded object.
+    """
     fh = _open_text(path, source)
     try:
         if source.format == "text":
             for line_no, line in enumerate(fh, start=1):
                 if line.strip():
-                    yield line_no, line.split(), line.rstrip("\r\n")
+                    yield line_no, line.split(), "", line.rstrip("\r\n")
             return
         if source.format == "jsonl":
             for line_no, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
+                raw = line.rstrip("\r\n")
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield line_no, None, f"not valid JSON: {exc.msg} (column {exc.colno})"
+                    yield line_no, None, f"not valid JSON: {exc.msg} (column {exc.colno})", raw
+                    continue
+                except RecursionError:
+                    # Python's parser recurses once per nesting level; the record is
+                    # rejected on its own instead of failing the run.
+                    yield line_no, None, "JSON nested too deep to read", raw
+                    continue
+                except ValueError as exc:  # e.g. an integer with too many digits
+                    yield line_no, None, f"not valid JSON: {exc}", raw
                     continue
                 if not isinstance(obj, dict):
-                    yield line_no, None, "JSON line is not an object"
+                    yield line_no, None, "JSON line is not an object", raw
                     continue
-                yield line_no, obj, line.rstrip("\r\n")  # type: ignore[misc]
+                yield line_no, obj, "", raw
             return
-        quoting = csv.QUOTE_NONE if source.quote == "" else csv.QUOTE_MINIMAL
-        reader = csv.reader(fh, delimiter=_sniff_delimiter(path, source),
-                            quotechar=source.quote or '"', quoting=quoting, strict=True)
-        while True:
-            line_no = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                # An unterminated quote swallows the rest of the file: one bad record.
-                yield line_no, None, f"CSV reader: {exc}"
-                return
-            if any(field.strip() for field in row):
-                yield line_no, row, ""
+        yield from _csv_records(fh, path, source)
     except UnicodeDecodeError as exc:
         raise InputError(
             f"File {path} (source '{source.name}') is not valid {source.encoding} text "
@@ -427,6 +429,88 @@ def _records(path: Path, source: SourceConfig) -> Iterator[tuple[int, list[str] 
             f"real encoding) in [sources.{source.name}].") from exc
     finally:
         fh.close()
+
+
+# The csv module's default limit (131,072 characters) rejects real long fields (notes,
+# HTML descriptions). The limit also bounds how much of the file an unterminated quote
+# can pull into one record before the record is rejected and its lines read again, so
+# it stays finite: 16 Mi characters.
+CSV_FIELD_LIMIT = 16 * 1024 * 1024
+
+
+class _Lines:
+    """The physical lines of a text file, as an iterator the csv module reads from.
+
+    Lines are numbered from 1 and keep their ending (\\r\\n, \\n or \\r; the file is opened
+    with newline=""). ``taken`` holds the lines handed out since :meth:`start`, i.e. the
+    lines of the record being parsed; :meth:`give_back` puts lines back to be read
+    again. Unlike a generator, it can hand out lines again after reporting the end.
+    """
+
+    def __init__(self, fh) -> None:
+        self._file = enumerate(fh, start=1)
+        self._pending: deque[tuple[int, str]] = deque()
+        self.taken: list[tuple[int, str]] = []
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        item = self._pending.popleft() if self._pending else next(self._file)
+        self.taken.append(item)
+        return item[1]
+
+    def start(self) -> None:
+        self.taken = []
+
+    def give_back(self, lines: list[tuple[int, str]]) -> None:
+        self._pending.extendleft(reversed(lines))
+
+
+def _csv_records(fh, path: Path, source: SourceConfig
+                 ) -> Iterator[tuple[int, list[str] | None, str, str | None]]:
+    """Records of a delimited file; a broken record costs one physical line.
+
+    A stray or unterminated quote makes the csv module read on, across lines, to the
+    next quote (or the end of the file). So when a record fails (csv.Error), or spans
+    several lines and has the wrong number of fields, only its first physical line is
+    rejected, and reading resumes at the line after it. A well-formed quoted field with
+    line breaks inside (the field count matches) stays one record.
+    """
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    quoting = csv.QUOTE_NONE if source.quote == "" else csv.QUOTE_MINIMAL
+    lines = _Lines(fh)
+    reader = csv.reader(lines, delimiter=_sniff_delimiter(path, source),
+                        quotechar=source.quote or '"', quoting=quoting, strict=True)
+    # Fields a record must have: the header's (its first record) or the names given.
+    expected = None if source.header else len(source.names or ())
+    while True:
+        lines.start()
+        try:
+            row = next(reader)
+            reason = ""
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row, reason = None, f"CSV reader: {exc}"
+        taken = lines.taken
+        if row is not None and len(taken) > 1 and expected is not None \
+                and len(row) != expected:
+            row, reason = None, (f"CSV reader: a quoted field opened on this line runs over "
+                                 f"{len(taken)} lines and leaves {len(row)} fields, "
+                                 f"expected {expected}")
+        if row is None:
+            first_no, first = taken[0]
+            lines.give_back(taken[1:])
+            yield first_no, None, reason, first.rstrip("\r\n")
+            continue
+        if any(field.strip() for field in row):
+            if expected is None:
+                expected = len(row)
+            # The record's text is kept only for a record the caller will reject.
+            raw = (None if len(row) == expected
+                   else "".join(text for _, text in taken).rstrip("\r\n"))
+            yield taken[0][0], row, "", raw
 
 
 def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
@@ -438,7 +522,12 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
         if first is None:
             return FileReport(source.name, str(path), lineage["_file_sha256"], "empty", 0, 0,
                               "python")
-        header = [c.strip() for c in (first[1] or [])]
+        if first[1] is None:
+            raise InputError(
+                f"File {path} (source '{source.name}'): the header row (line {first[0]}) "
+                f"cannot be read ({first[2]}). Fix the header, or set header = false and "
+                f"names = [...] in [sources.{source.name}].")
+        header = [c.strip() for c in first[1]]
     else:
         header = list(source.names or ())
     mapping: dict[str, str] | None = None
@@ -465,10 +554,10 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
         for values in batch.values():
             values.clear()
 
-    for line_no, row, text in records:
+    for line_no, row, reason, raw in records:
         row_number += 1
         if row is None:
-            rejects.append((row_number, line_no, text, None))
+            rejects.append((row_number, line_no, reason, raw))
             continue
         if isinstance(row, dict):
             for key in row:
@@ -476,13 +565,20 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
                     json_keys.append(key)
             if mapping is None:
                 mapping, _, _ = _map_columns(source, path, list(row))
-            values = {canonical: _json_text(row.get(column))
-                      for canonical, column in mapping.items()}
+            try:
+                values = {canonical: _json_text(row.get(column))
+                          for canonical, column in mapping.items()}
+            except (RecursionError, ValueError):
+                # json.dumps recurses per nesting level too (a value nested deeper than
+                # json.loads minded): the record is rejected, not the run.
+                rejects.append((row_number, line_no, "JSON nested too deep to write as text",
+                                raw))
+                continue
         else:
             if len(row) != len(header or ()):
                 rejects.append((row_number, line_no,
                                 f"expected {len(header or ())} fields, found {len(row)}",
-                                text or None))
+                                raw))
                 continue
             by_name = dict(zip(header, row))
             values = {canonical: (by_name[column].strip() or None)

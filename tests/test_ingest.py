@@ -427,3 +427,68 @@ def test_csv_values_are_trimmed_of_spaces_and_blank_ones_are_null(tx_config):
         # trim strips spaces only: a tab is kept, as delivered
         ("A3", "\tx", "1", "6.00", None)]
     assert_reconciled(con)
+
+
+# --- issue 16: exact numbers from real exports -------------------------------------------
+
+def _tx_lines(n: int) -> list[bytes]:
+    return [f"A{i},{i},2024-01-05 10:00:00,1,5.00,completed\n".encode() for i in range(1, n + 1)]
+
+
+def test_a_stray_quote_rejects_its_own_line_and_the_rest_of_the_file_loads(tx_config):
+    rows = _tx_lines(200)
+    rows[100] = b'A101,"101,2024-01-05 10:00:00,1,5.00,completed\n'  # row 101, line 102
+    con = run_to_core(tx_config({"tx.csv": HEADER + b"".join(rows)}))
+    assert lines(con, "select count(*) from raw.transactions") == [(199,)]
+    assert lines(con, "select _row_number, line_number, raw_line from raw.rejected_rows") == [
+        (101, 102, 'A101,"101,2024-01-05 10:00:00,1,5.00,completed')]
+    assert lines(con, "select rows_read, rows_loaded, rows_quarantined, is_balanced "
+                      "from audit.file_reconciliation") == [(200, 199, 1, True)]
+    # the rows after the stray quote keep their own row numbers
+    assert lines(con, "select min(_row_number), max(_row_number) from raw.transactions "
+                      "where order_id in ('A102', 'A200')") == [(102, 200)]
+
+
+def test_a_stray_quote_closed_by_a_later_quote_costs_one_line(tx_config):
+    """The csv module pairs the stray quote with the next one, three lines on: the
+    record it makes has the wrong field count, so only its first line is rejected."""
+    data = HEADER + (b'A1,"7,2024-01-05 10:00:00,1,5.00,completed\n'
+                     b"A2,8,2024-01-05 10:00:00,1,5.00,completed\n"
+                     b'A3,9,2024-01-05 10:00:00,1,5.00,"completed"\n'
+                     b"A4,9,2024-01-05 10:00:00,1,5.00,completed\n")
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id, status from raw.transactions order by 1") == [
+        ("A2", "completed"), ("A3", "completed"), ("A4", "completed")]
+    assert lines(con, "select _row_number, line_number from raw.rejected_rows") == [(1, 2)]
+    assert_reconciled(con)
+
+
+def test_a_well_formed_multi_line_field_with_crlf_stays_one_record(tmp_path, tx_config):
+    data = (b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status,Note\r\n"
+            b'A1,7,2024-01-05 10:00:00,1,5.00,completed,"one\r\ntwo\rthree"\r\n'
+            b'A2,8,2024-01-06 10:00:00,1,6.00,completed,"x"y\r\n'  # bad: one line
+            b"A3,9,2024-01-06 10:00:00,1,6.00,completed,plain\n")
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id, _row_number from raw.transactions order by 1") == [
+        ("A1", 1), ("A3", 3)]
+    assert lines(con, "select _row_number, line_number, reason from raw.rejected_rows") == [
+        (2, 5, "CSV reader: ',' expected after '\"'")]
+    assert_reconciled(con)
+
+
+def test_a_200_kib_field_is_loaded_intact(tx_config):
+    status = "x" * (200 * 1024)
+    data = HEADER + (f'A1,7,2024-01-05 10:00:00,1,5.00,"{status}"\n'.encode()
+                     + b"A2,8,2024-01-05 10:00:00,1,5.00,completed\r\n")  # exact reader
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id, length(status), status = ? from raw.transactions "
+                      "order by 1".replace("?", f"'{status}'")) == [
+        ("A1", 200 * 1024, True), ("A2", 9, False)]
+    assert lines(con, "select count(*) from raw.rejected_rows") == [(0,)]
+
+
+def test_a_file_mostly_unreadable_stops_the_run_naming_the_file(tx_config):
+    data = HEADER + b"".join(b'A%d,"7,2024-01-05,1,5\n' % i for i in range(8)) + \
+        b"".join(_tx_lines(2))
+    with pytest.raises(InputError, match=r"tx\.csv.*8 of 10 rows"):
+        run_to_core(tx_config({"tx.csv": data}, validation=""))
