@@ -6,7 +6,8 @@ sha256, the row number (1 = first data row after the header) and the ingestion t
 Rows the reader itself cannot split into fields go to ``raw.rejected_rows`` with the
 reader's reason, so they are counted as quarantined, never lost.
 
-A file whose sha256 was ingested before is skipped and reported (re-delivery). A file
+A file whose sha256 was ingested before for the same source is skipped and reported
+(re-delivery); one file may feed several sources (it is known per source). A file
 whose name was seen before but whose content changed is a new delivery: its rows are
 loaded, exact duplicates of earlier rows are removed in ``core``, and for transactions the
 latest delivery of an order id replaces the earlier one (see ``sql/core/transactions.sql``).
@@ -62,12 +63,8 @@ def source_fields(source: SourceConfig) -> list[str]:
 def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the raw schema's bookkeeping tables and one table per known source."""
     con.execute("create schema if not exists raw")
-    con.execute("""
-        create table if not exists raw.files (
-            file_sha256 varchar primary key, source varchar, file_path varchar,
-            file_name varchar, size_bytes bigint, status varchar, rows_read bigint,
-            rows_rejected bigint, reader varchar, columns_ignored varchar[],
-            columns_missing varchar[], ingested_at timestamp, run_id varchar)""")
+    con.execute(f"create table if not exists raw.files ({_FILES_COLUMNS})")
+    _migrate_files_key(con)
     con.execute("""
         create table if not exists raw.rejected_rows (
             source varchar, _file_sha256 varchar, _source_file varchar, _row_number bigint,
@@ -83,6 +80,43 @@ def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
             create table if not exists raw.{name} (
                 _file_sha256 varchar, _source_file varchar, _row_number bigint,
                 _ingested_at timestamp, _run_id varchar, {cols})""")
+
+
+# One file can feed several sources (order lines that carry the customer's attributes,
+# mapped as transactions and as customers): a file is known per source, so raw.files is
+# keyed by (source, file_sha256), and every join from a row to its file matches both.
+_FILES_COLUMNS = """
+    file_sha256 varchar not null, source varchar not null, file_path varchar,
+    file_name varchar, size_bytes bigint, status varchar, rows_read bigint,
+    rows_rejected bigint, reader varchar, columns_ignored varchar[],
+    columns_missing varchar[], ingested_at timestamp, run_id varchar,
+    primary key (source, file_sha256)"""
+
+
+def _migrate_files_key(con: duckdb.DuckDBPyConnection) -> None:
+    """Re-key a raw.files made before files were known per source (key file_sha256).
+
+    DuckDB cannot alter a primary key, so the table is recreated with the same columns,
+    in the same order, and its rows copied (one transaction: all or nothing). Each old
+    row keeps its source; the old key made (source, file_sha256) unique already.
+    """
+    keys = con.execute("""
+        select constraint_column_names from duckdb_constraints()
+        where database_name = current_database() and schema_name = 'raw'
+          and table_name = 'files' and constraint_type = 'PRIMARY KEY'""").fetchall()
+    if not keys or list(keys[0][0]) != ["file_sha256"]:
+        return
+    con.execute("begin transaction")
+    try:
+        con.execute(f"create table raw.files_rekeyed ({_FILES_COLUMNS})")
+        con.execute("insert into raw.files_rekeyed select * from raw.files")
+        con.execute("drop table raw.files")
+        con.execute("alter table raw.files_rekeyed rename to files")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    log.info("raw.files re-keyed by (source, file_sha256)")
 
 
 def list_source_files(source: SourceConfig) -> list[Path]:
@@ -110,8 +144,8 @@ def ingest_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, run_id: 
     reports = []
     for path in files:
         sha = file_sha256(path)
-        known = con.execute("select status from raw.files where file_sha256 = ?",
-                            [sha]).fetchall()
+        known = con.execute("select status from raw.files where source = ? and "
+                            "file_sha256 = ?", [source.name, sha]).fetchall()
         known = known[0] if known else None
         if known is not None:
             report = FileReport(source.name, str(path), sha, "already_ingested", 0, 0, "none")
@@ -141,10 +175,12 @@ def remove_partial_load(con: duckdb.DuckDBPyConnection, source: SourceConfig,
     between leaves some of the file's rows behind. The next run, not finding the file in
     raw.files, loads it again: without this, those rows would be there twice.
     """
-    removed = 0
-    for table in (f"raw.{source.name}", "raw.rejected_rows"):
-        [(n,)] = con.execute(f"delete from {table} where _file_sha256 = ?", [sha]).fetchall()
-        removed += n
+    [(removed,)] = con.execute(f"delete from raw.{source.name} where _file_sha256 = ?",
+                               [sha]).fetchall()
+    # Only this source's rejects: another source may have read the same file.
+    [(n,)] = con.execute("delete from raw.rejected_rows where source = ? and "
+                         "_file_sha256 = ?", [source.name, sha]).fetchall()
+    removed += n
     if removed:
         log.warning("ingest %s: removed %d rows an interrupted run had loaded from this "
                     "file; loading it again", source.name, removed)

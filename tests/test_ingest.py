@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.errors import InputError
-from tests.conftest import assert_reconciled, run_to_core
+from tests.conftest import TX_COLUMNS, assert_reconciled, run_to_core
 
 HEADER = b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status\n"
 
@@ -490,5 +490,74 @@ def test_a_200_kib_field_is_loaded_intact(tx_config):
 def test_a_file_mostly_unreadable_stops_the_run_naming_the_file(tx_config):
     data = HEADER + b"".join(b'A%d,"7,2024-01-05,1,5\n' % i for i in range(8)) + \
         b"".join(_tx_lines(2))
-    with pytest.raises(InputError, match=r"tx\.csv.*8 of 10 rows"):
+    with pytest.raises(InputError) as err:
         run_to_core(tx_config({"tx.csv": data}, validation=""))
+    message = str(err.value)
+    assert "tx.csv" in message and "8 of 10 rows" in message
+    assert "8 of them could not be read" in message and "raw.rejected_rows" in message
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["same_path", "identical_copy"])
+def test_a_file_that_feeds_two_sources_loads_for_both(tmp_path, copy):
+    """Order lines that carry the customer's attributes, mapped as transactions and as
+    customers (the same path, or a byte-identical copy): each source loads every row."""
+    from tests.conftest import write_config
+
+    data = (b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status,Email\n"
+            b"A1,7,2024-01-05 10:00:00,1,5.00,completed,a@x.de\n"
+            b"A2,7,2024-01-06 10:00:00,2,5.00,completed,a@x.de\n"
+            b"A3,8,2024-01-07 10:00:00,1,6.00,completed,b@x.de\n"
+            b"A4,9,2024-01\n")  # one line neither reader can split
+    (tmp_path / "orders.csv").write_bytes(data)
+    if copy:
+        (tmp_path / "customers.csv").write_bytes(data)
+    body = ('[sources.transactions]\npath = "orders.csv"\n' + TX_COLUMNS
+            + f'[sources.customers]\npath = "{"customers.csv" if copy else "orders.csv"}"\n'
+            '[sources.customers.columns]\ncustomer_id = "CustomerID"\nemail = "Email"\n')
+    cfg = write_config(tmp_path, body, "[validation]\nmax_failed_share = 1.0\n")
+    con = run_to_core(cfg)
+    assert lines(con, "select count(*) from raw.transactions") == [(3,)]
+    assert lines(con, "select count(*) from raw.customers") == [(3,)]
+    assert lines(con, "select source, count(*) from raw.rejected_rows group by 1 order by 1"
+                 ) == [("customers", 1), ("transactions", 1)]
+    assert lines(con, "select count(*) from core.transaction_lines") == [(3,)]
+    assert lines(con, "select source, rows_read, rows_loaded, rows_quarantined, rows_duplicate,"
+                      " is_balanced from audit.file_reconciliation order by 1") == [
+        ("customers", 4, 2, 1, 1, True), ("transactions", 4, 3, 1, 0, True)]
+    con.close()
+    con = run_to_core(cfg, run_id="run-2")
+    assert lines(con, "select count(*) from raw.transactions") == [(3,)]
+    assert lines(con, "select count(*) from raw.customers") == [(3,)]
+    assert lines(con, "select source, status from raw.deliveries where run_id = 'run-2' "
+                      "order by 1") == [("customers", "already_ingested"),
+                                        ("transactions", "already_ingested")]
+    assert lines(con, "select count(*) from core.transaction_lines") == [(3,)]
+    assert_reconciled(con)
+
+
+def test_raw_files_keyed_by_sha256_alone_is_rekeyed_by_source_keeping_its_rows(tmp_path):
+    import duckdb
+
+    from pipelines.ingest import ensure_raw_tables
+
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    con.execute("create schema raw")
+    con.execute("""
+        create table raw.files (
+            file_sha256 varchar primary key, source varchar, file_path varchar,
+            file_name varchar, size_bytes bigint, status varchar, rows_read bigint,
+            rows_rejected bigint, reader varchar, columns_ignored varchar[],
+            columns_missing varchar[], ingested_at timestamp, run_id varchar)""")
+    con.execute("insert into raw.files values ('abc', 'transactions', '/d/tx.csv', 'tx.csv', "
+                "10, 'loaded', 2, 0, 'duckdb', [], [], '2024-01-01', 'run-0')")
+    ensure_raw_tables(con)
+    ensure_raw_tables(con)  # the second time, nothing to do
+    assert lines(con, "select constraint_column_names from duckdb_constraints() "
+                      "where schema_name = 'raw' and table_name = 'files' "
+                      "and constraint_type = 'PRIMARY KEY'") == [(["source", "file_sha256"],)]
+    assert lines(con, "select file_sha256, source, file_name, rows_read, run_id from raw.files"
+                 ) == [("abc", "transactions", "tx.csv", 2, "run-0")]
+    # the same content may now be recorded for a second source, not twice for one
+    con.execute("insert into raw.files (file_sha256, source) values ('abc', 'customers')")
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute("insert into raw.files (file_sha256, source) values ('abc', 'customers')")
