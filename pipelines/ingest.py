@@ -374,16 +374,37 @@ def _ingest_parquet(con, source: SourceConfig, path: Path, lineage: dict) -> Fil
         raise InputError(f"File {path} (source '{source.name}') is not a readable Parquet "
                          f"file: {str(exc).splitlines()[0]}. Re-export it, or set "
                          f"[sources.{source.name}] format to match the file.") from exc
+    types = {_quote_ident(name): kind for name, kind in con.execute(
+        "select name, type from pragma_table_info('_ingest_stage')").fetchall()}
     found = [r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')"
                                        ).fetchall() if r[0] != "file_row_number"]
     n = con.execute("select count(*) from _ingest_stage").fetchall()[0][0]
     mapping, ignored, missing = _map_columns(source, path, found)
     _insert_staged(con, source, mapping, lineage, "file_row_number + 1",
-                   lambda c: f"nullif(trim(cast({c} as varchar)), '')")
+                   lambda c: _parquet_text(c, types[c]))
     con.execute("drop table _ingest_stage")
     status = "loaded" if n else "header_only"
     return FileReport(source.name, str(path), lineage["_file_sha256"], status, n, 0,
                       "duckdb", ignored, missing)
+
+
+def _parquet_text(column: str, kind: str) -> str:
+    """SQL text of a Parquet column's value, as the same data exported as CSV reads.
+
+    pandas writes an integer column with nulls as DOUBLE, so an id 17850 arrives as
+    17850.0; cast to text that would be "17850.0", a different customer from the CSV's
+    "17850". An integral FLOAT/DOUBLE value is therefore written as the integer it is,
+    in full digits (1e20 -> "100000000000000000000", -0.0 -> "0"); other values keep
+    DuckDB's shortest text ("12.5"). NaN is a missing value (NULL); +-infinity stays
+    "inf"/"-inf", as before, for validation to judge. Other types are cast as they are.
+    """
+    if kind not in ("FLOAT", "DOUBLE"):
+        return f"nullif(trim(cast({column} as varchar)), '')"
+    return (f"case when isnan({column}) then null "
+            f"when isinf({column}) then cast({column} as varchar) "
+            f"when {column} = 0 then '0' "
+            f"when {column} = trunc({column}) then format('{{:.0f}}', {column}) "
+            f"else cast({column} as varchar) end")
 
 
 # --- exact row-by-row reader -------------------------------------------------------------

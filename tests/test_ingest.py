@@ -561,3 +561,36 @@ def test_raw_files_keyed_by_sha256_alone_is_rekeyed_by_source_keeping_its_rows(t
     con.execute("insert into raw.files (file_sha256, source) values ('abc', 'customers')")
     with pytest.raises(duckdb.ConstraintException):
         con.execute("insert into raw.files (file_sha256, source) values ('abc', 'customers')")
+
+
+def test_integral_floats_from_parquet_read_as_the_integer_they_are(tmp_path):
+    """pandas writes an id column with nulls as float64: 17850.0 must be customer
+    "17850", as in the CSV export of the same data."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.conftest import write_config
+
+    pq.write_table(pa.table({
+        "CustomerID": pa.array([17850.0, None, -0.0, 1e20, 12.5, float("nan")], pa.float64()),
+        "InvoiceDate": ["2024-01-05 10:00:00"] * 6,
+        "Amount": pa.array([5.0, 6.0, 7.0, 8.0, 9.0, 2.5], pa.float32()),
+        "Price": pa.array([1, 2, 3, 4, 5, 6], pa.decimal128(5, 2)),
+        "InvoiceNo": pa.array([1, 2, 3, 4, 5, 6], pa.int64()),
+        "StockCode": ["17850.0", "a", "b", "c", "d", "e"],
+    }), tmp_path / "tx.parquet")
+    body = ('[sources.transactions]\npath = "tx.parquet"\nformat = "parquet"\n'
+            '[sources.transactions.columns]\ncustomer_id = "CustomerID"\n'
+            'order_ts = "InvoiceDate"\namount = "Amount"\nunit_price = "Price"\n'
+            'order_id = "InvoiceNo"\nproduct_id = "StockCode"\n')
+    cfg = write_config(tmp_path, body, "[validation]\nmax_failed_share = 1.0\n")
+    con = run_to_core(cfg)
+    assert lines(con, "select customer_id, amount, unit_price, order_id, product_id "
+                      "from raw.transactions order by _row_number") == [
+        ("17850", "5", "1.00", "1", "17850.0"),  # strings and decimals as they are
+        (None, "6", "2.00", "2", "a"),
+        ("0", "7", "3.00", "3", "b"),
+        ("100000000000000000000", "8", "4.00", "4", "c"),
+        ("12.5", "9", "5.00", "5", "d"),
+        (None, "2.5", "6.00", "6", "e")]  # NaN is missing
+    assert_reconciled(con)
