@@ -594,3 +594,54 @@ def test_integral_floats_from_parquet_read_as_the_integer_they_are(tmp_path):
         ("12.5", "9", "5.00", "5", "d"),
         (None, "2.5", "6.00", "6", "e")]  # NaN is missing
     assert_reconciled(con)
+
+
+def _jsonl_config(tmp_path, data: bytes):
+    from tests.conftest import write_config
+
+    (tmp_path / "tx.jsonl").write_bytes(data)
+    body = ('[sources.transactions]\npath = "tx.jsonl"\nformat = "jsonl"\n'
+            '[sources.transactions.columns]\ncustomer_id = "cid"\norder_ts = "ts"\n'
+            'amount = "amt"\norder_id = "id"\nproduct_id = "item"\n')
+    return write_config(tmp_path, body, "[validation]\nmax_failed_share = 1.0\n")
+
+
+_GOOD_JSON = b"".join(b'{"id": "A%d", "cid": "7", "ts": "2024-01-05 10:00:00", "amt": 5, '
+                      b'"item": "P1"}\n' % i for i in (1, 2, 3))
+
+
+def test_a_json_record_nested_too_deep_is_rejected_and_the_rest_loads(tmp_path):
+    deep = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    good = _GOOD_JSON.splitlines(keepends=True)
+    data = good[0] + good[1] + deep + good[2]  # the deep record is line 3
+    con = run_to_core(_jsonl_config(tmp_path, data))
+    assert lines(con, "select order_id, _row_number from raw.transactions order by 1") == [
+        ("A1", 1), ("A2", 2), ("A3", 4)]
+    assert lines(con, "select _row_number, line_number, reason, length(raw_line) "
+                      "from raw.rejected_rows") == [
+        (3, 3, "JSON nested too deep to read", len(deep) - 1)]
+    assert lines(con, "select rows_read, rows_loaded, rows_quarantined, is_balanced "
+                      "from audit.file_reconciliation") == [(4, 3, 1, True)]
+
+
+def test_a_json_value_too_deep_to_write_as_text_rejects_its_record(tmp_path, monkeypatch):
+    """json.dumps recurses as json.loads does; a value it cannot write (here: made to
+    fail) rejects its record, not the run."""
+    from pipelines import ingest
+
+    json_text = ingest._json_text
+
+    def failing(value):
+        if value == ["deep"]:
+            raise RecursionError("maximum recursion depth exceeded")
+        return json_text(value)
+
+    monkeypatch.setattr(ingest, "_json_text", failing)
+    data = _GOOD_JSON + b'{"id": "A4", "cid": "7", "ts": "2024-01-05 10:00:00", "amt": 5, ' \
+                        b'"item": ["deep"]}\n{"x": 1' + b"\n"  # line 5: the exact reader
+    con = run_to_core(_jsonl_config(tmp_path, data))
+    assert lines(con, "select count(*) from raw.transactions") == [(3,)]
+    assert lines(con, "select line_number, split_part(reason, ':', 1) from raw.rejected_rows "
+                      "order by 1") == [(4, "JSON nested too deep to write as text"),
+                                        (5, "not valid JSON")]
+    assert_reconciled(con)
