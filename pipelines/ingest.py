@@ -596,7 +596,8 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
     batch: dict[str, list] = {f: [] for f in ("_row_number", *fields)}
     rejects: list[tuple] = []
     row_number = 0
-    json_keys: list[str] = []
+    json_keys: list[str] = []  # JSON keys in the order first seen
+    json_seen: set[str] = set()
 
     def flush() -> None:
         if not batch["_row_number"]:
@@ -617,11 +618,12 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
             rejects.append((row_number, line_no, reason, raw))
             continue
         if isinstance(row, dict):
-            for key in row:
-                if key not in json_keys:
-                    json_keys.append(key)
-            if mapping is None:
-                mapping, _, _ = _map_columns(source, path, list(row))
+            if not json_seen.issuperset(row):
+                # A mapped key may first appear in a later record: map again over every
+                # key seen so far, or its values would be dropped.
+                json_keys.extend(k for k in row if k not in json_seen)
+                json_seen.update(row)
+                mapping, _, _ = _map_columns(source, path, json_keys)
             try:
                 values = {canonical: _json_text(row.get(column))
                           for canonical, column in mapping.items()}

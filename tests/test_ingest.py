@@ -645,3 +645,16 @@ def test_a_json_value_too_deep_to_write_as_text_rejects_its_record(tmp_path, mon
                       "order by 1") == [(4, "JSON nested too deep to write as text"),
                                         (5, "not valid JSON")]
     assert_reconciled(con)
+
+
+def test_a_json_key_first_seen_in_a_later_record_is_read_by_the_exact_reader(tmp_path):
+    data = (b'{"id": "A1", "cid": "7", "ts": "2024-01-05 10:00:00", "amt": 5}\n'
+            b'{"id": "A2", "cid": "7", "ts": "2024-01-05 10:00:00", "amt": 5, "item": "P2"}\n'
+            b'{"id": "A3", "cid": "7", "ts": "2024-01-05 10:00:00", "amt": 5, "item": ["x"]}\n'
+            b"not json\n")  # the fast path gives up: the line-by-line reader
+    con = run_to_core(_jsonl_config(tmp_path, data))
+    assert lines(con, "select order_id, product_id, reader from raw.transactions "
+                      "join raw.files on file_sha256 = _file_sha256 order by 1") == [
+        ("A1", None, "python"), ("A2", "P2", "python"), ("A3", '["x"]', "python")]
+    assert lines(con, "select columns_missing from raw.files") == [([],)]
+    assert_reconciled(con)
