@@ -498,30 +498,36 @@ CSV_FIELD_LIMIT = 16 * 1024 * 1024
 class _Lines:
     """The physical lines of a text file, as an iterator the csv module reads from.
 
-    Lines are numbered from 1 and keep their ending (\\r\\n, \\n or \\r; the file is opened
-    with newline=""). ``taken`` holds the lines handed out since :meth:`start`, i.e. the
-    lines of the record being parsed; :meth:`give_back` puts lines back to be read
-    again. Unlike a generator, it can hand out lines again after reporting the end.
+    Lines keep their ending (\\r\\n, \\n or \\r; the file is opened with newline="").
+    ``taken`` holds the lines handed out since :meth:`start`, i.e. the lines of the record
+    being parsed, and ``first`` the number of its first line (from 1). :meth:`reject_first`
+    gives back all of them but the first, to be read again. Unlike a generator, it can
+    hand out lines again after reporting the end.
     """
 
     def __init__(self, fh) -> None:
-        self._file = enumerate(fh, start=1)
-        self._pending: deque[tuple[int, str]] = deque()
-        self.taken: list[tuple[int, str]] = []
+        self._file = iter(fh)
+        self._pending: deque[str] = deque()
+        self.taken: list[str] = []
+        self.first = 1
 
     def __iter__(self) -> "_Lines":
         return self
 
     def __next__(self) -> str:
-        item = self._pending.popleft() if self._pending else next(self._file)
-        self.taken.append(item)
-        return item[1]
+        line = self._pending.popleft() if self._pending else next(self._file)
+        self.taken.append(line)
+        return line
 
     def start(self) -> None:
+        self.first += len(self.taken)
         self.taken = []
 
-    def give_back(self, lines: list[tuple[int, str]]) -> None:
-        self._pending.extendleft(reversed(lines))
+    def reject_first(self) -> str:
+        """Give back the record's lines after its first; return the first."""
+        self._pending.extendleft(reversed(self.taken[1:]))
+        del self.taken[1:]
+        return self.taken[0]
 
 
 def _csv_records(fh, path: Path, source: SourceConfig
@@ -557,17 +563,14 @@ def _csv_records(fh, path: Path, source: SourceConfig
                                  f"{len(taken)} lines and leaves {len(row)} fields, "
                                  f"expected {expected}")
         if row is None:
-            first_no, first = taken[0]
-            lines.give_back(taken[1:])
-            yield first_no, None, reason, first.rstrip("\r\n")
+            yield lines.first, None, reason, lines.reject_first().rstrip("\r\n")
             continue
         if any(field.strip() for field in row):
             if expected is None:
                 expected = len(row)
             # The record's text is kept only for a record the caller will reject.
-            raw = (None if len(row) == expected
-                   else "".join(text for _, text in taken).rstrip("\r\n"))
-            yield taken[0][0], row, "", raw
+            raw = None if len(row) == expected else "".join(taken).rstrip("\r\n")
+            yield lines.first, row, "", raw
 
 
 def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
