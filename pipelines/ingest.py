@@ -444,9 +444,9 @@ def _records(path: Path, source: SourceConfig
              ) -> Iterator[tuple[int, list[str] | dict | None, str, str | None]]:
     """Yield (line_number, fields or None, reason, raw line) for every record.
 
-    ``fields`` is None for a record the reader rejected; ``reason`` then says why and
-    ``raw line`` is the rejected physical line (kept in raw.rejected_rows, so erasure can
-    find the ids in it). For JSON Lines ``fields`` is the decoded object.
+    ``fields`` is None for a record the reader rejected; ``reason`` then says why. For
+    JSON Lines ``fields`` is the decoded object. ``raw line`` (raw.rejected_rows.raw_line)
+    is the line's text for the text format and None otherwise, as it always was.
     """
     fh = _open_text(path, source)
     try:
@@ -459,24 +459,23 @@ def _records(path: Path, source: SourceConfig
             for line_no, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
-                raw = line.rstrip("\r\n")
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield line_no, None, f"not valid JSON: {exc.msg} (column {exc.colno})", raw
+                    yield line_no, None, f"not valid JSON: {exc.msg} (column {exc.colno})", None
                     continue
                 except RecursionError:
                     # Python's parser recurses once per nesting level; the record is
                     # rejected on its own instead of failing the run.
-                    yield line_no, None, "JSON nested too deep to read", raw
+                    yield line_no, None, "JSON nested too deep to read", None
                     continue
                 except ValueError as exc:  # e.g. an integer with too many digits
-                    yield line_no, None, f"not valid JSON: {exc}", raw
+                    yield line_no, None, f"not valid JSON: {exc}", None
                     continue
                 if not isinstance(obj, dict):
-                    yield line_no, None, "JSON line is not an object", raw
+                    yield line_no, None, "JSON line is not an object", None
                     continue
-                yield line_no, obj, "", raw
+                yield line_no, obj, "", None
             return
         yield from _csv_records(fh, path, source)
     except UnicodeDecodeError as exc:
@@ -523,11 +522,10 @@ class _Lines:
         self.first += len(self.taken)
         self.taken = []
 
-    def reject_first(self) -> str:
-        """Give back the record's lines after its first; return the first."""
+    def reject_first(self) -> None:
+        """Give back the record's lines after its first: the next record starts there."""
         self._pending.extendleft(reversed(self.taken[1:]))
         del self.taken[1:]
-        return self.taken[0]
 
 
 def _csv_records(fh, path: Path, source: SourceConfig
@@ -556,6 +554,9 @@ def _csv_records(fh, path: Path, source: SourceConfig
             return
         except csv.Error as exc:
             row, reason = None, f"CSV reader: {exc}"
+            if len(lines.taken) > 1:
+                reason += (f" (reading a quoted field opened on this line, at line "
+                           f"{lines.first + len(lines.taken) - 1})")
         taken = lines.taken
         if row is not None and len(taken) > 1 and expected is not None \
                 and len(row) != expected:
@@ -563,14 +564,13 @@ def _csv_records(fh, path: Path, source: SourceConfig
                                  f"{len(taken)} lines and leaves {len(row)} fields, "
                                  f"expected {expected}")
         if row is None:
-            yield lines.first, None, reason, lines.reject_first().rstrip("\r\n")
+            yield lines.first, None, reason, None
+            lines.reject_first()
             continue
         if any(field.strip() for field in row):
             if expected is None:
                 expected = len(row)
-            # The record's text is kept only for a record the caller will reject.
-            raw = None if len(row) == expected else "".join(taken).rstrip("\r\n")
-            yield lines.first, row, "", raw
+            yield lines.first, row, "", None
 
 
 def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
