@@ -630,11 +630,13 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
             try:
                 values = {canonical: _json_text(row.get(column))
                           for canonical, column in mapping.items()}
-            except (RecursionError, ValueError):
+            except (RecursionError, ValueError) as exc:
                 # json.dumps recurses per nesting level too (a value nested deeper than
                 # json.loads minded): the record is rejected, not the run.
-                rejects.append((row_number, line_no, "JSON nested too deep to write as text",
-                                raw))
+                reason = ("JSON nested too deep to write as text"
+                          if isinstance(exc, RecursionError)
+                          else f"JSON value cannot be written as text: {exc}")
+                rejects.append((row_number, line_no, reason, raw))
                 continue
         else:
             if len(row) != len(header or ()):

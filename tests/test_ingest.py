@@ -668,3 +668,11 @@ def test_a_json_key_first_seen_in_a_later_record_is_read_by_the_exact_reader(tmp
         ("A1", None, "python"), ("A2", "P2", "python"), ("A3", '["x"]', "python")]
     assert lines(con, "select columns_missing from raw.files") == [([],)]
     assert_reconciled(con)
+
+
+def test_an_unreadable_header_stops_the_run_naming_file_and_line(tx_config):
+    data = b'"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status\r\n' + \
+        b"A1,7,2024-01-05 10:00:00,1,5.00,completed\n"
+    with pytest.raises(InputError, match=r"tx\.csv .*the header row \(line 1\) cannot be "
+                                         r"read \(CSV reader: unexpected end of data"):
+        run_to_core(tx_config({"tx.csv": data}))
