@@ -6,7 +6,8 @@ sha256, the row number (1 = first data row after the header) and the ingestion t
 Rows the reader itself cannot split into fields go to ``raw.rejected_rows`` with the
 reader's reason, so they are counted as quarantined, never lost.
 
-A file whose sha256 was ingested before is skipped and reported (re-delivery). A file
+A file whose sha256 was ingested before for the same source is skipped and reported
+(re-delivery); one file may feed several sources (it is known per source). A file
 whose name was seen before but whose content changed is a new delivery: its rows are
 loaded, exact duplicates of earlier rows are removed in ``core``, and for transactions the
 latest delivery of an order id replaces the earlier one (see ``sql/core/transactions.sql``).
@@ -20,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -61,12 +63,8 @@ def source_fields(source: SourceConfig) -> list[str]:
 def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the raw schema's bookkeeping tables and one table per known source."""
     con.execute("create schema if not exists raw")
-    con.execute("""
-        create table if not exists raw.files (
-            file_sha256 varchar primary key, source varchar, file_path varchar,
-            file_name varchar, size_bytes bigint, status varchar, rows_read bigint,
-            rows_rejected bigint, reader varchar, columns_ignored varchar[],
-            columns_missing varchar[], ingested_at timestamp, run_id varchar)""")
+    con.execute(f"create table if not exists raw.files ({_FILES_COLUMNS})")
+    _migrate_files_key(con)
     con.execute("""
         create table if not exists raw.rejected_rows (
             source varchar, _file_sha256 varchar, _source_file varchar, _row_number bigint,
@@ -82,6 +80,43 @@ def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
             create table if not exists raw.{name} (
                 _file_sha256 varchar, _source_file varchar, _row_number bigint,
                 _ingested_at timestamp, _run_id varchar, {cols})""")
+
+
+# One file can feed several sources (order lines that carry the customer's attributes,
+# mapped as transactions and as customers): a file is known per source, so raw.files is
+# keyed by (source, file_sha256), and every join from a row to its file matches both.
+_FILES_COLUMNS = """
+    file_sha256 varchar not null, source varchar not null, file_path varchar,
+    file_name varchar, size_bytes bigint, status varchar, rows_read bigint,
+    rows_rejected bigint, reader varchar, columns_ignored varchar[],
+    columns_missing varchar[], ingested_at timestamp, run_id varchar,
+    primary key (source, file_sha256)"""
+
+
+def _migrate_files_key(con: duckdb.DuckDBPyConnection) -> None:
+    """Re-key a raw.files made before files were known per source (key file_sha256).
+
+    DuckDB cannot alter a primary key, so the table is recreated with the same columns,
+    in the same order, and its rows copied (one transaction: all or nothing). Each old
+    row keeps its source; the old key made (source, file_sha256) unique already.
+    """
+    keys = con.execute("""
+        select constraint_column_names from duckdb_constraints()
+        where database_name = current_database() and schema_name = 'raw'
+          and table_name = 'files' and constraint_type = 'PRIMARY KEY'""").fetchall()
+    if not keys or list(keys[0][0]) != ["file_sha256"]:
+        return
+    con.execute("begin transaction")
+    try:
+        con.execute(f"create table raw.files_rekeyed ({_FILES_COLUMNS})")
+        con.execute("insert into raw.files_rekeyed select * from raw.files")
+        con.execute("drop table raw.files")
+        con.execute("alter table raw.files_rekeyed rename to files")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    log.info("raw.files re-keyed by (source, file_sha256)")
 
 
 def list_source_files(source: SourceConfig) -> list[Path]:
@@ -109,8 +144,8 @@ def ingest_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, run_id: 
     reports = []
     for path in files:
         sha = file_sha256(path)
-        known = con.execute("select status from raw.files where file_sha256 = ?",
-                            [sha]).fetchall()
+        known = con.execute("select status from raw.files where source = ? and "
+                            "file_sha256 = ?", [source.name, sha]).fetchall()
         known = known[0] if known else None
         if known is not None:
             report = FileReport(source.name, str(path), sha, "already_ingested", 0, 0, "none")
@@ -140,10 +175,12 @@ def remove_partial_load(con: duckdb.DuckDBPyConnection, source: SourceConfig,
     between leaves some of the file's rows behind. The next run, not finding the file in
     raw.files, loads it again: without this, those rows would be there twice.
     """
-    removed = 0
-    for table in (f"raw.{source.name}", "raw.rejected_rows"):
-        [(n,)] = con.execute(f"delete from {table} where _file_sha256 = ?", [sha]).fetchall()
-        removed += n
+    [(removed,)] = con.execute(f"delete from raw.{source.name} where _file_sha256 = ?",
+                               [sha]).fetchall()
+    # Only this source's rejects: another source may have read the same file.
+    [(n,)] = con.execute("delete from raw.rejected_rows where source = ? and "
+                         "_file_sha256 = ?", [source.name, sha]).fetchall()
+    removed += n
     if removed:
         log.warning("ingest %s: removed %d rows an interrupted run had loaded from this "
                     "file; loading it again", source.name, removed)
@@ -337,16 +374,37 @@ def _ingest_parquet(con, source: SourceConfig, path: Path, lineage: dict) -> Fil
         raise InputError(f"File {path} (source '{source.name}') is not a readable Parquet "
                          f"file: {str(exc).splitlines()[0]}. Re-export it, or set "
                          f"[sources.{source.name}] format to match the file.") from exc
+    types = {_quote_ident(name): kind for name, kind in con.execute(
+        "select name, type from pragma_table_info('_ingest_stage')").fetchall()}
     found = [r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')"
                                        ).fetchall() if r[0] != "file_row_number"]
     n = con.execute("select count(*) from _ingest_stage").fetchall()[0][0]
     mapping, ignored, missing = _map_columns(source, path, found)
     _insert_staged(con, source, mapping, lineage, "file_row_number + 1",
-                   lambda c: f"nullif(trim(cast({c} as varchar)), '')")
+                   lambda c: _parquet_text(c, types[c]))
     con.execute("drop table _ingest_stage")
     status = "loaded" if n else "header_only"
     return FileReport(source.name, str(path), lineage["_file_sha256"], status, n, 0,
                       "duckdb", ignored, missing)
+
+
+def _parquet_text(column: str, kind: str) -> str:
+    """SQL text of a Parquet column's value, as the same data exported as CSV reads.
+
+    pandas writes an integer column with nulls as DOUBLE, so an id 17850 arrives as
+    17850.0; cast to text that would be "17850.0", a different customer from the CSV's
+    "17850". An integral FLOAT/DOUBLE value is therefore written as the integer it is,
+    in full digits (1e20 -> "100000000000000000000", -0.0 -> "0"); other values keep
+    DuckDB's shortest text ("12.5"). NaN is a missing value (NULL); +-infinity stays
+    "inf"/"-inf", as before, for validation to judge. Other types are cast as they are.
+    """
+    if kind not in ("FLOAT", "DOUBLE"):
+        return f"nullif(trim(cast({column} as varchar)), '')"
+    return (f"case when isnan({column}) then null "
+            f"when isinf({column}) then cast({column} as varchar) "
+            f"when {column} = 0 then '0' "
+            f"when {column} = trunc({column}) then format('{{:.0f}}', {column}) "
+            f"else cast({column} as varchar) end")
 
 
 # --- exact row-by-row reader -------------------------------------------------------------
@@ -382,14 +440,20 @@ def _header_columns(path: Path, source: SourceConfig) -> list[str]:
     return [c.strip() for c in row]
 
 
-def _records(path: Path, source: SourceConfig) -> Iterator[tuple[int, list[str] | None, str]]:
-    """Yield (line_number, fields or None, reason or raw text) for every record."""
+def _records(path: Path, source: SourceConfig
+             ) -> Iterator[tuple[int, list[str] | dict | None, str, str | None]]:
+    """Yield (line_number, fields or None, reason, raw line) for every record.
+
+    ``fields`` is None for a record the reader rejected; ``reason`` then says why. For
+    JSON Lines ``fields`` is the decoded object. ``raw line`` (raw.rejected_rows.raw_line)
+    is the line's text for the text format and None otherwise, as it always was.
+    """
     fh = _open_text(path, source)
     try:
         if source.format == "text":
             for line_no, line in enumerate(fh, start=1):
                 if line.strip():
-                    yield line_no, line.split(), line.rstrip("\r\n")
+                    yield line_no, line.split(), "", line.rstrip("\r\n")
             return
         if source.format == "jsonl":
             for line_no, line in enumerate(fh, start=1):
@@ -398,28 +462,22 @@ def _records(path: Path, source: SourceConfig) -> Iterator[tuple[int, list[str] 
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield line_no, None, f"not valid JSON: {exc.msg} (column {exc.colno})"
+                    yield line_no, None, f"not valid JSON: {exc.msg} (column {exc.colno})", None
+                    continue
+                except RecursionError:
+                    # Python's parser recurses once per nesting level; the record is
+                    # rejected on its own instead of failing the run.
+                    yield line_no, None, "JSON nested too deep to read", None
+                    continue
+                except ValueError as exc:  # e.g. an integer with too many digits
+                    yield line_no, None, f"not valid JSON: {exc}", None
                     continue
                 if not isinstance(obj, dict):
-                    yield line_no, None, "JSON line is not an object"
+                    yield line_no, None, "JSON line is not an object", None
                     continue
-                yield line_no, obj, line.rstrip("\r\n")  # type: ignore[misc]
+                yield line_no, obj, "", None
             return
-        quoting = csv.QUOTE_NONE if source.quote == "" else csv.QUOTE_MINIMAL
-        reader = csv.reader(fh, delimiter=_sniff_delimiter(path, source),
-                            quotechar=source.quote or '"', quoting=quoting, strict=True)
-        while True:
-            line_no = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                # An unterminated quote swallows the rest of the file: one bad record.
-                yield line_no, None, f"CSV reader: {exc}"
-                return
-            if any(field.strip() for field in row):
-                yield line_no, row, ""
+        yield from _csv_records(fh, path, source)
     except UnicodeDecodeError as exc:
         raise InputError(
             f"File {path} (source '{source.name}') is not valid {source.encoding} text "
@@ -427,6 +485,92 @@ def _records(path: Path, source: SourceConfig) -> Iterator[tuple[int, list[str] 
             f"real encoding) in [sources.{source.name}].") from exc
     finally:
         fh.close()
+
+
+# The csv module's default limit (131,072 characters) rejects real long fields (notes,
+# HTML descriptions). The limit also bounds how much of the file an unterminated quote
+# can pull into one record before the record is rejected and its lines read again, so
+# it stays finite: 16 Mi characters.
+CSV_FIELD_LIMIT = 16 * 1024 * 1024
+
+
+class _Lines:
+    """The physical lines of a text file, as an iterator the csv module reads from.
+
+    Lines keep their ending (\\r\\n, \\n or \\r; the file is opened with newline="").
+    ``taken`` holds the lines handed out since :meth:`start`, i.e. the lines of the record
+    being parsed, and ``first`` the number of its first line (from 1). :meth:`reject_first`
+    gives back all of them but the first, to be read again. Unlike a generator, it can
+    hand out lines again after reporting the end.
+    """
+
+    def __init__(self, fh) -> None:
+        self._file = iter(fh)
+        self._pending: deque[str] = deque()
+        self.taken: list[str] = []
+        self.first = 1
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        line = self._pending.popleft() if self._pending else next(self._file)
+        self.taken.append(line)
+        return line
+
+    def start(self) -> None:
+        self.first += len(self.taken)
+        self.taken = []
+
+    def reject_first(self) -> None:
+        """Give back the record's lines after its first: the next record starts there."""
+        self._pending.extendleft(reversed(self.taken[1:]))
+        del self.taken[1:]
+
+
+def _csv_records(fh, path: Path, source: SourceConfig
+                 ) -> Iterator[tuple[int, list[str] | None, str, str | None]]:
+    """Records of a delimited file; a broken record costs one physical line.
+
+    A stray or unterminated quote makes the csv module read on, across lines, to the
+    next quote (or the end of the file). So when a record fails (csv.Error), or spans
+    several lines and has the wrong number of fields, only its first physical line is
+    rejected, and reading resumes at the line after it. A well-formed quoted field with
+    line breaks inside (the field count matches) stays one record.
+    """
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    quoting = csv.QUOTE_NONE if source.quote == "" else csv.QUOTE_MINIMAL
+    lines = _Lines(fh)
+    reader = csv.reader(lines, delimiter=_sniff_delimiter(path, source),
+                        quotechar=source.quote or '"', quoting=quoting, strict=True)
+    # Fields a record must have: the header's (its first record) or the names given.
+    expected = None if source.header else len(source.names or ())
+    while True:
+        lines.start()
+        try:
+            row = next(reader)
+            reason = ""
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row, reason = None, f"CSV reader: {exc}"
+            if len(lines.taken) > 1:
+                reason += (f" (reading a quoted field opened on this line, at line "
+                           f"{lines.first + len(lines.taken) - 1})")
+        taken = lines.taken
+        if row is not None and len(taken) > 1 and expected is not None \
+                and len(row) != expected:
+            row, reason = None, (f"CSV reader: a quoted field opened on this line runs over "
+                                 f"{len(taken)} lines and leaves {len(row)} fields, "
+                                 f"expected {expected}")
+        if row is None:
+            yield lines.first, None, reason, None
+            lines.reject_first()
+            continue
+        if any(field.strip() for field in row):
+            if expected is None:
+                expected = len(row)
+            yield lines.first, row, "", None
 
 
 def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
@@ -438,7 +582,12 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
         if first is None:
             return FileReport(source.name, str(path), lineage["_file_sha256"], "empty", 0, 0,
                               "python")
-        header = [c.strip() for c in (first[1] or [])]
+        if first[1] is None:
+            raise InputError(
+                f"File {path} (source '{source.name}'): the header row (line {first[0]}) "
+                f"cannot be read ({first[2]}). Fix the header, or set header = false and "
+                f"names = [...] in [sources.{source.name}].")
+        header = [c.strip() for c in first[1]]
     else:
         header = list(source.names or ())
     mapping: dict[str, str] | None = None
@@ -450,7 +599,8 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
     batch: dict[str, list] = {f: [] for f in ("_row_number", *fields)}
     rejects: list[tuple] = []
     row_number = 0
-    json_keys: list[str] = []
+    json_keys: list[str] = []  # JSON keys in the order first seen
+    json_seen: set[str] = set()
 
     def flush() -> None:
         if not batch["_row_number"]:
@@ -465,24 +615,34 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
         for values in batch.values():
             values.clear()
 
-    for line_no, row, text in records:
+    for line_no, row, reason, raw in records:
         row_number += 1
         if row is None:
-            rejects.append((row_number, line_no, text, None))
+            rejects.append((row_number, line_no, reason, raw))
             continue
         if isinstance(row, dict):
-            for key in row:
-                if key not in json_keys:
-                    json_keys.append(key)
-            if mapping is None:
-                mapping, _, _ = _map_columns(source, path, list(row))
-            values = {canonical: _json_text(row.get(column))
-                      for canonical, column in mapping.items()}
+            if not json_seen.issuperset(row):
+                # A mapped key may first appear in a later record: map again over every
+                # key seen so far, or its values would be dropped.
+                json_keys.extend(k for k in row if k not in json_seen)
+                json_seen.update(row)
+                mapping, _, _ = _map_columns(source, path, json_keys)
+            try:
+                values = {canonical: _json_text(row.get(column))
+                          for canonical, column in mapping.items()}
+            except (RecursionError, ValueError) as exc:
+                # json.dumps recurses per nesting level too (a value nested deeper than
+                # json.loads minded): the record is rejected, not the run.
+                reason = ("JSON nested too deep to write as text"
+                          if isinstance(exc, RecursionError)
+                          else f"JSON value cannot be written as text: {exc}")
+                rejects.append((row_number, line_no, reason, raw))
+                continue
         else:
             if len(row) != len(header or ()):
                 rejects.append((row_number, line_no,
                                 f"expected {len(header or ())} fields, found {len(row)}",
-                                text or None))
+                                raw))
                 continue
             by_name = dict(zip(header, row))
             values = {canonical: (by_name[column].strip() or None)

@@ -453,35 +453,50 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
     rows read, per file ingested in this run.
     """
     limit = settings.validation.max_failed_share
+    # Failing rows are matched to their file by source and sha256: one file can feed
+    # several sources (raw.files has a row per source).
     rows = con.execute("""
         with files as (
             select file_sha256, source, file_path, rows_read
             from raw.files where run_id = $run_id and rows_read > 0
         ),
         quarantined as (
-            select _file_sha256, rules from quarantine.transactions
-            union all select _file_sha256, rules from quarantine.customers
-            union all select _file_sha256, rules from quarantine.events
-            union all select _file_sha256, 'reader: ' || reason from raw.rejected_rows
+            select 'transactions' as source, _file_sha256, rules from quarantine.transactions
+            union all select 'customers', _file_sha256, rules from quarantine.customers
+            union all select 'events', _file_sha256, rules from quarantine.events
+            union all select source, _file_sha256, 'reader: ' || reason from raw.rejected_rows
         ),
         per_rule as (
-            select _file_sha256, unnest(string_split(rules, ', ')) as rule from quarantined
+            select source, _file_sha256, unnest(string_split(rules, ', ')) as rule
+            from quarantined
         ),
         top_rule as (
-            select _file_sha256, arg_max(rule, n) as rule from (
-                select _file_sha256, rule, count(*) as n from per_rule group by all)
+            select source, _file_sha256, arg_max(rule, n) as rule from (
+                select source, _file_sha256, rule, count(*) as n from per_rule group by all)
             group by all
         )
         select f.source, f.file_path, f.rows_read, count(q._file_sha256) as failed,
-               any_value(t.rule) as top_rule
+               any_value(t.rule) as top_rule,
+               count(q._file_sha256) filter (where q.rules like 'reader: %') as unreadable
         from files f
-        left join quarantined q on q._file_sha256 = f.file_sha256
-        left join top_rule t on t._file_sha256 = f.file_sha256
+        left join quarantined q on q.source = f.source and q._file_sha256 = f.file_sha256
+        left join top_rule t on t.source = f.source and t._file_sha256 = f.file_sha256
         group by all
         having count(q._file_sha256) > $limit * f.rows_read
-        order by f.file_path""", {"run_id": run_id, "limit": limit}).fetchall()
+        order by f.file_path, f.source""", {"run_id": run_id, "limit": limit}).fetchall()
     if rows:
-        source, path, read, failed, rule = rows[0]
+        source, path, read, failed, rule, unreadable = rows[0]
+        if unreadable * 2 > failed:
+            # Mostly records the reader could not split: the file's format, not its values.
+            raise InputError(
+                f"File {path} (source '{source}'): {failed} of {read} rows "
+                f"({failed / read:.0%}) failed, more than the allowed {limit:.0%}; "
+                f"{unreadable} of them could not be read as records (most often: "
+                f"{rule.removeprefix('reader: ')}). Check the delimiter, quote and "
+                f"encoding options in [sources.{source}] and that the file is not "
+                "truncated, or raise [validation].max_failed_share. The unreadable lines "
+                "are listed, with their line numbers, in raw.rejected_rows of the working "
+                "database.")
         hint = _failure_hint(rule, source, settings)
         raise InputError(
             f"File {path} (source '{source}'): {failed} of {read} rows "

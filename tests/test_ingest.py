@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.errors import InputError
-from tests.conftest import assert_reconciled, run_to_core
+from tests.conftest import TX_COLUMNS, assert_reconciled, run_to_core
 
 HEADER = b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status\n"
 
@@ -427,3 +427,252 @@ def test_csv_values_are_trimmed_of_spaces_and_blank_ones_are_null(tx_config):
         # trim strips spaces only: a tab is kept, as delivered
         ("A3", "\tx", "1", "6.00", None)]
     assert_reconciled(con)
+
+
+# --- issue 16: exact numbers from real exports -------------------------------------------
+
+def _tx_lines(n: int) -> list[bytes]:
+    return [f"A{i},{i},2024-01-05 10:00:00,1,5.00,completed\n".encode() for i in range(1, n + 1)]
+
+
+def test_a_stray_quote_rejects_its_own_line_and_the_rest_of_the_file_loads(tx_config):
+    rows = _tx_lines(200)
+    rows[100] = b'A101,"101,2024-01-05 10:00:00,1,5.00,completed\n'  # row 101, line 102
+    con = run_to_core(tx_config({"tx.csv": HEADER + b"".join(rows)}))
+    assert lines(con, "select count(*) from raw.transactions") == [(199,)]
+    assert lines(con, "select _row_number, line_number, reason from raw.rejected_rows") == [
+        (101, 102, "CSV reader: unexpected end of data (reading a quoted field opened on "
+                   "this line, at line 201)")]
+    assert lines(con, "select rows_read, rows_loaded, rows_quarantined, is_balanced "
+                      "from audit.file_reconciliation") == [(200, 199, 1, True)]
+    # the rows after the stray quote keep their own row numbers
+    assert lines(con, "select min(_row_number), max(_row_number) from raw.transactions "
+                      "where order_id in ('A102', 'A200')") == [(102, 200)]
+
+
+def test_a_stray_quote_closed_by_a_later_quote_costs_one_line(tx_config):
+    """The csv module pairs a stray quote with the next quote, lines on. Followed by a
+    delimiter, that makes a record with the wrong field count; followed by anything
+    else, a reader error. Either way only the first line is rejected."""
+    data = HEADER + (b'A1,"7,2024-01-05 10:00:00,1,5.00,completed\n'
+                     b'A2",8,2024-01-05 10:00:00,1,5.00,completed\n'  # a quote inside: kept
+                     b'A3,"9,2024-01-05 10:00:00,1,5.00,completed\n'
+                     b"A4,9,2024-01-05 10:00:00,1,5.00,completed\n"
+                     b'A5,9,2024-01-05 10:00:00,1,5.00,"completed"\n'
+                     b"A6,9,2024-01-05 10:00:00,1,5.00,completed\n")
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id, _row_number, status from raw.transactions "
+                      "order by 2") == [('A2"', 2, "completed"), ("A4", 4, "completed"),
+                                        ("A5", 5, "completed"), ("A6", 6, "completed")]
+    assert lines(con, "select _row_number, line_number, reason from raw.rejected_rows "
+                      "order by 1") == [
+        (1, 2, "CSV reader: a quoted field opened on this line runs over 2 lines and leaves "
+               "7 fields, expected 6"),
+        (3, 4, "CSV reader: ',' expected after '\"' (reading a quoted field opened on this "
+               "line, at line 6)")]
+    assert lines(con, "select rows_read, rows_loaded, rows_quarantined, is_balanced "
+                      "from audit.file_reconciliation") == [(6, 4, 2, True)]
+
+
+def test_a_well_formed_multi_line_field_with_crlf_stays_one_record(tmp_path, tx_config):
+    data = (b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status,Note\r\n"
+            b'A1,7,2024-01-05 10:00:00,1,5.00,completed,"one\r\ntwo\rthree"\r\n'
+            b'A2,8,2024-01-06 10:00:00,1,6.00,completed,"x"y\r\n'  # bad: one line
+            b"A3,9,2024-01-06 10:00:00,1,6.00,completed,plain\n")
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id, _row_number from raw.transactions order by 1") == [
+        ("A1", 1), ("A3", 3)]
+    assert lines(con, "select _row_number, line_number, reason from raw.rejected_rows") == [
+        (2, 5, "CSV reader: ',' expected after '\"'")]
+    assert_reconciled(con)
+
+
+def test_a_200_kib_field_is_loaded_intact(tx_config):
+    status = "x" * (200 * 1024)
+    data = HEADER + (f'A1,7,2024-01-05 10:00:00,1,5.00,"{status}"\n'.encode()
+                     + b"A2,8,2024-01-05 10:00:00,1,5.00,completed\r\n")  # exact reader
+    con = run_to_core(tx_config({"tx.csv": data}))
+    assert lines(con, "select order_id, length(status), status = ? from raw.transactions "
+                      "order by 1".replace("?", f"'{status}'")) == [
+        ("A1", 200 * 1024, True), ("A2", 9, False)]
+    assert lines(con, "select count(*) from raw.rejected_rows") == [(0,)]
+
+
+def test_a_file_mostly_unreadable_stops_the_run_naming_the_file(tx_config):
+    data = HEADER + b"".join(b'A%d,"7,2024-01-05,1,5\n' % i for i in range(8)) + \
+        b"".join(_tx_lines(2))
+    with pytest.raises(InputError) as err:
+        run_to_core(tx_config({"tx.csv": data}, validation=""))
+    message = str(err.value)
+    assert "tx.csv" in message and "8 of 10 rows" in message
+    assert "8 of them could not be read" in message and "raw.rejected_rows" in message
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["same_path", "identical_copy"])
+def test_a_file_that_feeds_two_sources_loads_for_both(tmp_path, copy):
+    """Order lines that carry the customer's attributes, mapped as transactions and as
+    customers (the same path, or a byte-identical copy): each source loads every row."""
+    from tests.conftest import write_config
+
+    data = (b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status,Email\n"
+            b"A1,7,2024-01-05 10:00:00,1,5.00,completed,a@x.de\n"
+            b"A2,7,2024-01-06 10:00:00,2,5.00,completed,a@x.de\n"
+            b"A3,8,2024-01-07 10:00:00,1,6.00,completed,b@x.de\n"
+            b"A4,9,2024-01\n")  # one line neither reader can split
+    (tmp_path / "orders.csv").write_bytes(data)
+    if copy:
+        (tmp_path / "customers.csv").write_bytes(data)
+    body = ('[sources.transactions]\npath = "orders.csv"\n' + TX_COLUMNS
+            + f'[sources.customers]\npath = "{"customers.csv" if copy else "orders.csv"}"\n'
+            '[sources.customers.columns]\ncustomer_id = "CustomerID"\nemail = "Email"\n')
+    cfg = write_config(tmp_path, body, "[validation]\nmax_failed_share = 1.0\n")
+    con = run_to_core(cfg)
+    assert lines(con, "select count(*) from raw.transactions") == [(3,)]
+    assert lines(con, "select count(*) from raw.customers") == [(3,)]
+    assert lines(con, "select source, count(*) from raw.rejected_rows group by 1 order by 1"
+                 ) == [("customers", 1), ("transactions", 1)]
+    assert lines(con, "select count(*) from core.transaction_lines") == [(3,)]
+    assert lines(con, "select source, rows_read, rows_loaded, rows_quarantined, rows_duplicate,"
+                      " is_balanced from audit.file_reconciliation order by 1") == [
+        ("customers", 4, 2, 1, 1, True), ("transactions", 4, 3, 1, 0, True)]
+    con.close()
+    con = run_to_core(cfg, run_id="run-2")
+    assert lines(con, "select count(*) from raw.transactions") == [(3,)]
+    assert lines(con, "select count(*) from raw.customers") == [(3,)]
+    assert lines(con, "select source, status from raw.deliveries where run_id = 'run-2' "
+                      "order by 1") == [("customers", "already_ingested"),
+                                        ("transactions", "already_ingested")]
+    assert lines(con, "select count(*) from core.transaction_lines") == [(3,)]
+    assert_reconciled(con)
+
+
+def test_raw_files_keyed_by_sha256_alone_is_rekeyed_by_source_keeping_its_rows(tmp_path):
+    import duckdb
+
+    from pipelines.ingest import ensure_raw_tables
+
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    con.execute("create schema raw")
+    con.execute("""
+        create table raw.files (
+            file_sha256 varchar primary key, source varchar, file_path varchar,
+            file_name varchar, size_bytes bigint, status varchar, rows_read bigint,
+            rows_rejected bigint, reader varchar, columns_ignored varchar[],
+            columns_missing varchar[], ingested_at timestamp, run_id varchar)""")
+    con.execute("insert into raw.files values ('abc', 'transactions', '/d/tx.csv', 'tx.csv', "
+                "10, 'loaded', 2, 0, 'duckdb', [], [], '2024-01-01', 'run-0')")
+    ensure_raw_tables(con)
+    ensure_raw_tables(con)  # the second time, nothing to do
+    assert lines(con, "select constraint_column_names from duckdb_constraints() "
+                      "where schema_name = 'raw' and table_name = 'files' "
+                      "and constraint_type = 'PRIMARY KEY'") == [(["source", "file_sha256"],)]
+    assert lines(con, "select file_sha256, source, file_name, rows_read, run_id from raw.files"
+                 ) == [("abc", "transactions", "tx.csv", 2, "run-0")]
+    # the same content may now be recorded for a second source, not twice for one
+    con.execute("insert into raw.files (file_sha256, source) values ('abc', 'customers')")
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute("insert into raw.files (file_sha256, source) values ('abc', 'customers')")
+
+
+def test_integral_floats_from_parquet_read_as_the_integer_they_are(tmp_path):
+    """pandas writes an id column with nulls as float64: 17850.0 must be customer
+    "17850", as in the CSV export of the same data."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.conftest import write_config
+
+    pq.write_table(pa.table({
+        "CustomerID": pa.array([17850.0, None, -0.0, 1e20, 12.5, float("nan")], pa.float64()),
+        "InvoiceDate": ["2024-01-05 10:00:00"] * 6,
+        "Amount": pa.array([5.0, 6.0, 7.0, 8.0, 9.0, 2.5], pa.float32()),
+        "Price": pa.array([1, 2, 3, 4, 5, 6], pa.decimal128(5, 2)),
+        "InvoiceNo": pa.array([1, 2, 3, 4, 5, 6], pa.int64()),
+        "StockCode": ["17850.0", "a", "b", "c", "d", "e"],
+    }), tmp_path / "tx.parquet")
+    body = ('[sources.transactions]\npath = "tx.parquet"\nformat = "parquet"\n'
+            '[sources.transactions.columns]\ncustomer_id = "CustomerID"\n'
+            'order_ts = "InvoiceDate"\namount = "Amount"\nunit_price = "Price"\n'
+            'order_id = "InvoiceNo"\nproduct_id = "StockCode"\n')
+    cfg = write_config(tmp_path, body, "[validation]\nmax_failed_share = 1.0\n")
+    con = run_to_core(cfg)
+    assert lines(con, "select customer_id, amount, unit_price, order_id, product_id "
+                      "from raw.transactions order by _row_number") == [
+        ("17850", "5", "1.00", "1", "17850.0"),  # strings and decimals as they are
+        (None, "6", "2.00", "2", "a"),
+        ("0", "7", "3.00", "3", "b"),
+        ("100000000000000000000", "8", "4.00", "4", "c"),
+        ("12.5", "9", "5.00", "5", "d"),
+        (None, "2.5", "6.00", "6", "e")]  # NaN is missing
+    assert_reconciled(con)
+
+
+def _jsonl_config(tmp_path, data: bytes):
+    from tests.conftest import write_config
+
+    (tmp_path / "tx.jsonl").write_bytes(data)
+    body = ('[sources.transactions]\npath = "tx.jsonl"\nformat = "jsonl"\n'
+            '[sources.transactions.columns]\ncustomer_id = "cid"\norder_ts = "ts"\n'
+            'amount = "amt"\norder_id = "id"\nproduct_id = "item"\n')
+    return write_config(tmp_path, body, "[validation]\nmax_failed_share = 1.0\n")
+
+
+_GOOD_JSON = b"".join(b'{"id": "A%d", "cid": "7", "ts": "2024-01-05 10:00:00", "amt": 5, '
+                      b'"item": "P1"}\n' % i for i in (1, 2, 3))
+
+
+def test_a_json_record_nested_too_deep_is_rejected_and_the_rest_loads(tmp_path):
+    deep = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    good = _GOOD_JSON.splitlines(keepends=True)
+    data = good[0] + good[1] + deep + good[2]  # the deep record is line 3
+    con = run_to_core(_jsonl_config(tmp_path, data))
+    assert lines(con, "select order_id, _row_number from raw.transactions order by 1") == [
+        ("A1", 1), ("A2", 2), ("A3", 4)]
+    assert lines(con, "select _row_number, line_number, reason from raw.rejected_rows") == [
+        (3, 3, "JSON nested too deep to read")]
+    assert lines(con, "select rows_read, rows_loaded, rows_quarantined, is_balanced "
+                      "from audit.file_reconciliation") == [(4, 3, 1, True)]
+
+
+def test_a_json_value_too_deep_to_write_as_text_rejects_its_record(tmp_path, monkeypatch):
+    """json.dumps recurses as json.loads does; a value it cannot write (here: made to
+    fail) rejects its record, not the run."""
+    from pipelines import ingest
+
+    json_text = ingest._json_text
+
+    def failing(value):
+        if value == ["deep"]:
+            raise RecursionError("maximum recursion depth exceeded")
+        return json_text(value)
+
+    monkeypatch.setattr(ingest, "_json_text", failing)
+    data = _GOOD_JSON + b'{"id": "A4", "cid": "7", "ts": "2024-01-05 10:00:00", "amt": 5, ' \
+                        b'"item": ["deep"]}\n{"x": 1' + b"\n"  # line 5: the exact reader
+    con = run_to_core(_jsonl_config(tmp_path, data))
+    assert lines(con, "select count(*) from raw.transactions") == [(3,)]
+    assert lines(con, "select line_number, split_part(reason, ':', 1) from raw.rejected_rows "
+                      "order by 1") == [(4, "JSON nested too deep to write as text"),
+                                        (5, "not valid JSON")]
+    assert_reconciled(con)
+
+
+def test_a_json_key_first_seen_in_a_later_record_is_read_by_the_exact_reader(tmp_path):
+    data = (b'{"id": "A1", "cid": "7", "ts": "2024-01-05 10:00:00", "amt": 5}\n'
+            b'{"id": "A2", "cid": "7", "ts": "2024-01-05 10:00:00", "amt": 5, "item": "P2"}\n'
+            b'{"id": "A3", "cid": "7", "ts": "2024-01-05 10:00:00", "amt": 5, "item": ["x"]}\n'
+            b"not json\n")  # the fast path gives up: the line-by-line reader
+    con = run_to_core(_jsonl_config(tmp_path, data))
+    assert lines(con, "select order_id, product_id, reader from raw.transactions "
+                      "join raw.files on file_sha256 = _file_sha256 order by 1") == [
+        ("A1", None, "python"), ("A2", "P2", "python"), ("A3", '["x"]', "python")]
+    assert lines(con, "select columns_missing from raw.files") == [([],)]
+    assert_reconciled(con)
+
+
+def test_an_unreadable_header_stops_the_run_naming_file_and_line(tx_config):
+    data = b'"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status\r\n' + \
+        b"A1,7,2024-01-05 10:00:00,1,5.00,completed\n"
+    with pytest.raises(InputError, match=r"tx\.csv .*the header row \(line 1\) cannot be "
+                                         r"read \(CSV reader: unexpected end of data"):
+        run_to_core(tx_config({"tx.csv": data}))

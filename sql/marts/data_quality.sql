@@ -20,7 +20,7 @@
 --       of the summary and the report); ids merged into another customer's record
 create or replace temp table temp.main.data_quality_run as
 with files as (
-    select file_sha256, file_name from raw.files
+    select source, file_sha256, file_name from raw.files
 ),
 
 reconciliation as (
@@ -108,7 +108,7 @@ final as (
         m.rule,
         m.rows::bigint as rows
     from measures m
-    left join files f using (file_sha256)
+    left join files f using (source, file_sha256)
 )
 
 select * from final
