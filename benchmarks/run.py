@@ -67,7 +67,8 @@ _IMPORTS_STARTED = time.perf_counter()
 import duckdb  # noqa: E402
 
 from pipelines import (churn, clean, core, erasure, exports, ingest, marts,  # noqa: E402
-                       publish, quality, report, runlog, sqlrun, steps, value)
+                       publish, quality, report, runlog, segments, sqlrun,
+                       steps, value)
 from pipelines.config import load_settings  # noqa: E402
 from pipelines.warehouse import connect_warehouse  # noqa: E402
 from probes import (Sampler, cpu_seconds, current_rss, machine_busy_seconds,  # noqa: E402
@@ -275,6 +276,7 @@ def run_value(b: Bench) -> StageResult:
     """pipelines.value.score_customer_value (RFM, BG/NBD + Gamma-Gamma CLV, holdout
     check). Its parts are timed as substeps through TRACED_FUNCTIONS and the SQL timer."""
     rep = value.score_customer_value(b.con, b.settings, b.ctx.as_of, b.run_id)
+    b.ctx = dataclasses.replace(b.ctx, clv_resolution=rep.resolution)
     return StageResult(
         rows_in=b.count("core.transactions"), rows_out=rep.customers,
         detail={"resolution": rep.resolution, "customers": rep.customers,
@@ -288,7 +290,7 @@ def run_value(b: Bench) -> StageResult:
 def run_churn(b: Bench) -> StageResult:
     """pipelines.churn.score_churn_risk with pipelines.value.make_bgnbd_scorer (each call
     of the scorer, one BG/NBD fit per cutoff, is a substep)."""
-    scorer = value.make_bgnbd_scorer(b.con, b.settings, b.ctx.as_of)
+    scorer = value.make_bgnbd_scorer(b.con, b.settings, b.ctx.as_of, b.ctx.clv_resolution)
 
     def timed_scorer(cutoff):
         with b.substep(f"bgnbd_scorer[{cutoff}]"):
@@ -305,8 +307,9 @@ def run_churn(b: Bench) -> StageResult:
 
 @stage("segments", requires=("churn",))
 def run_segments(b: Bench) -> StageResult:
-    """pipelines.value.segment_customers (tier, lifecycle stage, recommended action)."""
-    counts = value.segment_customers(b.con, b.settings, b.ctx.as_of)
+    """pipelines.segments.build_customer_segments (tier, lifecycle stage, recommended
+    action)."""
+    counts = segments.build_customer_segments(b.con, b.settings, b.ctx.as_of)
     return StageResult(rows_in=b.count("models.segment_inputs"),
                        rows_out=b.count("models.customer_segments"),
                        detail={"value_tier": counts["value_tier"]})
@@ -315,7 +318,7 @@ def run_segments(b: Bench) -> StageResult:
 @stage("marts", requires=("segments",))
 def run_marts(b: Bench) -> StageResult:
     """pipelines.marts.build_marts (customer_360 and the history marts)."""
-    rows = marts.build_marts(b.con, b.ctx.as_of, b.run_id)
+    rows = marts.build_marts(b.con, b.ctx.as_of, b.run_id, b.ctx.clv_resolution)
     return StageResult(rows_in=b.count("models.customer_segments"),
                        rows_out=sum(rows.values()), detail={"rows": rows})
 

@@ -40,6 +40,7 @@ from models.churn import (
     score_without_labels,
     select_feature_columns,
 )
+from pipelines.model_log import record_model_outputs
 from pipelines.sqlrun import run_sql
 
 log = logging.getLogger(__name__)
@@ -428,7 +429,6 @@ def score_churn_risk(con: duckdb.DuckDBPyConnection, settings, as_of: date, run_
     metrics, importances and status to ``models.model_metrics``,
     ``models.churn_importances`` and ``models.model_runs``, and save the fitted model
     (with its feature list and versions) under ``<warehouse dir>/models/``."""
-    from pipelines.value import record_model_outputs
 
     cfg = settings.churn
     result = run_churn(con, as_of, settings.models.churn_horizon_days, bgnbd_scorer,

@@ -81,12 +81,12 @@ INVARIANTS = {
 _EXPECTED_PURCHASES = re.compile(r"expected_purchases_(\d+)d")
 
 
-def build_customer_360(con: duckdb.DuckDBPyConnection, as_of: date, run_id: str) -> int:
-    """``marts.customer_360``: one row per customer known at ``as_of``; returns its rows."""
-    resolution = con.execute("select any_value(resolution) from models.clv_summary"
-                             ).fetchall()[0][0] or "exact"
+def build_customer_360(con: duckdb.DuckDBPyConnection, as_of: date, run_id: str,
+                       clv_resolution: str) -> int:
+    """``marts.customer_360``: one row per customer known at ``as_of``, with the BG/NBD
+    summary of ``clv_resolution`` (the one the value step fitted); returns its rows."""
     run_sql(con, "marts/customer_360", {"as_of": as_of, "run_id": run_id,
-                                        "resolution": resolution})
+                                        "resolution": clv_resolution})
     rows, distinct = con.execute("select count(*), count(distinct customer_id) "
                                  "from marts.customer_360").fetchall()[0]
     if rows != distinct:
@@ -95,7 +95,8 @@ def build_customer_360(con: duckdb.DuckDBPyConnection, as_of: date, run_id: str)
     return rows
 
 
-def build_marts(con: duckdb.DuckDBPyConnection, as_of: date, run_id: str) -> dict[str, int]:
+def build_marts(con: duckdb.DuckDBPyConnection, as_of: date, run_id: str,
+                clv_resolution: str) -> dict[str, int]:
     """Build every ``marts.*`` table in :data:`MARTS_ORDER` and document its columns.
 
     Needs ``core.*``, ``models.*`` (the value, churn and segment steps of this run),
@@ -104,7 +105,7 @@ def build_marts(con: duckdb.DuckDBPyConnection, as_of: date, run_id: str) -> dic
     Raises :class:`StepError` when a table breaks an invariant (a share outside [0, 1],
     two rows for one key, a column without a description); history is then unchanged.
     """
-    rows = {"customer_360": build_customer_360(con, as_of, run_id)}
+    rows = {"customer_360": build_customer_360(con, as_of, run_id, clv_resolution)}
     for table in HISTORY_TABLES:
         rows[table] = build_history_table(con, table, as_of, run_id)
     comment_marts(con)

@@ -3,9 +3,11 @@ benchmark all use.
 
 Each step is a plain function ``step(ctx) -> StepReport``: it does its work on the open
 warehouse, and reports what it produced (``result``), the counts that go to
-``audit.runs.rows_per_step`` (``rows``) and one log line (``message``). The core step
-also returns the run's as-of date; :class:`Run` carries it into the context of the
-steps after it, so no step changes the context it was given.
+``audit.runs.rows_per_step`` (``rows``) and one log line (``message``). What a step
+decides for the steps after it (the core step the as-of date, the value step the CLV
+summary's resolution) it returns in ``decided``; :class:`Run` carries that into their
+context, so no step changes the context it was given, and none reads back a decision
+from another step's table.
 
 ``flows.py`` wraps every entry of :data:`STEPS` in a Prefect task; :func:`run_steps`
 runs them without Prefect (tests, the kill harness, the benchmark). Both go through
@@ -35,8 +37,9 @@ from pipelines.config import Settings, load_settings
 @dataclass(frozen=True)
 class RunContext:
     """What every step of one run reads: settings, the open warehouse, the run id, when
-    the run started (the ingestion time of its files) and the as-of date (None until the
-    core step has derived it, unless requested)."""
+    the run started (the ingestion time of its files), the as-of date (None until the
+    core step has derived it, unless requested) and the resolution of the CLV summary the
+    value step fitted (None before it)."""
 
     settings: Settings
     con: duckdb.DuckDBPyConnection
@@ -44,6 +47,7 @@ class RunContext:
     started_at: datetime
     requested_as_of: date | None = None
     as_of: date | None = None
+    clv_resolution: str | None = None
     write_report: bool = True
 
 
@@ -51,13 +55,13 @@ class RunContext:
 class StepReport:
     """What one step did: ``result`` its own report object, ``rows`` its entries in
     ``audit.runs.rows_per_step`` (key -> counts), ``message`` one line for the log,
-    ``as_of`` the observation date when the step decided it (the core step)."""
+    ``decided`` the :class:`RunContext` fields it set for the steps after it."""
 
     name: str
     result: Any
     rows: dict[str, Any]
     message: str
-    as_of: date | None = None
+    decided: dict[str, Any] = field(default_factory=dict)
 
 
 def ingest(ctx: RunContext) -> StepReport:
@@ -107,7 +111,7 @@ def core(ctx: RunContext) -> StepReport:
                                                 "customers": report.customers,
                                                 "events": report.events}},
                       f"core: {report.orders} orders, {report.customers} customers, "
-                      f"{report.events} events; as of {as_of}", as_of=as_of)
+                      f"{report.events} events; as of {as_of}", decided={"as_of": as_of})
 
 
 def customer_value(ctx: RunContext) -> StepReport:
@@ -118,7 +122,8 @@ def customer_value(ctx: RunContext) -> StepReport:
     note = f" ({report.clv_message})" if report.clv_message else ""
     return StepReport("customer value", report,
                       {"value": {"customers": report.customers, "clv": report.clv_status}},
-                      f"value: {report.customers} buyers, CLV {report.clv_status}{note}")
+                      f"value: {report.customers} buyers, CLV {report.clv_status}{note}",
+                      decided={"clv_resolution": report.resolution})
 
 
 def churn(ctx: RunContext) -> StepReport:
@@ -128,7 +133,7 @@ def churn(ctx: RunContext) -> StepReport:
 
     result = churn_risk.score_churn_risk(
         ctx.con, ctx.settings, ctx.as_of, ctx.run_id,
-        value.make_bgnbd_scorer(ctx.con, ctx.settings, ctx.as_of))
+        value.make_bgnbd_scorer(ctx.con, ctx.settings, ctx.as_of, ctx.clv_resolution))
     return StepReport("churn", result,
                       {"churn": {"scored": result.scores.height,
                                  "published": result.published_scorer}},
@@ -137,9 +142,9 @@ def churn(ctx: RunContext) -> StepReport:
 
 def segments(ctx: RunContext) -> StepReport:
     """Value tiers, lifecycle stages and recommended actions."""
-    from pipelines import value
+    from pipelines import segments as customer_segments
 
-    counts = value.segment_customers(ctx.con, ctx.settings, ctx.as_of)
+    counts = customer_segments.build_customer_segments(ctx.con, ctx.settings, ctx.as_of)
     return StepReport("segments", counts, {"segments": counts["value_tier"]},
                       f"tiers: {counts['value_tier']}")
 
@@ -148,7 +153,7 @@ def build_marts(ctx: RunContext) -> StepReport:
     """The published ``marts.*`` tables, checked against their contracts."""
     from pipelines import marts
 
-    rows = marts.build_marts(ctx.con, ctx.as_of, ctx.run_id)
+    rows = marts.build_marts(ctx.con, ctx.as_of, ctx.run_id, ctx.clv_resolution)
     return StepReport("marts", rows, {"marts": rows}, f"marts rows: {rows}")
 
 
@@ -186,10 +191,10 @@ class Run:
     reports: dict[str, StepReport] = field(default_factory=dict)
 
     def record(self, report: StepReport) -> StepReport:
-        """Keep a step's report; the as-of date it decided holds for the steps after it."""
+        """Keep a step's report; what it decided holds for the steps after it."""
         self.reports[report.name] = report
-        if report.as_of is not None:
-            self.ctx = dataclasses.replace(self.ctx, as_of=report.as_of)
+        if report.decided:
+            self.ctx = dataclasses.replace(self.ctx, **report.decided)
         return report
 
     @property

@@ -1,4 +1,4 @@
-"""Customer value step: RFM, BG/NBD + Gamma-Gamma CLV, holdout check, tiers and stages.
+"""Customer value step: RFM, BG/NBD + Gamma-Gamma CLV, holdout check.
 
 Reads ``core.*`` as of the run's as-of date and writes ``models.*``:
 
@@ -21,8 +21,9 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
-from models import clv, rfm, segments
+from models import clv, rfm
 from pipelines.config import Settings
+from pipelines.model_log import ensure_model_tables, record_model_outputs
 from pipelines.sqlrun import run_sql
 
 log = logging.getLogger(__name__)
@@ -45,45 +46,6 @@ class ValueReport:
     metrics: pl.DataFrame = field(default_factory=pl.DataFrame)
     segment_counts: dict[str, int] = field(default_factory=dict)
     tier_counts: dict[str, int] = field(default_factory=dict)
-
-
-def ensure_model_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("create schema if not exists models")
-    con.execute("""create table if not exists models.model_parameters (
-        run_id varchar, model varchar, parameter varchar, value double, std_error double)""")
-    con.execute("""create table if not exists models.model_metrics (
-        run_id varchar, model varchar, metric varchar, value double, baseline double)""")
-    con.execute("""create table if not exists models.model_runs (
-        run_id varchar, model varchar, status varchar, message varchar)""")
-
-
-def record_model_outputs(con: duckdb.DuckDBPyConnection, run_id: str, *,
-                         parameters: pl.DataFrame | None = None,
-                         metrics: pl.DataFrame | None = None,
-                         runs: list[tuple[str, str, str | None]] = ()) -> None:
-    """Append one run's parameters, metrics and model statuses; rows a rerun of the same
-    run_id wrote earlier for the same models are replaced."""
-    ensure_model_tables(con)
-    for table, frame in (("model_parameters", parameters), ("model_metrics", metrics)):
-        if frame is not None and frame.height:
-            con.execute(f"delete from models.{table} where run_id = ? and list_contains(?, model)",
-                        [run_id, sorted(set(frame["model"]))])
-    if runs:
-        con.execute("delete from models.model_runs where run_id = ? and list_contains(?, model)",
-                    [run_id, sorted({r[0] for r in runs})])
-    if parameters is not None and parameters.height:
-        con.register("_params", parameters.select("model", "parameter", "value", "std_error"))
-        con.execute("insert into models.model_parameters select $run_id, * from _params",
-                    {"run_id": run_id})
-        con.unregister("_params")
-    if metrics is not None and metrics.height:
-        con.register("_metrics", metrics.select("model", "metric", "value", "baseline"))
-        con.execute("insert into models.model_metrics select $run_id, * from _metrics",
-                    {"run_id": run_id})
-        con.unregister("_metrics")
-    for model, status, message in runs:
-        con.execute("insert into models.model_runs values (?, ?, ?, ?)",
-                    [run_id, model, status, message])
 
 
 def score_customer_value(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
@@ -121,25 +83,6 @@ def score_customer_value(con: duckdb.DuckDBPyConnection, settings: Settings, as_
         "select rfm_segment, count(*) from models.rfm_scores group by all order by 2 desc"
     ).fetchall())
     return report
-
-
-def segment_customers(con: duckdb.DuckDBPyConnection, settings: Settings,
-                      as_of: date) -> dict[str, dict[str, int]]:
-    """Tier, lifecycle stage and recommended action per customer known at ``as_of``, into
-    ``models.customer_segments``. Needs ``models.rfm*``, ``models.clv_predictions`` and
-    ``models.churn_scores``. Returns counts per tier, stage and action."""
-    run_sql(con, "models/segment_inputs", {"as_of": as_of})
-    inputs = con.sql("select * from models.segment_inputs order by customer_id").pl()
-    rules = settings.rules
-    segmented = segments.segment_customers(inputs, as_of=as_of, tiers=rules.tiers,
-                                           lifecycle=rules.lifecycle, playbook=rules.playbook)
-    con.register("_segments", segmented.select("customer_id", "value_tier", "lifecycle_stage",
-                                               "recommended_action"))
-    con.execute("create or replace table models.customer_segments as select * from _segments")
-    con.unregister("_segments")
-    return {column: dict(con.execute(f"select {column}, count(*) from models.customer_segments "
-                                     "group by all order by 2 desc").fetchall())
-            for column in ("value_tier", "lifecycle_stage", "recommended_action")}
 
 
 def _summary_resolution(con, as_of: date, requested: str) -> str:
@@ -264,38 +207,31 @@ def _next_order_backtest(con, settings: Settings, calibration_end: date, as_of: 
     return clv.score_next_order_dates(both, actual)
 
 
-def make_bgnbd_scorer(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date):
+def make_bgnbd_scorer(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
+                      resolution: str):
     """A ``cutoff -> frame`` function for the churn step: p_alive and expected purchases
     over the churn horizon from a BG/NBD fitted on data up to ``cutoff`` only.
 
-    At ``as_of`` it reads the summary the value step built, in the resolution the value step
-    kept. For earlier cutoffs it summarises afresh while the as-of ``models.clv_summary`` is
-    set aside, and puts it back unchanged. A cutoff where the fit fails gives an empty frame
-    (the churn model then works without BG/NBD inputs there).
+    ``resolution`` is the summary resolution the value step fitted (``ValueReport``). At
+    ``as_of`` the scorer reads the summary the value step stored; at earlier cutoffs it
+    reads the same summary through the ``clv_summary_at`` table macro, which stores
+    nothing. A cutoff where the fit fails gives an empty frame (the churn model then works
+    without BG/NBD inputs there).
     """
     m = settings.models
     horizon = m.churn_horizon_days
     schema = {"customer_id": pl.String, "p_alive": pl.Float64, "expected_purchases": pl.Float64}
 
     def score(cutoff: date) -> pl.DataFrame:
-        resolution = con.execute("select any_value(resolution) from models.clv_summary"
-                                 ).fetchall()[0][0] or "exact"
         if cutoff == as_of:
             summary = con.sql("select * from models.clv_summary where resolution = $r "
                               "order by customer_id", params={"r": resolution}).pl()
         else:
-            # set the as-of table aside (a rename, not a copy) instead of rebuilding it after
-            con.execute("drop table if exists models._clv_summary_as_of")
-            con.execute("alter table models.clv_summary rename to _clv_summary_as_of")
-            try:
-                run_sql(con, "models/clv_summary", {"as_of": cutoff, "unit_days": m.unit_days,
-                                                    "period_days": PERIOD_DAYS,
-                                                    "resolution": resolution})
-                summary = con.sql("select * from models.clv_summary where resolution = $r "
-                                  "order by customer_id", params={"r": resolution}).pl()
-            finally:
-                con.execute("drop table if exists models.clv_summary")
-                con.execute("alter table models._clv_summary_as_of rename to clv_summary")
+            summary = con.sql(
+                "select * from clv_summary_at($cutoff, $unit_days, $period_days, $r) "
+                "order by customer_id",
+                params={"cutoff": cutoff, "unit_days": m.unit_days, "period_days": PERIOD_DAYS,
+                        "r": resolution}).pl()
         if summary.height == 0:
             return pl.DataFrame(schema=schema)
         try:

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 PIPELINE_MODULES = {"ingest", "erasure", "clean", "quality", "core", "runlog", "value",
-                    "churn", "marts", "exports", "publish", "report"}
+                    "churn", "segments", "marts", "exports", "publish", "report"}
 
 
 def _load(name: str, path: Path):

@@ -19,6 +19,7 @@ from tests.conftest import run_to_core, write_config
 
 AS_OF = date(2024, 3, 15)
 RUN = "r1"
+RESOLUTION = "exact"  # the summary resolution the value step would have fitted
 
 TABLES = """
 create schema core; create schema models; create schema raw; create schema quarantine;
@@ -249,7 +250,7 @@ def as_dicts(con, sql, params=None):
 # --- kpi_monthly --------------------------------------------------------------------------
 
 def test_kpi_monthly_matches_numbers_worked_out_by_hand(con):
-    marts.build_marts(con, AS_OF, RUN)
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     got = as_dicts(con, "select * exclude (run_id, as_of) from marts.kpi_monthly order by month")
     approx = pytest.approx
     # January: A (2 orders), B, E active, all new; 4 orders, 100 + 50 + 40 + 10 = 200
@@ -299,7 +300,7 @@ def test_months_run_from_first_completed_order_to_as_of_and_flag_a_partial_one(c
 def test_a_month_without_orders_is_reported_with_zeros(con):
     con.execute("delete from core.transactions where order_date between '2024-02-01' "
                 "and '2024-02-29'")
-    marts.build_marts(con, AS_OF, RUN)
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     got = as_dicts(con, "select month, active_customers, orders, repeat_purchase_rate, "
                         "retention_rate, churn_rate, average_order_value, complaint_rate "
                         "from marts.kpi_monthly order by month")
@@ -333,7 +334,7 @@ def test_kpi_counts_that_do_not_add_up_stop_the_run(con):
 # --- segment_summary ----------------------------------------------------------------------
 
 def test_segment_summary_counts_every_customer_once_per_dimension(con):
-    marts.build_marts(con, AS_OF, RUN)
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     counts = dict(rows(con, "select dimension, count(*) from marts.segment_summary group by 1"))
     # 5 RFM segments + unassigned (the prospect), 4 tiers, 6 stages, 6 actions,
     # 3 bands + unassigned
@@ -345,7 +346,7 @@ def test_segment_summary_counts_every_customer_once_per_dimension(con):
 
 
 def test_segment_summary_values_match_hand_sums(con):
-    marts.build_marts(con, AS_OF, RUN)
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     got = as_dicts(con, """
         select segment, customers, share_of_customers, consenting_customers, revenue_total,
                net_revenue, average_predicted_clv, total_predicted_clv,
@@ -378,7 +379,7 @@ def test_segment_summary_values_match_hand_sums(con):
 # --- data_quality -------------------------------------------------------------------------
 
 def test_data_quality_accounts_per_file_rule_and_identity(con):
-    marts.build_marts(con, AS_OF, RUN)
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     got = set(rows(con, "select source, file_name, file_sha256, measure, rule, rows "
                         "from marts.data_quality where run_id = $r", {"r": RUN}))
     per_file = {("transactions", "tx.csv", "s1"): (5, 3, 1, 1),
@@ -455,7 +456,7 @@ def test_data_quality_on_tables_the_pipeline_builds(tmp_path):
 # --- model_parameters, model_metrics ------------------------------------------------------
 
 def test_model_parameters_copy_this_runs_estimates_only(con):
-    marts.build_marts(con, AS_OF, RUN)
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     assert rows(con, "select * from marts.model_parameters order by parameter") == [
         (RUN, AS_OF, "bgnbd", "alpha", 5.0, 1.0),
         (RUN, AS_OF, "bgnbd", "penalizer", 0.0, None),
@@ -464,7 +465,7 @@ def test_model_parameters_copy_this_runs_estimates_only(con):
 
 
 def test_model_metrics_add_whether_each_model_was_fitted_and_why(con):
-    marts.build_marts(con, AS_OF, RUN)
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     assert rows(con, "select * from marts.model_metrics order by model, metric") == [
         (RUN, AS_OF, "bgnbd", "holdout_mae_repeat_purchases", 0.3, 0.5, None),
         (RUN, AS_OF, "bgnbd", "is_fitted", 1.0, None, "fitted: penalizer 0.0"),
@@ -478,13 +479,13 @@ def test_a_repeated_model_parameter_stops_the_run(con):
     con.execute("insert into models.model_parameters values ($r, 'bgnbd', 'r', 0.9, 0.1)",
                 {"r": RUN})
     with pytest.raises(StepError, match="model_parameters would have 2 rows"):
-        marts.build_marts(con, AS_OF, RUN)
+        marts.build_marts(con, AS_OF, RUN, RESOLUTION)
 
 
 # --- history, build order, comments -------------------------------------------------------
 
 def test_build_marts_returns_rows_per_table_in_order(con):
-    got = marts.build_marts(con, AS_OF, RUN)
+    got = marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     assert list(got) == list(marts.MARTS_ORDER)
     # 6 customers (5 buyers and a prospect); 26 segments; 3 months; 20 quality measures;
     # 3 parameters; 1 metric + 3 fit statuses
@@ -494,9 +495,9 @@ def test_build_marts_returns_rows_per_table_in_order(con):
 
 
 def test_history_keeps_other_runs_and_a_rerun_replaces_its_own_rows(con):
-    marts.build_marts(con, AS_OF, "r1")
+    marts.build_marts(con, AS_OF, "r1", RESOLUTION)
     load_model_outputs(con, "r2")
-    marts.build_marts(con, AS_OF, "r2")
+    marts.build_marts(con, AS_OF, "r2", RESOLUTION)
     per_run = "select run_id, count(*) from marts.{} group by 1 order by 1"
     for table, n1, n2 in (("kpi_monthly", 3, 3), ("segment_summary", 26, 26),
                           ("data_quality", 20, 20), ("model_parameters", 3, 3),
@@ -504,19 +505,19 @@ def test_history_keeps_other_runs_and_a_rerun_replaces_its_own_rows(con):
         assert rows(con, per_run.format(table)) == [("r1", n1), ("r2", n2)], table
     # r1 again after order c2 was corrected away: r1's rows change, r2's stay
     con.execute("delete from core.transactions where order_id = 'c2'")
-    marts.build_marts(con, AS_OF, "r1")
+    marts.build_marts(con, AS_OF, "r1", RESOLUTION)
     assert rows(con, "select run_id, orders from marts.kpi_monthly "
                      "where month = '2024-02-01' order by 1") == [("r1", 2), ("r2", 3)]
     assert rows(con, per_run.format("kpi_monthly")) == [("r1", 3), ("r2", 3)]
 
 
 def test_a_failed_check_leaves_the_history_unchanged(con, monkeypatch):
-    marts.build_marts(con, AS_OF, RUN)
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     before = rows(con, "select * from marts.kpi_monthly order by month")
     con.execute("delete from core.transactions where order_id = 'c2'")
     monkeypatch.setitem(marts.INVARIANTS, "kpi_monthly", (("always wrong", "true"),))
     with pytest.raises(StepError, match="always wrong"):
-        marts.build_marts(con, AS_OF, RUN)
+        marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     assert rows(con, "select * from marts.kpi_monthly order by month") == before
 
 
@@ -525,7 +526,7 @@ def test_a_history_table_from_an_older_definition_gains_the_new_columns(con):
     con.execute("create table marts.kpi_monthly (run_id varchar, as_of date, month date, "
                 "active_customers bigint)")
     con.execute("insert into marts.kpi_monthly values ('r0', '2024-01-31', '2024-01-01', 3)")
-    marts.build_marts(con, AS_OF, RUN)
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     assert rows(con, "select run_id, month, active_customers, is_partial_month "
                      "from marts.kpi_monthly order by run_id, month") == [
         ("r0", date(2024, 1, 1), 3, None),
@@ -534,7 +535,7 @@ def test_a_history_table_from_an_older_definition_gains_the_new_columns(con):
 
 
 def test_every_marts_table_and_column_has_a_description(con):
-    marts.build_marts(con, AS_OF, RUN)
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     columns = rows(con, "select table_name, column_name, comment from duckdb_columns() "
                         "where schema_name = 'marts' order by all")
     assert {t for t, _, _ in columns} == set(marts.MARTS_ORDER)
@@ -547,7 +548,7 @@ def test_every_marts_table_and_column_has_a_description(con):
 
 
 def test_an_undocumented_marts_column_stops_the_run(con):
-    marts.build_marts(con, AS_OF, RUN)
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     con.execute("alter table marts.kpi_monthly add column mystery integer")
     with pytest.raises(StepError, match=r"marts\.kpi_monthly\.mystery"):
         marts.comment_marts(con)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import churn, value
+from pipelines import churn, segments, value
 from pipelines.config import load_settings
 from tests.conftest import run_to_core, write_config
 
@@ -83,7 +83,7 @@ def test_too_little_data_skips_clv_but_keeps_rfm_and_tiers(tmp_path):
     assert con.execute("select status from models.model_runs where model = 'bgnbd'"
                        ).fetchall() == [("skipped",)]
     churn.score_churn_risk(con, settings, date(2024, 6, 30), "tiny")
-    counts = value.segment_customers(con, settings, date(2024, 6, 30))
+    counts = segments.build_customer_segments(con, settings, date(2024, 6, 30))
     assert sum(counts["value_tier"].values()) == 12
 
 
@@ -101,7 +101,8 @@ def sample_warehouse(tmp_path_factory):
     as_of = date(2025, 12, 31)
     value_report = value.score_customer_value(con, settings, as_of, "sample")
     result = churn.score_churn_risk(con, settings, as_of, "sample",
-                                    value.make_bgnbd_scorer(con, settings, as_of))
+                                    value.make_bgnbd_scorer(con, settings, as_of,
+                                                            value_report.resolution))
     return con, settings, value_report, result
 
 
@@ -132,10 +133,10 @@ def test_sample_predictions_respect_the_invariants(sample_warehouse):
 
 
 def test_bgnbd_scorer_leaves_the_as_of_summary_in_place(sample_warehouse):
-    con, settings, _, _ = sample_warehouse
+    con, settings, value_report, _ = sample_warehouse
     before = con.execute("select sum(hash(customer_id, frequency, recency, \"T\")) "
                          "from models.clv_summary").fetchall()
-    scorer = value.make_bgnbd_scorer(con, settings, date(2025, 12, 31))
+    scorer = value.make_bgnbd_scorer(con, settings, date(2025, 12, 31), value_report.resolution)
     early = scorer(date(2025, 6, 30))
     assert early.height > 0 and early["p_alive"].is_between(0, 1).all()
     after = con.execute("select sum(hash(customer_id, frequency, recency, \"T\")) "

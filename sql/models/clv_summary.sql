@@ -32,19 +32,25 @@
 --
 -- Each resolution is one aggregate per customer (periods: over the customer's periods), with
 -- the first purchase found by arg_min instead of numbering every order in a window.
+--
+-- The summary is defined once, as the table macro clv_summary_at(as_of, unit_days,
+-- period_days, resolution) (a temporary macro of this connection), so that the churn step
+-- reads it at its cutoffs without touching the stored table; the last statement stores it
+-- at $as_of. Rows come in no particular order.
 
-create or replace table models.clv_summary as
+create or replace temp macro clv_summary_at(summary_as_of, summary_unit_days,
+                                           summary_period_days, summary_resolution) as table
 
 with
 
 settings as (
     -- reject units the models do not know instead of silently producing another unit
     select
-        case when $unit_days in (1, 7) then $unit_days::integer
-            else error('unit_days must be 1 or 7, got ' || $unit_days::varchar) end as unit_days,
-        case when $period_days in (1, 7) then $period_days::integer
-            else error('period_days must be 1 or 7, got ' || $period_days::varchar) end as period_days,
-        $as_of::date as as_of
+        case when summary_unit_days in (1, 7) then summary_unit_days::integer
+            else error('unit_days must be 1 or 7, got ' || summary_unit_days::varchar) end as unit_days,
+        case when summary_period_days in (1, 7) then summary_period_days::integer
+            else error('period_days must be 1 or 7, got ' || summary_period_days::varchar) end as period_days,
+        summary_as_of::date as as_of
 ),
 
 period_purchases as (
@@ -59,7 +65,7 @@ period_purchases as (
         max(transactions.order_at) as last_order_at
     from core.transactions as transactions
     cross join settings
-    where $resolution in ('periods', 'both')
+    where summary_resolution in ('periods', 'both')
         and transactions.is_completed_order
         and transactions.order_date <= settings.as_of
     group by all
@@ -111,7 +117,7 @@ exact_summary as (
         max(transactions.order_at) as last_purchase_at
     from core.transactions as transactions
     cross join settings
-    where $resolution in ('exact', 'both')
+    where summary_resolution in ('exact', 'both')
         and transactions.is_completed_order
         and transactions.order_date <= settings.as_of
     group by transactions.customer_id
@@ -123,4 +129,7 @@ final as (
     select * from exact_summary
 )
 
-select * from final
+select * from final;
+
+create or replace table models.clv_summary as
+select * from clv_summary_at($as_of, $unit_days, $period_days, $resolution);
