@@ -41,7 +41,7 @@ from models.churn import (
     select_feature_columns,
 )
 from pipelines.model_log import record_model_outputs
-from pipelines.sqlrun import run_sql
+from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
 
 log = logging.getLogger(__name__)
 
@@ -441,8 +441,7 @@ def score_churn_risk(con: duckdb.DuckDBPyConnection, settings, as_of: date, run_
     status = "fallback" if result.fallback_reason else "fitted"
     record_model_outputs(con, run_id, metrics=result.metrics,
                          runs=[("churn", status, result.message)])
-    con.execute("""create table if not exists models.churn_importances (
-        run_id varchar, feature varchar, importance_mean double, importance_std double)""")
+    ensure_bookkeeping_tables(con)
     if result.importances.height:
         con.register("_importances", result.importances.select(
             "feature", "importance_mean", "importance_std"))

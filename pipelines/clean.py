@@ -14,7 +14,7 @@ import phonenumbers
 import pyarrow as pa
 
 from pipelines.config import Settings, SourceConfig
-from pipelines.sqlrun import install_macros, run_sql
+from pipelines.sqlrun import ensure_bookkeeping_tables, install_macros, run_sql
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,7 @@ def normalise_phones(con: duckdb.DuckDBPyConnection) -> int:
     ``raw.phone_numbers`` (a pure function of its inputs, like a lookup table) and only
     pairs never seen before are parsed.
     """
-    con.execute("""create table if not exists raw.phone_numbers (
-        phone_text varchar, country varchar, phone varchar)""")
+    ensure_bookkeeping_tables(con)
     pairs = con.execute("""
         select distinct c.phone_text, c.country
         from staging.customers c

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines.erasure import ensure_erasure_tables
 from pipelines.errors import StepError
 from pipelines.identity import IdentityReport, resolve_identities
-from pipelines.sqlrun import run_sql
+from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
 
 CORE_ORDER = ("core/transaction_lines", "core/transactions", "core/customers", "core/events",
               "core/duplicate_rows")
@@ -46,7 +45,8 @@ class CoreReport:
 def build_core_tables(con: duckdb.DuckDBPyConnection) -> IdentityReport:
     """Resolve identities and build the ``core.*`` tables of :data:`CORE_ORDER` from the
     validated ``staging.*`` and ``quarantine.*``; returns the identity report."""
-    ensure_erasure_tables(con)
+    # audit.erased_rows, which reconciliation reads, exists before any erasure
+    ensure_bookkeeping_tables(con)
     identity = resolve_identities(con)
     for name in CORE_ORDER:
         params = _dropped_rows_params(con) if name == "core/duplicate_rows" else None

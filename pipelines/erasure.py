@@ -43,6 +43,7 @@ from pipelines.config import Settings
 from pipelines.errors import CrmError, StepError
 from pipelines.publish import (copy_permissions, fsync_dir, fsync_file,
                                publish_serving_database)
+from pipelines.sqlrun import ensure_bookkeeping_tables
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +95,7 @@ def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> str:
       rows removed per file, for reconciliation (read = loaded + quarantined + duplicates
       + erased).
     """
-    con.execute("create schema if not exists audit")
-    con.execute("create table if not exists audit.settings (key varchar primary key, "
-                "value varchar)")
-    con.execute("""
-        create table if not exists audit.erasure_tombstones (
-            kind varchar, value_sha256 varchar, erased_at timestamp,
-            primary key (kind, value_sha256))""")
-    con.execute("""
-        create table if not exists audit.erased_rows (
-            run_id varchar, source varchar, file_sha256 varchar, rows bigint,
-            reason varchar, erased_at timestamp)""")
+    ensure_bookkeeping_tables(con)
     salt = con.execute("select value from audit.settings where key = ?", [SALT_KEY]).fetchall()
     if salt:
         return salt[0][0]

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from pipelines.config import CANONICAL_FIELDS, SourceConfig
 from pipelines.errors import InputError
+from pipelines.sqlrun import ensure_bookkeeping_tables
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +62,9 @@ def source_fields(source: SourceConfig) -> list[str]:
 
 
 def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw schema's bookkeeping tables and one table per known source."""
-    con.execute("create schema if not exists raw")
-    con.execute(f"create table if not exists raw.files ({_FILES_COLUMNS})")
+    """Create the bookkeeping tables (raw.files and the rest) and one table per source."""
     _migrate_files_key(con)
-    con.execute("""
-        create table if not exists raw.rejected_rows (
-            source varchar, _file_sha256 varchar, _source_file varchar, _row_number bigint,
-            line_number bigint, reason varchar, raw_line varchar, _ingested_at timestamp,
-            _run_id varchar)""")
-    con.execute("""
-        create table if not exists raw.deliveries (
-            source varchar, file_path varchar, file_sha256 varchar, status varchar,
-            seen_at timestamp, run_id varchar)""")
+    ensure_bookkeeping_tables(con)
     for name, (required, optional) in CANONICAL_FIELDS.items():
         cols = ", ".join(f"{c} varchar" for c in (*required, *optional))
         con.execute(f"""
@@ -82,23 +73,13 @@ def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
                 _ingested_at timestamp, _run_id varchar, {cols})""")
 
 
-# One file can feed several sources (order lines that carry the customer's attributes,
-# mapped as transactions and as customers): a file is known per source, so raw.files is
-# keyed by (source, file_sha256), and every join from a row to its file matches both.
-_FILES_COLUMNS = """
-    file_sha256 varchar not null, source varchar not null, file_path varchar,
-    file_name varchar, size_bytes bigint, status varchar, rows_read bigint,
-    rows_rejected bigint, reader varchar, columns_ignored varchar[],
-    columns_missing varchar[], ingested_at timestamp, run_id varchar,
-    primary key (source, file_sha256)"""
-
-
 def _migrate_files_key(con: duckdb.DuckDBPyConnection) -> None:
     """Re-key a raw.files made before files were known per source (key file_sha256).
 
-    DuckDB cannot alter a primary key, so the table is recreated with the same columns,
-    in the same order, and its rows copied (one transaction: all or nothing). Each old
-    row keeps its source; the old key made (source, file_sha256) unique already.
+    DuckDB cannot alter a primary key, so the old table is set aside, raw.files is created
+    as sql/warehouse/bookkeeping.sql defines it, and the rows are copied (one transaction:
+    all or nothing). Each old row keeps its source; the old key made (source, file_sha256)
+    unique already.
     """
     keys = con.execute("""
         select constraint_column_names from duckdb_constraints()
@@ -108,10 +89,10 @@ def _migrate_files_key(con: duckdb.DuckDBPyConnection) -> None:
         return
     con.execute("begin transaction")
     try:
-        con.execute(f"create table raw.files_rekeyed ({_FILES_COLUMNS})")
-        con.execute("insert into raw.files_rekeyed select * from raw.files")
-        con.execute("drop table raw.files")
-        con.execute("alter table raw.files_rekeyed rename to files")
+        con.execute("alter table raw.files rename to files_keyed_by_sha256")
+        ensure_bookkeeping_tables(con)
+        con.execute("insert into raw.files by name select * from raw.files_keyed_by_sha256")
+        con.execute("drop table raw.files_keyed_by_sha256")
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

@@ -7,15 +7,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-
-def ensure_model_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("create schema if not exists models")
-    con.execute("""create table if not exists models.model_parameters (
-        run_id varchar, model varchar, parameter varchar, value double, std_error double)""")
-    con.execute("""create table if not exists models.model_metrics (
-        run_id varchar, model varchar, metric varchar, value double, baseline double)""")
-    con.execute("""create table if not exists models.model_runs (
-        run_id varchar, model varchar, status varchar, message varchar)""")
+from pipelines.sqlrun import ensure_bookkeeping_tables
 
 
 def record_model_outputs(con: duckdb.DuckDBPyConnection, run_id: str, *,
@@ -24,7 +16,7 @@ def record_model_outputs(con: duckdb.DuckDBPyConnection, run_id: str, *,
                          runs: list[tuple[str, str, str | None]] = ()) -> None:
     """Append one run's parameters, metrics and model statuses; rows a rerun of the same
     run_id wrote earlier for the same models are replaced."""
-    ensure_model_tables(con)
+    ensure_bookkeeping_tables(con)
     for table, frame in (("model_parameters", parameters), ("model_metrics", metrics)):
         if frame is not None and frame.height:
             con.execute(f"delete from models.{table} where run_id = ? and list_contains(?, model)",

@@ -29,6 +29,7 @@ import duckdb
 
 from pipelines.config import Settings
 from pipelines.errors import InputError, StepError
+from pipelines.sqlrun import ensure_bookkeeping_tables
 
 log = logging.getLogger(__name__)
 
@@ -174,16 +175,6 @@ def _expectation(gx, rule: Rule):
     return cls(meta={"rule": rule.name, "severity": rule.severity}, **kwargs)
 
 
-def ensure_quality_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("create schema if not exists quarantine")
-    con.execute("create schema if not exists audit")
-    con.execute("""
-        create table if not exists audit.validation_results (
-            run_id varchar, source varchar, rule varchar, expectation_type varchar,
-            column_name varchar, severity varchar, success boolean, element_count bigint,
-            unexpected_count bigint, validated_at timestamp)""")
-
-
 def validate_source(con: duckdb.DuckDBPyConnection, source: str, settings: Settings,
                     run_id: str) -> ValidationReport:
     """Run ``source``'s suite over ``staging.<source>`` and apply its verdicts.
@@ -192,7 +183,7 @@ def validate_source(con: duckdb.DuckDBPyConnection, source: str, settings: Setti
     blanks failing fields in ``staging.<source>`` (originals in ``quarantine.field_issues``)
     and appends one row per rule to ``audit.validation_results``.
     """
-    ensure_quality_tables(con)
+    ensure_bookkeeping_tables(con)
     gx, context = _gx()
     rules = suite_rules(source, settings)
     extra = ""
@@ -404,10 +395,7 @@ def _apply_failures(con, source: str, rows_checked: int,
             from _failures f
             join raw.{source} r using (_file_sha256, _row_number)""", {"run_id": run_id})
         con.unregister("_failures")
-    con.execute("""
-        create table if not exists quarantine.field_issues (
-            run_id varchar, source varchar, _file_sha256 varchar, _row_number bigint,
-            rule varchar, field varchar, original_value varchar)""")
+    ensure_bookkeeping_tables(con)
     con.execute("delete from quarantine.field_issues where source = ?", [source])
     if field_fail:
         field_fail.sort()

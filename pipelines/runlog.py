@@ -12,6 +12,7 @@ from importlib import metadata
 import duckdb
 
 from pipelines.config import Settings
+from pipelines.sqlrun import ensure_bookkeeping_tables
 
 _VERSIONED = ("duckdb", "polars", "pyarrow", "pandas", "lifetimes", "scikit-learn", "prefect",
               "great-expectations")
@@ -33,16 +34,6 @@ def package_versions(names: tuple[str, ...] = _VERSIONED) -> dict[str, str]:
     return versions
 
 
-def ensure_run_log(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("create schema if not exists audit")
-    con.execute("""
-        create table if not exists audit.runs (
-            run_id varchar primary key, started_at timestamp, ended_at timestamp,
-            status varchar, as_of date, requested_as_of date, config_path varchar,
-            config_sha256 varchar, package_versions json, rows_per_step json,
-            message varchar)""")
-
-
 INTERRUPTED_MESSAGE = ("The run ended without recording its end: its process was killed or "
                        "crashed. Each output it had not yet swapped into place was left as "
                        "it was.")
@@ -52,7 +43,7 @@ def record_run_start(con: duckdb.DuckDBPyConnection, settings: Settings, run_id:
                      started_at: datetime, requested_as_of: date | None) -> None:
     """Log the run as running. Runs still 'running' are dead: DuckDB's lock on the working
     database lets one process write it at a time, so they are marked interrupted."""
-    ensure_run_log(con)
+    ensure_bookkeeping_tables(con)
     con.execute("update audit.runs set status = 'interrupted', message = ? "
                 "where status = 'running'", [INTERRUPTED_MESSAGE])
     con.execute(
@@ -66,7 +57,7 @@ def record_run_end(con: duckdb.DuckDBPyConnection, run_id: str, status: str,
                    as_of: date | None, rows_per_step: dict, message: str | None = None
                    ) -> None:
     """Log the run's end: status (succeeded | failed), as-of date, counts per step."""
-    ensure_run_log(con)
+    ensure_bookkeeping_tables(con)
     con.execute(
         "update audit.runs set ended_at = ?, status = ?, as_of = ?, rows_per_step = ?, "
         "message = ? where run_id = ?",

@@ -57,6 +57,12 @@ def _ensure_macros(con: duckdb.DuckDBPyConnection, text: str) -> None:
             con.execute(read_sql(file))
 
 
+def ensure_bookkeeping_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every bookkeeping table the warehouse keeps (``sql/warehouse/bookkeeping.sql``,
+    the one list of them) that does not exist yet."""
+    con.execute(read_sql("warehouse/bookkeeping"))
+
+
 def install_macros(con: duckdb.DuckDBPyConnection) -> None:
     """Create the parsing macros of ``sql/macros.sql`` on this connection."""
     con.execute(read_sql("macros"))

@@ -23,8 +23,8 @@ import polars as pl
 
 from models import clv, rfm
 from pipelines.config import Settings
-from pipelines.model_log import ensure_model_tables, record_model_outputs
-from pipelines.sqlrun import run_sql
+from pipelines.model_log import record_model_outputs
+from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def score_customer_value(con: duckdb.DuckDBPyConnection, settings: Settings, as_
     """Build every customer-value table for ``as_of``; never raises for a model that does
     not fit (the run continues without CLV and says why)."""
     m = settings.models
-    ensure_model_tables(con)
+    ensure_bookkeeping_tables(con)
     run_sql(con, "models/rfm", {"as_of": as_of})
     scored = rfm.score_rfm(con.sql("select customer_id, recency_days, frequency, monetary_value "
                                    "from models.rfm order by customer_id").pl(),

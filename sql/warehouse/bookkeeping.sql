@@ -1,0 +1,75 @@
+-- The warehouse's bookkeeping tables: every persistent table that no SQL model builds.
+-- (The models - staging.*, core.*, models.*, marts.* - are each built by their own file
+-- under sql/; raw.<source> tables follow the canonical fields, pipelines/ingest.py.)
+-- Run by pipelines.sqlrun.ensure_bookkeeping_tables before any step writes one of them;
+-- every statement is idempotent. Columns are documented in README.md ("What the warehouse
+-- holds") and beside the code that writes each table.
+
+create schema if not exists raw;
+create schema if not exists quarantine;
+create schema if not exists audit;
+create schema if not exists models;
+
+-- raw: what arrived (pipelines/ingest.py, pipelines/clean.py)
+-- One file can feed several sources (order lines that carry the customer's attributes,
+-- mapped as transactions and as customers): a file is known per source.
+create table if not exists raw.files (
+    file_sha256 varchar not null, source varchar not null, file_path varchar,
+    file_name varchar, size_bytes bigint, status varchar, rows_read bigint,
+    rows_rejected bigint, reader varchar, columns_ignored varchar[],
+    columns_missing varchar[], ingested_at timestamp, run_id varchar,
+    primary key (source, file_sha256));
+
+create table if not exists raw.rejected_rows (
+    source varchar, _file_sha256 varchar, _source_file varchar, _row_number bigint,
+    line_number bigint, reason varchar, raw_line varchar, _ingested_at timestamp,
+    _run_id varchar);
+
+create table if not exists raw.deliveries (
+    source varchar, file_path varchar, file_sha256 varchar, status varchar,
+    seen_at timestamp, run_id varchar);
+
+-- each distinct (text, country) phone pair parsed once, ever (libphonenumber is slow)
+create table if not exists raw.phone_numbers (
+    phone_text varchar, country varchar, phone varchar);
+
+-- quarantine: fields blanked in kept rows (pipelines/quality.py); the rows themselves go to
+-- quarantine.<source>, rebuilt by each validation
+create table if not exists quarantine.field_issues (
+    run_id varchar, source varchar, _file_sha256 varchar, _row_number bigint,
+    rule varchar, field varchar, original_value varchar);
+
+-- audit: runs, validation results, erasure (pipelines/runlog.py, quality.py, erasure.py)
+create table if not exists audit.runs (
+    run_id varchar primary key, started_at timestamp, ended_at timestamp,
+    status varchar, as_of date, requested_as_of date, config_path varchar,
+    config_sha256 varchar, package_versions json, rows_per_step json,
+    message varchar);
+
+create table if not exists audit.validation_results (
+    run_id varchar, source varchar, rule varchar, expectation_type varchar,
+    column_name varchar, severity varchar, success boolean, element_count bigint,
+    unexpected_count bigint, validated_at timestamp);
+
+create table if not exists audit.settings (key varchar primary key, value varchar);
+
+create table if not exists audit.erasure_tombstones (
+    kind varchar, value_sha256 varchar, erased_at timestamp,
+    primary key (kind, value_sha256));
+
+create table if not exists audit.erased_rows (
+    run_id varchar, source varchar, file_sha256 varchar, rows bigint,
+    reason varchar, erased_at timestamp);
+
+-- models: the model log, one set per run (pipelines/model_log.py, pipelines/churn.py)
+create table if not exists models.model_parameters (
+    run_id varchar, model varchar, parameter varchar, value double, std_error double);
+
+create table if not exists models.model_metrics (
+    run_id varchar, model varchar, metric varchar, value double, baseline double);
+
+create table if not exists models.model_runs (
+    run_id varchar, model varchar, status varchar, message varchar);
+
+create table if not exists models.churn_importances (
+    run_id varchar, feature varchar, importance_mean double, importance_std double);
