@@ -1,4 +1,4 @@
-"""Tests for sql/models/clv_summary.sql, sql/models/clv_holdout.sql and models/clv.py."""
+"""Tests for sql/models/clv_summary.sql, sql/models/clv_holdout.sql and the models/clv/ package."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models import clv
+from models.clv import beta_geo, likelihood, predict
 from models.clv import (
     BetaGeoModel,
     GammaGammaModel,
@@ -497,8 +497,8 @@ def test_closed_form_likelihoods_equal_lifetimes_autograd_value_gradient_and_hes
     gg_args = (spend["frequency"].to_numpy().astype(float), spend["monetary_value"].to_numpy(),
                spend["weights"].to_numpy().astype(float), 0.001)
     cases = [
-        (clv._BetaGeoLikelihood(*bg_args), lifetimes.BetaGeoFitter._negative_log_likelihood, bg_args, 4),
-        (clv._GammaGammaLikelihood(*gg_args), lifetimes.GammaGammaFitter._negative_log_likelihood, gg_args, 3),
+        (likelihood._BetaGeoLikelihood(*bg_args), lifetimes.BetaGeoFitter._negative_log_likelihood, bg_args, 4),
+        (likelihood._GammaGammaLikelihood(*gg_args), lifetimes.GammaGammaFitter._negative_log_likelihood, gg_args, 3),
     ]
     rng = np.random.default_rng(5)
     for ours, theirs, args, size in cases:
@@ -534,7 +534,7 @@ def test_an_optimiser_stop_short_of_the_optimum_is_finished_by_newton_steps_or_f
     # BFGS' line search can stop on rounding next to the optimum ("precision loss"); the fit
     # is then finished with Newton steps and accepted only where the gradient test holds
     reference = BetaGeoModel(unit_days=7).fit(sample_summary)
-    real_minimize = clv.minimize
+    real_minimize = likelihood.minimize
 
     def stops_early(*args, **kwargs):
         result = real_minimize(*args, **kwargs)
@@ -542,7 +542,7 @@ def test_an_optimiser_stop_short_of_the_optimum_is_finished_by_newton_steps_or_f
         result.success, result.status, result.message = False, 2, "precision loss"
         return result
 
-    monkeypatch.setattr(clv, "minimize", stops_early)
+    monkeypatch.setattr(likelihood, "minimize", stops_early)
     finished = BetaGeoModel(unit_days=7).fit(sample_summary)
     assert finished.fit_attempts_ == ((0.0, None),)
     for name, value in reference.params_.items():
@@ -554,7 +554,7 @@ def test_an_optimiser_stop_short_of_the_optimum_is_finished_by_newton_steps_or_f
         result.success, result.status, result.message = False, 2, "precision loss"
         return result
 
-    monkeypatch.setattr(clv, "minimize", stops_far_away)
+    monkeypatch.setattr(likelihood, "minimize", stops_far_away)
     with pytest.raises(ModelFitError, match="could not be fitted with any penalizer"):
         BetaGeoModel(unit_days=7, penalizers=(0.0, 1e-3)).fit(sample_summary)
 
@@ -581,13 +581,13 @@ def test_absurd_parameters_move_the_fit_down_the_penalizer_ladder(capsys):
 
 
 def test_convergence_errors_are_retried_and_recorded(monkeypatch, sample_summary):
-    class FailsWithoutPenalty(clv.BetaGeoFitter):
+    class FailsWithoutPenalty(likelihood.BetaGeoFitter):
         def fit(self, *args, **kwargs):
             if self.penalizer_coef == 0:
-                raise clv.ConvergenceError("The model did not converge.")
+                raise likelihood.ConvergenceError("The model did not converge.")
             return super().fit(*args, **kwargs)
 
-    monkeypatch.setattr(clv, "BetaGeoFitter", FailsWithoutPenalty)
+    monkeypatch.setattr(beta_geo, "BetaGeoFitter", FailsWithoutPenalty)
     model = BetaGeoModel(unit_days=7, penalizers=(0.0, 1e-3)).fit(sample_summary)  # converges at 0 unpatched
     assert model.fit_attempts_ == ((0.0, "did not converge"), (1e-3, None))
     assert model.penalizer_ == 1e-3
@@ -750,14 +750,14 @@ def test_fast_discounted_purchases_equal_the_step_by_step_sum(sample_models, uni
     model.set_params(unit_days=unit_days)
     model.params_ = dict(bgnbd.params_)
     model.params_["alpha"] = bgnbd.params_["alpha"] * 7 / unit_days  # the CDNOW fit is in weeks
-    model.fitter_ = clv.BetaGeoFitter()
+    model.fitter_ = likelihood.BetaGeoFitter()
     model.fitter_.params_ = pd.Series(model.params_)
     rng = np.random.default_rng(11)
     n = 6000
     frequency = np.concatenate([rng.poisson(2.0, n - 40), rng.integers(30, 400, 40)]).astype(float)
     age = np.concatenate([rng.uniform(0, 3 * 365 / unit_days, n - 5), [0.0, 1e-4, 0.5, 1e3, 1e4 / unit_days]])
     recency = np.where(frequency > 0, age * rng.uniform(0, 1, n), 0.0)
-    times, factors = clv._discount_schedule(float(horizon_days), float(unit_days), rate)
+    times, factors = predict.discount_schedule(float(horizon_days), float(unit_days), rate)
     fast = model._discounted_purchases_units(np.asarray(times) / unit_days, factors, frequency, recency, age)
     slow = discounted_expected_purchases(
         lambda days: model._expected_purchases_units(days / unit_days, frequency, recency, age),
