@@ -684,7 +684,7 @@ def test_expected_purchases_equal_lifetimes_including_the_overflow_branch(sample
     age = np.array([1, 10, 38, 38, 38, 38.0])
     recency = np.array([0, 5, 30, 37, 38, 38.0])
     for t in (1.0, 52.0, 520.0, 5200.0):  # 2F1 overflows for the heaviest buyers at long horizons
-        ours = bgnbd._expected_purchases_units(t, x, recency, age)
+        ours = bgnbd.expected_purchases_units(t, x, recency, age)
         theirs = bgnbd.fitter_.conditional_expected_number_of_purchases_up_to_time(t, x, recency, age)
         np.testing.assert_allclose(ours, theirs, rtol=1e-10)
 
@@ -758,9 +758,9 @@ def test_fast_discounted_purchases_equal_the_step_by_step_sum(sample_models, uni
     age = np.concatenate([rng.uniform(0, 3 * 365 / unit_days, n - 5), [0.0, 1e-4, 0.5, 1e3, 1e4 / unit_days]])
     recency = np.where(frequency > 0, age * rng.uniform(0, 1, n), 0.0)
     times, factors = predict.discount_schedule(float(horizon_days), float(unit_days), rate)
-    fast = model._discounted_purchases_units(np.asarray(times) / unit_days, factors, frequency, recency, age)
+    fast = model.discounted_purchases_units(np.asarray(times) / unit_days, factors, frequency, recency, age)
     slow = discounted_expected_purchases(
-        lambda days: model._expected_purchases_units(days / unit_days, frequency, recency, age),
+        lambda days: model.expected_purchases_units(days / unit_days, frequency, recency, age),
         horizon_days=horizon_days, step_days=unit_days, annual_discount_rate=rate)
     np.testing.assert_allclose(fast, slow, rtol=1e-9)
     # the same numbers through predict_customer_value, dates-only data (few distinct T) included
@@ -770,7 +770,7 @@ def test_fast_discounted_purchases_equal_the_step_by_step_sum(sample_models, uni
                                 "T": np.floor(age) if rounded else age, "monetary_value": np.full(n, 10.0)})
         f, r, t = (summary[c].to_numpy() for c in ("frequency", "recency", "T"))
         slow = discounted_expected_purchases(
-            lambda days: model._expected_purchases_units(days / unit_days, f, r, t),
+            lambda days: model.expected_purchases_units(days / unit_days, f, r, t),
             horizon_days=horizon_days, step_days=unit_days, annual_discount_rate=rate)
         gamma_gamma = GammaGammaModel()
         gamma_gamma.params_ = {"p": 6.0, "q": 4.0, "gamma": 15.0}
@@ -781,7 +781,7 @@ def test_fast_discounted_purchases_equal_the_step_by_step_sum(sample_models, uni
         for h in (30, 90, 365):
             np.testing.assert_array_equal(
                 out[f"expected_purchases_{h}d"].to_numpy(),
-                np.maximum(model._expected_purchases_units(h / unit_days, f, r, t), 0.0))
+                np.maximum(model.expected_purchases_units(h / unit_days, f, r, t), 0.0))
 
 
 # --------------------------------------------------------------------------- holdout, data checks

@@ -105,31 +105,71 @@ class BetaGeoModel(BaseEstimator):
         self.neg_log_likelihood_ = float(fitter._negative_log_likelihood_)
         return self
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise scikit-learn's NotFittedError unless :meth:`fit` has been called."""
         if not hasattr(self, "params_"):
             raise NotFittedError("This BetaGeoModel is not fitted yet; call fit first.")
 
-    def _arrays(self, summary: pl.DataFrame):
+    def summary_arrays(self, summary: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The summary's frequency, recency and T as float arrays, once :func:`validate_summary`
+        has accepted them.
+
+        Parameters
+        ----------
+        summary : DataFrame
+            ``models.clv_summary`` rows: frequency, recency and T, recency and T in the model's
+            unit (``unit_days`` days).
+
+        Returns
+        -------
+        (frequency, recency, T) : tuple of ndarray
+            One float per summary row each: x, t_x and T, the inputs of the ``*_units`` methods.
+        """
         validate_summary(summary, SUMMARY_COLUMNS, "BG/NBD")
         return tuple(summary.get_column(c).to_numpy().astype(float) for c in SUMMARY_COLUMNS)
 
-    def _expected_purchases_units(self, t_units, frequency, recency, age) -> np.ndarray:
+    def expected_purchases_units(self, t_units, frequency, recency, age) -> np.ndarray:
         """FHL (2005) eq. 10, E[Y(t) | x, t_x, T]: expected repeat purchases in (T, T + t].
 
         The same formula as lifetimes' conditional_expected_number_of_purchases_up_to_time, but
         the Euler-transformed 2F1 is evaluated only where the direct one overflows.
+
+        Parameters
+        ----------
+        t_units : float or array
+            Length t of the period after the end of observation, in the model's unit
+            (days / ``unit_days``).
+        frequency, recency, age : arrays
+            x (repeat purchases), t_x and T per customer, t_x and T in the model's unit (as from
+            :meth:`summary_arrays`); broadcast together with ``t_units``.
+
+        Returns
+        -------
+        ndarray
+            Expected repeat purchases (a count), in the broadcast shape of the inputs.
         """
         t, x, t_x, age = np.broadcast_arrays(
             *(np.asarray(v, dtype=float) for v in (t_units, frequency, recency, age))
         )
-        first, denominator = self._purchase_factors(x, t_x, age)
+        first, denominator = self.purchase_factors(x, t_x, age)
         with np.errstate(all="ignore"):
-            return first * (1 - self._survival_units(t, x, age)) / denominator
+            return first * (1 - self.survival_units(t, x, age)) / denominator
 
-    def _purchase_factors(self, frequency, recency, age):
+    def purchase_factors(self, frequency, recency, age) -> tuple[np.ndarray, np.ndarray]:
         """The factors of eq. 10 that do not change with t: (a + b + x - 1) / (a - 1) and
         1 + [x > 0] a / (b + x - 1) ((alpha + T) / (alpha + t_x))^(r + x);
-        E[Y(t)] = first * (1 - survival(t)) / denominator."""
+        E[Y(t)] = first * (1 - survival(t)) / denominator (see :meth:`survival_units`).
+
+        Parameters
+        ----------
+        frequency, recency, age : arrays
+            x, t_x and T per customer, t_x and T in the model's unit.
+
+        Returns
+        -------
+        (first, denominator) : tuple of ndarray
+            Dimensionless, one value per customer.
+        """
         r, alpha, a, b = (self.params_[name] for name in ("r", "alpha", "a", "b"))
         x, t_x, age = (np.asarray(v, dtype=float) for v in (frequency, recency, age))
         with np.errstate(all="ignore"):
@@ -137,10 +177,24 @@ class BetaGeoModel(BaseEstimator):
             dropout = np.where(x > 0, a / (b + x - 1) * ((alpha + age) / (alpha + t_x)) ** (r + x), 0.0)
         return first, 1 + dropout
 
-    def _survival_units(self, t_units, frequency, age) -> np.ndarray:
+    def survival_units(self, t_units, frequency, age) -> np.ndarray:
         """The part of eq. 10 that changes with t: ((alpha + T) / (alpha + T + t))^(r + x)
         2F1(r + x, b + x; a + b + x - 1; t / (alpha + T + t)); 1 at t = 0. It depends on a
-        customer only through x and T (not t_x)."""
+        customer only through x and T (not t_x), so it can be computed once per distinct (x, T).
+
+        Parameters
+        ----------
+        t_units : float or array
+            Time t after the end of observation, in the model's unit.
+        frequency, age : arrays
+            x and T per customer, T in the model's unit; broadcast together with ``t_units``.
+
+        Returns
+        -------
+        ndarray
+            Dimensionless, decreasing in t, in the broadcast shape of the inputs; the 2F1 is
+            Euler-transformed where the direct one overflows.
+        """
         r, alpha, a, b = (self.params_[name] for name in ("r", "alpha", "a", "b"))
         t, x, age = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (t_units, frequency, age)))
         with np.errstate(all="ignore"):
@@ -156,7 +210,7 @@ class BetaGeoModel(BaseEstimator):
                 )
             return np.exp(log_hyp + (r + x) * np.log((alpha + age) / (alpha + age + t)))
 
-    def _discounted_purchases_units(self, times_units, factors, frequency, recency, age) -> np.ndarray:
+    def discounted_purchases_units(self, times_units, factors, frequency, recency, age) -> np.ndarray:
         """sum_k factors[k] * (E[Y(times[k])] - E[Y(times[k - 1])]), times[-1] = 0, per customer:
         the discounted expected purchases of :func:`discounted_expected_purchases` for the
         schedule (times_units, factors) of :func:`discount_schedule`.
@@ -170,6 +224,20 @@ class BetaGeoModel(BaseEstimator):
         singularities being where t / (alpha + T) = -1, so the coefficients fall
         geometrically), with exact sums as the fallback. Agrees with the day-by-day sum to
         ~1e-12 relative at M (tests/test_clv.py checks 1e-9).
+
+        Parameters
+        ----------
+        times_units : array
+            Increasing step ends t_k after the end of observation, in the model's unit.
+        factors : array
+            The discount factor of each step, same length as ``times_units``.
+        frequency, recency, age : arrays
+            x, t_x and T per customer, t_x and T in the model's unit.
+
+        Returns
+        -------
+        ndarray
+            Discounted expected repeat purchases (a count), one per customer.
         """
         x, t_x, age = (np.asarray(v, dtype=float) for v in (frequency, recency, age))
         times = np.asarray(times_units, dtype=float)
@@ -186,7 +254,7 @@ class BetaGeoModel(BaseEstimator):
             chunk = max(1, 1_000_000 // times.size)
             for start in range(0, ages.size, chunk):
                 part = ages[start:start + chunk, None]
-                survival = self._survival_units(times[None, :], xv, part)
+                survival = self.survival_units(times[None, :], xv, part)
                 previous = np.concatenate([np.ones((part.shape[0], 1)), survival[:, :-1]], axis=1)
                 out[start:start + chunk] = ((previous - survival) * factors).sum(axis=1)
             return out
@@ -196,7 +264,7 @@ class BetaGeoModel(BaseEstimator):
             ages, where = np.unique(age[index], return_inverse=True)
             where = where.reshape(-1)
             drop[index] = _interpolate_in_log(lambda a_, xv=xv: exact(xv, a_), ages, alpha)[where]
-        first, denominator = self._purchase_factors(x, t_x, age)
+        first, denominator = self.purchase_factors(x, t_x, age)
         with np.errstate(all="ignore"):
             return first * drop / denominator
 
@@ -205,9 +273,9 @@ class BetaGeoModel(BaseEstimator):
 
         One value per summary row (FHL 2005 eq. 10, the horizon converted to the model's unit).
         """
-        self._check_fitted()
-        frequency, recency, age = self._arrays(summary)
-        return self._expected_purchases_units(horizon_days / self.unit_days, frequency, recency, age)
+        self.check_fitted()
+        frequency, recency, age = self.summary_arrays(summary)
+        return self.expected_purchases_units(horizon_days / self.unit_days, frequency, recency, age)
 
     def predict_p_alive(self, summary: pl.DataFrame) -> np.ndarray:
         """P(alive | frequency, recency, T), one value per summary row (Hardie's note 021).
@@ -215,8 +283,8 @@ class BetaGeoModel(BaseEstimator):
         It is 1 for customers without a repeat purchase: in the BG/NBD a customer can only drop
         out right after a purchase.
         """
-        self._check_fitted()
-        frequency, recency, age = self._arrays(summary)
+        self.check_fitted()
+        frequency, recency, age = self.summary_arrays(summary)
         with np.errstate(all="ignore"):
             values = self.fitter_.conditional_probability_alive(frequency, recency, age)
         return np.clip(np.asarray(values, dtype=float), 0.0, 1.0)
@@ -231,20 +299,20 @@ class BetaGeoModel(BaseEstimator):
         (alpha + T) * (2^(1 / (r + x)) - 1). The median is used because the mean is infinite
         when r + x <= 1 (most one-time buyers).
         """
-        self._check_fitted()
-        frequency, _, age = self._arrays(summary)
+        self.check_fitted()
+        frequency, _, age = self.summary_arrays(summary)
         r, alpha = self.params_["r"], self.params_["alpha"]
         shape = r + frequency
         return (alpha + age) * np.expm1(np.log(2.0) / shape) * self.unit_days
 
     def parameters_frame(self) -> pl.DataFrame:
         """Tidy parameters: model='bgnbd', parameter (r, alpha, a, b, penalizer), value, std_error."""
-        self._check_fitted()
+        self.check_fitted()
         return tidy_parameters("bgnbd", self.params_, self.std_errors_, self.penalizer_)
 
     def metrics_frame(self) -> pl.DataFrame:
         """Tidy fit metrics: model, metric, value, baseline (null)."""
-        self._check_fitted()
+        self.check_fitted()
         rows = [
             ("customers", float(self.n_customers_)),
             ("patterns", float(self.n_patterns_)),
@@ -262,7 +330,7 @@ def _interpolate_in_log(function: Callable[[np.ndarray], np.ndarray], points: np
                         shift: float) -> np.ndarray:
     """``function(points)`` for sorted distinct ``points`` >= 0, exactly when there are few
     of them, else from a Chebyshev interpolant in log(shift + point) (see
-    BetaGeoModel._discounted_purchases_units); ``function`` maps an array to an array."""
+    BetaGeoModel.discounted_purchases_units); ``function`` maps an array to an array."""
     if points.size <= 2 * _CHEBYSHEV_DEGREES[0]:
         return function(points)
     low, high = math.log(shift + points[0]), math.log(shift + points[-1])

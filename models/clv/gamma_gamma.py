@@ -108,7 +108,8 @@ class GammaGammaModel(BaseEstimator):
         self.frequency_monetary_correlation_ = correlation if math.isfinite(correlation) else None
         return self
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise scikit-learn's NotFittedError unless :meth:`fit` has been called."""
         if not hasattr(self, "params_"):
             raise NotFittedError("This GammaGammaModel is not fitted yet; call fit first.")
 
@@ -118,7 +119,7 @@ class GammaGammaModel(BaseEstimator):
         A weighted mean of the customer's own repeat order value and the population mean
         p * gamma / (q - 1); customers without a repeat purchase get the population mean.
         """
-        self._check_fitted()
+        self.check_fitted()
         validate_summary(summary, ("frequency", "monetary_value"), "Gamma-Gamma")
         frequency = summary.get_column("frequency").to_numpy().astype(float)
         monetary = summary.get_column("monetary_value").to_numpy().astype(float)
@@ -129,7 +130,7 @@ class GammaGammaModel(BaseEstimator):
 
     def parameters_frame(self) -> pl.DataFrame:
         """Tidy parameters: model='gamma_gamma', parameter (p, q, gamma, penalizer), value, std_error."""
-        self._check_fitted()
+        self.check_fitted()
         return tidy_parameters("gamma_gamma", self.params_, self.std_errors_, self.penalizer_)
 
     def metrics_frame(self) -> pl.DataFrame:
@@ -137,7 +138,7 @@ class GammaGammaModel(BaseEstimator):
 
         ``frequency_monetary_correlation`` near 0 supports the model's independence assumption.
         """
-        self._check_fitted()
+        self.check_fitted()
         rows = [
             ("repeat_buyers", float(self.n_customers_), None),
             ("frequency_monetary_correlation", self.frequency_monetary_correlation_, None),

@@ -56,12 +56,12 @@ def evaluate_holdout(
     elif model is None:
         raise ValueError("refit=False needs a fitted model")
     else:
-        model._check_fitted()
+        model.check_fitted()
         fitted = model
-    frequency, recency, age = fitted._arrays(calibration)
+    frequency, recency, age = fitted.summary_arrays(calibration)
     duration = holdout.get_column("duration_holdout").to_numpy().astype(float)
     actual = holdout.get_column("frequency_holdout").to_numpy().astype(float)
-    predicted = fitted._expected_purchases_units(duration, frequency, recency, age)
+    predicted = fitted.expected_purchases_units(duration, frequency, recency, age)
     with np.errstate(divide="ignore", invalid="ignore"):
         naive = np.where(age > 0, frequency / age, 0.0) * duration
     total_actual = float(actual.sum())

@@ -133,24 +133,24 @@ def predict_customer_value(
     null when P(alive) < ``next_order_min_p_alive`` (probably gone) or when the date is more
     than ``next_order_max_days`` away (not expected to buy within the horizon).
     """
-    bgnbd._check_fitted()
+    bgnbd.check_fitted()
     if "customer_id" not in summary.columns:
         raise ValueError("summary lacks column customer_id")
-    frequency, recency, age = bgnbd._arrays(summary)
+    frequency, recency, age = bgnbd.summary_arrays(summary)
     unit = bgnbd.unit_days
 
     # E[Y(t)] = first * (1 - survival(t)) / denominator: the factors are cheap per customer,
     # the 2F1 in survival(t) depends only on (frequency, T), so it is computed once per pair.
     # The discounted sum over every day (or week) of the CLV horizon is computed per distinct
-    # frequency over T (BetaGeoModel._discounted_purchases_units), not day by day per customer.
+    # frequency over T (BetaGeoModel.discounted_purchases_units), not day by day per customer.
     pairs, inverse = _unique_rows(frequency, age)
-    first, denominator = bgnbd._purchase_factors(frequency, recency, age)
+    first, denominator = bgnbd.purchase_factors(frequency, recency, age)
 
     columns: dict[str, object] = {"customer_id": summary.get_column("customer_id")}
     p_alive = bgnbd.predict_p_alive(summary)
     columns["p_alive"] = p_alive
     for horizon in horizons_days:
-        survival = bgnbd._survival_units(float(horizon) / unit, *pairs)[inverse]
+        survival = bgnbd.survival_units(float(horizon) / unit, *pairs)[inverse]
         with np.errstate(all="ignore"):
             expected = first * (1 - survival) / denominator
         columns[f"expected_purchases_{int(horizon)}d"] = np.maximum(expected, 0.0)
@@ -158,7 +158,7 @@ def predict_customer_value(
     if gamma_gamma is not None:
         order_value = gamma_gamma.predict(summary)
         times, factors = discount_schedule(float(clv_horizon_days), float(unit), annual_discount_rate)
-        discounted = bgnbd._discounted_purchases_units(np.asarray(times) / unit, factors, frequency, recency, age)
+        discounted = bgnbd.discounted_purchases_units(np.asarray(times) / unit, factors, frequency, recency, age)
         # tiny negative increments can come from the hypergeometric series; CLV is >= 0
         columns["expected_order_value"] = order_value
         columns["predicted_clv"] = np.maximum(discounted * order_value, 0.0)
