@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from datetime import date, datetime, timedelta
@@ -528,6 +529,69 @@ def test_fits_equal_lifetimes_own_fitters(sample_summary, sample_models):
     for name, value in their_gg.params_.items():
         ours = gamma_gamma.params_["gamma" if name == "v" else name]
         assert ours == pytest.approx(value, rel=1e-6), name
+
+
+def _small_fitter_inputs(sample_summary):
+    # 300 CDNOW customers (97 repeat buyers): small enough for lifetimes' autograd fits
+    small = sample_summary.head(300)
+    buyers = small.filter(pl.col("frequency") > 0)
+    return (
+        tuple(small[c].to_numpy().astype(float) for c in ("frequency", "recency", "T")),
+        (buyers["frequency"].to_numpy().astype(float), buyers["monetary_value"].to_numpy()),
+    )
+
+
+def test_fitter_subclasses_fit_what_plain_lifetimes_fits(sample_summary):
+    bg_inputs, gg_inputs = _small_fitter_inputs(sample_summary)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pairs = [
+            (likelihood.BetaGeoFitter().fit(*bg_inputs), lifetimes.BetaGeoFitter().fit(*bg_inputs)),
+            (likelihood.GammaGammaFitter().fit(*gg_inputs), lifetimes.GammaGammaFitter().fit(*gg_inputs)),
+        ]
+    for ours, theirs in pairs:
+        assert list(ours.params_.index) == list(theirs.params_.index)
+        for name, value in theirs.params_.items():
+            assert ours.params_[name] == pytest.approx(value, rel=1e-6), name
+            assert ours.standard_errors_[name] == pytest.approx(theirs.standard_errors_[name], rel=1e-4), name
+        assert ours.neg_log_likelihood_ == pytest.approx(theirs._negative_log_likelihood_, rel=1e-9)
+
+
+def test_lifetimes_internals_the_fitter_subclasses_rely_on_are_there(monkeypatch, sample_summary):
+    # models/clv/likelihood.py overrides lifetimes' private BaseFitter._fit hook (see the
+    # subclasses' docstrings). If lifetimes is not 0.11.3 or the hook changed, fail here rather
+    # than silently fitting with lifetimes' own objective or unpacking the wrong values.
+    assert lifetimes.__version__ == "0.11.3"
+    hook = lifetimes.fitters.BaseFitter._fit
+    assert list(inspect.signature(hook).parameters) == [
+        "self", "minimizing_function_args", "initial_params", "params_size", "disp", "tol", "bounds", "kwargs",
+    ]
+    objectives = {
+        lifetimes.BetaGeoFitter: ["log_params", "freq", "rec", "T", "weights", "penalizer_coef"],
+        lifetimes.GammaGammaFitter: ["log_params", "frequency", "avg_monetary_value", "weights", "penalizer_coef"],
+    }
+    for parent, parameters in objectives.items():
+        assert parent._fit is hook
+        assert list(inspect.signature(parent._negative_log_likelihood).parameters) == parameters
+    for ours in (likelihood.BetaGeoFitter, likelihood.GammaGammaFitter):
+        assert inspect.signature(ours._fit) == inspect.signature(hook)
+    # lifetimes' fit goes through the override and keeps what it returns, in that order
+    returned = []
+    real = likelihood._minimize_likelihood
+
+    def recording(*args, **kwargs):
+        returned.append(real(*args, **kwargs))
+        return returned[-1]
+
+    monkeypatch.setattr(likelihood, "_minimize_likelihood", recording)
+    bg_inputs, gg_inputs = _small_fitter_inputs(sample_summary)
+    for fitter, inputs in ((likelihood.BetaGeoFitter(), bg_inputs), (likelihood.GammaGammaFitter(), gg_inputs)):
+        fitter.fit(*inputs)
+        log_params, value, hess = returned[-1]
+        assert fitter._negative_log_likelihood_ is value and fitter._hessian_ is hess
+        assert fitter.neg_log_likelihood_ == value
+        assert fitter.params_.iloc[0] == pytest.approx(np.exp(log_params[0]), rel=1e-15)
+    assert len(returned) == 2
 
 
 def test_an_optimiser_stop_short_of_the_optimum_is_finished_by_newton_steps_or_fails(monkeypatch, sample_summary):

@@ -55,7 +55,7 @@ class BetaGeoModel(BaseEstimator):
     fit_attempts_ : tuple  ((penalizer, failure reason or None), ...) in the order tried
     n_customers_, n_patterns_ : int  customers, and unique (frequency, recency, T) rows
     neg_log_likelihood_ : float  mean negative log-likelihood per customer (with penalty)
-    fitter_ : lifetimes.BetaGeoFitter
+    fitter_ : models.clv.likelihood.BetaGeoFitter  a lifetimes.BetaGeoFitter
     """
 
     def __init__(
@@ -102,7 +102,7 @@ class BetaGeoModel(BaseEstimator):
         self.fit_attempts_ = attempts
         self.n_customers_ = summary.height
         self.n_patterns_ = data.height
-        self.neg_log_likelihood_ = float(fitter._negative_log_likelihood_)
+        self.neg_log_likelihood_ = fitter.neg_log_likelihood_
         return self
 
     def check_fitted(self) -> None:

@@ -45,7 +45,7 @@ class GammaGammaModel(BaseEstimator):
     std_errors_, penalizer_, fit_attempts_
     n_customers_ : int  repeat buyers used
     frequency_monetary_correlation_ : float or None  Pearson r(frequency, monetary_value)
-    fitter_ : lifetimes.GammaGammaFitter
+    fitter_ : models.clv.likelihood.GammaGammaFitter  a lifetimes.GammaGammaFitter
     """
 
     def __init__(

@@ -286,18 +286,84 @@ def _newton_polish(likelihood, x, tol, steps: int = 10):
     return None
 
 
+# The two subclasses below are the only place that reaches into lifetimes' internals. lifetimes
+# is archived at 0.11.3 and pinned; tests/test_clv.py pins what they rely on
+# (test_lifetimes_internals_the_fitter_subclasses_rely_on_are_there) and that they fit what
+# plain lifetimes fits (test_fitter_subclasses_fit_what_plain_lifetimes_fits).
+
+
 class BetaGeoFitter(lifetimes.BetaGeoFitter):
-    """lifetimes' BetaGeoFitter minimising the closed-form likelihood (see above)."""
+    """lifetimes' BetaGeoFitter minimising :class:`_BetaGeoLikelihood` instead of its autograd one.
+
+    Only the objective changes; the rest is lifetimes' own ``BetaGeoFitter.fit``: input checks,
+    time scaling, start values, tolerance, ConvergenceError, ``params_``, ``standard_errors_``,
+    and every prediction method.
+
+    lifetimes 0.11.3 internals relied on, and why:
+
+    - ``BetaGeoFitter.fit`` obtains its optimum from the private hook
+      ``self._fit(minimizing_function_args, initial_params, params_size, disp, tol, bounds,
+      **kwargs)`` of ``lifetimes.fitters.BaseFitter`` and unpacks the result as ``(log_params,
+      self._negative_log_likelihood_, self._hessian_)``. Overriding ``_fit`` is the one way to
+      change what is minimised without copying ``fit``.
+    - ``minimizing_function_args`` is ``(frequency, recency * scale, T * scale, weights,
+      penalizer_coef)`` (``scale = lifetimes.utils._scale_time(T)``), the arguments of
+      :class:`_BetaGeoLikelihood`.
+    - What lifetimes minimises is ``BetaGeoFitter._negative_log_likelihood(log_params,
+      *minimizing_function_args)``: the weighted mean negative log-likelihood plus
+      ``penalizer_coef * sum(params ** 2)``, in (log r, log alpha, log a, log b).
+      :class:`_BetaGeoLikelihood` computes the same value with its gradient and Hessian.
+    - The returned Hessian becomes ``_hessian_``, which ``BaseFitter._compute_variance_matrix``
+      turns into ``variance_matrix_`` and ``standard_errors_``; so it must be the Hessian of
+      that mean objective in the log-parameters.
+
+    Attributes
+    ----------
+    neg_log_likelihood_ : float
+        The minimised objective (mean negative log-likelihood per unit weight, penalty
+        included); lifetimes keeps the same number in its private ``_negative_log_likelihood_``.
+    """
 
     def _fit(self, minimizing_function_args, initial_params, params_size, disp, tol=1e-7, bounds=None, **kwargs):
-        return _minimize_likelihood(_BetaGeoLikelihood(*minimizing_function_args), initial_params,
-                                    params_size, disp, tol, bounds, **kwargs)
+        log_params, value, hessian = _minimize_likelihood(
+            _BetaGeoLikelihood(*minimizing_function_args), initial_params, params_size, disp, tol, bounds, **kwargs)
+        self.neg_log_likelihood_ = float(value)
+        return log_params, value, hessian
 
 
 class GammaGammaFitter(lifetimes.GammaGammaFitter):
-    """lifetimes' GammaGammaFitter minimising the closed-form likelihood (see above)."""
+    """lifetimes' GammaGammaFitter minimising :class:`_GammaGammaLikelihood` instead of its autograd one.
+
+    Only the objective changes; the rest is lifetimes' own ``GammaGammaFitter.fit``: input
+    checks, start values, tolerance, ConvergenceError, ``params_`` (p, q, v),
+    ``standard_errors_`` and the prediction methods.
+
+    lifetimes 0.11.3 internals relied on, and why:
+
+    - ``GammaGammaFitter.fit`` obtains its optimum from the private hook
+      ``self._fit(minimizing_function_args, initial_params, params_size, disp, tol=tol,
+      bounds=bounds, **kwargs)`` of ``lifetimes.fitters.BaseFitter`` (``bounds`` only with
+      ``q_constraint=True``) and unpacks the result as ``(log_params,
+      self._negative_log_likelihood_, self._hessian_)``. Overriding ``_fit`` is the one way to
+      change what is minimised without copying ``fit``.
+    - ``minimizing_function_args`` is ``(frequency, monetary_value, weights, penalizer_coef)``,
+      the arguments of :class:`_GammaGammaLikelihood`.
+    - What lifetimes minimises is ``GammaGammaFitter._negative_log_likelihood(log_params,
+      *minimizing_function_args)``: the weighted mean negative log-likelihood plus
+      ``penalizer_coef * sum(params ** 2)``, in (log p, log q, log v).
+      :class:`_GammaGammaLikelihood` computes the same value with its gradient and Hessian.
+    - The returned Hessian becomes ``_hessian_``, which ``BaseFitter._compute_variance_matrix``
+      turns into ``standard_errors_``.
+
+    Attributes
+    ----------
+    neg_log_likelihood_ : float
+        The minimised objective, as in :class:`BetaGeoFitter`.
+    """
 
     def _fit(self, minimizing_function_args, initial_params, params_size, disp, tol=1e-7, bounds=None, **kwargs):
-        return _minimize_likelihood(_GammaGammaLikelihood(*minimizing_function_args), initial_params,
-                                    params_size, disp, tol, bounds, **kwargs)
-
+        log_params, value, hessian = _minimize_likelihood(
+            _GammaGammaLikelihood(*minimizing_function_args), initial_params, params_size, disp, tol, bounds,
+            **kwargs)
+        self.neg_log_likelihood_ = float(value)
+        return log_params, value, hessian
