@@ -56,7 +56,7 @@ def discounted_expected_purchases(
 
 
 def discount_schedule(horizon_days: float, step_days: float, annual_discount_rate: float,
-                       days_per_year: float = 365.0) -> tuple[list[float], list[float]]:
+                      days_per_year: float = 365.0) -> tuple[list[float], list[float]]:
     """The step ends t_k (days) and discount factors (1 + d) ** (-t_k / days_per_year) of
     :func:`discounted_expected_purchases`."""
     if horizon_days <= 0 or step_days <= 0:
