@@ -1,7 +1,8 @@
-"""Tests for sql/models/clv_summary.sql, sql/models/clv_holdout.sql and models/clv.py."""
+"""Tests for sql/models/clv_summary.sql, sql/models/clv_holdout.sql and the models/clv/ package."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from datetime import date, datetime, timedelta
@@ -15,7 +16,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models import clv
+from models.clv import beta_geo, likelihood, predict
 from models.clv import (
     BetaGeoModel,
     GammaGammaModel,
@@ -497,8 +498,8 @@ def test_closed_form_likelihoods_equal_lifetimes_autograd_value_gradient_and_hes
     gg_args = (spend["frequency"].to_numpy().astype(float), spend["monetary_value"].to_numpy(),
                spend["weights"].to_numpy().astype(float), 0.001)
     cases = [
-        (clv._BetaGeoLikelihood(*bg_args), lifetimes.BetaGeoFitter._negative_log_likelihood, bg_args, 4),
-        (clv._GammaGammaLikelihood(*gg_args), lifetimes.GammaGammaFitter._negative_log_likelihood, gg_args, 3),
+        (likelihood._BetaGeoLikelihood(*bg_args), lifetimes.BetaGeoFitter._negative_log_likelihood, bg_args, 4),
+        (likelihood._GammaGammaLikelihood(*gg_args), lifetimes.GammaGammaFitter._negative_log_likelihood, gg_args, 3),
     ]
     rng = np.random.default_rng(5)
     for ours, theirs, args, size in cases:
@@ -530,11 +531,74 @@ def test_fits_equal_lifetimes_own_fitters(sample_summary, sample_models):
         assert ours == pytest.approx(value, rel=1e-6), name
 
 
+def _small_fitter_inputs(sample_summary):
+    # 300 CDNOW customers (97 repeat buyers): small enough for lifetimes' autograd fits
+    small = sample_summary.head(300)
+    buyers = small.filter(pl.col("frequency") > 0)
+    return (
+        tuple(small[c].to_numpy().astype(float) for c in ("frequency", "recency", "T")),
+        (buyers["frequency"].to_numpy().astype(float), buyers["monetary_value"].to_numpy()),
+    )
+
+
+def test_fitter_subclasses_fit_what_plain_lifetimes_fits(sample_summary):
+    bg_inputs, gg_inputs = _small_fitter_inputs(sample_summary)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pairs = [
+            (likelihood.BetaGeoFitter().fit(*bg_inputs), lifetimes.BetaGeoFitter().fit(*bg_inputs)),
+            (likelihood.GammaGammaFitter().fit(*gg_inputs), lifetimes.GammaGammaFitter().fit(*gg_inputs)),
+        ]
+    for ours, theirs in pairs:
+        assert list(ours.params_.index) == list(theirs.params_.index)
+        for name, value in theirs.params_.items():
+            assert ours.params_[name] == pytest.approx(value, rel=1e-6), name
+            assert ours.standard_errors_[name] == pytest.approx(theirs.standard_errors_[name], rel=1e-4), name
+        assert ours.neg_log_likelihood_ == pytest.approx(theirs._negative_log_likelihood_, rel=1e-9)
+
+
+def test_lifetimes_internals_the_fitter_subclasses_rely_on_are_there(monkeypatch, sample_summary):
+    # models/clv/likelihood.py overrides lifetimes' private BaseFitter._fit hook (see the
+    # subclasses' docstrings). If lifetimes is not 0.11.3 or the hook changed, fail here rather
+    # than silently fitting with lifetimes' own objective or unpacking the wrong values.
+    assert lifetimes.__version__ == "0.11.3"
+    hook = lifetimes.fitters.BaseFitter._fit
+    assert list(inspect.signature(hook).parameters) == [
+        "self", "minimizing_function_args", "initial_params", "params_size", "disp", "tol", "bounds", "kwargs",
+    ]
+    objectives = {
+        lifetimes.BetaGeoFitter: ["log_params", "freq", "rec", "T", "weights", "penalizer_coef"],
+        lifetimes.GammaGammaFitter: ["log_params", "frequency", "avg_monetary_value", "weights", "penalizer_coef"],
+    }
+    for parent, parameters in objectives.items():
+        assert parent._fit is hook
+        assert list(inspect.signature(parent._negative_log_likelihood).parameters) == parameters
+    for ours in (likelihood.BetaGeoFitter, likelihood.GammaGammaFitter):
+        assert inspect.signature(ours._fit) == inspect.signature(hook)
+    # lifetimes' fit goes through the override and keeps what it returns, in that order
+    returned = []
+    real = likelihood._minimize_likelihood
+
+    def recording(*args, **kwargs):
+        returned.append(real(*args, **kwargs))
+        return returned[-1]
+
+    monkeypatch.setattr(likelihood, "_minimize_likelihood", recording)
+    bg_inputs, gg_inputs = _small_fitter_inputs(sample_summary)
+    for fitter, inputs in ((likelihood.BetaGeoFitter(), bg_inputs), (likelihood.GammaGammaFitter(), gg_inputs)):
+        fitter.fit(*inputs)
+        log_params, value, hess = returned[-1]
+        assert fitter._negative_log_likelihood_ is value and fitter._hessian_ is hess
+        assert fitter.neg_log_likelihood_ == value
+        assert fitter.params_.iloc[0] == pytest.approx(np.exp(log_params[0]), rel=1e-15)
+    assert len(returned) == 2
+
+
 def test_an_optimiser_stop_short_of_the_optimum_is_finished_by_newton_steps_or_fails(monkeypatch, sample_summary):
     # BFGS' line search can stop on rounding next to the optimum ("precision loss"); the fit
     # is then finished with Newton steps and accepted only where the gradient test holds
     reference = BetaGeoModel(unit_days=7).fit(sample_summary)
-    real_minimize = clv.minimize
+    real_minimize = likelihood.minimize
 
     def stops_early(*args, **kwargs):
         result = real_minimize(*args, **kwargs)
@@ -542,7 +606,7 @@ def test_an_optimiser_stop_short_of_the_optimum_is_finished_by_newton_steps_or_f
         result.success, result.status, result.message = False, 2, "precision loss"
         return result
 
-    monkeypatch.setattr(clv, "minimize", stops_early)
+    monkeypatch.setattr(likelihood, "minimize", stops_early)
     finished = BetaGeoModel(unit_days=7).fit(sample_summary)
     assert finished.fit_attempts_ == ((0.0, None),)
     for name, value in reference.params_.items():
@@ -554,7 +618,7 @@ def test_an_optimiser_stop_short_of_the_optimum_is_finished_by_newton_steps_or_f
         result.success, result.status, result.message = False, 2, "precision loss"
         return result
 
-    monkeypatch.setattr(clv, "minimize", stops_far_away)
+    monkeypatch.setattr(likelihood, "minimize", stops_far_away)
     with pytest.raises(ModelFitError, match="could not be fitted with any penalizer"):
         BetaGeoModel(unit_days=7, penalizers=(0.0, 1e-3)).fit(sample_summary)
 
@@ -581,13 +645,13 @@ def test_absurd_parameters_move_the_fit_down_the_penalizer_ladder(capsys):
 
 
 def test_convergence_errors_are_retried_and_recorded(monkeypatch, sample_summary):
-    class FailsWithoutPenalty(clv.BetaGeoFitter):
+    class FailsWithoutPenalty(likelihood.BetaGeoFitter):
         def fit(self, *args, **kwargs):
             if self.penalizer_coef == 0:
-                raise clv.ConvergenceError("The model did not converge.")
+                raise likelihood.ConvergenceError("The model did not converge.")
             return super().fit(*args, **kwargs)
 
-    monkeypatch.setattr(clv, "BetaGeoFitter", FailsWithoutPenalty)
+    monkeypatch.setattr(beta_geo, "BetaGeoFitter", FailsWithoutPenalty)
     model = BetaGeoModel(unit_days=7, penalizers=(0.0, 1e-3)).fit(sample_summary)  # converges at 0 unpatched
     assert model.fit_attempts_ == ((0.0, "did not converge"), (1e-3, None))
     assert model.penalizer_ == 1e-3
@@ -684,7 +748,7 @@ def test_expected_purchases_equal_lifetimes_including_the_overflow_branch(sample
     age = np.array([1, 10, 38, 38, 38, 38.0])
     recency = np.array([0, 5, 30, 37, 38, 38.0])
     for t in (1.0, 52.0, 520.0, 5200.0):  # 2F1 overflows for the heaviest buyers at long horizons
-        ours = bgnbd._expected_purchases_units(t, x, recency, age)
+        ours = bgnbd.expected_purchases_units(t, x, recency, age)
         theirs = bgnbd.fitter_.conditional_expected_number_of_purchases_up_to_time(t, x, recency, age)
         np.testing.assert_allclose(ours, theirs, rtol=1e-10)
 
@@ -750,17 +814,17 @@ def test_fast_discounted_purchases_equal_the_step_by_step_sum(sample_models, uni
     model.set_params(unit_days=unit_days)
     model.params_ = dict(bgnbd.params_)
     model.params_["alpha"] = bgnbd.params_["alpha"] * 7 / unit_days  # the CDNOW fit is in weeks
-    model.fitter_ = clv.BetaGeoFitter()
+    model.fitter_ = likelihood.BetaGeoFitter()
     model.fitter_.params_ = pd.Series(model.params_)
     rng = np.random.default_rng(11)
     n = 6000
     frequency = np.concatenate([rng.poisson(2.0, n - 40), rng.integers(30, 400, 40)]).astype(float)
     age = np.concatenate([rng.uniform(0, 3 * 365 / unit_days, n - 5), [0.0, 1e-4, 0.5, 1e3, 1e4 / unit_days]])
     recency = np.where(frequency > 0, age * rng.uniform(0, 1, n), 0.0)
-    times, factors = clv._discount_schedule(float(horizon_days), float(unit_days), rate)
-    fast = model._discounted_purchases_units(np.asarray(times) / unit_days, factors, frequency, recency, age)
+    times, factors = predict.discount_schedule(float(horizon_days), float(unit_days), rate)
+    fast = model.discounted_purchases_units(np.asarray(times) / unit_days, factors, frequency, recency, age)
     slow = discounted_expected_purchases(
-        lambda days: model._expected_purchases_units(days / unit_days, frequency, recency, age),
+        lambda days: model.expected_purchases_units(days / unit_days, frequency, recency, age),
         horizon_days=horizon_days, step_days=unit_days, annual_discount_rate=rate)
     np.testing.assert_allclose(fast, slow, rtol=1e-9)
     # the same numbers through predict_customer_value, dates-only data (few distinct T) included
@@ -770,7 +834,7 @@ def test_fast_discounted_purchases_equal_the_step_by_step_sum(sample_models, uni
                                 "T": np.floor(age) if rounded else age, "monetary_value": np.full(n, 10.0)})
         f, r, t = (summary[c].to_numpy() for c in ("frequency", "recency", "T"))
         slow = discounted_expected_purchases(
-            lambda days: model._expected_purchases_units(days / unit_days, f, r, t),
+            lambda days: model.expected_purchases_units(days / unit_days, f, r, t),
             horizon_days=horizon_days, step_days=unit_days, annual_discount_rate=rate)
         gamma_gamma = GammaGammaModel()
         gamma_gamma.params_ = {"p": 6.0, "q": 4.0, "gamma": 15.0}
@@ -781,7 +845,7 @@ def test_fast_discounted_purchases_equal_the_step_by_step_sum(sample_models, uni
         for h in (30, 90, 365):
             np.testing.assert_array_equal(
                 out[f"expected_purchases_{h}d"].to_numpy(),
-                np.maximum(model._expected_purchases_units(h / unit_days, f, r, t), 0.0))
+                np.maximum(model.expected_purchases_units(h / unit_days, f, r, t), 0.0))
 
 
 # --------------------------------------------------------------------------- holdout, data checks

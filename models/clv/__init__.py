@@ -1,0 +1,65 @@
+"""Customer lifetime value: BG/NBD purchase counts and Gamma-Gamma spend.
+
+Frames in, frames out: every function takes the per-customer summary that
+``sql/models/clv_summary.sql`` builds (``models.clv_summary``, one resolution) as a Polars
+frame and returns Polars frames or NumPy arrays. No file paths, no database.
+
+``lifetimes`` is used for the likelihoods, the optimiser and the conditional expectations
+(imported only in :mod:`models.clv.likelihood`). The discounting, the next-order date and the
+holdout check are computed in this package.
+
+This package's face: it re-exports the public names; each job has its own module.
+
+- :mod:`~models.clv.summary`: resolution choice, enough-data check, validation and compression
+  of the summary;
+- :mod:`~models.clv.likelihood`: closed-form likelihoods, the optimiser and Newton polish, the
+  lifetimes fitter subclasses;
+- :mod:`~models.clv.fitting`: ModelFitError, the penalizer ladder, tidy parameter and metric
+  frames;
+- :mod:`~models.clv.beta_geo`: BetaGeoModel; :mod:`~models.clv.gamma_gamma`: GammaGammaModel;
+- :mod:`~models.clv.predict`: predict_customer_value, discounting, naive next-order dates;
+- :mod:`~models.clv.holdout`: evaluate_holdout, score_next_order_dates.
+
+Models
+    BG/NBD: Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way: An Alternative to
+    the Pareto/NBD Model", Marketing Science 24(2). Gamma-Gamma: Fader, Hardie & Lee (2005),
+    "RFM and CLV: Using Iso-Value Curves for Customer Base Analysis", JMR 42(4), and Hardie's
+    note 025 "The Gamma-Gamma Model of Monetary Value".
+
+Typical use (the orchestrator reads settings and passes them in)::
+
+    resolution = choose_resolution(detect_time_of_day(order_at), requested="auto")
+    summary = clv_summary.filter(pl.col("resolution") == resolution)
+    reason = check_enough_data(summary, unit_days=7)
+    if reason is None:
+        bgnbd = BetaGeoModel(unit_days=7).fit(summary)          # may raise ModelFitError
+        gamma_gamma = GammaGammaModel().fit(summary)            # may raise ModelFitError
+        values = predict_customer_value(summary, bgnbd=bgnbd, gamma_gamma=gamma_gamma, as_of=as_of)
+"""
+
+from models.clv.beta_geo import BetaGeoModel
+from models.clv.fitting import DEFAULT_PENALIZERS, ModelFitError
+from models.clv.gamma_gamma import GammaGammaModel
+from models.clv.holdout import evaluate_holdout, score_next_order_dates
+from models.clv.predict import (
+    discounted_expected_purchases,
+    predict_customer_value,
+    predict_naive_next_order_dates,
+)
+from models.clv.summary import check_enough_data, choose_resolution, compress_summary, detect_time_of_day
+
+__all__ = [
+    "DEFAULT_PENALIZERS",
+    "BetaGeoModel",
+    "GammaGammaModel",
+    "ModelFitError",
+    "check_enough_data",
+    "choose_resolution",
+    "compress_summary",
+    "detect_time_of_day",
+    "discounted_expected_purchases",
+    "evaluate_holdout",
+    "predict_customer_value",
+    "predict_naive_next_order_dates",
+    "score_next_order_dates",
+]
