@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 import jinja2
 
+from models.segments import LIFECYCLE_STAGES, VALUE_TIERS
 from pipelines.charts import (
     BAND_COLOURS,
     BLUE,
@@ -59,9 +60,8 @@ log = logging.getLogger(__name__)
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "reports" / "templates"
 TEMPLATE_NAME = "report.html.j2"
 
-# Display order of the known segment values; values not listed follow, largest first.
-VALUE_TIERS = ("strategic", "key", "general", "potential")
-LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "lapsed", "reactivated")
+# Display order of the known segment values (value tiers and lifecycle stages:
+# models.segments); values not listed follow, largest first.
 CHURN_BANDS = ("low", "medium", "high")
 CHURN_METRICS = ("roc_auc", "pr_auc", "brier_score", "log_loss", "top_decile_lift",
                  "top_decile_capture_rate")
