@@ -399,7 +399,7 @@ def ensure_data(size: str, customers: int, seed: int) -> dict:
             return manifest
     if out.exists():
         shutil.rmtree(out)
-    from pipelines.generate import generate_sample
+    from pipelines.sample import generate_sample
 
     print(f"generating {size} data ({customers:,} customers, seed {seed}) into {out} ...",
           file=sys.stderr)

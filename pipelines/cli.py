@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"Not found anywhere: {', '.join(result.not_found)}")
             return 0
         if args.command == "generate-sample":
-            from pipelines.generate import generate_sample
+            from pipelines.sample import generate_sample
 
             if args.customers < 1:
                 raise CrmError("--customers must be at least 1.")

@@ -44,7 +44,7 @@ def write_sample_deliveries(directory: Path, *, customers: int, seed: int, start
     import json
     import shutil
 
-    from pipelines.generate import generate_sample
+    from pipelines.sample import generate_sample
 
     generated = directory / "generated"
     generate_sample(generated, customers=customers, seed=seed, start=start, end=end,

@@ -106,7 +106,7 @@ def test_notebook_baseline_matches_our_summary_and_bgnbd_fit(tmp_path):
     equivalent of; the test asks for 'periods'.)"""
     from pipelines import runlog, value
     from pipelines.config import load_settings
-    from pipelines.generate import generate_sample
+    from pipelines.sample import generate_sample
     from tests.conftest import run_to_core
 
     generate_sample(tmp_path / "data", customers=400, seed=7, progress=False)

@@ -13,15 +13,15 @@ import phonenumbers
 import polars as pl
 import pytest
 
-from pipelines.generate import (
+from pipelines.sample import (
     CUSTOMER_COLUMNS,
     EVENT_KEYS,
     TRANSACTION_COLUMNS,
     TRUTH_CUSTOMER_COLUMNS,
     TRUTH_DUPLICATE_COLUMNS,
-    _split_order_values,
     generate_sample,
 )
+from pipelines.sample.orders import _split_order_values
 
 OBSERVATION_END = datetime(2026, 1, 1)
 

@@ -151,7 +151,7 @@ def test_fit_recovers_the_generators_parameters_through_the_pipeline(tmp_path):
     5% at 100,000 customers."""
     import json
 
-    from pipelines.generate import generate_sample
+    from pipelines.sample import generate_sample
 
     generate_sample(tmp_path / "data", customers=5000, seed=3, progress=False)
     text = (SAMPLE / "crm.toml").read_text(encoding="utf-8")
