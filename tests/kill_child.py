@@ -38,19 +38,19 @@ def main(config: str, as_of: str, steps: str, pause_at: str, marker: str) -> Non
         raise SystemExit(f"kill_child: nobody killed the child paused at {pause_at}")
 
     if pause_at == "ingest-fast":
-        from pipelines import ingest
+        from pipelines import readers
 
-        insert = ingest._insert_staged
+        insert = readers._insert_staged
 
         def insert_then_pause(*args, **kwargs):
             insert(*args, **kwargs)
             pause()
 
-        ingest._insert_staged = insert_then_pause
+        readers._insert_staged = insert_then_pause
     elif pause_at == "ingest-chunk":
-        from pipelines import ingest, warehouse
+        from pipelines import readers, warehouse
 
-        ingest._CHUNK_ROWS = 50
+        readers._CHUNK_ROWS = 50
         connect = warehouse.connect_warehouse
 
         class PausingConnection:
