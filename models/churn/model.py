@@ -132,6 +132,45 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         y : array-like of bool or 0/1
             ``is_churned`` from the dated label table, aligned with ``X``.
         """
+        labels = self._check_fit_input(X, y)
+        X, labels = self._sample(X, labels)
+        counts = np.bincount(labels, minlength=2)
+        categorical = _categorical_columns(X)
+        frame = _to_pandas(X, categorical)
+        # A feature known for fewer customers than a leaf needs can never be split on
+        # (and an all-missing column breaks the boosting's binning): set it aside. This
+        # is the usual case for profile and event features when a source is absent.
+        unused = [name for name in frame.columns if frame[name].notna().sum() < self.min_samples_leaf]
+        categorical_used = [name for name in categorical if name not in unused]
+        holdout = len(labels) >= self.holdout_min_customers
+        n_folds = int(min(self.calibration_folds, counts.min()))
+        method = self._calibration_method(len(labels), holdout, n_folds)
+        class_weight = self._boosting_class_weight(counts)
+
+        booster = self._booster(categorical_used, class_weight)
+        encoder = self._encoder(categorical_used, unused)
+        pipeline = self._calibrate(encoder, booster, frame, labels, method, holdout, n_folds)
+
+        self.pipeline_ = pipeline
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.n_features_in_ = len(frame.columns)
+        self.categorical_features_ = list(categorical)
+        self.unused_features_ = unused
+        self.calibration_method_ = method
+        self.class_weight_ = class_weight
+        self.calibration_cv_ = "holdout" if holdout else f"{n_folds}-fold"
+        self.n_train_customers_ = len(labels)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def _check_fit_input(self, X: pl.DataFrame | pd.DataFrame, y) -> np.ndarray:
+        """Refuse unknown parameter values and labels ``fit`` cannot use.
+
+        Returns
+        -------
+        numpy.ndarray
+            The labels as 0/1 integers, one per row of ``X``, with at least 2 of each class.
+        """
         if self.calibration not in ("auto", "sigmoid", "isotonic"):
             raise ValueError(f"calibration must be 'auto', 'sigmoid' or 'isotonic', got {self.calibration!r}")
         if self.class_weight not in ("auto", "balanced", None):
@@ -144,6 +183,18 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"need at least 2 churned and 2 retained customers to fit, got {counts[1]} and {counts[0]}"
             )
+        return labels
+
+    def _sample(
+        self, X: pl.DataFrame | pd.DataFrame, labels: np.ndarray
+    ) -> tuple[pl.DataFrame | pd.DataFrame, np.ndarray]:
+        """The training customers: all of them, or a seeded sample of
+        ``max_train_customers`` stratified by the label when there are more.
+
+        Returns
+        -------
+        (X, labels), the sampled rows in the frame's own order.
+        """
         n_available = len(labels)
         if self.max_train_customers is not None and n_available > self.max_train_customers:
             # A seeded sample with the label's proportions, in the frame's own order.
@@ -157,26 +208,29 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             )
             X = X[keep] if isinstance(X, pl.DataFrame) else X.iloc[keep]
             labels = labels[keep]
-            counts = np.bincount(labels, minlength=2)
-        categorical = _categorical_columns(X)
-        frame = _to_pandas(X, categorical)
-        # A feature known for fewer customers than a leaf needs can never be split on
-        # (and an all-missing column breaks the boosting's binning): set it aside. This
-        # is the usual case for profile and event features when a source is absent.
-        unused = [name for name in frame.columns if frame[name].notna().sum() < self.min_samples_leaf]
-        categorical_used = [name for name in categorical if name not in unused]
-        holdout = len(labels) >= self.holdout_min_customers
-        n_folds = int(min(self.calibration_folds, counts.min()))
+        return X, labels
+
+    def _calibration_method(self, n_customers: int, holdout: bool, n_folds: int) -> str:
+        """``calibration``, with "auto" resolved: isotonic when the calibration set (or
+        each fold) holds at least ``_MIN_ROWS_PER_FOLD_FOR_ISOTONIC`` customers, else sigmoid."""
         method = self.calibration
         if method == "auto":
-            rows_per_fold = len(labels) * self.calibration_share if holdout else len(labels) / n_folds
+            rows_per_fold = n_customers * self.calibration_share if holdout else n_customers / n_folds
             method = "isotonic" if rows_per_fold >= _MIN_ROWS_PER_FOLD_FOR_ISOTONIC else "sigmoid"
+        return method
+
+    def _boosting_class_weight(self, counts: np.ndarray) -> str | None:
+        """``class_weight``, with "auto" resolved from the class counts: "balanced" when
+        the rarer class is under ``imbalance_threshold`` of the customers, else None."""
         class_weight = self.class_weight
         if class_weight == "auto":
             minority_share = counts.min() / counts.sum()
             class_weight = "balanced" if minority_share < self.imbalance_threshold else None
+        return class_weight
 
-        booster = HistGradientBoostingClassifier(
+    def _booster(self, categorical_used: list[str], class_weight: str | None) -> HistGradientBoostingClassifier:
+        """The unfitted booster, on the encoded columns (categorical ones first)."""
+        return HistGradientBoostingClassifier(
             learning_rate=self.learning_rate,
             max_iter=self.max_iter,
             max_leaf_nodes=self.max_leaf_nodes,
@@ -187,6 +241,11 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             early_stopping=self.early_stopping,
             random_state=self.random_state,
         )
+
+    def _encoder(self, categorical_used: list[str], unused: list[str]) -> ColumnTransformer:
+        """The unfitted encoder: ordinal codes for the categorical columns (at most
+        ``max_categories`` each, unknown and missing values as NaN), the unused
+        columns dropped, the rest passed through; its output is a pandas frame."""
         steps = []
         if categorical_used:
             ordinal = OrdinalEncoder(
@@ -198,11 +257,34 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             steps.append(("categorical", ordinal, categorical_used))
         if unused:
             steps.append(("unused", "drop", unused))
-        encoder = ColumnTransformer(
+        return ColumnTransformer(
             steps,
             remainder="passthrough",
             verbose_feature_names_out=False,
         ).set_output(transform="pandas")
+
+    def _calibrate(
+        self,
+        encoder: ColumnTransformer,
+        booster: HistGradientBoostingClassifier,
+        frame: pd.DataFrame,
+        labels: np.ndarray,
+        method: str,
+        holdout: bool,
+        n_folds: int,
+    ) -> Pipeline:
+        """Fit encoder, booster and calibration, within ``n_threads`` OpenMP threads.
+
+        With ``holdout``, the booster is fitted on ``1 - calibration_share`` of the rows
+        and calibrated on the rest (a stratified, seeded split); otherwise it is refitted
+        on all rows and calibrated on the out-of-fold predictions of ``n_folds``
+        stratified, seeded folds.
+
+        Returns
+        -------
+        sklearn.pipeline.Pipeline
+            Steps "encode" (the fitted encoder) and "classify" (the calibrated booster).
+        """
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
             if holdout:
                 # Large sets: one booster on most customers, calibrated on the held-out
@@ -232,18 +314,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
                 )
                 pipeline = Pipeline([("encode", encoder), ("classify", calibrated)])
                 pipeline.fit(frame, labels)
-
-        self.pipeline_ = pipeline
-        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
-        self.n_features_in_ = len(frame.columns)
-        self.categorical_features_ = list(categorical)
-        self.unused_features_ = unused
-        self.calibration_method_ = method
-        self.class_weight_ = class_weight
-        self.calibration_cv_ = "holdout" if holdout else f"{n_folds}-fold"
-        self.n_train_customers_ = len(labels)
-        self.classes_ = np.array([0, 1])
-        return self
+        return pipeline
 
     def _prepare(self, X: pl.DataFrame | pd.DataFrame) -> pd.DataFrame:
         check_is_fitted(self)
