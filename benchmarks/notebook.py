@@ -48,8 +48,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from probes import (Sampler, cpu_seconds, current_rss, machine_busy_seconds,  # noqa: E402
-                    peak_rss, reset_peak_rss)
+from probes import (  # noqa: E402
+    Sampler,
+    cpu_seconds,
+    current_rss,
+    machine_busy_seconds,
+    peak_rss,
+    reset_peak_rss,
+)
 
 # Units of each currency per 1 unit of the base currency (EUR), as data/sample/crm.toml;
 # run.py passes the rates of the config it runs with.

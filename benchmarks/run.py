@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import cProfile
+import dataclasses
 import functools
 import hashlib
 import io
@@ -65,14 +65,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _IMPORTS_STARTED = time.perf_counter()
 import duckdb  # noqa: E402
+from probes import (  # noqa: E402
+    Sampler,
+    cpu_seconds,
+    current_rss,
+    machine_busy_seconds,
+    peak_rss,
+    process_io,
+    reset_peak_rss,
+)
 
-from pipelines import (churn, clean, core, erasure, exports, ingest, marts,  # noqa: E402
-                       publish, quality, report, runlog, segments, sqlrun,
-                       steps, value)
+from pipelines import erasure, marts, runlog, sqlrun, steps
 from pipelines.config import load_settings  # noqa: E402
+from pipelines.core import build as core
+from pipelines.load import clean, ingest, quality
+from pipelines.publish import exports, report
+from pipelines.publish import serving as publish
+from pipelines.scoring import churn, segments, value
 from pipelines.warehouse import connect_warehouse  # noqa: E402
-from probes import (Sampler, cpu_seconds, current_rss, machine_busy_seconds,  # noqa: E402
-                    peak_rss, process_io, reset_peak_rss)
 
 # The pipeline's modules (DuckDB, polars, lifetimes, scikit-learn, matplotlib, ...); GX is
 # imported lazily, in the timed setup.
@@ -200,7 +210,7 @@ def _sources(b: Bench) -> list[str]:
 
 @stage("ingest")
 def run_ingest(b: Bench) -> StageResult:
-    """pipelines.ingest.ingest_source for every configured source (raw.*), then
+    """pipelines.load.ingest.ingest_source for every configured source (raw.*), then
     pipelines.erasure.apply_tombstones."""
     reports = []
     for source in b.settings.sources.values():
@@ -221,7 +231,7 @@ def run_ingest(b: Bench) -> StageResult:
 
 @stage("clean", requires=("ingest",))
 def run_clean(b: Bench) -> StageResult:
-    """pipelines.clean.build_staging (staging.*, phones to E.164)."""
+    """pipelines.load.clean.build_staging (staging.*, phones to E.164)."""
     raw = sum(b.count(f"raw.{name}") for name in clean.STAGING_ORDER)
     counts = clean.build_staging(b.con, b.settings)
     return StageResult(rows_in=raw, rows_out=sum(counts.values()),
@@ -230,7 +240,7 @@ def run_clean(b: Bench) -> StageResult:
 
 @stage("validate", requires=("clean",))
 def run_validate(b: Bench) -> StageResult:
-    """pipelines.quality.validate_source per source + check_batch_limits (quarantine.*)."""
+    """pipelines.load.quality.validate_source per source + check_batch_limits (quarantine.*)."""
     reports = []
     for name in clean.STAGING_ORDER:
         with b.substep(f"validate_source[{name}]"):
@@ -249,7 +259,7 @@ def run_validate(b: Bench) -> StageResult:
 
 @stage("core", requires=("validate",))
 def run_core(b: Bench) -> StageResult:
-    """pipelines.core.build_core (identity resolution, dedupe, reconciliation) and the
+    """pipelines.core.build.build_core (identity resolution, dedupe, reconciliation) and the
     as-of date, as the flow's core task does."""
     valid = sum(b.count(f"staging.{name}") - b.count(f"quarantine.{name}")
                 for name in ("transactions", "customers", "events"))
@@ -273,7 +283,7 @@ def run_core(b: Bench) -> StageResult:
 
 @stage("value", requires=("core",))
 def run_value(b: Bench) -> StageResult:
-    """pipelines.value.score_customer_value (RFM, BG/NBD + Gamma-Gamma CLV, holdout
+    """pipelines.scoring.value.score_customer_value (RFM, BG/NBD + Gamma-Gamma CLV, holdout
     check). Its parts are timed as substeps through TRACED_FUNCTIONS and the SQL timer."""
     rep = value.score_customer_value(b.con, b.settings, b.ctx.as_of, b.run_id)
     b.ctx = dataclasses.replace(b.ctx, clv_resolution=rep.resolution)
@@ -288,7 +298,7 @@ def run_value(b: Bench) -> StageResult:
 
 @stage("churn", requires=("value",))
 def run_churn(b: Bench) -> StageResult:
-    """pipelines.churn.score_churn_risk with pipelines.value.make_bgnbd_scorer (each call
+    """pipelines.scoring.churn.score_churn_risk with pipelines.scoring.value.make_bgnbd_scorer (each call
     of the scorer, one BG/NBD fit per cutoff, is a substep)."""
     scorer = value.make_bgnbd_scorer(b.con, b.settings, b.ctx.as_of, b.ctx.clv_resolution)
 
@@ -307,7 +317,7 @@ def run_churn(b: Bench) -> StageResult:
 
 @stage("segments", requires=("churn",))
 def run_segments(b: Bench) -> StageResult:
-    """pipelines.segments.build_customer_segments (tier, lifecycle stage, recommended
+    """pipelines.scoring.segments.build_customer_segments (tier, lifecycle stage, recommended
     action)."""
     counts = segments.build_customer_segments(b.con, b.settings, b.ctx.as_of)
     return StageResult(rows_in=b.count("models.segment_inputs"),
@@ -325,7 +335,7 @@ def run_marts(b: Bench) -> StageResult:
 
 @stage("export", requires=("marts",))
 def run_export(b: Bench) -> StageResult:
-    """pipelines.exports.write_exports (one CSV + Parquet file per list, manifest)."""
+    """pipelines.publish.exports.write_exports (one CSV + Parquet file per list, manifest)."""
     rep = exports.write_exports(b.con, b.settings, b.ctx.as_of, b.run_id)
     files = [f for f in rep.directory.iterdir() if f.is_file()]
     return StageResult(rows_in=b.count("marts.customer_360"),
@@ -336,7 +346,7 @@ def run_export(b: Bench) -> StageResult:
 
 @stage("serving", requires=("marts",))
 def run_serving(b: Bench) -> StageResult:
-    """pipelines.publish.publish_serving_database (marts.* copied into the serving DB)."""
+    """pipelines.publish.serving.publish_serving_database (marts.* copied into the serving DB)."""
     tables = [r[0] for r in b.con.execute(
         "select schema_name || '.' || table_name from duckdb_tables() "
         "where schema_name = 'marts' and not temporary").fetchall()]
@@ -348,7 +358,7 @@ def run_serving(b: Bench) -> StageResult:
 
 @stage("report", requires=("marts",))
 def run_report(b: Bench) -> StageResult:
-    """pipelines.report.write_report to publish.report_path (the HTML report)."""
+    """pipelines.publish.report.write_report to publish.report_path (the HTML report)."""
     path = report.write_report(b.con, publish.report_path(b.settings, b.ctx.as_of),
                                run_id=b.run_id, as_of=b.ctx.as_of,
                                currency=b.settings.currency.base)
@@ -534,41 +544,41 @@ class SqlTimer:
 # class, wherever it is called from. Calls nest: a substep records its parent. A name that
 # no longer exists is reported on stderr and skipped.
 TRACED_FUNCTIONS = (
-    "pipelines.ingest:file_sha256",
-    "pipelines.ingest:_ingest_file",
-    "pipelines.clean:write_fx_rates",
-    "pipelines.clean:normalise_phones",
-    "pipelines.quality:_apply_failures",
-    "pipelines.core:resolve_identities",
-    "pipelines.identity:cluster_pairs",
+    "pipelines.load.ingest:file_sha256",
+    "pipelines.load.ingest:_ingest_file",
+    "pipelines.load.clean:write_fx_rates",
+    "pipelines.load.clean:normalise_phones",
+    "pipelines.load.quality:_apply_failures",
+    "pipelines.core.build:resolve_identities",
+    "pipelines.core.identity:cluster_pairs",
     # value: RFM, summary, fits, predictions, holdout check
     "models.rfm:score_rfm",
-    "pipelines.value:_summary_resolution",
-    "pipelines.value:_fit_and_predict",
+    "pipelines.scoring.value:_summary_resolution",
+    "pipelines.scoring.value:_fit_and_predict",
     "models.clv:BetaGeoModel.fit",
     "models.clv:GammaGammaModel.fit",
     "models.clv:predict_customer_value",
-    "pipelines.value:_write_predictions",
-    "pipelines.value:_holdout_check",
+    "pipelines.scoring.value:_write_predictions",
+    "pipelines.scoring.value:_holdout_check",
     "models.clv:evaluate_holdout",
-    "pipelines.value:_next_order_backtest",
+    "pipelines.scoring.value:_next_order_backtest",
     # churn
-    "pipelines.churn:build_churn_features",
-    "pipelines.churn:_features_at",
-    "pipelines.churn:build_churn_labels",
-    "pipelines.churn:ChurnModel.fit",
-    "pipelines.churn:compute_permutation_importances",
-    "pipelines.churn:save_churn_model",
+    "pipelines.scoring.churn:build_churn_features",
+    "pipelines.scoring.churn:_features_at",
+    "pipelines.scoring.churn:build_churn_labels",
+    "pipelines.scoring.churn:ChurnModel.fit",
+    "pipelines.scoring.churn:compute_permutation_importances",
+    "pipelines.scoring.churn:save_churn_model",
     # segments, marts, publish
     "models.segments:segment_customers",
     "pipelines.marts:build_customer_360",
     "pipelines.marts:build_history_table",
     "pipelines.marts:comment_marts",
-    "pipelines.exports:build_export_lists",
-    "pipelines.exports:_write_directory",
-    "pipelines.publish:_copy_schema",
-    "pipelines.report:collect_report_context",
-    "pipelines.report:render_report",
+    "pipelines.publish.exports:build_export_lists",
+    "pipelines.publish.exports:_write_directory",
+    "pipelines.publish.serving:_copy_schema",
+    "pipelines.publish.report:collect_report_context",
+    "pipelines.publish.report:render_report",
 )
 
 

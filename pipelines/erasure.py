@@ -14,7 +14,7 @@
 2. :func:`compact_database` rewrites the working database into a new file: DuckDB neither
    shrinks nor zeroes freed blocks, so the deleted values would otherwise stay readable in
    the file.
-3. The serving database is published again (a fresh file, see ``pipelines/publish.py``).
+3. The serving database is published again (a fresh file, see ``pipelines/publish/serving.py``).
 4. Every export directory is rewritten without the person.
 
 :func:`apply_tombstones`, called right after ingest on every run, deletes newly ingested
@@ -41,8 +41,12 @@ import duckdb
 
 from pipelines.config import Settings
 from pipelines.errors import CrmError, StepError
-from pipelines.publish import (copy_permissions, fsync_dir, fsync_file,
-                               publish_serving_database)
+from pipelines.publish.serving import (
+    copy_permissions,
+    fsync_dir,
+    fsync_file,
+    publish_serving_database,
+)
 from pipelines.sqlrun import ensure_bookkeeping_tables
 
 log = logging.getLogger(__name__)
@@ -422,7 +426,7 @@ def apply_tombstones(con: duckdb.DuckDBPyConnection, run_id: str = "",
 
 def _contact_matches(con, salt: str, known: set[str]) -> set[str]:
     """Ids of raw customer records, not tombstoned themselves, whose e-mail or phone is."""
-    from pipelines.clean import normalise_phone
+    from pipelines.load.clean import normalise_phone
 
     rows = con.execute(f"""
         select distinct customer_id from raw.customers
@@ -556,7 +560,7 @@ def forget(settings: Settings, customer_ids: list[str]) -> ForgetReport:
     the erasure (ids already deleted are still tombstoned, compacted and removed from the
     files).
     """
-    from pipelines import exports
+    from pipelines.publish import exports
     from pipelines.warehouse import connect_warehouse
 
     run_id = ("forget-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-"

@@ -67,7 +67,7 @@ class StepReport:
 def ingest(ctx: RunContext) -> StepReport:
     """Load new export files into ``raw.*``; re-apply the erasure tombstones."""
     from pipelines import erasure
-    from pipelines import ingest as ingest_files
+    from pipelines.load import ingest as ingest_files
 
     reports = []
     for source in ctx.settings.sources.values():
@@ -82,7 +82,7 @@ def ingest(ctx: RunContext) -> StepReport:
 
 def clean(ctx: RunContext) -> StepReport:
     """Type and normalise ``raw.*`` into ``staging.*``."""
-    from pipelines import clean as staging
+    from pipelines.load import clean as staging
 
     counts = staging.build_staging(ctx.con, ctx.settings)
     return StepReport("clean", counts, {"staging": counts}, f"staging rows: {counts}")
@@ -90,8 +90,8 @@ def clean(ctx: RunContext) -> StepReport:
 
 def validate(ctx: RunContext) -> StepReport:
     """Run the Great Expectations suites; quarantine failing rows; stop on bad batches."""
-    from pipelines import quality
-    from pipelines.clean import STAGING_ORDER
+    from pipelines.load import quality
+    from pipelines.load.clean import STAGING_ORDER
 
     reports = [quality.validate_source(ctx.con, name, ctx.settings, ctx.run_id)
                for name in STAGING_ORDER]
@@ -103,7 +103,7 @@ def validate(ctx: RunContext) -> StepReport:
 
 def core(ctx: RunContext) -> StepReport:
     """Deduplicate and resolve identities into ``core.*``; decide the as-of date."""
-    from pipelines import core as core_tables
+    from pipelines.core import build as core_tables
 
     report = core_tables.build_core(ctx.con, ctx.run_id)
     as_of = runlog.resolve_as_of(ctx.con, ctx.requested_as_of)
@@ -116,7 +116,7 @@ def core(ctx: RunContext) -> StepReport:
 
 def customer_value(ctx: RunContext) -> StepReport:
     """RFM scores and the BG/NBD + Gamma-Gamma customer value."""
-    from pipelines import value
+    from pipelines.scoring import value
 
     report = value.score_customer_value(ctx.con, ctx.settings, ctx.as_of, ctx.run_id)
     note = f" ({report.clv_message})" if report.clv_message else ""
@@ -128,8 +128,8 @@ def customer_value(ctx: RunContext) -> StepReport:
 
 def churn(ctx: RunContext) -> StepReport:
     """Churn-risk scores (the trained model, or the best baseline)."""
-    from pipelines import churn as churn_risk
-    from pipelines import value
+    from pipelines.scoring import churn as churn_risk
+    from pipelines.scoring import value
 
     result = churn_risk.score_churn_risk(
         ctx.con, ctx.settings, ctx.as_of, ctx.run_id,
@@ -142,7 +142,7 @@ def churn(ctx: RunContext) -> StepReport:
 
 def segments(ctx: RunContext) -> StepReport:
     """Value tiers, lifecycle stages and recommended actions."""
-    from pipelines import segments as customer_segments
+    from pipelines.scoring import segments as customer_segments
 
     counts = customer_segments.build_customer_segments(ctx.con, ctx.settings, ctx.as_of)
     return StepReport("segments", counts, {"segments": counts["value_tier"]},
@@ -160,13 +160,16 @@ def build_marts(ctx: RunContext) -> StepReport:
 def publish_outputs(ctx: RunContext) -> StepReport:
     """Last, after every other step succeeded: exports, serving database, report. Each is
     swapped into place atomically, so a failure before here publishes nothing."""
-    from pipelines import exports, publish
+    from pipelines.publish import exports
+    from pipelines.publish import serving as publish
 
     export_report = exports.write_exports(ctx.con, ctx.settings, ctx.as_of, ctx.run_id)
     serving = publish.publish_serving_database(ctx.con, ctx.settings, ctx.run_id)
     published = {"exports": str(export_report.directory), "serving": str(serving)}
     if ctx.write_report:
-        from pipelines import report  # matplotlib: 3 s of imports a killed child never needs
+        from pipelines.publish import (
+            report,  # matplotlib: 3 s of imports a killed child never needs
+        )
 
         published["report"] = str(report.write_report(
             ctx.con, publish.report_path(ctx.settings, ctx.as_of), run_id=ctx.run_id,

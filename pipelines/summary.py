@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pipelines.exports import empty_exports_reason
+from pipelines.publish.exports import empty_exports_reason
 
 
 def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:

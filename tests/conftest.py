@@ -13,8 +13,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-from pipelines import core, steps  # noqa: E402
+from pipelines import steps  # noqa: E402
 from pipelines.config import load_settings  # noqa: E402
+from pipelines.core import build as core
 from pipelines.warehouse import connect_warehouse  # noqa: E402
 
 TX_COLUMNS = """

@@ -38,7 +38,7 @@ def main(config: str, as_of: str, steps: str, pause_at: str, marker: str) -> Non
         raise SystemExit(f"kill_child: nobody killed the child paused at {pause_at}")
 
     if pause_at == "ingest-fast":
-        from pipelines import readers
+        from pipelines.load import readers
 
         insert = readers._insert_staged
 
@@ -48,7 +48,8 @@ def main(config: str, as_of: str, steps: str, pause_at: str, marker: str) -> Non
 
         readers._insert_staged = insert_then_pause
     elif pause_at == "ingest-chunk":
-        from pipelines import readers, warehouse
+        from pipelines import warehouse
+        from pipelines.load import readers
 
         readers._CHUNK_ROWS = 50
         connect = warehouse.connect_warehouse
@@ -70,7 +71,7 @@ def main(config: str, as_of: str, steps: str, pause_at: str, marker: str) -> Non
 
         warehouse.connect_warehouse = lambda settings: PausingConnection(connect(settings))
     elif pause_at == "serving":
-        from pipelines import publish
+        from pipelines.publish import serving as publish
 
         copy = publish._copy_schema
 
@@ -80,7 +81,7 @@ def main(config: str, as_of: str, steps: str, pause_at: str, marker: str) -> Non
 
         publish._copy_schema = copy_then_pause
     elif pause_at == "exports":
-        from pipelines import exports
+        from pipelines.publish import exports
 
         write, written = exports.write_parquet, []
 

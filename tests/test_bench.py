@@ -14,8 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
-PIPELINE_MODULES = {"ingest", "erasure", "clean", "quality", "core", "runlog", "value",
-                    "churn", "segments", "marts", "exports", "publish", "report"}
+PIPELINE_MODULES = {"ingest", "erasure", "clean", "quality", "build", "runlog", "value",
+                    "churn", "segments", "marts", "exports", "serving", "report"}
 
 
 def _load(name: str, path: Path):
@@ -33,16 +33,23 @@ def bench():
     return _load("bench_run", BENCH / "run.py")
 
 
-def _pipeline_calls(fn: ast.FunctionDef) -> set[str]:
-    """``module.function`` of every call of a pipelines module inside ``fn``; modules
-    imported inside ``fn`` under another name count under their own."""
-    alias = {a.asname: a.name for node in ast.walk(fn) if isinstance(node, ast.ImportFrom)
-             and node.module == "pipelines" for a in node.names if a.asname}
-    return {f"{alias.get(node.func.value.id, node.func.value.id)}.{node.func.attr}"
+def _aliases(node: ast.AST) -> dict[str, str]:
+    """Local name -> module name of every ``from pipelines... import module as name``
+    inside ``node`` (``serving as publish`` counts as ``serving``)."""
+    return {a.asname: a.name for n in ast.walk(node) if isinstance(n, ast.ImportFrom)
+            and (n.module or "").startswith("pipelines") for a in n.names if a.asname}
+
+
+def _pipeline_calls(fn: ast.FunctionDef, aliases: dict[str, str]) -> set[str]:
+    """``module.function`` of every call of a pipelines module inside ``fn``, each module
+    under its own name whatever it was imported as (``aliases`` from the module, plus the
+    imports inside ``fn``)."""
+    names = {**aliases, **_aliases(fn)}
+    return {f"{names.get(node.func.value.id, node.func.value.id)}.{node.func.attr}"
             for node in ast.walk(fn)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
             and isinstance(node.func.value, ast.Name)
-            and alias.get(node.func.value.id, node.func.value.id) in PIPELINE_MODULES}
+            and names.get(node.func.value.id, node.func.value.id) in PIPELINE_MODULES}
 
 
 def test_stages_call_what_the_steps_call_in_run_order(bench):
@@ -50,17 +57,19 @@ def test_stages_call_what_the_steps_call_in_run_order(bench):
 
     source = ast.parse((ROOT / "pipelines" / "steps.py").read_text(encoding="utf-8"))
     step_functions = {n.name: n for n in source.body if isinstance(n, ast.FunctionDef)}
-    flow_steps = [(name, _pipeline_calls(step_functions[fn.__name__]))
+    flow_steps = [(name, _pipeline_calls(step_functions[fn.__name__], _aliases(source)))
                   for name, fn in steps.STEPS.items()]
 
     source = ast.parse((BENCH / "run.py").read_text(encoding="utf-8"))
     functions = {n.name: n for n in source.body if isinstance(n, ast.FunctionDef)}
+    bench_aliases = {a.asname: a.name for n in source.body if isinstance(n, ast.ImportFrom)
+                     and (n.module or "").startswith("pipelines") for a in n.names if a.asname}
     # the step name per bench stage: 'publish' is split into three stages
     task_of = {"value": "customer value", "export": "publish", "serving": "publish",
                "report": "publish"}
     bench_steps: dict[str, set[str]] = {}
     for st in bench.STAGES:
-        calls = _pipeline_calls(functions[st.run.__name__])
+        calls = _pipeline_calls(functions[st.run.__name__], bench_aliases)
         bench_steps.setdefault(task_of.get(st.name, st.name), set()).update(calls)
     assert list(bench_steps) == [name for name, _ in flow_steps]
     for name, calls in flow_steps:
@@ -104,9 +113,10 @@ def test_notebook_baseline_matches_our_summary_and_bgnbd_fit(tmp_path):
     compressed patterns) land on the same parameters: the comparison is like for like.
     (With timestamps our default resolution is 'exact', which lifetimes has no
     equivalent of; the test asks for 'periods'.)"""
-    from pipelines import runlog, value
+    from pipelines import runlog
     from pipelines.config import load_settings
     from pipelines.sample import generate_sample
+    from pipelines.scoring import value
     from tests.conftest import run_to_core
 
     generate_sample(tmp_path / "data", customers=400, seed=7, progress=False)

@@ -23,7 +23,12 @@ from models.churn import (
     save_churn_model,
     select_feature_columns,
 )
-from pipelines.churn import _features_at, build_churn_features, build_churn_labels, run_churn
+from pipelines.scoring.churn import (
+    _features_at,
+    build_churn_features,
+    build_churn_labels,
+    run_churn,
+)
 
 # --------------------------------------------------------------------------- core tables
 # Column names and types exactly as in docs/core_tables.md.

@@ -16,17 +16,19 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from models.clv import beta_geo, likelihood, predict
 from models.clv import (
     BetaGeoModel,
     GammaGammaModel,
     ModelFitError,
+    beta_geo,
     check_enough_data,
     choose_resolution,
     compress_summary,
     detect_time_of_day,
     discounted_expected_purchases,
     evaluate_holdout,
+    likelihood,
+    predict,
     predict_customer_value,
     predict_naive_next_order_dates,
     score_next_order_dates,
@@ -35,7 +37,10 @@ from models.clv import (
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import lifetimes
-    from lifetimes.utils import calibration_and_holdout_data, summary_data_from_transaction_data
+    from lifetimes.utils import (
+        calibration_and_holdout_data,
+        summary_data_from_transaction_data,
+    )
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_SQL = (ROOT / "sql/models/clv_summary.sql").read_text()

@@ -16,9 +16,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import clean, core, erasure, exports, ingest, publish, quality
+from pipelines import erasure
 from pipelines.config import load_settings
+from pipelines.core import build as core
 from pipelines.errors import CrmError, StepError
+from pipelines.load import clean, ingest, quality
+from pipelines.publish import exports
+from pipelines.publish import serving as publish
 from pipelines.sqlrun import run_sql
 from pipelines.warehouse import connect_warehouse
 from tests.conftest import run_to_core

@@ -235,10 +235,10 @@ def test_a_kpi_without_its_source_is_empty_not_zero(shop_run):
 
 
 def test_empty_exports_say_why_in_the_summary_and_the_report(tmp_path):
-    from pipelines.report import collect_report_context, render_report
-    from pipelines.summary import format_exports_note
-
     import duckdb
+
+    from pipelines.publish.report import collect_report_context, render_report
+    from pipelines.summary import format_exports_note
 
     config = _shop(tmp_path, with_events=False)
     run_id = run_pipeline(config, date(2024, 6, 30), write_report=False)

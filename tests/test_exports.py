@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import exports
 from pipelines.config import load_settings
 from pipelines.errors import ConfigError
+from pipelines.publish import exports
 from tests.conftest import TX_COLUMNS, write_config
 
 AS_OF = date(2025, 6, 15)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines import ingest
-from pipelines.clean import build_staging, normalise_phone, normalise_phones
 from pipelines.config import load_settings
-from pipelines.identity import cluster_pairs
+from pipelines.core.identity import cluster_pairs
+from pipelines.load import ingest
+from pipelines.load.clean import build_staging, normalise_phone, normalise_phones
 from pipelines.warehouse import connect_warehouse
 from tests.conftest import assert_reconciled, run_to_core, write_config
 

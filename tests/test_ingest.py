@@ -349,7 +349,7 @@ def test_identical_rows_without_order_id_are_separate_within_a_file_and_resent_a
 
 
 def test_validation_in_chunks_gives_the_same_verdicts(tx_config, monkeypatch):
-    from pipelines import quality
+    from pipelines.load import quality
 
     data = HEADER + (b"A1,7,yesterday,1,5.00,completed\n"
                      b"A2,7,2024-01-05 10:00:00,one,5.00,completed\n"
@@ -374,7 +374,7 @@ def test_validation_in_chunks_gives_the_same_verdicts(tx_config, monkeypatch):
 
 
 def test_prefetched_chunks_come_in_order_and_carry_the_producers_error():
-    from pipelines.quality import _prefetched
+    from pipelines.load.quality import _prefetched
 
     assert list(_prefetched(iter([(1,), (2,), (3,)]))) == [(1,), (2,), (3,)]
 
@@ -394,7 +394,7 @@ def test_prefetching_is_finished_when_a_failing_consumer_closes_it():
     import contextlib
     import time
 
-    from pipelines.quality import _prefetched
+    from pipelines.load.quality import _prefetched
 
     state = {"fetching": False, "made": 0}
 
@@ -549,7 +549,7 @@ def test_a_file_that_feeds_two_sources_loads_for_both(tmp_path, copy):
 def test_raw_files_keyed_by_sha256_alone_is_rekeyed_by_source_keeping_its_rows(tmp_path):
     import duckdb
 
-    from pipelines.ingest import ensure_raw_tables
+    from pipelines.load.ingest import ensure_raw_tables
 
     con = duckdb.connect(str(tmp_path / "old.duckdb"))
     con.execute("create schema raw")
@@ -637,7 +637,7 @@ def test_a_json_record_nested_too_deep_is_rejected_and_the_rest_loads(tmp_path):
 def test_a_json_value_too_deep_to_write_as_text_rejects_its_record(tmp_path, monkeypatch):
     """json.dumps recurses as json.loads does; a value it cannot write (here: made to
     fail) rejects its record, not the run."""
-    from pipelines import readers
+    from pipelines.load import readers
 
     json_text = readers._json_text
 

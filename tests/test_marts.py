@@ -181,7 +181,7 @@ def load_customers(con):
 
 
 def load_model_outputs(con, run_id):
-    """One run's parameters, metrics and model statuses (as pipelines/value.py appends them)."""
+    """One run's parameters, metrics and model statuses (as pipelines/scoring/value.py appends them)."""
     con.execute("""insert into models.model_parameters values
         ($r, 'bgnbd', 'r', 0.8, 0.1), ($r, 'bgnbd', 'alpha', 5.0, 1.0),
         ($r, 'bgnbd', 'penalizer', 0.0, null)""", {"r": run_id})

@@ -14,9 +14,9 @@ from datetime import date
 import duckdb
 import pytest
 
-from pipelines import publish
 from pipelines.config import load_settings
 from pipelines.errors import ConfigError, StepError
+from pipelines.publish import serving as publish
 from tests.conftest import TX_COLUMNS, write_config
 
 QUERY = "select count(*), sum(hash(customer_id)) from marts.customer_360"

@@ -1,4 +1,4 @@
-"""Tests for pipelines/report.py: the self-contained HTML report of one run.
+"""Tests for pipelines/publish/report.py: the self-contained HTML report of one run.
 
 The report is rendered from hand-made tables in an in-memory DuckDB that follow the
 published-table contract (docs/marts.md) with numbers taken from a run on the bundled
@@ -28,8 +28,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import report
-from pipelines.report import write_report
+from pipelines.publish import report
+from pipelines.publish.report import write_report
 
 RUN_ID = "20251231T120000-abcdef12"
 OLD_RUN_ID = "20251130T120000-00000000"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import churn, segments, value
 from pipelines.config import load_settings
+from pipelines.scoring import churn, segments, value
 from tests.conftest import run_to_core, write_config
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"

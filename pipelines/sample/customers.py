@@ -30,6 +30,7 @@ from pipelines.sample.parameters import (
 )
 from pipelines.sample.plan import _Chunk, _draw, _Plan, _text, _to_epoch
 
+
 def _customer_records(rng: np.random.Generator, plan: _Plan, chunk: _Chunk, country: np.ndarray,
                       signup: np.ndarray, dup_person: np.ndarray, dup_kind_email: np.ndarray,
                       dup_signup: np.ndarray, rec_ids: pl.Series) -> pl.DataFrame:

@@ -36,7 +36,12 @@ import numpy as np
 import polars as pl
 from tqdm import tqdm
 
-from pipelines.sample.countries import _COUNTRY_CURRENCY, _COUNTRY_WEIGHTS, _CURRENCIES, _CURRENCY_RATE
+from pipelines.sample.countries import (
+    _COUNTRY_CURRENCY,
+    _COUNTRY_WEIGHTS,
+    _CURRENCIES,
+    _CURRENCY_RATE,
+)
 from pipelines.sample.customers import _customer_records
 from pipelines.sample.events import _event_lines, _simulate_events
 from pipelines.sample.orders import _simulate_purchases, _split_order_values
@@ -81,7 +86,15 @@ from pipelines.sample.parameters import (
     TRUTH_CUSTOMER_COLUMNS,
     TRUTH_DUPLICATE_COLUMNS,
 )
-from pipelines.sample.plan import _Chunk, _draw, _first_index, _Plan, _text, _timestamps, _to_epoch
+from pipelines.sample.plan import (
+    _Chunk,
+    _draw,
+    _first_index,
+    _Plan,
+    _text,
+    _timestamps,
+    _to_epoch,
+)
 
 # ---------------------------------------------------------------------------
 # Public API.

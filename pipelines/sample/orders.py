@@ -14,6 +14,7 @@ from pipelines.sample.parameters import (
 )
 from pipelines.sample.plan import _draw, _first_index
 
+
 def _simulate_purchases(
     rng: np.random.Generator, lam: np.ndarray, p: np.ndarray, birth: np.ndarray, horizon: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 -- core.customer_map: every customer id seen in any source -> the surviving customer_id.
 -- core.identity_clusters (customer_id, cluster_id, match_rule) comes from the connected
--- components of core.identity_edges (pipelines/identity.py).
+-- components of core.identity_edges (pipelines/core/identity.py).
 -- Survivor of a cluster: the earliest sign-up, then the smallest id, so that a person's
 -- id stays put when a newer duplicate record arrives.
 create or replace table core.customer_map as

@@ -2,7 +2,7 @@
 -- the same row, order or event was kept. With quarantine.* and the kept rows, this
 -- accounts for every row read.
 -- The find_<source> parameter is false when core kept every valid row of the source
--- (counted in pipelines/core.py): then there is nothing to find, and the anti-join over
+-- (counted in pipelines/core/build.py): then there is nothing to find, and the anti-join over
 -- every row, keyed by 64-character sha256 strings, is skipped.
 create or replace table core.duplicate_rows as
 with valid_transactions as (

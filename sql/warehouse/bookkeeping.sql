@@ -1,6 +1,6 @@
 -- The warehouse's bookkeeping tables: every persistent table that no SQL model builds.
 -- (The models - staging.*, core.*, models.*, marts.* - are each built by their own file
--- under sql/; raw.<source> tables follow the canonical fields, pipelines/ingest.py.)
+-- under sql/; raw.<source> tables follow the canonical fields, pipelines/load/ingest.py.)
 -- Run by pipelines.sqlrun.ensure_bookkeeping_tables before any step writes one of them;
 -- every statement is idempotent. Columns are documented in README.md ("What the warehouse
 -- holds") and beside the code that writes each table.
@@ -10,7 +10,7 @@ create schema if not exists quarantine;
 create schema if not exists audit;
 create schema if not exists models;
 
--- raw: what arrived (pipelines/ingest.py, pipelines/clean.py)
+-- raw: what arrived (pipelines/load/ingest.py, pipelines/load/clean.py)
 -- One file can feed several sources (order lines that carry the customer's attributes,
 -- mapped as transactions and as customers): a file is known per source.
 create table if not exists raw.files (
@@ -33,7 +33,7 @@ create table if not exists raw.deliveries (
 create table if not exists raw.phone_numbers (
     phone_text varchar, country varchar, phone varchar);
 
--- quarantine: fields blanked in kept rows (pipelines/quality.py); the rows themselves go to
+-- quarantine: fields blanked in kept rows (pipelines/load/quality.py); the rows themselves go to
 -- quarantine.<source>, rebuilt by each validation
 create table if not exists quarantine.field_issues (
     run_id varchar, source varchar, _file_sha256 varchar, _row_number bigint,
@@ -61,7 +61,7 @@ create table if not exists audit.erased_rows (
     run_id varchar, source varchar, file_sha256 varchar, rows bigint,
     reason varchar, erased_at timestamp);
 
--- models: the model log, one set per run (pipelines/model_log.py, pipelines/churn.py)
+-- models: the model log, one set per run (pipelines/scoring/model_log.py, pipelines/scoring/churn.py)
 create table if not exists models.model_parameters (
     run_id varchar, model varchar, parameter varchar, value double, std_error double);
 

@@ -6,8 +6,8 @@ Reads one run's rows (``run_id``) of the published tables ``marts.data_quality``
 say why a model was skipped), plus ``models.churn_importances``. A table or rows that are
 absent make their section say why in one sentence; they are never an error.
 
-The charts (inline matplotlib SVG) are drawn in :mod:`pipelines.charts`; numbers and names
-are written by :mod:`pipelines.formatting`.
+The charts (inline matplotlib SVG) are drawn in :mod:`pipelines.publish.charts`; numbers and names
+are written by :mod:`pipelines.publish.formatting`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import duckdb
 import jinja2
 
 from models.segments import LIFECYCLE_STAGES, VALUE_TIERS
-from pipelines.charts import (
+from pipelines.publish.charts import (
     BAND_COLOURS,
     BLUE,
     GREEN,
@@ -43,8 +43,8 @@ from pipelines.charts import (
     _chart_panels,
     _chart_satisfaction,
 )
-from pipelines.exports import empty_exports_reason
-from pipelines.formatting import (
+from pipelines.publish.exports import empty_exports_reason
+from pipelines.publish.formatting import (
     NONE_LABEL,
     _missing,
     format_count,
@@ -57,7 +57,7 @@ from pipelines.formatting import (
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "reports" / "templates"
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "reports" / "templates"
 TEMPLATE_NAME = "report.html.j2"
 
 # Display order of the known segment values (value tiers and lifecycle stages:
@@ -535,10 +535,10 @@ def _lifecycle_section(by_dimension, segments_reason) -> dict:
 
 def _write_atomically(path: Path, text: str, run_id: str) -> Path:
     """Write beside ``path`` under publish's temporary name, then swap it in with
-    :func:`pipelines.publish.publish_file_atomically` (readers see the old report or the
+    :func:`pipelines.publish.serving.publish_file_atomically` (readers see the old report or the
     new one, never a part; a failure leaves the old one). Leftovers of a crashed run are
     removed first."""
-    from pipelines import publish
+    from pipelines.publish import serving as publish
 
     temporary = publish.temp_path_for(path, run_id)
     publish.remove_stale_temp_files(path)

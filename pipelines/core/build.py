@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from pipelines.core.identity import IdentityReport, resolve_identities
 from pipelines.errors import StepError
-from pipelines.identity import IdentityReport, resolve_identities
 from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
 
 CORE_ORDER = ("core/transaction_lines", "core/transactions", "core/customers", "core/events",

@@ -45,7 +45,7 @@ REPORT_FILE_NAME = "report.html"
 _TEMP_MARKER = ".tmp-"
 
 
-# --- file system helpers (shared with pipelines/exports.py) -------------------------------
+# --- file system helpers (shared with pipelines/publish/exports.py) -------------------------------
 
 def fsync_file(path: Path) -> None:
     """Flush a closed file's data to disk, so a rename never publishes an empty file."""
@@ -119,7 +119,7 @@ def publish_file_atomically(src_tmp: Path, dest: Path) -> Path:
     if os.stat(src_tmp).st_dev != os.stat(dest.parent).st_dev:
         raise StepError(f"Cannot publish {dest} atomically: the temporary file {src_tmp} is "
                         "on another file system. Write it beside the destination "
-                        "(pipelines.publish.temp_path_for).")
+                        "(pipelines.publish.serving.temp_path_for).")
     copy_permissions(dest, src_tmp)
     fsync_file(src_tmp)
     os.replace(src_tmp, dest)

@@ -1,5 +1,5 @@
 """Ingest: find each source's export files, skip re-deliveries, and load every row into
-``raw.<source>`` with its lineage (``pipelines/readers.py`` reads the files).
+``raw.<source>`` with its lineage (``pipelines/load/readers.py`` reads the files).
 
 Every data row lands in ``raw.<source>`` with the file's sha256, the row number (1 = first
 data row after the header) and the ingestion time; ``raw.files`` records each file per
@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.config import CANONICAL_FIELDS, SourceConfig
-from pipelines.readers import FileReport, read_file
+from pipelines.load.readers import FileReport, read_file
 from pipelines.sqlrun import ensure_bookkeeping_tables
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import polars as pl
 
 from models import clv, rfm
 from pipelines.config import Settings
-from pipelines.model_log import record_model_outputs
+from pipelines.scoring.model_log import record_model_outputs
 from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
 
 log = logging.getLogger(__name__)

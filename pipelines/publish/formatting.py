@@ -1,6 +1,6 @@
 """How the report writes numbers and names: counts, money, ratios, percentages, fitted
 parameters and column or segment labels. Used by the report's sections and tables (the
-Jinja filters of :func:`pipelines.report.render_report`) and by its charts.
+Jinja filters of :func:`pipelines.publish.report.render_report`) and by its charts.
 """
 
 from __future__ import annotations

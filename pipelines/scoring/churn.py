@@ -40,7 +40,7 @@ from models.churn import (
     score_without_labels,
     select_feature_columns,
 )
-from pipelines.model_log import record_model_outputs
+from pipelines.scoring.model_log import record_model_outputs
 from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
 
 log = logging.getLogger(__name__)

@@ -60,7 +60,7 @@ import pyarrow.parquet as pq
 
 from pipelines.config import Settings
 from pipelines.errors import ConfigError, StepError
-from pipelines.publish import fsync_dir, safe_token
+from pipelines.publish.serving import fsync_dir, safe_token
 
 log = logging.getLogger(__name__)
 

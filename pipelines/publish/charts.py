@@ -25,7 +25,13 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from pipelines.formatting import _missing, format_count, format_money, format_ratio, label
+from pipelines.publish.formatting import (
+    _missing,
+    format_count,
+    format_money,
+    format_ratio,
+    label,
+)
 
 # Okabe & Ito's colour-blind-safe palette.
 BLUE, ORANGE, GREEN, VERMILION, SKY, PURPLE, GREY = (

@@ -1,0 +1,1 @@
+"""Core: deduplication, identity resolution and reconciliation -> core.*."""

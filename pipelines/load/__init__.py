@@ -1,0 +1,1 @@
+"""Load: export files -> raw.* (ingest, readers) -> staging.* (clean) -> quarantine.* (quality)."""

@@ -1,0 +1,1 @@
+"""Publish: the serving database, the marketing exports and the HTML report."""

@@ -1,0 +1,1 @@
+"""Scoring: moves tables between DuckDB and models/ -> models.* (value, churn, segments, the model log)."""
