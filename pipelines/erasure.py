@@ -565,7 +565,7 @@ def forget(settings: Settings, customer_ids: list[str]) -> ForgetReport:
 
     run_id = ("forget-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-"
               + uuid.uuid4().hex[:8])
-    export_root = exports.export_settings(settings).path  # a config error stops us first
+    export_root = settings.exports.path
     con = _connect(settings, connect_warehouse)
     try:
         report, ids, emails = _forget(con, customer_ids, run_id)

@@ -296,11 +296,12 @@ def test_report_path_is_validated_and_relative_to_the_config(tmp_path):
     body = (f'[sources.transactions]\npath = "tx*.csv"\n{TX_COLUMNS}\n'
             '[report]\npath = "out/reports"\n')
     settings = load_settings(write_config(tmp_path, body))
-    assert publish.report_dir(settings) == tmp_path / "out" / "reports"
+    assert settings.report.path == tmp_path / "out" / "reports"
+    assert (publish.report_path(settings, date(2025, 12, 31))
+            == tmp_path / "out" / "reports" / "2025-12-31" / "report.html")
     (tmp_path / "bad").mkdir()
-    bad = load_settings(write_config(tmp_path / "bad", body.replace('"out/reports"', "5")))
-    with pytest.raises(ConfigError, match="report.path"):
-        publish.report_dir(bad)
+    with pytest.raises(ConfigError, match="report.path"):  # on load, before any step runs
+        load_settings(write_config(tmp_path / "bad", body.replace('"out/reports"', "5")))
 
 
 def test_temp_names_are_safe_file_names(tmp_path):

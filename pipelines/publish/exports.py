@@ -22,7 +22,8 @@ is the list's name (the RFM segment for segment files). Rows are ordered by cust
 and the writers are deterministic, so a rerun writes byte-identical files. Files are
 mode 0600 and the directory 0700: personal data, readable only by the pipeline's user.
 
-Config (``[exports]``, all optional; relative paths resolve against the config file)::
+Config (``[exports]``, all optional; relative paths resolve against the config file;
+validated on load into ``Settings.exports``, :class:`pipelines.config.ExportSettings`)::
 
     path = "exports"
     reorder_within_days = 14
@@ -59,8 +60,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.config import Settings
-from pipelines.errors import ConfigError, StepError
-from pipelines.publish.serving import fsync_dir, safe_token
+from pipelines.errors import StepError
+from pipelines.publish.serving.serving import fsync_dir, safe_token
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +91,8 @@ ACTION_LISTS: Mapping[str, str] = {
                  "and c.customer_id not in (select customer_id from contacted)",
 }
 
-_DEFAULTS = {"path": "exports", "reorder_within_days": 14, "follow_up_after_days": 90,
-             "contact_event_types": ("support_ticket", "survey_response", "call")}
 _AS_OF_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _LEFTOVER = re.compile(r"^\.(?P<name>\d{4}-\d{2}-\d{2})\.(?P<kind>tmp|old)-[A-Za-z0-9_.-]+$")
-
-
-@dataclass(frozen=True)
-class ExportSettings:
-    """Validated ``[exports]`` table."""
-
-    path: Path
-    reorder_within_days: int = 14
-    follow_up_after_days: int = 90
-    contact_event_types: tuple[str, ...] = _DEFAULTS["contact_event_types"]
 
 
 @dataclass(frozen=True)
@@ -124,35 +113,6 @@ class ExportReport:
     files: tuple[ExportFile, ...]
     manifest: Path
     rows_by_list: Mapping[str, int] = field(default_factory=dict)
-
-
-def export_settings(settings: Settings) -> ExportSettings:
-    """Validate ``[exports]``; errors name the key and what is allowed."""
-    data = settings.section("exports")
-    unknown = sorted(set(data) - set(_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"Unknown key exports.{unknown[0]} in [exports]; allowed: "
-                          f"{', '.join(sorted(_DEFAULTS))}.")
-    path = data.get("path", _DEFAULTS["path"])
-    if not isinstance(path, str) or not path.strip():
-        raise ConfigError(f"exports.path must be a directory path (text), got {path!r}.")
-    resolved = Path(path).expanduser()
-    resolved = resolved if resolved.is_absolute() else (settings.base_dir / resolved).resolve()
-    days = {}
-    for key in ("reorder_within_days", "follow_up_after_days"):
-        value = data.get(key, _DEFAULTS[key])
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3660:
-            raise ConfigError(f"exports.{key} must be a whole number of days from 0 to 3660, "
-                              f"got {value!r}.")
-        days[key] = value
-    types = data.get("contact_event_types", list(_DEFAULTS["contact_event_types"]))
-    if (not isinstance(types, (list, tuple)) or not types
-            or not all(isinstance(t, str) and t.strip() for t in types)):
-        raise ConfigError("exports.contact_event_types must be a non-empty list of event "
-                          f"types such as [\"support_ticket\", \"call\"], got {types!r}.")
-    # Staging normalises event types the same way (sql/staging/events.sql).
-    normalised = tuple(sorted({t.strip().lower().replace(" ", "_") for t in types}))
-    return ExportSettings(path=resolved, contact_event_types=normalised, **days)
 
 
 # --- building the lists -------------------------------------------------------------------
@@ -205,7 +165,7 @@ def build_export_lists(con: duckdb.DuckDBPyConnection, settings: Settings, as_of
     Reads ``marts.customer_360`` and (for the follow-up list) ``core.events``. One row per
     consenting customer with an e-mail address in the list, ordered by customer_id.
     """
-    cfg = export_settings(settings)
+    cfg = settings.exports
     has_events = bool(con.execute(
         "select 1 from duckdb_tables() where database_name = current_database() "
         "and schema_name = 'core' and table_name = 'events'").fetchall())
@@ -344,7 +304,7 @@ def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
     Requires ``marts.customer_360``; uses ``core.events`` for the follow-up list. The old
     directory of the same as_of, if any, is replaced as a whole.
     """
-    root = Path(out_root) if out_root is not None else export_settings(settings).path
+    root = Path(out_root) if out_root is not None else settings.exports.path
     tables = build_export_lists(con, settings, as_of)
     ensure_private_root(root)
     recover_export_dirs(root)

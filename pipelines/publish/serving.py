@@ -32,7 +32,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.config import Settings
-from pipelines.errors import ConfigError, StepError
+from pipelines.errors import StepError
 
 log = logging.getLogger(__name__)
 
@@ -150,18 +150,9 @@ def remove_stale_temp_files(dest: Path, keep: Path | None = None) -> list[Path]:
 
 # --- report files -------------------------------------------------------------------------
 
-def report_dir(settings: Settings) -> Path:
-    """``[report] path`` (default ``reports``, relative to the config file's directory)."""
-    value = settings.section("report").get("path", "reports")
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"report.path must be a directory path (text), got {value!r}.")
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (settings.base_dir / path).resolve()
-
-
 def report_path(settings: Settings, as_of: date) -> Path:
     """Where the report of ``as_of`` is published: ``<report.path>/<as_of>/report.html``."""
-    return report_dir(settings) / as_of.isoformat() / REPORT_FILE_NAME
+    return settings.report.path / as_of.isoformat() / REPORT_FILE_NAME
 
 
 # --- serving database ---------------------------------------------------------------------
