@@ -61,7 +61,7 @@ import pyarrow.parquet as pq
 
 from pipelines.config import Settings
 from pipelines.errors import StepError
-from pipelines.publish.serving.serving import fsync_dir, safe_token
+from pipelines.publish.serving import fsync_dir, safe_token
 
 log = logging.getLogger(__name__)
 
