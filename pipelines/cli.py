@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
+            from pipelines.config import load_settings
+
+            # a config error exits 2 here, before Prefect's server starts (10-20 s)
+            load_settings(str(args.config) if args.config else None)
             _quiet_prefect()
             from flows import crm_pipeline
 

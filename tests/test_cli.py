@@ -1,7 +1,6 @@
 """The ``crm`` command's exit codes and its one-paragraph messages: 0 success, 2 config
 error, 3 input data, 4 failed step (1 for anything else). No test here starts a Prefect
-flow run: ``crm run`` loads the config inside the flow, so config errors are exercised
-through ``crm status`` and ``crm forget``, which load it before doing anything."""
+flow run: every command, ``crm run`` included, loads the config before anything else."""
 
 from __future__ import annotations
 
@@ -45,6 +44,14 @@ def test_a_config_error_exits_2_naming_the_key(tmp_path, capsys, command):
                           "whole number of days from 0 to 3660, got -1.")
     assert captured.out == ""
     assert not (tmp_path / "wh").exists()  # nothing was created
+
+
+def test_run_with_a_bad_config_exits_2_before_prefect_starts(tmp_path, capsys, monkeypatch):
+    # importing the flow (and so Prefect) would fail: the config must be refused first
+    monkeypatch.setitem(sys.modules, "flows", None)
+    bad = _config(tmp_path, "[exports]\nreorder_within_days = -1\n")
+    assert cli.main(["run", "--config", str(bad)]) == 2
+    assert "exports.reorder_within_days" in _one_paragraph(capsys.readouterr().err)
 
 
 def test_an_unknown_key_exits_2(tmp_path, capsys):
