@@ -24,8 +24,10 @@ with a completed order in UTC month m, counting only data on or before as_of:
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
+import sys
 import tomllib
 from dataclasses import dataclass
 from datetime import date
@@ -286,7 +288,7 @@ def comment_marts(con: duckdb.DuckDBPyConnection) -> None:
     if missing:
         raise StepError(f"No description for {', '.join(missing)}. Every published column "
                         "must be documented: add it to [columns] in sql/marts/<table>.toml, "
-                        "and describe it in docs/marts.md.")
+                        "then regenerate docs/marts.md (python -m pipelines.marts --docs).")
     if stale:
         raise StepError(f"The contract describes {', '.join(stale)}, which the table does "
                         "not have: remove it from the contract or add it to the SQL.")
@@ -300,3 +302,66 @@ def _ident(name: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+DOCS_INTRO = """\
+# Published tables (schema `marts`) — contract
+
+<!-- Generated from sql/marts/<table>.toml by
+     `.venv/bin/python -m pipelines.marts --docs > docs/marts.md`: edit those files, not this
+     one (tests/test_marts.py checks that the two agree). -->
+
+Built in the working database by `sql/marts/*.sql`, then published to the serving database.
+`run_id` identifies the run; `as_of` is the run's observation date. Tables marked *history*
+keep every run's rows (a rerun with the same run_id replaces its rows) so dashboards can trend.
+Each table's contract is `sql/marts/<table>.toml` beside its SQL: its description, grain,
+invariants and column descriptions. The descriptions are also stored in DuckDB's catalog, so
+BI tools (DBeaver, Metabase, `duckdb_columns()`) show them next to the data. Units: amounts
+in the base currency, times UTC.
+"""
+
+
+def _markdown_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<")
+
+
+def _grain_text(table: str) -> str:
+    keys = ("run_id", *GRAINS[table]) if table in HISTORY_TABLES else GRAINS[table]
+    return "one row per " + (f"`{keys[0]}`" if len(keys) == 1
+                             else "(" + ", ".join(f"`{k}`" for k in keys) + ")")
+
+
+def render_docs() -> str:
+    """The text of docs/marts.md, made from the contract files."""
+    parts = [DOCS_INTRO, "\n| table | grain | history |\n|---|---|---|\n"]
+    parts += [f"| marts.{t} | {_grain_text(t)} | "
+              f"{'history' if t in HISTORY_TABLES else 'current run only'} |\n"
+              for t in MARTS_ORDER]
+    for table in MARTS_ORDER:
+        spec = contract(table)
+        parts.append(f"\n## marts.{table}\n\n{spec.description}\n\n"
+                     f"Grain: {_grain_text(table)}. Contract `sql/marts/{table}.toml`, "
+                     f"built by `sql/marts/{table}.sql`.\n\n"
+                     "| column | description |\n|---|---|\n")
+        parts += [f"| `{name}` | {_markdown_cell(text)} |\n" for name, text in spec.columns]
+        if spec.notes:
+            parts.append(f"\n{spec.notes}\n")
+        if spec.invariants:
+            parts.append("\nA run stops before publishing when one of its rows is bad:\n\n")
+            parts += [f"- {problem}: `{condition}`\n" for problem, condition in spec.invariants]
+    return "".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.marts",
+                                     description="The published tables' contracts.")
+    parser.add_argument("--docs", action="store_true", required=True,
+                        help="print docs/marts.md, generated from sql/marts/<table>.toml")
+    parser.parse_args(argv)
+    sys.stdout.buffer.write(render_docs().encode("utf-8"))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -620,3 +620,12 @@ def test_a_malformed_contract_names_its_file_and_key(tmp_path):
                     encoding="utf-8")
     with pytest.raises(ValueError, match=r"kpi_monthly\.toml: column month needs a non-empty"):
         marts.load_contract(path)
+
+
+def test_docs_marts_md_is_generated_from_the_contracts(capsysbinary):
+    committed = (marts.SQL_DIR.parent / "docs" / "marts.md").read_text(encoding="utf-8")
+    assert committed == marts.render_docs(), (
+        "docs/marts.md differs from the contract files sql/marts/*.toml; regenerate it: "
+        ".venv/bin/python -m pipelines.marts --docs > docs/marts.md")
+    assert marts.main(["--docs"]) == 0
+    assert capsysbinary.readouterr().out.decode("utf-8") == committed
