@@ -24,61 +24,138 @@ with a completed order in UTC month m, counting only data on or before as_of:
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
+import sys
+import tomllib
+from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
+from pathlib import Path
 
 import duckdb
 
 from pipelines.errors import StepError
-from pipelines.sqlrun import run_sql
+from pipelines.sqlrun import SQL_DIR, run_sql
 
 log = logging.getLogger(__name__)
 
 # The readable DAG: customer_360 first (segment_summary and kpi_monthly read it), then
-# the history tables. Every name here is also the table's SQL file and its mart.
+# the history tables. Every name here is also the table's SQL file, its contract file and
+# its mart.
 MARTS_ORDER = ("customer_360", "segment_summary", "kpi_monthly", "data_quality",
                "model_parameters", "model_metrics")
 HISTORY_TABLES = MARTS_ORDER[1:]
 
-# One row per run_id and these columns (docs/marts.md).
-GRAINS = {
-    "segment_summary": ("dimension", "segment"),
-    "kpi_monthly": ("month",),
-    "data_quality": ("source", "file_sha256", "measure", "rule"),
-    "model_parameters": ("model", "parameter"),
-    "model_metrics": ("model", "metric"),
-}
+# sql/marts/<table>.toml: the contract of marts.<table> (see MartContract).
+CONTRACT_DIR = SQL_DIR / "marts"
+
+_CONTRACT_KEYS = {"description", "grain", "notes", "invariants", "columns"}
+_PLACEHOLDER = re.compile(r"<(\w+)>")
+
+
+@dataclass(frozen=True)
+class MartContract:
+    """One mart's contract, as written in ``sql/marts/<table>.toml``.
+
+    ``grain``: the key columns (for a history table, one row per run_id and these);
+    ``invariants``: (what is wrong, SQL condition true for a bad row) pairs, NULLs pass;
+    ``columns``: (column, description) in table order. A column written with ``<name>``
+    in it (``expected_purchases_<days>d``) stands for every column with digits there, and
+    ``{name}`` in its description for their value: such columns depend on the config.
+    ``notes``: prose for docs/marts.md only.
+    """
+
+    table: str
+    description: str
+    grain: tuple[str, ...]
+    invariants: tuple[tuple[str, str], ...]
+    columns: tuple[tuple[str, str], ...]
+    notes: str = ""
+
+    def describe(self, column: str) -> str | None:
+        """The description of ``column``, or None when the contract has none."""
+        for name, text in self.columns:
+            if name == column:
+                return text
+        for name, text in self.columns:
+            match = (_column_pattern(name).fullmatch(column)
+                     if _PLACEHOLDER.search(name) else None)
+            if match:
+                return text.format(**{k: int(v) for k, v in match.groupdict().items()})
+        return None
+
+    def named_columns(self) -> tuple[str, ...]:
+        """The columns the contract names exactly (not by a pattern)."""
+        return tuple(name for name, _ in self.columns if not _PLACEHOLDER.search(name))
+
+
+@lru_cache(maxsize=None)
+def _column_pattern(name: str) -> re.Pattern[str]:
+    parts = _PLACEHOLDER.split(name)  # literal, placeholder, literal, ...
+    return re.compile("".join(re.escape(part) if i % 2 == 0 else rf"(?P<{part}>\d+)"
+                              for i, part in enumerate(parts)))
+
+
+@lru_cache(maxsize=None)
+def load_contract(path: Path) -> MartContract:
+    """Read and check one contract file; raises ValueError naming the file and the key."""
+    with path.open("rb") as file:
+        data = tomllib.load(file)
+
+    def fail(problem: str) -> ValueError:
+        return ValueError(f"{path}: {problem}")
+
+    unknown = set(data) - _CONTRACT_KEYS
+    if unknown:
+        raise fail(f"unknown keys {sorted(unknown)}; known: {sorted(_CONTRACT_KEYS)}")
+    description, grain = data.get("description"), data.get("grain")
+    if not isinstance(description, str) or not description:
+        raise fail("description must be a non-empty string")
+    if (not isinstance(grain, list) or not grain
+            or not all(isinstance(c, str) and c for c in grain)):
+        raise fail("grain must be a non-empty list of column names")
+    invariants = []
+    for i, entry in enumerate(data.get("invariants", [])):
+        if (not isinstance(entry, dict) or set(entry) != {"problem", "bad_row"}
+                or not all(isinstance(v, str) and v for v in entry.values())):
+            raise fail(f"invariants[{i}] must have exactly a problem and a bad_row (strings)")
+        invariants.append((entry["problem"], entry["bad_row"]))
+    columns = data.get("columns")
+    if not isinstance(columns, dict) or not columns:
+        raise fail("[columns] must map every column to its description")
+    for column, text in columns.items():
+        if not isinstance(text, str) or not text:
+            raise fail(f"column {column} needs a non-empty description")
+        placeholders = _PLACEHOLDER.findall(column)
+        try:
+            text.format(**{name: 0 for name in placeholders}) if placeholders else None
+        except (KeyError, IndexError, ValueError) as exc:
+            raise fail(f"the description of column {column} may only use "
+                       f"{{{'}, {'.join(placeholders)}}}: {exc!r}") from None
+    notes = data.get("notes", "")
+    if not isinstance(notes, str):
+        raise fail("notes must be a string")
+    return MartContract(table=path.stem, description=description, grain=tuple(grain),
+                        invariants=tuple(invariants), columns=tuple(columns.items()),
+                        notes=notes.strip())
+
+
+def contract(table: str) -> MartContract:
+    """The contract of ``marts.<table>`` (``sql/marts/<table>.toml``, read once)."""
+    if table not in MARTS_ORDER:
+        raise ValueError(f"{table!r} is not a mart; known: {MARTS_ORDER}")
+    return load_contract(CONTRACT_DIR / f"{table}.toml")
+
+
+# Read from the contract files. customer_360: one row per customer_id; a history table:
+# one row per run_id and these columns.
+GRAINS = {table: contract(table).grain for table in MARTS_ORDER}
 
 # (what is wrong, condition true for a bad row) per history table; NULLs pass.
-INVARIANTS = {
-    "kpi_monthly": (
-        ("repeat_purchase_rate outside [0, 1]", "not repeat_purchase_rate between 0 and 1"),
-        ("retention_rate outside [0, 1]", "not retention_rate between 0 and 1"),
-        ("churn_rate outside [0, 1]", "not churn_rate between 0 and 1"),
-        ("csat outside [0, 1]", "not csat between 0 and 1"),
-        ("nps outside [-100, 100]", "not nps between -100 and 100"),
-        ("retention_rate + churn_rate is not 1", "abs(retention_rate + churn_rate - 1) > 1e-9"),
-        ("retention_rate and churn_rate are not both set or both NULL",
-         "(retention_rate is null) <> (churn_rate is null)"),
-        ("active_customers is not new_customers + returning_customers",
-         "active_customers <> new_customers + returning_customers"),
-        ("a count or amount is negative",
-         "least(active_customers, new_customers, returning_customers, orders, revenue, "
-         "complaint_rate) < 0"),
-    ),
-    "segment_summary": (
-        ("share_of_customers outside [0, 1]", "not share_of_customers between 0 and 1"),
-        ("consenting_customers exceed customers", "consenting_customers > customers"),
-        ("average_churn_probability outside [0, 1]",
-         "not average_churn_probability between 0 and 1"),
-    ),
-    "data_quality": (
-        ("a count is negative", "rows < 0"),
-    ),
-}
-
-_EXPECTED_PURCHASES = re.compile(r"expected_purchases_(\d+)d")
+INVARIANTS = {table: contract(table).invariants for table in HISTORY_TABLES
+              if contract(table).invariants}
 
 
 def build_customer_360(con: duckdb.DuckDBPyConnection, as_of: date, run_id: str,
@@ -187,36 +264,104 @@ def replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, run_id: str) ->
 
 
 def comment_marts(con: duckdb.DuckDBPyConnection) -> None:
-    """Describe every marts table and column in DuckDB's catalog (``sql/marts/comments.sql``
-    plus the configured ``expected_purchases_<h>d`` columns); raise :class:`StepError` if a
-    table of :data:`MARTS_ORDER` still has a column without a description."""
-    run_sql(con, "marts/comments")
-    comment_expected_purchases(con)
-    names = ", ".join(f"'{t}'" for t in MARTS_ORDER)
-    missing = con.execute(f"""
-        select table_name, column_name from duckdb_columns()
-        where database_name = current_database() and schema_name = 'marts'
-          and table_name in ({names}) and coalesce(comment, '') = ''
-        union all
-        select table_name, null from duckdb_tables()
-        where database_name = current_database() and schema_name = 'marts'
-          and table_name in ({names}) and coalesce(comment, '') = ''
-        order by all""").fetchall()
+    """Describe every table of :data:`MARTS_ORDER` and its columns in DuckDB's catalog,
+    from the contract files ``sql/marts/<table>.toml``.
+
+    Raises :class:`StepError` (and comments nothing) if a column of one of them has no
+    description in its contract, or a contract describes a column the table lacks.
+    Run after every marts table is built: ``create or replace`` drops a table's comments.
+    """
+    planned, missing, stale = [], [], []
+    for table in MARTS_ORDER:
+        spec = contract(table)
+        columns = [c[0] for c in con.execute(f"describe marts.{table}").fetchall()]
+        planned.append(f"comment on table marts.{table} is {_literal(spec.description)}")
+        for column in columns:
+            text = spec.describe(column)
+            if text is None:
+                missing.append(f"marts.{table}.{column}")
+            else:
+                planned.append(f"comment on column marts.{table}.{_ident(column)} "
+                               f"is {_literal(text)}")
+        stale += [f"marts.{table}.{c} (sql/marts/{table}.toml)"
+                  for c in spec.named_columns() if c not in columns]
     if missing:
-        listed = ", ".join(f"marts.{t}" + (f".{c}" if c else " (table)") for t, c in missing)
-        raise StepError(f"No description for {listed}. Every published column must be "
-                        "documented: add it to sql/marts/comments.sql and docs/marts.md.")
+        raise StepError(f"No description for {', '.join(missing)}. Every published column "
+                        "must be documented: add it to [columns] in sql/marts/<table>.toml, "
+                        "then regenerate docs/marts.md (python -m pipelines.marts --docs).")
+    if stale:
+        raise StepError(f"The contract describes {', '.join(stale)}, which the table does "
+                        "not have: remove it from the contract or add it to the SQL.")
+    for statement in planned:
+        con.execute(statement)
 
 
-def comment_expected_purchases(con: duckdb.DuckDBPyConnection) -> None:
-    """Describe the ``expected_purchases_<h>d`` columns of ``marts.customer_360``; their
-    horizons come from the config, so they cannot be listed in comments.sql."""
-    columns = [c[0] for c in con.execute("describe marts.customer_360").fetchall()]
-    for column in columns:
-        match = _EXPECTED_PURCHASES.fullmatch(column)
-        if match is None:
-            continue
-        days = int(match.group(1))  # digits only: safe to put in the statement
-        con.execute(f"comment on column marts.customer_360.{column} is 'Expected number of "
-                    f"completed orders in the {days} days after as_of (BG/NBD); NULL when "
-                    "the model was not fitted.'")
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+DOCS_INTRO = """\
+# Published tables (schema `marts`) — contract
+
+<!-- Generated from sql/marts/<table>.toml by
+     `.venv/bin/python -m pipelines.marts --docs > docs/marts.md`: edit those files, not this
+     one (tests/test_marts.py checks that the two agree). -->
+
+Built in the working database by `sql/marts/*.sql`, then published to the serving database.
+`run_id` identifies the run; `as_of` is the run's observation date. Tables marked *history*
+keep every run's rows (a rerun with the same run_id replaces its rows) so dashboards can trend.
+Each table's contract is `sql/marts/<table>.toml` beside its SQL: its description, grain,
+invariants and column descriptions. The descriptions are also stored in DuckDB's catalog, so
+BI tools (DBeaver, Metabase, `duckdb_columns()`) show them next to the data. Units: amounts
+in the base currency, times UTC.
+"""
+
+
+def _markdown_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<")
+
+
+def _grain_text(table: str) -> str:
+    keys = ("run_id", *GRAINS[table]) if table in HISTORY_TABLES else GRAINS[table]
+    return "one row per " + (f"`{keys[0]}`" if len(keys) == 1
+                             else "(" + ", ".join(f"`{k}`" for k in keys) + ")")
+
+
+def render_docs() -> str:
+    """The text of docs/marts.md, made from the contract files."""
+    parts = [DOCS_INTRO, "\n| table | grain | history |\n|---|---|---|\n"]
+    parts += [f"| marts.{t} | {_grain_text(t)} | "
+              f"{'history' if t in HISTORY_TABLES else 'current run only'} |\n"
+              for t in MARTS_ORDER]
+    for table in MARTS_ORDER:
+        spec = contract(table)
+        parts.append(f"\n## marts.{table}\n\n{spec.description}\n\n"
+                     f"Grain: {_grain_text(table)}. Contract `sql/marts/{table}.toml`, "
+                     f"built by `sql/marts/{table}.sql`.\n\n"
+                     "| column | description |\n|---|---|\n")
+        parts += [f"| `{name}` | {_markdown_cell(text)} |\n" for name, text in spec.columns]
+        if spec.notes:
+            parts.append(f"\n{spec.notes}\n")
+        if spec.invariants:
+            parts.append("\nA run stops before publishing when one of its rows is bad:\n\n")
+            parts += [f"- {problem}: `{condition}`\n" for problem, condition in spec.invariants]
+    return "".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.marts",
+                                     description="The published tables' contracts.")
+    parser.add_argument("--docs", action="store_true", required=True,
+                        help="print docs/marts.md, generated from sql/marts/<table>.toml")
+    parser.parse_args(argv)
+    sys.stdout.buffer.write(render_docs().encode("utf-8"))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -552,3 +552,80 @@ def test_an_undocumented_marts_column_stops_the_run(con):
     con.execute("alter table marts.kpi_monthly add column mystery integer")
     with pytest.raises(StepError, match=r"marts\.kpi_monthly\.mystery"):
         marts.comment_marts(con)
+
+
+# --- contract files (sql/marts/<table>.toml) ----------------------------------------------
+
+def copy_contracts(tmp_path, monkeypatch):
+    """The contract files copied to tmp_path, which the marts step then reads instead."""
+    for table in marts.MARTS_ORDER:
+        source = marts.CONTRACT_DIR / f"{table}.toml"
+        (tmp_path / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(marts, "CONTRACT_DIR", tmp_path)
+    return tmp_path
+
+
+def test_a_column_missing_from_its_contract_stops_the_run(con, tmp_path, monkeypatch):
+    contract = copy_contracts(tmp_path, monkeypatch) / "kpi_monthly.toml"
+    text = contract.read_text(encoding="utf-8")
+    kept = [line for line in text.splitlines() if not line.startswith("orders = ")]
+    assert len(kept) == len(text.splitlines()) - 1
+    contract.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    with pytest.raises(StepError, match=r"No description for marts\.kpi_monthly\.orders\. "
+                                        r".*sql/marts/<table>\.toml"):
+        marts.build_marts(con, AS_OF, RUN, RESOLUTION)
+
+
+def test_a_contract_describing_a_column_the_table_lacks_stops_the_run(con, tmp_path,
+                                                                     monkeypatch):
+    contract = copy_contracts(tmp_path, monkeypatch) / "model_parameters.toml"
+    with contract.open("a", encoding="utf-8") as file:
+        file.write('retired = "A column the SQL no longer builds."\n')
+    with pytest.raises(StepError, match=r"marts\.model_parameters\.retired"):
+        marts.build_marts(con, AS_OF, RUN, RESOLUTION)
+
+
+def test_descriptions_reach_the_catalog_verbatim_with_quotes_escaped(con, tmp_path,
+                                                                    monkeypatch):
+    contract = copy_contracts(tmp_path, monkeypatch) / "model_metrics.toml"
+    text = contract.read_text(encoding="utf-8").replace(
+        'message = "For is_fitted rows:', 'message = "It\'s \'quoted\'; -- For is_fitted rows:')
+    contract.write_text(text, encoding="utf-8")
+    marts.build_marts(con, AS_OF, RUN, RESOLUTION)
+    assert rows(con, "select comment from duckdb_columns() where schema_name = 'marts' "
+                     "and table_name = 'model_metrics' and column_name = 'message'") == [
+        ("It's 'quoted'; -- For is_fitted rows: the status (fitted, skipped, failed) and its "
+         "reason; NULL for other metrics.",)]
+
+
+def test_grains_and_invariants_come_from_the_contracts():
+    assert marts.GRAINS["customer_360"] == ("customer_id",)
+    assert marts.GRAINS["data_quality"] == ("source", "file_sha256", "measure", "rule")
+    assert set(marts.INVARIANTS) == {"kpi_monthly", "segment_summary", "data_quality"}
+    assert marts.INVARIANTS["data_quality"] == (("a count is negative", "rows < 0"),)
+
+
+def test_a_pattern_entry_describes_every_configured_horizon():
+    spec = marts.contract("customer_360")
+    assert spec.describe("expected_purchases_365d") == (
+        "Expected number of completed orders in the 365 days after as_of (BG/NBD); NULL "
+        "when the model was not fitted.")
+    assert spec.describe("expected_purchases_d") is None
+    assert spec.describe("expected_purchases_30days") is None
+
+
+def test_a_malformed_contract_names_its_file_and_key(tmp_path):
+    path = tmp_path / "kpi_monthly.toml"
+    path.write_text('description = "x"\ngrain = ["month"]\n[columns]\nmonth = ""\n',
+                    encoding="utf-8")
+    with pytest.raises(ValueError, match=r"kpi_monthly\.toml: column month needs a non-empty"):
+        marts.load_contract(path)
+
+
+def test_docs_marts_md_is_generated_from_the_contracts(capsysbinary):
+    committed = (marts.SQL_DIR.parent / "docs" / "marts.md").read_text(encoding="utf-8")
+    assert committed == marts.render_docs(), (
+        "docs/marts.md differs from the contract files sql/marts/*.toml; regenerate it: "
+        ".venv/bin/python -m pipelines.marts --docs > docs/marts.md")
+    assert marts.main(["--docs"]) == 0
+    assert capsysbinary.readouterr().out.decode("utf-8") == committed
