@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser run test bench lock clean
+.PHONY: setup browser run test test-fast lint format bench lock clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,18 @@ browser:
 
 test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The unit tier: no Prefect server, no browser, no whole runs (tests/unit).
+test-fast: setup
+	$(BIN)/python -m pytest -q tests/unit -m "not browser"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # make bench SIZE=S|M|L [BENCH_ARGS="--no-notebook --stages value,churn ..."]; see benchmarks/README.md
 bench: setup

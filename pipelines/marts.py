@@ -309,7 +309,7 @@ DOCS_INTRO = """\
 
 <!-- Generated from sql/marts/<table>.toml by
      `.venv/bin/python -m pipelines.marts --docs > docs/marts.md`: edit those files, not this
-     one (tests/test_marts.py checks that the two agree). -->
+     one (tests/unit/test_marts.py checks that the two agree). -->
 
 Built in the working database by `sql/marts/*.sql`, then published to the serving database.
 `run_id` identifies the run; `as_of` is the run's observation date. Tables marked *history*

@@ -1,4 +1,4 @@
-"""Child process of tests/test_kill.py: run some steps of a run and stop at a named point.
+"""Child process of tests/integration/test_kill.py: run some steps of a run and stop at a named point.
 
     python tests/kill_child.py CONFIG AS_OF STEPS PAUSE_AT MARKER
 

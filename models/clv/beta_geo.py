@@ -223,7 +223,7 @@ class BetaGeoModel(BaseEstimator):
         largest (D is analytic in a strip around the real log(alpha + T) axis, its nearest
         singularities being where t / (alpha + T) = -1, so the coefficients fall
         geometrically), with exact sums as the fallback. Agrees with the day-by-day sum to
-        ~1e-12 relative at M (tests/test_clv.py checks 1e-9).
+        ~1e-12 relative at M (tests/unit/test_clv.py checks 1e-9).
 
         Parameters
         ----------

@@ -287,7 +287,7 @@ def _newton_polish(likelihood, x, tol, steps: int = 10):
 
 
 # The two subclasses below are the only place that reaches into lifetimes' internals. lifetimes
-# is archived at 0.11.3 and pinned; tests/test_clv.py pins what they rely on
+# is archived at 0.11.3 and pinned; tests/unit/test_clv.py pins what they rely on
 # (test_lifetimes_internals_the_fitter_subclasses_rely_on_are_there) and that they fit what
 # plain lifetimes fits (test_fitter_subclasses_fit_what_plain_lifetimes_fits).
 

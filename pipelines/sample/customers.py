@@ -146,7 +146,7 @@ def _email_variant(email: str, u: float) -> str:
 
 def _name_variant(first: str, last: str, full: str, han: bool, u: float) -> str:
     """A spelling of the same name that is equal after normalisation: accents stripped
-    (NFKD), case folded, commas dropped, tokens sorted (see tests/test_generate.py)."""
+    (NFKD), case folded, commas dropped, tokens sorted (see tests/unit/test_generate.py)."""
     if han:
         return f" {full} " if u < 0.5 else full
     if u < 0.2:

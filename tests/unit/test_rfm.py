@@ -12,7 +12,7 @@ import pytest
 
 from models.rfm import DEFAULT_RFM_GRID, RfmGrid, SegmentRule, score_rfm
 
-RFM_SQL = (Path(__file__).resolve().parents[1] / "sql/models/rfm.sql").read_text()
+RFM_SQL = (Path(__file__).resolve().parents[2] / "sql/models/rfm.sql").read_text()
 
 # core.transactions as documented in docs/core_tables.md
 CORE_TRANSACTIONS = """

@@ -17,7 +17,7 @@ import pytest
 from pipelines.config import load_settings
 from pipelines.errors import ConfigError, StepError
 from pipelines.publish import serving as publish
-from tests.conftest import TX_COLUMNS, write_config
+from tests.helpers import TX_COLUMNS, write_config
 
 QUERY = "select count(*), sum(hash(customer_id)) from marts.customer_360"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.errors import InputError
-from tests.conftest import TX_COLUMNS, assert_reconciled, run_to_core
+from tests.helpers import TX_COLUMNS, assert_reconciled, run_to_core
 
 HEADER = b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status\n"
 
@@ -75,7 +75,7 @@ def test_quoted_delimiters_and_newlines_inside_fields_survive(tmp_path, tx_confi
 
 
 def test_latin1_declared_in_config_decodes_names(tmp_path):
-    from tests.conftest import write_config
+    from tests.helpers import write_config
 
     (tmp_path / "cust.csv").write_bytes("CustomerID;FullName;Email\n1;Jürgen Müller;j@x.de\n"
                                         .encode("latin-1"))
@@ -201,7 +201,7 @@ def test_redelivered_events_and_orderless_rows_are_kept_once(tmp_path):
     """Event ids seen again: the latest delivery wins. Rows without an order or event id:
     identical rows within one file are separate, and the k-th copy in a later file is the
     k-th copy re-sent."""
-    from tests.conftest import write_config
+    from tests.helpers import write_config
 
     (tmp_path / "tx1.csv").write_text(
         "cid,ts,amt\n1,2024-01-05 10:00:00,5\n1,2024-01-05 10:00:00,5\n")
@@ -238,7 +238,7 @@ def test_redelivered_events_and_orderless_rows_are_kept_once(tmp_path):
 def test_jsonl_and_parquet_sources_load(tmp_path):
     import polars as pl
 
-    from tests.conftest import write_config
+    from tests.helpers import write_config
 
     pl.DataFrame({"cid": ["001"], "ts": ["2024-01-05T10:00:00Z"], "amt": [12.5]}).write_parquet(
         tmp_path / "tx.parquet")
@@ -264,7 +264,7 @@ def test_jsonl_key_that_first_appears_late_in_the_file_is_read(tmp_path):
     must still be read (and not reported missing)."""
     import json
 
-    from tests.conftest import write_config
+    from tests.helpers import write_config
 
     (tmp_path / "tx.csv").write_text("cid,ts,amt\n1,2024-01-05 10:00:00,5\n")
     with open(tmp_path / "ev.jsonl", "w") as f:
@@ -289,7 +289,7 @@ def test_jsonl_key_that_first_appears_late_in_the_file_is_read(tmp_path):
 
 
 def test_whitespace_aligned_text_file_without_header_loads(tmp_path):
-    from tests.conftest import write_config
+    from tests.helpers import write_config
 
     (tmp_path / "cdnow.txt").write_text(" 00001 19970101  1   11.77\r\n 00002 19970112  2   12.00\r\n")
     body = ('[sources.transactions]\npath = "cdnow.txt"\nformat = "text"\nheader = false\n'
@@ -330,7 +330,7 @@ def test_mixed_currencies_without_rates_are_never_added_up(tx_config):
 
 def test_identical_rows_without_order_id_are_separate_within_a_file_and_resent_across(
         tmp_path):
-    from tests.conftest import write_config
+    from tests.helpers import write_config
 
     header = b"cust,date,amount\n"
     row = b"9,2024-01-05,5.00\n"
@@ -512,7 +512,7 @@ def test_a_file_mostly_unreadable_stops_the_run_naming_the_file(tx_config):
 def test_a_file_that_feeds_two_sources_loads_for_both(tmp_path, copy):
     """Order lines that carry the customer's attributes, mapped as transactions and as
     customers (the same path, or a byte-identical copy): each source loads every row."""
-    from tests.conftest import write_config
+    from tests.helpers import write_config
 
     data = (b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status,Email\n"
             b"A1,7,2024-01-05 10:00:00,1,5.00,completed,a@x.de\n"
@@ -580,7 +580,7 @@ def test_integral_floats_from_parquet_read_as_the_integer_they_are(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tests.conftest import write_config
+    from tests.helpers import write_config
 
     pq.write_table(pa.table({
         "CustomerID": pa.array([17850.0, None, -0.0, 1e20, 12.5, float("nan")], pa.float64()),
@@ -608,7 +608,7 @@ def test_integral_floats_from_parquet_read_as_the_integer_they_are(tmp_path):
 
 
 def _jsonl_config(tmp_path, data: bytes):
-    from tests.conftest import write_config
+    from tests.helpers import write_config
 
     (tmp_path / "tx.jsonl").write_bytes(data)
     body = ('[sources.transactions]\npath = "tx.jsonl"\nformat = "jsonl"\n'

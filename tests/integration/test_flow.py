@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 pytestmark = pytest.mark.flow
 

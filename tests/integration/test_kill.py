@@ -32,7 +32,7 @@ from pipelines.runlog import format_latest_run
 from tests.pipeline_steps import STEPS, run_pipeline, write_sample_deliveries
 
 AS_OF = date(2024, 10, 31)
-CHILD = Path(__file__).resolve().parent / "kill_child.py"
+CHILD = Path(__file__).resolve().parents[1] / "kill_child.py"
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from models.segments import DEFAULT_PLAYBOOK, LifecycleRules, Playbook, TierRule
 from pipelines import config
 from pipelines.config import (DEFAULT_CONFIG, SCHEMA_PATH, SECTIONS, ConfigError,
                               load_settings, settings_from_dict)
-from tests.conftest import TX_COLUMNS, write_config
+from tests.helpers import TX_COLUMNS, write_config
 
 BASE = {
     "warehouse": {"path": "wh/crm.duckdb", "serving_path": "serving/crm.duckdb"},

@@ -10,9 +10,9 @@ import pytest
 
 from pipelines.config import load_settings
 from pipelines.scoring import churn, segments, value
-from tests.conftest import run_to_core, write_config
+from tests.helpers import run_to_core, write_config
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 
 def _lifetimes_dataset(name: str) -> Path:

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from tests.conftest import TX_COLUMNS, assert_reconciled, run_to_core, write_config
+from tests.helpers import TX_COLUMNS, assert_reconciled, run_to_core, write_config
 from tests.pipeline_steps import run_pipeline
 
 HEADER = b"InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status\n"

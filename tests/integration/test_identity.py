@@ -14,9 +14,9 @@ from pipelines.core.identity import cluster_pairs
 from pipelines.load import ingest
 from pipelines.load.clean import build_staging, normalise_phone, normalise_phones
 from pipelines.warehouse import connect_warehouse
-from tests.conftest import assert_reconciled, run_to_core, write_config
+from tests.helpers import assert_reconciled, run_to_core, write_config
 
-SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
 
 def test_cluster_pairs_joins_chains_and_names_the_smallest_id():

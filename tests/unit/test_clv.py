@@ -42,7 +42,7 @@ with warnings.catch_warnings():
         summary_data_from_transaction_data,
     )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUMMARY_SQL = (ROOT / "sql/models/clv_summary.sql").read_text()
 HOLDOUT_SQL = (ROOT / "sql/models/clv_holdout.sql").read_text()
 DATASETS = Path(os.path.dirname(lifetimes.__file__)) / "datasets"

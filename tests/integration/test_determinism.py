@@ -23,7 +23,7 @@ import pytest
 
 from pipelines.marts import GRAINS
 from pipelines.sqlrun import run_sql
-from tests.conftest import run_to_core, write_config
+from tests.helpers import run_to_core, write_config
 from tests.pipeline_steps import STEPS, run_pipeline, write_sample_deliveries
 
 AS_OF = date(2024, 10, 31)

@@ -19,7 +19,7 @@ import pytest
 from pipelines.config import load_settings
 from pipelines.errors import ConfigError
 from pipelines.publish import exports
-from tests.conftest import TX_COLUMNS, write_config
+from tests.helpers import TX_COLUMNS, write_config
 
 AS_OF = date(2025, 6, 15)
 COLUMNS = ["customer_id", "email", "full_name", "segment", "recommended_action",

@@ -1,6 +1,6 @@
 """Erasure: a forgotten customer leaves no row and no byte behind, and stays out.
 
-The tiny warehouse of tests/fixtures/publish has one person under two ids (ZQX0042, and
+The tiny warehouse of tests/integration/fixtures/publish has one person under two ids (ZQX0042, and
 ZQX0043 with the same e-mail) with transactions, a quarantined row, a blanked field and
 events; distinctive strings make leftover bytes easy to find.
 """
@@ -25,7 +25,7 @@ from pipelines.publish import exports
 from pipelines.publish import serving as publish
 from pipelines.sqlrun import run_sql
 from pipelines.warehouse import connect_warehouse
-from tests.conftest import run_to_core
+from tests.helpers import run_to_core
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "publish"
 PERSON = ("ZQX0042", "ZQX0043")

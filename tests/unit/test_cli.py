@@ -12,9 +12,9 @@ import pytest
 
 from pipelines import cli, runlog
 from pipelines.errors import ConfigError, CrmError, InputError, StepError
-from tests.conftest import TX_COLUMNS, write_config
+from tests.helpers import TX_COLUMNS, write_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp_path: Path, extra: str = "") -> Path:

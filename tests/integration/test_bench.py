@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 PIPELINE_MODULES = {"ingest", "erasure", "clean", "quality", "build", "runlog", "value",
                     "churn", "segments", "marts", "exports", "serving", "report"}
@@ -117,7 +117,7 @@ def test_notebook_baseline_matches_our_summary_and_bgnbd_fit(tmp_path):
     from pipelines.config import load_settings
     from pipelines.sample import generate_sample
     from pipelines.scoring import value
-    from tests.conftest import run_to_core
+    from tests.helpers import run_to_core
 
     generate_sample(tmp_path / "data", customers=400, seed=7, progress=False)
     sample = (ROOT / "data" / "sample" / "crm.toml").read_text(encoding="utf-8")

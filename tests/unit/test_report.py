@@ -625,6 +625,7 @@ def browser(tmp_path_factory):
 
 
 @requires_chromium
+@pytest.mark.browser
 @pytest.mark.timeout(180)
 def test_report_renders_in_headless_chromium_without_errors(browser, report_html, tmp_path):
     from PIL import Image
@@ -655,6 +656,7 @@ def test_report_renders_in_headless_chromium_without_errors(browser, report_html
 
 
 @requires_chromium
+@pytest.mark.browser
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("damage, expected", [
     pytest.param(damage, expected, id=damage) for damage, expected in [
