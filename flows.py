@@ -24,8 +24,13 @@ def _task(name: str, step):
 
     run_step.__doc__ = step.__doc__
     # Steps share one open DuckDB connection, which cannot be hashed for caching.
-    return task(run_step, name=name, cache_policy=NO_CACHE, retries=RETRIES.get(name, 0),
-                retry_delay_seconds=5)
+    return task(
+        run_step,
+        name=name,
+        cache_policy=NO_CACHE,
+        retries=RETRIES.get(name, 0),
+        retry_delay_seconds=5,
+    )
 
 
 TASKS = {name: _task(name, step) for name, step in steps.STEPS.items()}
@@ -38,8 +43,11 @@ def crm_pipeline(config_path: str | None = None, as_of: str | None = None) -> st
         for task_run in TASKS.values():
             run.record(task_run(run.ctx))
         text = run.summary()
-        create_markdown_artifact(key="crm-run-summary", markdown=f"```\n{text}\n```",
-                                 description=f"CRM run {run.ctx.run_id}, as of {run.ctx.as_of}")
+        create_markdown_artifact(
+            key="crm-run-summary",
+            markdown=f"```\n{text}\n```",
+            description=f"CRM run {run.ctx.run_id}, as of {run.ctx.as_of}",
+        )
     return text
 
 
@@ -53,10 +61,13 @@ def build_deployment(config_path: str | None):
     settings = load_settings(config_path)
     schedule = settings.schedule
     if not schedule.cron:
-        raise ConfigError("[schedule].cron is missing: crm serve needs a cron expression, "
-                          "e.g. [schedule] cron = \"0 6 * * *\" and timezone = \"Europe/Berlin\".")
+        raise ConfigError(
+            "[schedule].cron is missing: crm serve needs a cron expression, "
+            'e.g. [schedule] cron = "0 6 * * *" and timezone = "Europe/Berlin".'
+        )
     return crm_pipeline.to_deployment(
         name=schedule.deployment_name,
         schedule=Cron(schedule.cron, timezone=schedule.timezone),
         parameters={"config_path": str(settings.config_path)},
-        description="CRM analytics pipeline on the config's schedule")
+        description="CRM analytics pipeline on the config's schedule",
+    )

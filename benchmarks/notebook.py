@@ -70,6 +70,7 @@ class Skipped(Exception):
 
 # --- the notebook ------------------------------------------------------------------------
 
+
 class Notebook:
     """The analyst's cells, one method per step; ``ns`` is the notebook's namespace (every
     frame stays alive, as in a notebook)."""
@@ -88,8 +89,14 @@ class Notebook:
             error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            self.substeps.append({"name": name, "wall_s": round(time.perf_counter() - t0, 3),
-                                  "cpu_s": round(cpu_seconds() - c0, 3), "error": error})
+            self.substeps.append(
+                {
+                    "name": name,
+                    "wall_s": round(time.perf_counter() - t0, 3),
+                    "cpu_s": round(cpu_seconds() - c0, 3),
+                    "error": error,
+                }
+            )
 
     def need(self, *names: str) -> list[Any]:
         missing = [n for n in names if self.ns.get(n) is None]
@@ -100,9 +107,11 @@ class Notebook:
     # Each step returns (rows_in, rows_out, detail).
 
     def read(self):
-        tx = pd.read_csv(self.args.transactions,
-                         dtype={"InvoiceNo": str, "CustomerID": str, "StockCode": str},
-                         parse_dates=["InvoiceDate"])
+        tx = pd.read_csv(
+            self.args.transactions,
+            dtype={"InvoiceNo": str, "CustomerID": str, "StockCode": str},
+            parse_dates=["InvoiceDate"],
+        )
         self.ns["tx"] = tx
         return len(tx), len(tx), {"columns": list(tx.columns)}
 
@@ -111,23 +120,34 @@ class Notebook:
         as_of_end = pd.Timestamp(self.args.as_of) + pd.Timedelta(days=1)
         rates = {self.args.base_currency: 1.0, **self.args.rates}
         df = tx[(tx["Status"] == "completed") & (tx["InvoiceDate"] < as_of_end)]
-        df = df.assign(amount=df["Quantity"] * df["UnitPrice"]
-                       / df["Currency"].map(rates).fillna(1.0))
+        df = df.assign(
+            amount=df["Quantity"] * df["UnitPrice"] / df["Currency"].map(rates).fillna(1.0)
+        )
         orders = df.groupby(["CustomerID", "InvoiceNo"], as_index=False).agg(
-            InvoiceDate=("InvoiceDate", "min"), amount=("amount", "sum"))
+            InvoiceDate=("InvoiceDate", "min"), amount=("amount", "sum")
+        )
         self.ns["orders"] = orders
-        return len(tx), len(orders), {"completed_lines": len(df),
-                                      "unknown_currencies": sorted(
-                                          set(df["Currency"].dropna()) - set(rates))}
+        return (
+            len(tx),
+            len(orders),
+            {
+                "completed_lines": len(df),
+                "unknown_currencies": sorted(set(df["Currency"].dropna()) - set(rates)),
+            },
+        )
 
     def summary(self):
         (orders,) = self.need("orders")
         summary = summary_data_from_transaction_data(
-            orders, "CustomerID", "InvoiceDate", monetary_value_col="amount",
-            observation_period_end=pd.Timestamp(self.args.as_of), freq="D")
+            orders,
+            "CustomerID",
+            "InvoiceDate",
+            monetary_value_col="amount",
+            observation_period_end=pd.Timestamp(self.args.as_of),
+            freq="D",
+        )
         self.ns["summary"] = summary
-        return len(orders), len(summary), {
-            "repeat_buyers": int((summary["frequency"] > 0).sum())}
+        return len(orders), len(summary), {"repeat_buyers": int((summary["frequency"] > 0).sum())}
 
     def fits(self):
         (summary,) = self.need("summary")
@@ -144,8 +164,10 @@ class Notebook:
             ggf.fit(repeat["frequency"], repeat["monetary_value"])
             return ggf
 
-        for key, name, fit in (("bgf", "bgnbd", fit_bgnbd),
-                               ("ggf", "gamma_gamma", fit_gamma_gamma)):
+        for key, name, fit in (
+            ("bgf", "bgnbd", fit_bgnbd),
+            ("ggf", "gamma_gamma", fit_gamma_gamma),
+        ):
             try:
                 fitter = self.substep(f"{name}_fit", fit)
             except Exception as exc:  # ConvergenceError and the optimiser's other failures
@@ -162,38 +184,46 @@ class Notebook:
         summary, bgf = self.need("summary", "bgf")
         f, r, t = summary["frequency"], summary["recency"], summary["T"]
         out = summary.copy()
-        out["p_alive"] = self.substep(
-            "p_alive", lambda: bgf.conditional_probability_alive(f, r, t))
+        out["p_alive"] = self.substep("p_alive", lambda: bgf.conditional_probability_alive(f, r, t))
         for h in self.args.horizons:
             out[f"expected_purchases_{h}d"] = self.substep(
                 f"expected_purchases_{h}d",
-                lambda h=h: bgf.conditional_expected_number_of_purchases_up_to_time(h, f, r, t))
+                lambda h=h: bgf.conditional_expected_number_of_purchases_up_to_time(h, f, r, t),
+            )
         ggf = self.ns.get("ggf")
         if ggf is not None:
             m = summary["monetary_value"]
             monthly = (1 + self.args.annual_discount_rate) ** (1 / 12) - 1
             out["expected_order_value"] = self.substep(
-                "expected_order_value", lambda: ggf.conditional_expected_average_profit(f, m))
+                "expected_order_value", lambda: ggf.conditional_expected_average_profit(f, m)
+            )
             out["predicted_clv"] = self.substep(
-                "customer_lifetime_value", lambda: ggf.customer_lifetime_value(
-                    bgf, f, r, t, m, time=self.args.clv_months, discount_rate=monthly,
-                    freq="D"))
+                "customer_lifetime_value",
+                lambda: ggf.customer_lifetime_value(
+                    bgf, f, r, t, m, time=self.args.clv_months, discount_rate=monthly, freq="D"
+                ),
+            )
         self.ns["predictions"] = out
         return len(summary), len(out), {"clv": ggf is not None}
 
     def rfm(self):
         (orders,) = self.need("orders")
         as_of = pd.Timestamp(self.args.as_of)
-        rfm = orders.groupby("CustomerID").agg(last_order=("InvoiceDate", "max"),
-                                               orders=("InvoiceNo", "nunique"),
-                                               revenue=("amount", "sum"))
+        rfm = orders.groupby("CustomerID").agg(
+            last_order=("InvoiceDate", "max"),
+            orders=("InvoiceNo", "nunique"),
+            revenue=("amount", "sum"),
+        )
         rfm["recency_days"] = (as_of - rfm["last_order"].dt.normalize()).dt.days
-        rfm["R"] = pd.qcut(rfm["recency_days"].rank(method="first"), 5,
-                           labels=[5, 4, 3, 2, 1]).astype(int)
-        rfm["F"] = pd.qcut(rfm["orders"].rank(method="first"), 5,
-                           labels=[1, 2, 3, 4, 5]).astype(int)
-        rfm["M"] = pd.qcut(rfm["revenue"].rank(method="first"), 5,
-                           labels=[1, 2, 3, 4, 5]).astype(int)
+        rfm["R"] = pd.qcut(
+            rfm["recency_days"].rank(method="first"), 5, labels=[5, 4, 3, 2, 1]
+        ).astype(int)
+        rfm["F"] = pd.qcut(rfm["orders"].rank(method="first"), 5, labels=[1, 2, 3, 4, 5]).astype(
+            int
+        )
+        rfm["M"] = pd.qcut(rfm["revenue"].rank(method="first"), 5, labels=[1, 2, 3, 4, 5]).astype(
+            int
+        )
         rfm["RFM"] = rfm["R"].astype(str) + rfm["F"].astype(str) + rfm["M"].astype(str)
         self.ns["rfm"] = rfm
         return len(orders), len(rfm), {}
@@ -208,8 +238,11 @@ class Notebook:
         result = parts[0].join(parts[1:], how="outer") if len(parts) > 1 else parts[0]
         path = Path(self.args.out_dir) / "customer_value.csv"
         result.to_csv(path)
-        return len(result), len(result), {"file": str(path), "bytes": path.stat().st_size,
-                                          "columns": len(result.columns) + 1}
+        return (
+            len(result),
+            len(result),
+            {"file": str(path), "bytes": path.stat().st_size, "columns": len(result.columns) + 1},
+        )
 
 
 def run_step(nb: Notebook, name: str, sampler: Sampler) -> dict:
@@ -232,30 +265,47 @@ def run_step(nb: Notebook, name: str, sampler: Sampler) -> dict:
     if name == "fits" and nb.ns.get("fit_errors"):
         error = "; ".join(nb.ns["fit_errors"])
     rows_in, rows_out, detail = result if result else (None, None, {})
-    return {"stage": name, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
-            "other_processes_cores": round(others / wall, 2) if wall else None,
-            "rows_in": rows_in, "rows_out": rows_out,
-            "rows_per_s": round(rows_in / wall) if rows_in and wall else None,
-            "rss_before_bytes": rss_before,
-            "peak_rss_bytes": peak_rss() if hwm_reset else None,
-            "peak_rss_sampled_bytes": max(sampler.max_rss, current_rss()),
-            "rss_after_bytes": current_rss(),
-            "substeps": nb.substeps, "detail": detail, "error": error, "skipped": skipped}
+    return {
+        "stage": name,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "other_processes_cores": round(others / wall, 2) if wall else None,
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "rows_per_s": round(rows_in / wall) if rows_in and wall else None,
+        "rss_before_bytes": rss_before,
+        "peak_rss_bytes": peak_rss() if hwm_reset else None,
+        "peak_rss_sampled_bytes": max(sampler.max_rss, current_rss()),
+        "rss_after_bytes": current_rss(),
+        "substeps": nb.substeps,
+        "detail": detail,
+        "error": error,
+        "skipped": skipped,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--transactions", required=True, type=Path)
-    parser.add_argument("--as-of", type=date.fromisoformat, default=None,
-                        help="observation date (default: the date of the latest completed "
-                             "order, as the pipeline's default)")
+    parser.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        default=None,
+        help="observation date (default: the date of the latest completed "
+        "order, as the pipeline's default)",
+    )
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--base-currency", default="EUR")
-    parser.add_argument("--rates", type=json.loads, default=DEFAULT_RATES,
-                        help='JSON: units of each currency per base unit, e.g. {"GBP": 0.85}')
-    parser.add_argument("--horizons", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[30, 90, 365])
+    parser.add_argument(
+        "--rates",
+        type=json.loads,
+        default=DEFAULT_RATES,
+        help='JSON: units of each currency per base unit, e.g. {"GBP": 0.85}',
+    )
+    parser.add_argument(
+        "--horizons", type=lambda s: [int(x) for x in s.split(",")], default=[30, 90, 365]
+    )
     parser.add_argument("--clv-months", type=int, default=12)
     parser.add_argument("--annual-discount-rate", type=float, default=0.10)
     args = parser.parse_args(argv)
@@ -273,15 +323,20 @@ def main(argv: list[str] | None = None) -> int:
         import pandas as pd
         from lifetimes import BetaGeoFitter, GammaGammaFitter
         from lifetimes.utils import summary_data_from_transaction_data
-    setup = {"wall_s": round(time.perf_counter() - t0, 3),
-             "cpu_s": round(cpu_seconds() - c0, 3), "rss_bytes": current_rss(),
-             "peak_rss_bytes": peak_rss(), "rss_at_start_bytes": rss_start}
+    setup = {
+        "wall_s": round(time.perf_counter() - t0, 3),
+        "cpu_s": round(cpu_seconds() - c0, 3),
+        "rss_bytes": current_rss(),
+        "peak_rss_bytes": peak_rss(),
+        "rss_at_start_bytes": rss_start,
+    }
 
     as_of_source = "given"
     if args.as_of is None:
         # not timed: the pipeline gets it from core.transactions (resolve_as_of)
-        dates = pd.read_csv(args.transactions, usecols=["InvoiceDate", "Status"],
-                            parse_dates=["InvoiceDate"])
+        dates = pd.read_csv(
+            args.transactions, usecols=["InvoiceDate", "Status"], parse_dates=["InvoiceDate"]
+        )
         args.as_of = dates.loc[dates["Status"] == "completed", "InvoiceDate"].max().date()
         del dates
         as_of_source = "latest completed order"
@@ -295,23 +350,32 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[notebook] {name} ...", file=sys.stderr, flush=True)
             rec = run_step(nb, name, sampler)
             records.append(rec)
-            print(f"[notebook] {name}: {rec['wall_s']:.2f} s"
-                  + (f" ({rec['error']})" if rec["error"] else ""), file=sys.stderr, flush=True)
+            print(
+                f"[notebook] {name}: {rec['wall_s']:.2f} s"
+                + (f" ({rec['error']})" if rec["error"] else ""),
+                file=sys.stderr,
+                flush=True,
+            )
     sampler.stop()
     peaks = [r["peak_rss_bytes"] or r["peak_rss_sampled_bytes"] for r in records]
     result = {
         "schema": 1,
         "transactions": str(args.transactions),
-        "as_of": args.as_of.isoformat(), "as_of_source": as_of_source,
-        "base_currency": args.base_currency, "rates": args.rates,
-        "horizons_days": args.horizons, "clv_months": args.clv_months,
+        "as_of": args.as_of.isoformat(),
+        "as_of_source": as_of_source,
+        "base_currency": args.base_currency,
+        "rates": args.rates,
+        "horizons_days": args.horizons,
+        "clv_months": args.clv_months,
         "annual_discount_rate": args.annual_discount_rate,
         "pid": os.getpid(),
         "setup": setup,
         "stages": records,
-        "totals": {"wall_s": round(sum(r["wall_s"] for r in records), 3),
-                   "cpu_s": round(sum(r["cpu_s"] for r in records), 3),
-                   "peak_rss_bytes": max(peaks) if peaks else None},
+        "totals": {
+            "wall_s": round(sum(r["wall_s"] for r in records), 3),
+            "cpu_s": round(sum(r["cpu_s"] for r in records), 3),
+            "peak_rss_bytes": max(peaks) if peaks else None,
+        },
         # clear_refs also resets ru_maxrss: the process peak is the largest measured peak
         "process_peak_rss_bytes": max([setup["peak_rss_bytes"], *[p for p in peaks if p]]),
         "status": "succeeded" if not any(r["error"] for r in records) else "failed",

@@ -72,8 +72,13 @@ def dir_bytes(path: Path) -> int:
     try:
         for entry in os.scandir(path):
             with contextlib.suppress(OSError):
-                total += entry.stat(follow_symlinks=False).st_size if entry.is_file() \
-                    else dir_bytes(Path(entry.path)) if entry.is_dir() else 0
+                total += (
+                    entry.stat(follow_symlinks=False).st_size
+                    if entry.is_file()
+                    else dir_bytes(Path(entry.path))
+                    if entry.is_dir()
+                    else 0
+                )
     except OSError:
         pass
     return total

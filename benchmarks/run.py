@@ -104,15 +104,28 @@ TARGET_PEAK_BYTES = 6 * 1024**3
 
 ALL_SOURCES = ("transactions", "customers", "events")
 # results file names by the sources used (other sets are joined with +)
-SOURCE_SUFFIXES = {ALL_SOURCES: "", ("transactions", "customers"): "-noevents",
-                   ("transactions",): "-txonly"}
+SOURCE_SUFFIXES = {
+    ALL_SOURCES: "",
+    ("transactions", "customers"): "-noevents",
+    ("transactions",): "-txonly",
+}
 
-PACKAGES = ("duckdb", "polars", "pyarrow", "pandas", "numpy", "great-expectations",
-            "phonenumbers", "prefect", "lifetimes", "scikit-learn")
-
+PACKAGES = (
+    "duckdb",
+    "polars",
+    "pyarrow",
+    "pandas",
+    "numpy",
+    "great-expectations",
+    "phonenumbers",
+    "prefect",
+    "lifetimes",
+    "scikit-learn",
+)
 
 
 # --- stage registry -----------------------------------------------------------------------
+
 
 @dataclass
 class StageResult:
@@ -136,12 +149,14 @@ STAGES: list[Stage] = []
 
 def stage(name: str, requires: tuple[str, ...] = ()):
     """Register a stage; stages run in registration order (the flow's order)."""
+
     def register(fn: Callable[["Bench"], StageResult]) -> Callable[["Bench"], StageResult]:
         unknown = set(requires) - {s.name for s in STAGES}
         if unknown:
             raise ValueError(f"stage {name!r} requires unregistered stages {sorted(unknown)}")
         STAGES.append(Stage(name, fn, tuple(requires), (fn.__doc__ or "").strip()))
         return fn
+
     return register
 
 
@@ -188,9 +203,15 @@ class Bench:
             yield
         finally:
             self._open.pop()
-            self.substeps.append({"name": name, "parent": parent, "depth": len(self._open),
-                                  "wall_s": time.perf_counter() - t0,
-                                  "cpu_s": cpu_seconds() - c0})
+            self.substeps.append(
+                {
+                    "name": name,
+                    "parent": parent,
+                    "depth": len(self._open),
+                    "wall_s": time.perf_counter() - t0,
+                    "cpu_s": cpu_seconds() - c0,
+                }
+            )
 
     def scalar(self, sql: str, params: list | None = None) -> Any:
         # fetchall, not fetchone: DuckDB 2 refuses further work on a connection whose last
@@ -200,7 +221,8 @@ class Bench:
     def count(self, table: str) -> int:
         exists = self.scalar(
             "select count(*) from duckdb_tables() where schema_name || '.' || table_name = ?",
-            [table])
+            [table],
+        )
         return self.scalar(f"select count(*) from {table}") if exists else 0
 
 
@@ -222,11 +244,23 @@ def run_ingest(b: Bench) -> StageResult:
     b.state["file_reports"] = reports
     raw = {name: b.count(f"raw.{name}") for name in _sources(b)}
     return StageResult(
-        rows_in=sum(r.rows_read for r in reports), rows_out=sum(raw.values()),
-        detail={"files": [{"source": r.source, "file": Path(r.path).name, "status": r.status,
-                           "reader": r.reader, "rows_read": r.rows_read,
-                           "rows_rejected": r.rows_rejected} for r in reports],
-                "raw_rows": raw})
+        rows_in=sum(r.rows_read for r in reports),
+        rows_out=sum(raw.values()),
+        detail={
+            "files": [
+                {
+                    "source": r.source,
+                    "file": Path(r.path).name,
+                    "status": r.status,
+                    "reader": r.reader,
+                    "rows_read": r.rows_read,
+                    "rows_rejected": r.rows_rejected,
+                }
+                for r in reports
+            ],
+            "raw_rows": raw,
+        },
+    )
 
 
 @stage("clean", requires=("ingest",))
@@ -234,8 +268,7 @@ def run_clean(b: Bench) -> StageResult:
     """pipelines.load.clean.build_staging (staging.*, phones to E.164)."""
     raw = sum(b.count(f"raw.{name}") for name in clean.STAGING_ORDER)
     counts = clean.build_staging(b.con, b.settings)
-    return StageResult(rows_in=raw, rows_out=sum(counts.values()),
-                       detail={"staging_rows": counts})
+    return StageResult(rows_in=raw, rows_out=sum(counts.values()), detail={"staging_rows": counts})
 
 
 @stage("validate", requires=("clean",))
@@ -250,36 +283,50 @@ def run_validate(b: Bench) -> StageResult:
     checked = sum(r.rows_checked for r in reports)
     quarantined = sum(r.rows_quarantined for r in reports)
     return StageResult(
-        rows_in=checked, rows_out=checked - quarantined,
-        detail={"rows_quarantined": {r.source: r.rows_quarantined for r in reports},
-                "fields_blanked": {r.source: r.fields_blanked for r in reports},
-                "failures_by_rule": {r.source: r.failures_by_rule for r in reports
-                                     if r.failures_by_rule}})
+        rows_in=checked,
+        rows_out=checked - quarantined,
+        detail={
+            "rows_quarantined": {r.source: r.rows_quarantined for r in reports},
+            "fields_blanked": {r.source: r.fields_blanked for r in reports},
+            "failures_by_rule": {
+                r.source: r.failures_by_rule for r in reports if r.failures_by_rule
+            },
+        },
+    )
 
 
 @stage("core", requires=("validate",))
 def run_core(b: Bench) -> StageResult:
     """pipelines.core.build.build_core (identity resolution, dedupe, reconciliation) and the
     as-of date, as the flow's core task does."""
-    valid = sum(b.count(f"staging.{name}") - b.count(f"quarantine.{name}")
-                for name in ("transactions", "customers", "events"))
+    valid = sum(
+        b.count(f"staging.{name}") - b.count(f"quarantine.{name}")
+        for name in ("transactions", "customers", "events")
+    )
     report = core.build_core(b.con, b.run_id)
     as_of = runlog.resolve_as_of(b.con, b.ctx.requested_as_of)
     b.ctx = dataclasses.replace(b.ctx, as_of=as_of)
-    kept = {t: b.count(f"core.{t}") for t in ("transaction_lines", "customer_records",
-                                               "events")}
-    unbalanced = b.scalar("select count(*) from audit.file_reconciliation "
-                          "where not is_balanced")
+    kept = {t: b.count(f"core.{t}") for t in ("transaction_lines", "customer_records", "events")}
+    unbalanced = b.scalar("select count(*) from audit.file_reconciliation where not is_balanced")
     return StageResult(
-        rows_in=valid, rows_out=sum(kept.values()),
-        detail={"kept_rows": kept, "orders": report.orders, "customers": report.customers,
-                "events": report.events, "duplicates_by_source": report.duplicates_by_source,
-                "identity": asdict(report.identity), "as_of": str(as_of),
-                "files_unbalanced": unbalanced})
+        rows_in=valid,
+        rows_out=sum(kept.values()),
+        detail={
+            "kept_rows": kept,
+            "orders": report.orders,
+            "customers": report.customers,
+            "events": report.events,
+            "duplicates_by_source": report.duplicates_by_source,
+            "identity": asdict(report.identity),
+            "as_of": str(as_of),
+            "files_unbalanced": unbalanced,
+        },
+    )
 
 
 # The flow's later tasks, in its order. flows.py's publish task is split into its three
 # calls (export, serving, report) so that each has its own time and memory.
+
 
 @stage("value", requires=("core",))
 def run_value(b: Bench) -> StageResult:
@@ -288,12 +335,18 @@ def run_value(b: Bench) -> StageResult:
     rep = value.score_customer_value(b.con, b.settings, b.ctx.as_of, b.run_id)
     b.ctx = dataclasses.replace(b.ctx, clv_resolution=rep.resolution)
     return StageResult(
-        rows_in=b.count("core.transactions"), rows_out=rep.customers,
-        detail={"resolution": rep.resolution, "customers": rep.customers,
-                "repeat_buyers": rep.repeat_buyers, "clv_status": rep.clv_status,
-                "clv_message": rep.clv_message,
-                "parameters": rep.parameters.to_dicts() if rep.parameters.height else [],
-                "segment_counts": rep.segment_counts})
+        rows_in=b.count("core.transactions"),
+        rows_out=rep.customers,
+        detail={
+            "resolution": rep.resolution,
+            "customers": rep.customers,
+            "repeat_buyers": rep.repeat_buyers,
+            "clv_status": rep.clv_status,
+            "clv_message": rep.clv_message,
+            "parameters": rep.parameters.to_dicts() if rep.parameters.height else [],
+            "segment_counts": rep.segment_counts,
+        },
+    )
 
 
 @stage("churn", requires=("value",))
@@ -308,11 +361,15 @@ def run_churn(b: Bench) -> StageResult:
 
     result = churn.score_churn_risk(b.con, b.settings, b.ctx.as_of, b.run_id, timed_scorer)
     return StageResult(
-        rows_in=b.count("core.transactions"), rows_out=result.scores.height,
-        detail={"published_scorer": result.published_scorer,
-                "fallback_reason": result.fallback_reason,
-                "model_beats_baselines": result.model_beats_baselines,
-                "message": result.message})
+        rows_in=b.count("core.transactions"),
+        rows_out=result.scores.height,
+        detail={
+            "published_scorer": result.published_scorer,
+            "fallback_reason": result.fallback_reason,
+            "model_beats_baselines": result.model_beats_baselines,
+            "message": result.message,
+        },
+    )
 
 
 @stage("segments", requires=("churn",))
@@ -320,17 +377,22 @@ def run_segments(b: Bench) -> StageResult:
     """pipelines.scoring.segments.build_customer_segments (tier, lifecycle stage, recommended
     action)."""
     counts = segments.build_customer_segments(b.con, b.settings, b.ctx.as_of)
-    return StageResult(rows_in=b.count("models.segment_inputs"),
-                       rows_out=b.count("models.customer_segments"),
-                       detail={"value_tier": counts["value_tier"]})
+    return StageResult(
+        rows_in=b.count("models.segment_inputs"),
+        rows_out=b.count("models.customer_segments"),
+        detail={"value_tier": counts["value_tier"]},
+    )
 
 
 @stage("marts", requires=("segments",))
 def run_marts(b: Bench) -> StageResult:
     """pipelines.marts.build_marts (customer_360 and the history marts)."""
     rows = marts.build_marts(b.con, b.ctx.as_of, b.run_id, b.ctx.clv_resolution)
-    return StageResult(rows_in=b.count("models.customer_segments"),
-                       rows_out=sum(rows.values()), detail={"rows": rows})
+    return StageResult(
+        rows_in=b.count("models.customer_segments"),
+        rows_out=sum(rows.values()),
+        detail={"rows": rows},
+    )
 
 
 @stage("export", requires=("marts",))
@@ -338,40 +400,56 @@ def run_export(b: Bench) -> StageResult:
     """pipelines.publish.exports.write_exports (one CSV + Parquet file per list, manifest)."""
     rep = exports.write_exports(b.con, b.settings, b.ctx.as_of, b.run_id)
     files = [f for f in rep.directory.iterdir() if f.is_file()]
-    return StageResult(rows_in=b.count("marts.customer_360"),
-                       rows_out=sum(rep.rows_by_list.values()),
-                       detail={"rows_by_list": dict(rep.rows_by_list), "files": len(files),
-                               "bytes": sum(f.stat().st_size for f in files)})
+    return StageResult(
+        rows_in=b.count("marts.customer_360"),
+        rows_out=sum(rep.rows_by_list.values()),
+        detail={
+            "rows_by_list": dict(rep.rows_by_list),
+            "files": len(files),
+            "bytes": sum(f.stat().st_size for f in files),
+        },
+    )
 
 
 @stage("serving", requires=("marts",))
 def run_serving(b: Bench) -> StageResult:
     """pipelines.publish.serving.publish_serving_database (marts.* copied into the serving DB)."""
-    tables = [r[0] for r in b.con.execute(
-        "select schema_name || '.' || table_name from duckdb_tables() "
-        "where schema_name = 'marts' and not temporary").fetchall()]
+    tables = [
+        r[0]
+        for r in b.con.execute(
+            "select schema_name || '.' || table_name from duckdb_tables() "
+            "where schema_name = 'marts' and not temporary"
+        ).fetchall()
+    ]
     rows = sum(b.count(t) for t in tables)
     path = publish.publish_serving_database(b.con, b.settings, b.run_id)
-    return StageResult(rows_in=rows, rows_out=rows,
-                       detail={"tables": len(tables), "bytes": path.stat().st_size})
+    return StageResult(
+        rows_in=rows, rows_out=rows, detail={"tables": len(tables), "bytes": path.stat().st_size}
+    )
 
 
 @stage("report", requires=("marts",))
 def run_report(b: Bench) -> StageResult:
     """pipelines.publish.report.write_report to publish.report_path (the HTML report)."""
-    path = report.write_report(b.con, publish.report_path(b.settings, b.ctx.as_of),
-                               run_id=b.run_id, as_of=b.ctx.as_of,
-                               currency=b.settings.currency.base)
-    return StageResult(rows_in=b.count("marts.customer_360"), rows_out=1,
-                       detail={"bytes": path.stat().st_size})
+    path = report.write_report(
+        b.con,
+        publish.report_path(b.settings, b.ctx.as_of),
+        run_id=b.run_id,
+        as_of=b.ctx.as_of,
+        currency=b.settings.currency.base,
+    )
+    return StageResult(
+        rows_in=b.count("marts.customer_360"), rows_out=1, detail={"bytes": path.stat().st_size}
+    )
 
 
 # Stages a warehouse given with --from-warehouse has already run.
 CORE_STAGES = ("ingest", "clean", "validate", "core")
 
 
-def resolve_stages(names: list[str] | None,
-                   done: tuple[str, ...] = ()) -> tuple[list[Stage], list[str]]:
+def resolve_stages(
+    names: list[str] | None, done: tuple[str, ...] = ()
+) -> tuple[list[Stage], list[str]]:
     """Stages to run, in pipeline order, with every prerequisite added. Returns the
     stages and the names that were added because a requested stage needs them. Stages in
     ``done`` (already run in the warehouse, --from-warehouse) are neither run nor added."""
@@ -382,8 +460,10 @@ def resolve_stages(names: list[str] | None,
         raise SystemExit(f"unknown stage(s) {sorted(unknown)}; known: {', '.join(by_name)}")
     again = wanted & set(done)
     if again:
-        raise SystemExit(f"stage(s) {sorted(again)} are already built in the warehouse "
-                         "given with --from-warehouse; leave them out of --stages")
+        raise SystemExit(
+            f"stage(s) {sorted(again)} are already built in the warehouse "
+            "given with --from-warehouse; leave them out of --stages"
+        )
     added: list[str] = []
     todo = list(wanted)
     while todo:
@@ -396,6 +476,7 @@ def resolve_stages(names: list[str] | None,
 
 
 # --- data and config ----------------------------------------------------------------------
+
 
 def ensure_data(size: str, customers: int, seed: int) -> dict:
     """Generate the exports for ``size`` once; reuse them while customers and seed match."""
@@ -411,22 +492,31 @@ def ensure_data(size: str, customers: int, seed: int) -> dict:
         shutil.rmtree(out)
     from pipelines.sample import generate_sample
 
-    print(f"generating {size} data ({customers:,} customers, seed {seed}) into {out} ...",
-          file=sys.stderr)
+    print(
+        f"generating {size} data ({customers:,} customers, seed {seed}) into {out} ...",
+        file=sys.stderr,
+    )
     t0 = time.perf_counter()
     report = generate_sample(out, customers=customers, seed=seed, progress=sys.stderr.isatty())
     seconds = time.perf_counter() - t0
     files = {}
     for role in ("transactions", "customers", "events"):
         path = Path(report.paths[role])
-        files[path.name] = {"source": role, "rows": report.rows[role],
-                            "bytes": path.stat().st_size}
-    manifest = {"size": size, "customers": customers, "seed": seed,
-                "generated_at": _now_iso(), "generate_seconds": round(seconds, 1),
-                "files": files, "people": {"buyers": report.customers,
-                                           "prospects": report.prospects,
-                                           "duplicate_records": report.duplicate_records,
-                                           "completed_orders": report.completed_orders}}
+        files[path.name] = {"source": role, "rows": report.rows[role], "bytes": path.stat().st_size}
+    manifest = {
+        "size": size,
+        "customers": customers,
+        "seed": seed,
+        "generated_at": _now_iso(),
+        "generate_seconds": round(seconds, 1),
+        "files": files,
+        "people": {
+            "buyers": report.customers,
+            "prospects": report.prospects,
+            "duplicate_records": report.duplicate_records,
+            "completed_orders": report.completed_orders,
+        },
+    }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     manifest["reused"] = False
     return manifest
@@ -452,8 +542,9 @@ def _toml_value(value: Any) -> str:
 
 def dump_toml(data: dict, prefix: str = "") -> str:
     """Minimal TOML writer for crm.toml-shaped data (scalars, lists, nested tables)."""
-    scalars = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items()
-               if not isinstance(v, dict)]
+    scalars = [
+        f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)
+    ]
     out = []
     if prefix and (scalars or not any(isinstance(v, dict) for v in data.values())):
         out.append(f"[{prefix}]")
@@ -466,8 +557,13 @@ def dump_toml(data: dict, prefix: str = "") -> str:
     return text
 
 
-def write_config(workdir: Path, data_dir: Path, sources: tuple[str, ...],
-                 memory_limit: str | None, threads: int | None) -> Path:
+def write_config(
+    workdir: Path,
+    data_dir: Path,
+    sources: tuple[str, ...],
+    memory_limit: str | None,
+    threads: int | None,
+) -> Path:
     """crm.toml for the generated data: the bundled sample's mapping, with source globs
     pointing at ``data_dir`` and the warehouse, serving database, exports and report
     inside ``workdir``."""
@@ -486,20 +582,26 @@ def write_config(workdir: Path, data_dir: Path, sources: tuple[str, ...],
         if name not in sources:
             del config["sources"][name]
     path = workdir / "crm.toml"
-    path.write_text("# Written by benchmarks/run.py from data/sample/crm.toml.\n"
-                    + dump_toml(config), encoding="utf-8")
+    path.write_text(
+        "# Written by benchmarks/run.py from data/sample/crm.toml.\n" + dump_toml(config),
+        encoding="utf-8",
+    )
     return path
 
 
 # --- instrumentation ----------------------------------------------------------------------
+
 
 class SqlTimer:
     """Wraps ``pipelines.sqlrun.run_sql`` wherever a pipeline module imported it, so the
     time of every SQL file is recorded (and, with ``profile_dir``, DuckDB's operator
     profile of each file is written as JSON). The wrapper adds a perf_counter call."""
 
-    def __init__(self, profile_dir: Path | None = None,
-                 bench_ref: Callable[[], "Bench | None"] = lambda: None):
+    def __init__(
+        self,
+        profile_dir: Path | None = None,
+        bench_ref: Callable[[], "Bench | None"] = lambda: None,
+    ):
         self.records: list[dict] = []
         self.stage = ""
         self.profile_dir = profile_dir
@@ -521,15 +623,22 @@ class SqlTimer:
             try:
                 return original(con, name, params)
             finally:
-                self.records.append({"stage": self.stage, "sql": name, "parent": parent,
-                                     "wall_s": time.perf_counter() - t0,
-                                     "cpu_s": cpu_seconds() - c0})
+                self.records.append(
+                    {
+                        "stage": self.stage,
+                        "sql": name,
+                        "parent": parent,
+                        "wall_s": time.perf_counter() - t0,
+                        "cpu_s": cpu_seconds() - c0,
+                    }
+                )
                 if self.profile_dir is not None:
                     con.execute("pragma disable_profiling")
 
         for mod_name, module in list(sys.modules.items()):
-            if (mod_name == "pipelines" or mod_name.startswith(("pipelines.", "models."))) \
-                    and getattr(module, "run_sql", None) is original:
+            if (
+                mod_name == "pipelines" or mod_name.startswith(("pipelines.", "models."))
+            ) and getattr(module, "run_sql", None) is original:
                 module.run_sql = timed_run_sql
                 self._patched.append(module)
 
@@ -599,8 +708,15 @@ class FunctionTimer:
             for part in path:
                 owner = getattr(owner, part, None)
             # the class's own attribute, not an inherited one (it would be patched for all)
-            original = (owner.__dict__.get(attr) if isinstance(owner, type)
-                        else getattr(owner, attr, None)) if owner is not None else None
+            original = (
+                (
+                    owner.__dict__.get(attr)
+                    if isinstance(owner, type)
+                    else getattr(owner, attr, None)
+                )
+                if owner is not None
+                else None
+            )
             if original is None or not callable(original):
                 self.missing.append(spec)
                 continue
@@ -616,8 +732,11 @@ class FunctionTimer:
             setattr(owner, attr, wrapper)
             self._patched.append((owner, attr, original))
         if self.missing:
-            print("note: traced functions not found (renamed?), not timed: "
-                  + ", ".join(self.missing), file=sys.stderr)
+            print(
+                "note: traced functions not found (renamed?), not timed: "
+                + ", ".join(self.missing),
+                file=sys.stderr,
+            )
 
     def uninstall(self) -> None:
         for owner, attr, original in reversed(self._patched):
@@ -637,31 +756,47 @@ def machine_info() -> dict:
                 cpu_model = line.split(":", 1)[1].strip()
                 break
     versions = runlog.package_versions(PACKAGES)
-    return {"hostname": platform.node(), "platform": platform.platform(),
-            "cpu_model": cpu_model, "cores": os.cpu_count(),
-            "cores_usable": len(os.sched_getaffinity(0)),
-            "ram_bytes": meminfo.get("MemTotal"),
-            "ram_available_bytes_at_start": meminfo.get("MemAvailable"),
-            "loadavg_at_start": list(os.getloadavg()), "versions": versions}
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "ram_bytes": meminfo.get("MemTotal"),
+        "ram_available_bytes_at_start": meminfo.get("MemAvailable"),
+        "loadavg_at_start": list(os.getloadavg()),
+        "versions": versions,
+    }
 
 
 def git_info() -> dict:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                                  text=True, timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
+
     dirty = git("status", "--porcelain", "--", "pipelines", "sql", "flows.py", "models")
     # Others edit the tree while benchmarks run: a digest of the code actually measured
     # tells two results files apart even when HEAD is the same.
     digest = hashlib.sha256()
-    for path in sorted([*ROOT.glob("pipelines/*.py"), *ROOT.glob("models/*.py"),
-                        *ROOT.glob("sql/**/*.sql"), ROOT / "flows.py"]):
+    for path in sorted(
+        [
+            *ROOT.glob("pipelines/*.py"),
+            *ROOT.glob("models/*.py"),
+            *ROOT.glob("sql/**/*.sql"),
+            ROOT / "flows.py",
+        ]
+    ):
         with contextlib.suppress(OSError):
             digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-    return {"commit": git("rev-parse", "HEAD"), "pipeline_code_dirty": bool(dirty),
-            "code_sha256": digest.hexdigest()[:16]}
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "pipeline_code_dirty": bool(dirty),
+        "code_sha256": digest.hexdigest()[:16],
+    }
 
 
 def _now_iso() -> str:
@@ -678,8 +813,10 @@ def fmt_bytes(n: float | None) -> str:
 
 # --- the run ------------------------------------------------------------------------------
 
-def run_stage(b: Bench, st: Stage, sampler: Sampler, sql_timer: SqlTimer,
-              profile_dir: Path | None) -> dict:
+
+def run_stage(
+    b: Bench, st: Stage, sampler: Sampler, sql_timer: SqlTimer, profile_dir: Path | None
+) -> dict:
     sql_timer.stage = st.name
     b.substeps = []
     rss_before = current_rss()
@@ -711,9 +848,11 @@ def run_stage(b: Bench, st: Stage, sampler: Sampler, sql_timer: SqlTimer,
     sampled = max(sampler.max_rss, current_rss())
     duckdb_mem = None
     with contextlib.suppress(duckdb.Error):
-        duckdb_mem = b.con.execute("select sum(memory_usage_bytes)::bigint, "
-                                   "sum(temporary_storage_bytes)::bigint "
-                                   "from duckdb_memory()").fetchall()[0]
+        duckdb_mem = b.con.execute(
+            "select sum(memory_usage_bytes)::bigint, "
+            "sum(temporary_storage_bytes)::bigint "
+            "from duckdb_memory()"
+        ).fetchall()[0]
     record = {
         "stage": st.name,
         "wall_s": round(wall, 3),
@@ -734,11 +873,20 @@ def run_stage(b: Bench, st: Stage, sampler: Sampler, sql_timer: SqlTimer,
         "major_page_faults": rusage1.ru_majflt - rusage0.ru_majflt,
         "disk_read_bytes": io1["read_bytes"] - io0["read_bytes"],
         "disk_write_bytes": io1["write_bytes"] - io0["write_bytes"],
-        "substeps": [{**s, "wall_s": round(s["wall_s"], 3), "cpu_s": round(s["cpu_s"], 3)}
-                     for s in b.substeps],
-        "sql": [{"sql": r["sql"], "parent": r["parent"], "wall_s": round(r["wall_s"], 3),
-                 "cpu_s": round(r["cpu_s"], 3)}
-                for r in sql_timer.records if r["stage"] == st.name],
+        "substeps": [
+            {**s, "wall_s": round(s["wall_s"], 3), "cpu_s": round(s["cpu_s"], 3)}
+            for s in b.substeps
+        ],
+        "sql": [
+            {
+                "sql": r["sql"],
+                "parent": r["parent"],
+                "wall_s": round(r["wall_s"], 3),
+                "cpu_s": round(r["cpu_s"], 3),
+            }
+            for r in sql_timer.records
+            if r["stage"] == st.name
+        ],
         "detail": result.detail if result else {},
         "error": error,
     }
@@ -772,62 +920,78 @@ def _substep_tree(substeps: list[dict], parent: str | None = None, depth: int = 
 
 def _sources_note(result: dict) -> str:
     # older results files have only the events flag
-    sources = result.get("sources") or (ALL_SOURCES if result["events"]
-                                        else ("transactions", "customers"))
+    sources = result.get("sources") or (
+        ALL_SOURCES if result["events"] else ("transactions", "customers")
+    )
     missing = [s for s in ALL_SOURCES if s not in sources]
     return f", no {' or '.join(missing)}" if missing else ""
 
 
 def print_table(result: dict) -> None:
-    head = (f"{'stage':<10} {'wall s':>8} {'cpu s':>8} {'peak RSS':>10} {'sampled':>10} "
-            f"{'rows in':>12} {'rows out':>12} {'rows/s':>11} {'others':>7}")
+    head = (
+        f"{'stage':<10} {'wall s':>8} {'cpu s':>8} {'peak RSS':>10} {'sampled':>10} "
+        f"{'rows in':>12} {'rows out':>12} {'rows/s':>11} {'others':>7}"
+    )
     print()
-    source = (f", from warehouse {result['from_warehouse']['path']}"
-              if result.get("from_warehouse") else "")
-    print(f"size {result['size']} ({result['customers']:,} customers"
-          f"{_sources_note(result)}), seed {result['seed']}, "
-          f"{result['machine']['cores']} cores{source}")
+    source = (
+        f", from warehouse {result['from_warehouse']['path']}"
+        if result.get("from_warehouse")
+        else ""
+    )
+    print(
+        f"size {result['size']} ({result['customers']:,} customers"
+        f"{_sources_note(result)}), seed {result['seed']}, "
+        f"{result['machine']['cores']} cores{source}"
+    )
     if result["stages"]:
         print(head)
         print("-" * len(head))
     num = lambda v: "-" if v is None else f"{v:,}"
     for s in result["stages"]:
-        line = (f"{s['stage']:<10} {s['wall_s']:>8.2f} {s['cpu_s']:>8.2f} "
-                f"{fmt_bytes(s['peak_rss_bytes']):>10} "
-                f"{fmt_bytes(s['peak_rss_sampled_bytes']):>10} {num(s['rows_in']):>12} "
-                f"{num(s['rows_out']):>12} {num(s['rows_per_s']):>11} "
-                f"{s['other_processes_cores'] or 0:>7.2f}")
+        line = (
+            f"{s['stage']:<10} {s['wall_s']:>8.2f} {s['cpu_s']:>8.2f} "
+            f"{fmt_bytes(s['peak_rss_bytes']):>10} "
+            f"{fmt_bytes(s['peak_rss_sampled_bytes']):>10} {num(s['rows_in']):>12} "
+            f"{num(s['rows_out']):>12} {num(s['rows_per_s']):>11} "
+            f"{s['other_processes_cores'] or 0:>7.2f}"
+        )
         print(line + (f"  FAILED: {s['error']}" if s["error"] else ""))
     tot = result["totals"]
     if result["stages"]:
         print("-" * len(head))
-        print(f"{'total':<10} {tot['wall_s']:>8.2f} {tot['cpu_s']:>8.2f} "
-              f"{fmt_bytes(tot['peak_rss_bytes']):>10}")
+        print(
+            f"{'total':<10} {tot['wall_s']:>8.2f} {tot['cpu_s']:>8.2f} "
+            f"{fmt_bytes(tot['peak_rss_bytes']):>10}"
+        )
     if result.get("setup"):
         copied = result["setup"].get("copy_warehouse_s")
-        print(f"setup (warehouse, run log, GX context) {result['setup']['wall_s']:.2f} s, "
-              f"module imports {result['setup'].get('imports_s', 0):.2f} s"
-              + (f" + warehouse copy {copied:.1f} s" if copied is not None else "")
-              + f"; process peak RSS {fmt_bytes(result['process_peak_rss_bytes'])}")
+        print(
+            f"setup (warehouse, run log, GX context) {result['setup']['wall_s']:.2f} s, "
+            f"module imports {result['setup'].get('imports_s', 0):.2f} s"
+            + (f" + warehouse copy {copied:.1f} s" if copied is not None else "")
+            + f"; process peak RSS {fmt_bytes(result['process_peak_rss_bytes'])}"
+        )
     slow = sorted((r for s in result["stages"] for r in s["sql"]), key=lambda r: -r["wall_s"])
     if slow:
-        print("slowest SQL files: " + ", ".join(f"{r['sql']} {r['wall_s']:.2f}s"
-                                               for r in slow[:5]))
-    subs = [(s["stage"], _substep_tree(s["substeps"])) for s in result["stages"]
-            if s["substeps"]]
+        print("slowest SQL files: " + ", ".join(f"{r['sql']} {r['wall_s']:.2f}s" for r in slow[:5]))
+    subs = [(s["stage"], _substep_tree(s["substeps"])) for s in result["stages"] if s["substeps"]]
     if subs:
         print("substeps (wall):")
         for name, text in subs:
             print(f"  {name}: {text}")
     t = result.get("target")
     if t and t["applies"]:
-        print(f"target ({'+'.join(t['stages'])} <= {t['max_seconds']:.0f} s and "
-              f"<= {fmt_bytes(t['max_peak_bytes'])}): {t['wall_s']:.1f} s, "
-              f"{fmt_bytes(t['peak_rss_bytes'])} -> {'MET' if t['met'] else 'NOT MET'}")
+        print(
+            f"target ({'+'.join(t['stages'])} <= {t['max_seconds']:.0f} s and "
+            f"<= {fmt_bytes(t['max_peak_bytes'])}): {t['wall_s']:.1f} s, "
+            f"{fmt_bytes(t['peak_rss_bytes'])} -> {'MET' if t['met'] else 'NOT MET'}"
+        )
     busy = [s["stage"] for s in result["stages"] if (s["other_processes_cores"] or 0) > 0.3]
     if busy:
-        print(f"note: other processes used CPU during {', '.join(busy)} (column 'others', in "
-              "cores): wall times there are inflated; compare cpu s.")
+        print(
+            f"note: other processes used CPU during {', '.join(busy)} (column 'others', in "
+            "cores): wall times there are inflated; compare cpu s."
+        )
     if result.get("notebook"):
         print_comparison(result)
     if result.get("results_file"):
@@ -838,15 +1002,14 @@ def print_table(result: dict) -> None:
 
 # The notebook's steps (benchmarks/notebook.py) and what of ours does the same job. The
 # README explains the mapping; ``comparison_parts`` computes it from a run's records.
-SHARED_STAGES = ("read", "prepare", "prepare/tx", "summary", "fits", "predictions", "rfm",
-                 "write")
+SHARED_STAGES = ("read", "prepare", "prepare/tx", "summary", "fits", "predictions", "rfm", "write")
 # informational rows, left out of the 'shared' sums (prepare/tx is a part of prepare)
 NOT_SUMMED = ("prepare/tx",)
 OURS_FOR_SHARED = {
     "read": "ingest: ingest_source[transactions]",
     "prepare": "clean + validate + core (all sources)",
     "prepare/tx": "prepare's transaction parts: sql staging/transactions, "
-                  "validate_source[transactions], sql core/transaction_lines + transactions",
+    "validate_source[transactions], sql core/transaction_lines + transactions",
     "summary": "value: sql models/clv_summary + _summary_resolution (time-of-day count)",
     "fits": "value: BetaGeoModel.fit + GammaGammaModel.fit",
     "predictions": "value: predict_customer_value + _write_predictions",
@@ -863,18 +1026,26 @@ def comparison_parts(stages: list[dict]) -> dict[str, dict | None]:
     def total(items: list[dict]) -> dict | None:
         if not items:
             return None
-        return {"wall_s": round(sum(x["wall_s"] for x in items), 3),
-                "cpu_s": round(sum(x["cpu_s"] for x in items), 3)}
+        return {
+            "wall_s": round(sum(x["wall_s"] for x in items), 3),
+            "cpu_s": round(sum(x["cpu_s"] for x in items), 3),
+        }
 
     def subs(stage: str, *names: str, parent: str | None = "*") -> list[dict]:
         rec = by.get(stage)
-        return [x for x in (rec["substeps"] if rec else [])
-                if x["name"] in names and (parent == "*" or x.get("parent") == parent)]
+        return [
+            x
+            for x in (rec["substeps"] if rec else [])
+            if x["name"] in names and (parent == "*" or x.get("parent") == parent)
+        ]
 
     def sql(stage: str, name: str, parent: str | None = None) -> list[dict]:
         rec = by.get(stage)
-        return [x for x in (rec["sql"] if rec else [])
-                if x["sql"] == name and (parent == "*" or x.get("parent") == parent)]
+        return [
+            x
+            for x in (rec["sql"] if rec else [])
+            if x["sql"] == name and (parent == "*" or x.get("parent") == parent)
+        ]
 
     def all_of(*parts: list[dict]) -> list[dict]:
         return [x for part in parts for x in part] if all(parts) else []
@@ -885,17 +1056,32 @@ def comparison_parts(stages: list[dict]) -> dict[str, dict | None]:
     return {
         "read": total(subs("ingest", "ingest_source[transactions]", parent=None)),
         "prepare": total(stages_of("clean", "validate", "core")),
-        "prepare/tx": total(all_of(sql("clean", "staging/transactions", "*"),
-                                   subs("validate", "validate_source[transactions]"),
-                                   sql("core", "core/transaction_lines", "*"),
-                                   sql("core", "core/transactions", "*"))),
-        "summary": total(all_of(sql("value", "models/clv_summary"),
-                                subs("value", "_summary_resolution", parent=None))),
-        "fits": total(all_of(subs("value", "BetaGeoModel.fit", parent="_fit_and_predict"),
-                             subs("value", "GammaGammaModel.fit", parent="_fit_and_predict"))),
-        "predictions": total(all_of(
-            subs("value", "predict_customer_value", parent="_fit_and_predict"),
-            subs("value", "_write_predictions", parent=None))),
+        "prepare/tx": total(
+            all_of(
+                sql("clean", "staging/transactions", "*"),
+                subs("validate", "validate_source[transactions]"),
+                sql("core", "core/transaction_lines", "*"),
+                sql("core", "core/transactions", "*"),
+            )
+        ),
+        "summary": total(
+            all_of(
+                sql("value", "models/clv_summary"),
+                subs("value", "_summary_resolution", parent=None),
+            )
+        ),
+        "fits": total(
+            all_of(
+                subs("value", "BetaGeoModel.fit", parent="_fit_and_predict"),
+                subs("value", "GammaGammaModel.fit", parent="_fit_and_predict"),
+            )
+        ),
+        "predictions": total(
+            all_of(
+                subs("value", "predict_customer_value", parent="_fit_and_predict"),
+                subs("value", "_write_predictions", parent=None),
+            )
+        ),
         "rfm": total(all_of(sql("value", "models/rfm"), subs("value", "score_rfm", parent=None))),
         "write": total(stages_of("export")),
     }
@@ -912,51 +1098,78 @@ def build_comparison(result: dict) -> dict:
     # Our export writes only consented, reachable contacts; without a customers source that
     # is nobody, and timing the writing of empty files against the notebook's full CSV
     # would be no comparison.
-    export = next((r for r in result["stages"] if r["stage"] == "export" and not r["error"]),
-                  None)
+    export = next((r for r in result["stages"] if r["stage"] == "export" and not r["error"]), None)
     nb_write = nb_by.get("write")
     if export is not None and export["rows_out"] == 0 and nb_write and nb_write.get("rows_out"):
         ours["write"] = None
-    not_comparable = {"write": "ours wrote no list rows (no customers source: no consented "
-                               "contacts), the notebook all customers"} \
-        if export is not None and ours.get("write") is None else {}
+    not_comparable = (
+        {
+            "write": "ours wrote no list rows (no customers source: no consented "
+            "contacts), the notebook all customers"
+        }
+        if export is not None and ours.get("write") is None
+        else {}
+    )
 
     rows = []
     for name in SHARED_STAGES:
         o, n = ours.get(name), nb_by.get(name.split("/")[0])
         n_ok = n is not None and not n.get("skipped")
-        rows.append({
-            "not_comparable": not_comparable.get(name),
-            "stage": name, "ours": OURS_FOR_SHARED[name],
-            "ours_wall_s": o["wall_s"] if o else None, "ours_cpu_s": o["cpu_s"] if o else None,
-            "notebook_wall_s": n["wall_s"] if n_ok else None,
-            "notebook_cpu_s": n["cpu_s"] if n_ok else None,
-            "notebook_error": n.get("error") if n else "not run",
-            "wall_ratio_notebook_over_ours": ratio(n["wall_s"] if n_ok else None,
-                                                  o["wall_s"] if o else None),
-            "cpu_ratio_notebook_over_ours": ratio(n["cpu_s"] if n_ok else None,
-                                                 o["cpu_s"] if o else None)})
-    both = [r for r in rows if r["ours_wall_s"] is not None and r["notebook_wall_s"] is not None
-            and r["stage"] not in NOT_SUMMED]
-    shared = {"ours_wall_s": round(sum(r["ours_wall_s"] for r in both), 3),
-              "ours_cpu_s": round(sum(r["ours_cpu_s"] for r in both), 3),
-              "notebook_wall_s": round(sum(r["notebook_wall_s"] for r in both), 3),
-              "notebook_cpu_s": round(sum(r["notebook_cpu_s"] for r in both), 3),
-              "stages": [r["stage"] for r in both]}
-    return {"ratio": "notebook / ours (above 1: the pipeline is faster)", "rows": rows,
-            "shared_total": shared,
-            "totals": {"ours_wall_s": result["totals"]["wall_s"],
-                       "ours_cpu_s": result["totals"]["cpu_s"],
-                       "notebook_wall_s": nb.get("totals", {}).get("wall_s"),
-                       "notebook_cpu_s": nb.get("totals", {}).get("cpu_s"),
-                       "ours_peak_rss_bytes": result["totals"]["peak_rss_bytes"],
-                       "notebook_peak_rss_bytes": nb.get("totals", {}).get("peak_rss_bytes"),
-                       "ours_setup_s": round((result.get("setup") or {}).get("wall_s", 0)
-                                             + (result.get("setup") or {}).get("imports_s", 0),
-                                             3) if result.get("setup") else None,
-                       "notebook_setup_s": (nb.get("setup") or {}).get("wall_s"),
-                       "ours_process_peak_rss_bytes": result.get("process_peak_rss_bytes"),
-                       "notebook_process_peak_rss_bytes": nb.get("process_peak_rss_bytes")}}
+        rows.append(
+            {
+                "not_comparable": not_comparable.get(name),
+                "stage": name,
+                "ours": OURS_FOR_SHARED[name],
+                "ours_wall_s": o["wall_s"] if o else None,
+                "ours_cpu_s": o["cpu_s"] if o else None,
+                "notebook_wall_s": n["wall_s"] if n_ok else None,
+                "notebook_cpu_s": n["cpu_s"] if n_ok else None,
+                "notebook_error": n.get("error") if n else "not run",
+                "wall_ratio_notebook_over_ours": ratio(
+                    n["wall_s"] if n_ok else None, o["wall_s"] if o else None
+                ),
+                "cpu_ratio_notebook_over_ours": ratio(
+                    n["cpu_s"] if n_ok else None, o["cpu_s"] if o else None
+                ),
+            }
+        )
+    both = [
+        r
+        for r in rows
+        if r["ours_wall_s"] is not None
+        and r["notebook_wall_s"] is not None
+        and r["stage"] not in NOT_SUMMED
+    ]
+    shared = {
+        "ours_wall_s": round(sum(r["ours_wall_s"] for r in both), 3),
+        "ours_cpu_s": round(sum(r["ours_cpu_s"] for r in both), 3),
+        "notebook_wall_s": round(sum(r["notebook_wall_s"] for r in both), 3),
+        "notebook_cpu_s": round(sum(r["notebook_cpu_s"] for r in both), 3),
+        "stages": [r["stage"] for r in both],
+    }
+    return {
+        "ratio": "notebook / ours (above 1: the pipeline is faster)",
+        "rows": rows,
+        "shared_total": shared,
+        "totals": {
+            "ours_wall_s": result["totals"]["wall_s"],
+            "ours_cpu_s": result["totals"]["cpu_s"],
+            "notebook_wall_s": nb.get("totals", {}).get("wall_s"),
+            "notebook_cpu_s": nb.get("totals", {}).get("cpu_s"),
+            "ours_peak_rss_bytes": result["totals"]["peak_rss_bytes"],
+            "notebook_peak_rss_bytes": nb.get("totals", {}).get("peak_rss_bytes"),
+            "ours_setup_s": round(
+                (result.get("setup") or {}).get("wall_s", 0)
+                + (result.get("setup") or {}).get("imports_s", 0),
+                3,
+            )
+            if result.get("setup")
+            else None,
+            "notebook_setup_s": (nb.get("setup") or {}).get("wall_s"),
+            "ours_process_peak_rss_bytes": result.get("process_peak_rss_bytes"),
+            "notebook_process_peak_rss_bytes": nb.get("process_peak_rss_bytes"),
+        },
+    }
 
 
 def print_comparison(result: dict) -> None:
@@ -966,8 +1179,11 @@ def print_comparison(result: dict) -> None:
         print(f"notebook baseline: did not run to the end ({nb.get('error')})")
         return
     cmp = result["comparison"]
-    print(f"notebook baseline (benchmarks/notebook.py, pandas + lifetimes, as of {nb['as_of']})"
-          " vs the pipeline; ratio = notebook / ours (above 1: ours is faster)")
+    print(
+        f"notebook baseline (benchmarks/notebook.py, pandas + lifetimes, as of {nb['as_of']})"
+        " vs the pipeline; ratio = notebook / ours (above 1: ours is faster)"
+    )
+
     def f(v, spec=">8.2f"):
         width = spec[1:].split(".")[0]
         return f"{'-':>{width}}" if v is None else format(v, spec)
@@ -975,44 +1191,57 @@ def print_comparison(result: dict) -> None:
     def r(v):
         return "-" if v is None else f"{v:.2f}x"
 
-    head = (f"{'stage':<12} {'ours s':>8} {'nb s':>8} {'ratio':>7} {'ours cpu':>9} "
-            f"{'nb cpu':>8} {'ratio':>7}  ours =")
+    head = (
+        f"{'stage':<12} {'ours s':>8} {'nb s':>8} {'ratio':>7} {'ours cpu':>9} "
+        f"{'nb cpu':>8} {'ratio':>7}  ours ="
+    )
     print(head)
     print("-" * len(head))
     for row in cmp["rows"]:
         err = row["notebook_error"]
-        print(f"{row['stage']:<12} {f(row['ours_wall_s'])} {f(row['notebook_wall_s'])} "
-              f"{r(row['wall_ratio_notebook_over_ours']):>7} {f(row['ours_cpu_s'], '>9.2f')} "
-              f"{f(row['notebook_cpu_s'])} {r(row['cpu_ratio_notebook_over_ours']):>7}  "
-              f"{row['ours']}" + (f"  NOTEBOOK: {err}" if err else "")
-              + (f"  NOT COMPARED: {row['not_comparable']}" if row.get("not_comparable")
-                 else ""))
+        print(
+            f"{row['stage']:<12} {f(row['ours_wall_s'])} {f(row['notebook_wall_s'])} "
+            f"{r(row['wall_ratio_notebook_over_ours']):>7} {f(row['ours_cpu_s'], '>9.2f')} "
+            f"{f(row['notebook_cpu_s'])} {r(row['cpu_ratio_notebook_over_ours']):>7}  "
+            f"{row['ours']}"
+            + (f"  NOTEBOOK: {err}" if err else "")
+            + (f"  NOT COMPARED: {row['not_comparable']}" if row.get("not_comparable") else "")
+        )
     print("-" * len(head))
     sh, tot = cmp["shared_total"], cmp["totals"]
     ratio = lambda a, b: r(round(a / b, 2) if a is not None and b else None)
-    print(f"{'shared':<12} {f(sh['ours_wall_s'])} {f(sh['notebook_wall_s'])} "
-          f"{ratio(sh['notebook_wall_s'], sh['ours_wall_s']):>7} {f(sh['ours_cpu_s'], '>9.2f')} "
-          f"{f(sh['notebook_cpu_s'])} {ratio(sh['notebook_cpu_s'], sh['ours_cpu_s']):>7}  "
-          "the rows above where both have a figure (prepare/tx not added)")
+    print(
+        f"{'shared':<12} {f(sh['ours_wall_s'])} {f(sh['notebook_wall_s'])} "
+        f"{ratio(sh['notebook_wall_s'], sh['ours_wall_s']):>7} {f(sh['ours_cpu_s'], '>9.2f')} "
+        f"{f(sh['notebook_cpu_s'])} {ratio(sh['notebook_cpu_s'], sh['ours_cpu_s']):>7}  "
+        "the rows above where both have a figure (prepare/tx not added)"
+    )
     lacking = [row["stage"] for row in cmp["rows"] if row["ours_wall_s"] is None]
-    print(f"{'all stages':<12} {f(tot['ours_wall_s'])} {f(tot['notebook_wall_s'])} "
-          f"{ratio(tot['notebook_wall_s'], tot['ours_wall_s']):>7} "
-          f"{f(tot['ours_cpu_s'], '>9.2f')} {f(tot['notebook_cpu_s'])} "
-          f"{ratio(tot['notebook_cpu_s'], tot['ours_cpu_s']):>7}  "
-          + (f"NOT like for like: ours has no {', '.join(lacking)} in this run; "
-             if lacking else "")
-          + "ours also: holdout check, churn, segments, marts, serving, report "
-            "(those run)")
-    print(f"{'setup':<12} {f(tot['ours_setup_s'])} {f(tot['notebook_setup_s'])}"
-          f"{'':>36}imports (ours: + GX context, warehouse, run log)")
-    print(f"peak RSS: ours {fmt_bytes(tot['ours_peak_rss_bytes'])} (process "
-          f"{fmt_bytes(tot['ours_process_peak_rss_bytes'])}), notebook "
-          f"{fmt_bytes(tot['notebook_peak_rss_bytes'])} (process "
-          f"{fmt_bytes(tot['notebook_process_peak_rss_bytes'])})")
+    print(
+        f"{'all stages':<12} {f(tot['ours_wall_s'])} {f(tot['notebook_wall_s'])} "
+        f"{ratio(tot['notebook_wall_s'], tot['ours_wall_s']):>7} "
+        f"{f(tot['ours_cpu_s'], '>9.2f')} {f(tot['notebook_cpu_s'])} "
+        f"{ratio(tot['notebook_cpu_s'], tot['ours_cpu_s']):>7}  "
+        + (f"NOT like for like: ours has no {', '.join(lacking)} in this run; " if lacking else "")
+        + "ours also: holdout check, churn, segments, marts, serving, report "
+        "(those run)"
+    )
+    print(
+        f"{'setup':<12} {f(tot['ours_setup_s'])} {f(tot['notebook_setup_s'])}"
+        f"{'':>36}imports (ours: + GX context, warehouse, run log)"
+    )
+    print(
+        f"peak RSS: ours {fmt_bytes(tot['ours_peak_rss_bytes'])} (process "
+        f"{fmt_bytes(tot['ours_process_peak_rss_bytes'])}), notebook "
+        f"{fmt_bytes(tot['notebook_peak_rss_bytes'])} (process "
+        f"{fmt_bytes(tot['notebook_process_peak_rss_bytes'])})"
+    )
     busy = [s["stage"] for s in nb["stages"] if (s.get("other_processes_cores") or 0) > 0.3]
     if busy:
-        print(f"note: other processes used CPU during the notebook's {', '.join(busy)}: "
-              "compare cpu s.")
+        print(
+            f"note: other processes used CPU during the notebook's {', '.join(busy)}: "
+            "compare cpu s."
+        )
 
 
 def notebook_transactions_file(settings, con: duckdb.DuckDBPyConnection | None) -> Path | None:
@@ -1021,12 +1250,17 @@ def notebook_transactions_file(settings, con: duckdb.DuckDBPyConnection | None) 
     paths: list[str] = []
     if con is not None:
         with contextlib.suppress(duckdb.Error):
-            paths = [r[0] for r in con.execute(
-                "select distinct file_path from raw.files where source = 'transactions' "
-                "order by 1").fetchall()]
+            paths = [
+                r[0]
+                for r in con.execute(
+                    "select distinct file_path from raw.files where source = 'transactions' "
+                    "order by 1"
+                ).fetchall()
+            ]
     if not paths:
         source = settings.sources.get("transactions")
         import glob
+
         paths = sorted(glob.glob(source.path)) if source else []
     if len(paths) != 1 or not paths[0].lower().endswith(".csv") or not Path(paths[0]).exists():
         return None
@@ -1038,14 +1272,27 @@ def run_notebook(settings, transactions: Path, as_of, workdir: Path) -> dict:
     and discount rate, and return the figures it wrote (or why it did not)."""
     m = settings.models
     out = workdir / "notebook.json"
-    cmd = [sys.executable, str(NOTEBOOK), "--transactions", str(transactions),
-           "--out-dir", str(workdir / "notebook"), "--json", str(out),
-           "--base-currency", settings.currency.base,
-           "--rates", json.dumps(dict(settings.currency.rates)),
-           "--horizons", ",".join(str(h) for h in m.expected_purchase_horizons_days),
-           # lifetimes' customer_lifetime_value counts months of 30 days
-           "--clv-months", str(max(1, round(m.clv_horizon_days / 30))),
-           "--annual-discount-rate", str(m.annual_discount_rate)]
+    cmd = [
+        sys.executable,
+        str(NOTEBOOK),
+        "--transactions",
+        str(transactions),
+        "--out-dir",
+        str(workdir / "notebook"),
+        "--json",
+        str(out),
+        "--base-currency",
+        settings.currency.base,
+        "--rates",
+        json.dumps(dict(settings.currency.rates)),
+        "--horizons",
+        ",".join(str(h) for h in m.expected_purchase_horizons_days),
+        # lifetimes' customer_lifetime_value counts months of 30 days
+        "--clv-months",
+        str(max(1, round(m.clv_horizon_days / 30))),
+        "--annual-discount-rate",
+        str(m.annual_discount_rate),
+    ]
     if as_of is not None:
         cmd += ["--as-of", str(as_of)]
     print("[notebook] " + " ".join(cmd[1:]), file=sys.stderr, flush=True)
@@ -1053,8 +1300,13 @@ def run_notebook(settings, transactions: Path, as_of, workdir: Path) -> dict:
     proc = subprocess.run(cmd, cwd=ROOT)
     wall = round(time.perf_counter() - t0, 3)
     if proc.returncode != 0 or not out.exists():
-        return {"status": "crashed", "returncode": proc.returncode, "process_wall_s": wall,
-                "error": f"notebook.py exited with {proc.returncode}", "command": cmd}
+        return {
+            "status": "crashed",
+            "returncode": proc.returncode,
+            "process_wall_s": wall,
+            "error": f"notebook.py exited with {proc.returncode}",
+            "command": cmd,
+        }
     nb = json.loads(out.read_text())
     nb["process_wall_s"] = wall
     nb["command"] = [str(c) for c in cmd]
@@ -1073,53 +1325,104 @@ def copy_warehouse(src: Path, dest: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(SIZES), default="S",
-                        help="S = 10k, M = 100k, L = 1M customers (default S)")
-    parser.add_argument("--stages", default=None,
-                        help="comma-separated stages to run (default: all: "
-                             + ",".join(s.name for s in STAGES)
-                             + "); prerequisites are added")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                        help=f"generator seed (default {DEFAULT_SEED})")
-    parser.add_argument("--no-events", action="store_true",
-                        help="leave the events source out (transactions + customers only); "
-                             "short for --sources transactions,customers")
-    parser.add_argument("--sources", default=None,
-                        help="comma-separated sources to load (default: "
-                             + ",".join(ALL_SOURCES) + "); transactions is required")
-    parser.add_argument("--from-warehouse", type=Path, default=None, metavar="PATH",
-                        help="start from a copy of this warehouse, whose core tables are "
-                             "built (skips " + ", ".join(CORE_STAGES) + "; as-of = its "
-                             "latest completed order); pass the --size its data came from")
-    parser.add_argument("--no-notebook", action="store_true",
-                        help="skip the notebook baseline (benchmarks/notebook.py)")
-    parser.add_argument("--notebook-only", action="store_true",
-                        help="run only the notebook baseline on the size's transactions")
-    parser.add_argument("--memory-limit", default=None,
-                        help="override warehouse.memory_limit (default: the sample's)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="override warehouse.threads (default: DuckDB's, = cores)")
-    parser.add_argument("--profile", action="store_true",
-                        help="cProfile each stage (slower; .prof/.txt files beside the JSON)")
-    parser.add_argument("--duckdb-profile", action="store_true",
-                        help="DuckDB JSON profile of every SQL file (beside the JSON)")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="parent of the per-run temp dir (default: the system temp dir)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the run's temp dir (warehouse, crm.toml) for inspection")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="S",
+        help="S = 10k, M = 100k, L = 1M customers (default S)",
+    )
+    parser.add_argument(
+        "--stages",
+        default=None,
+        help="comma-separated stages to run (default: all: "
+        + ",".join(s.name for s in STAGES)
+        + "); prerequisites are added",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"generator seed (default {DEFAULT_SEED})"
+    )
+    parser.add_argument(
+        "--no-events",
+        action="store_true",
+        help="leave the events source out (transactions + customers only); "
+        "short for --sources transactions,customers",
+    )
+    parser.add_argument(
+        "--sources",
+        default=None,
+        help="comma-separated sources to load (default: "
+        + ",".join(ALL_SOURCES)
+        + "); transactions is required",
+    )
+    parser.add_argument(
+        "--from-warehouse",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="start from a copy of this warehouse, whose core tables are "
+        "built (skips " + ", ".join(CORE_STAGES) + "; as-of = its "
+        "latest completed order); pass the --size its data came from",
+    )
+    parser.add_argument(
+        "--no-notebook",
+        action="store_true",
+        help="skip the notebook baseline (benchmarks/notebook.py)",
+    )
+    parser.add_argument(
+        "--notebook-only",
+        action="store_true",
+        help="run only the notebook baseline on the size's transactions",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        default=None,
+        help="override warehouse.memory_limit (default: the sample's)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="override warehouse.threads (default: DuckDB's, = cores)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="cProfile each stage (slower; .prof/.txt files beside the JSON)",
+    )
+    parser.add_argument(
+        "--duckdb-profile",
+        action="store_true",
+        help="DuckDB JSON profile of every SQL file (beside the JSON)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="parent of the per-run temp dir (default: the system temp dir)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the run's temp dir (warehouse, crm.toml) for inspection",
+    )
     parser.add_argument("--no-save", action="store_true", help="do not write the JSON")
     args = parser.parse_args(argv)
     if args.notebook_only and (args.no_notebook or args.from_warehouse or args.stages):
-        parser.error("--notebook-only runs no stage of ours: leave out --no-notebook, "
-                     "--from-warehouse and --stages")
+        parser.error(
+            "--notebook-only runs no stage of ours: leave out --no-notebook, "
+            "--from-warehouse and --stages"
+        )
     sources = ALL_SOURCES
     if args.sources:
         wanted = {s.strip() for s in args.sources.split(",") if s.strip()}
         if not wanted <= set(ALL_SOURCES) or "transactions" not in wanted:
-            parser.error(f"--sources {args.sources}: choose from {', '.join(ALL_SOURCES)}, "
-                         "transactions included")
+            parser.error(
+                f"--sources {args.sources}: choose from {', '.join(ALL_SOURCES)}, "
+                "transactions included"
+            )
         sources = tuple(s for s in ALL_SOURCES if s in wanted)
     if args.no_events:
         sources = tuple(s for s in sources if s != "events")
@@ -1132,15 +1435,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.notebook_only:
         stages, added = [], []
     else:
-        stages, added = resolve_stages(args.stages.split(",") if args.stages else None,
-                                       done=CORE_STAGES if source_wh else ())
+        stages, added = resolve_stages(
+            args.stages.split(",") if args.stages else None, done=CORE_STAGES if source_wh else ()
+        )
     customers = SIZES[args.size]
     machine = machine_info()
     code = git_info()
     data = ensure_data(args.size, customers, args.seed)
     data_dir = DATA_DIR / args.size
-    used_files = {name: f for name, f in data["files"].items()
-                  if f["source"] in sources}
+    used_files = {name: f for name, f in data["files"].items() if f["source"] in sources}
 
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -1178,56 +1481,79 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             con = connect_warehouse(settings)
             started = datetime.now(timezone.utc).replace(tzinfo=None)
-            ctx = steps.RunContext(settings=settings, con=con,
-                                   run_id=runlog.new_run_id(started), started_at=started)
+            ctx = steps.RunContext(
+                settings=settings, con=con, run_id=runlog.new_run_id(started), started_at=started
+            )
             runlog.record_run_start(con, settings, ctx.run_id, started, None)
             gx_warm = getattr(quality, "_gx", None)
             if gx_warm is not None and any(st.name == "validate" for st in stages):
                 gx_warm()
-            setup = {"wall_s": round(time.perf_counter() - t0, 3), "rss_bytes": current_rss(),
-                     "imports_s": round(IMPORT_SECONDS, 3)}
+            setup = {
+                "wall_s": round(time.perf_counter() - t0, 3),
+                "rss_bytes": current_rss(),
+                "imports_s": round(IMPORT_SECONDS, 3),
+            }
             if source_wh is not None:
                 setup["copy_warehouse_s"] = copied
-                present = [t for t in ("core.transactions", "core.customers")
-                           if Bench(ctx=ctx).count(t)]
+                present = [
+                    t for t in ("core.transactions", "core.customers") if Bench(ctx=ctx).count(t)
+                ]
                 if "core.transactions" not in present:
-                    raise SystemExit(f"--from-warehouse {source_wh}: core.transactions is "
-                                     "missing or empty; build the core tables first")
+                    raise SystemExit(
+                        f"--from-warehouse {source_wh}: core.transactions is "
+                        "missing or empty; build the core tables first"
+                    )
                 # as the flow's core task does
                 ctx = dataclasses.replace(ctx, as_of=runlog.resolve_as_of(con, None))
                 from_warehouse = {
-                    "path": str(source_wh), "bytes": source_wh.stat().st_size,
-                    "copy_s": copied, "as_of": str(ctx.as_of),
+                    "path": str(source_wh),
+                    "bytes": source_wh.stat().st_size,
+                    "copy_s": copied,
+                    "as_of": str(ctx.as_of),
                     "skipped_stages": list(CORE_STAGES),
-                    "files": [dict(zip(("source", "file_path", "rows_read", "size_bytes"), r))
-                              for r in con.execute(
-                                  "select source, file_path, rows_read, size_bytes "
-                                  "from raw.files order by 1, 2").fetchall()],
-                    "core_rows": {t: Bench(ctx=ctx).count(t)
-                                  for t in ("core.transactions", "core.customers",
-                                            "core.events")}}
+                    "files": [
+                        dict(zip(("source", "file_path", "rows_read", "size_bytes"), r))
+                        for r in con.execute(
+                            "select source, file_path, rows_read, size_bytes "
+                            "from raw.files order by 1, 2"
+                        ).fetchall()
+                    ],
+                    "core_rows": {
+                        t: Bench(ctx=ctx).count(t)
+                        for t in ("core.transactions", "core.customers", "core.events")
+                    },
+                }
                 ingested = {Path(f["file_path"]).resolve() for f in from_warehouse["files"]}
                 expected = {(data_dir / n).resolve() for n in used_files}
                 if ingested and ingested != expected:
-                    from_warehouse["note"] = (f"the warehouse ingested other files than "
-                                              f"benchmarks/data/{args.size}")
-                    print(f"note: {from_warehouse['note']}: "
-                          f"{sorted(map(str, ingested))}", file=sys.stderr)
+                    from_warehouse["note"] = (
+                        f"the warehouse ingested other files than benchmarks/data/{args.size}"
+                    )
+                    print(
+                        f"note: {from_warehouse['note']}: {sorted(map(str, ingested))}",
+                        file=sys.stderr,
+                    )
             sql_timer.install()
             func_timer = FunctionTimer(lambda: bench)
             func_timer.install()
-            spill = (settings.warehouse.temp_directory
-                     or settings.warehouse.path.parent / "duckdb_tmp")
+            spill = (
+                settings.warehouse.temp_directory or settings.warehouse.path.parent / "duckdb_tmp"
+            )
             sampler = Sampler(spill)
             sampler.start()
             bench = Bench(ctx=ctx)
             for st in stages:
                 print(f"[{args.size}] {st.name} ...", file=sys.stderr, flush=True)
-                rec = run_stage(bench, st, sampler, sql_timer,
-                                profile_dir if args.profile else None)
+                rec = run_stage(
+                    bench, st, sampler, sql_timer, profile_dir if args.profile else None
+                )
                 records.append(rec)
-                print(f"[{args.size}] {st.name}: {rec['wall_s']:.2f} s, peak "
-                      f"{fmt_bytes(rec['peak_rss_bytes'])}", file=sys.stderr, flush=True)
+                print(
+                    f"[{args.size}] {st.name}: {rec['wall_s']:.2f} s, peak "
+                    f"{fmt_bytes(rec['peak_rss_bytes'])}",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 if rec["error"]:
                     status = "failed"
                     break
@@ -1237,9 +1563,13 @@ def main(argv: list[str] | None = None) -> int:
             func_timer.uninstall()
             ctx = bench.ctx  # with the as-of date the core stage decided
             bench = None
-            runlog.record_run_end(con, ctx.run_id, status, ctx.as_of,
-                                  {r["stage"]: {"rows_in": r["rows_in"],
-                                                "rows_out": r["rows_out"]} for r in records})
+            runlog.record_run_end(
+                con,
+                ctx.run_id,
+                status,
+                ctx.as_of,
+                {r["stage"]: {"rows_in": r["rows_in"], "rows_out": r["rows_out"]} for r in records},
+            )
             as_of = ctx.as_of
             tx_file = notebook_transactions_file(settings, con)
             con.close()
@@ -1248,8 +1578,11 @@ def main(argv: list[str] | None = None) -> int:
             tx_file = notebook_transactions_file(settings, None)
         if not args.no_notebook:
             if tx_file is None:
-                notebook = {"status": "crashed", "error": "the transactions source is not "
-                            "one CSV file, which the notebook baseline reads"}
+                notebook = {
+                    "status": "crashed",
+                    "error": "the transactions source is not "
+                    "one CSV file, which the notebook baseline reads",
+                }
             else:
                 # as_of None (--notebook-only, or core failed): the notebook takes the
                 # latest completed order, as the pipeline's default does
@@ -1267,7 +1600,9 @@ def main(argv: list[str] | None = None) -> int:
     peaks = [r["peak_rss_bytes"] or r["peak_rss_sampled_bytes"] for r in records]
     result: dict[str, Any] = {
         "schema": 2,
-        "size": args.size, "customers": customers, "seed": args.seed,
+        "size": args.size,
+        "customers": customers,
+        "seed": args.seed,
         "events": "events" in sources,
         "sources": list(sources),
         "stages_requested": args.stages.split(",") if args.stages else "all",
@@ -1276,23 +1611,30 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": stamp,
         "machine": {**machine, "loadavg_at_end": list(os.getloadavg())},
         "git": code,
-        "settings": {"memory_limit": settings.warehouse.memory_limit,
-                     "threads": settings.warehouse.threads or "default"},
-        "data": {"dir": str(data_dir.relative_to(ROOT)), "reused": data["reused"],
-                 "generate_seconds": data.get("generate_seconds"),
-                 "files": used_files,
-                 "rows_total": sum(f["rows"] for f in used_files.values()),
-                 "bytes_total": sum(f["bytes"] for f in used_files.values()),
-                 "warehouse_bytes": warehouse_bytes},
+        "settings": {
+            "memory_limit": settings.warehouse.memory_limit,
+            "threads": settings.warehouse.threads or "default",
+        },
+        "data": {
+            "dir": str(data_dir.relative_to(ROOT)),
+            "reused": data["reused"],
+            "generate_seconds": data.get("generate_seconds"),
+            "files": used_files,
+            "rows_total": sum(f["rows"] for f in used_files.values()),
+            "bytes_total": sum(f["bytes"] for f in used_files.values()),
+            "warehouse_bytes": warehouse_bytes,
+        },
         "from_warehouse": from_warehouse,
         "setup": setup,
         "stages": records,
-        "totals": {"wall_s": round(sum(r["wall_s"] for r in records), 3),
-                   "cpu_s": round(sum(r["cpu_s"] for r in records), 3),
-                   "peak_rss_bytes": max(peaks) if peaks else None},
+        "totals": {
+            "wall_s": round(sum(r["wall_s"] for r in records), 3),
+            "cpu_s": round(sum(r["cpu_s"] for r in records), 3),
+            "peak_rss_bytes": max(peaks) if peaks else None,
+        },
         # clear_refs also resets ru_maxrss, so the process peak is the largest stage peak.
         "process_peak_rss_bytes": max([setup.get("rss_bytes") or 0, *[p for p in peaks if p]])
-                                  or None,
+        or None,
         "profiled": bool(args.profile),
         "config": config_path.read_text() if args.keep else None,
         "workdir": str(workdir) if args.keep else None,
@@ -1304,15 +1646,22 @@ def main(argv: list[str] | None = None) -> int:
     if {r["stage"] for r in target} == set(TARGET_STAGES):
         wall = sum(r["wall_s"] for r in target)
         peak = max(r["peak_rss_bytes"] or r["peak_rss_sampled_bytes"] for r in target)
-        result["target"] = {"stages": list(TARGET_STAGES), "max_seconds": TARGET_SECONDS,
-                            "max_peak_bytes": TARGET_PEAK_BYTES, "wall_s": round(wall, 3),
-                            "peak_rss_bytes": peak,
-                            "met": wall <= TARGET_SECONDS and peak <= TARGET_PEAK_BYTES,
-                            # the issue's target: ~10M transaction rows (L), no events
-                            "applies": args.size == "L" and "events" not in sources}
+        result["target"] = {
+            "stages": list(TARGET_STAGES),
+            "max_seconds": TARGET_SECONDS,
+            "max_peak_bytes": TARGET_PEAK_BYTES,
+            "wall_s": round(wall, 3),
+            "peak_rss_bytes": peak,
+            "met": wall <= TARGET_SECONDS and peak <= TARGET_PEAK_BYTES,
+            # the issue's target: ~10M transaction rows (L), no events
+            "applies": args.size == "L" and "events" not in sources,
+        }
     if not args.no_save:
-        suffix = SOURCE_SUFFIXES.get(sources, "-" + "+".join(sources)) + \
-            ("-fromwh" if source_wh else "") + ("-notebook" if args.notebook_only else "")
+        suffix = (
+            SOURCE_SUFFIXES.get(sources, "-" + "+".join(sources))
+            + ("-fromwh" if source_wh else "")
+            + ("-notebook" if args.notebook_only else "")
+        )
         out = RESULTS_DIR / f"{args.size}{suffix}-{stamp}.json"
         result["results_file"] = str(out.relative_to(ROOT))
         out.write_text(json.dumps(result, indent=2, default=str) + "\n")

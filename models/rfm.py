@@ -53,7 +53,9 @@ class SegmentRule:
     f: tuple[int, int]
 
     def cells(self) -> list[tuple[int, int]]:
-        return [(r, f) for r in range(self.r[0], self.r[1] + 1) for f in range(self.f[0], self.f[1] + 1)]
+        return [
+            (r, f) for r in range(self.r[0], self.r[1] + 1) for f in range(self.f[0], self.f[1] + 1)
+        ]
 
 
 _DEFAULT_RULES = (
@@ -108,14 +110,20 @@ class RfmGrid:
         Raises ValueError naming the key (``rfm.segments.champions.r ...``) or the cell.
         """
         if not isinstance(d, Mapping) or not d:
-            raise ValueError(f"{key} must be a table of segment = {{ r = [low, high], f = [low, high] }}")
+            raise ValueError(
+                f"{key} must be a table of segment = {{ r = [low, high], f = [low, high] }}"
+            )
         rules = []
         for segment, spec in d.items():
             if not isinstance(segment, str) or not segment.strip():
                 raise ValueError(f"{key}: segment names must be non-empty text, got {segment!r}")
-            rectangles = spec if isinstance(spec, Sequence) and not isinstance(spec, str) else [spec]
+            rectangles = (
+                spec if isinstance(spec, Sequence) and not isinstance(spec, str) else [spec]
+            )
             if not rectangles:
-                raise ValueError(f"{key}.{segment} must list at least one {{ r = [low, high], f = [low, high] }}")
+                raise ValueError(
+                    f"{key}.{segment} must list at least one {{ r = [low, high], f = [low, high] }}"
+                )
             for rectangle in rectangles:
                 if not isinstance(rectangle, Mapping):
                     raise ValueError(
@@ -123,8 +131,13 @@ class RfmGrid:
                     )
                 if set(rectangle) != {"r", "f"}:
                     given = ", ".join(map(str, rectangle)) or "none"
-                    raise ValueError(f"{key}.{segment} must have exactly the keys r and f, got {given}")
-                ranges = {name: _score_range(rectangle[name], f"{key}.{segment}.{name}") for name in ("r", "f")}
+                    raise ValueError(
+                        f"{key}.{segment} must have exactly the keys r and f, got {given}"
+                    )
+                ranges = {
+                    name: _score_range(rectangle[name], f"{key}.{segment}.{name}")
+                    for name in ("r", "f")
+                }
                 rules.append(SegmentRule(segment, ranges["r"], ranges["f"]))
         _validate_rules(rules, key)
         return cls(tuple(rules))

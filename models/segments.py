@@ -74,12 +74,18 @@ def _check_keys(d, key: str, allowed: Sequence[str]) -> None:
         raise ValueError(f"{key} must be a table, got {type(d).__name__}")
     unknown = [k for k in d if k not in allowed]
     if unknown:
-        raise ValueError(f"{key}.{unknown[0]} is not a known setting; allowed: {', '.join(allowed)}")
+        raise ValueError(
+            f"{key}.{unknown[0]} is not a known setting; allowed: {', '.join(allowed)}"
+        )
 
 
 def _number(value, key: str, *, low: float, high: float, integer: bool = False):
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or (isinstance(value, float) and not math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not ok_type
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         kind = "a whole number" if integer else "a number"
         raise ValueError(f"{key} must be {kind}, got {value!r}")
     if not low <= value <= high:
@@ -90,7 +96,9 @@ def _number(value, key: str, *, low: float, high: float, integer: bool = False):
 def _from_dict(cls, d, key: str, checks: Mapping[str, dict]):
     names = [f.name for f in fields(cls)]
     _check_keys(d, key, names)
-    values = {name: _number(d[name], f"{key}.{name}", **checks[name]) for name in names if name in d}
+    values = {
+        name: _number(d[name], f"{key}.{name}", **checks[name]) for name in names if name in d
+    }
     return cls(**values)
 
 
@@ -265,7 +273,11 @@ class Playbook:
 
     @classmethod
     def from_dict(
-        cls, d: Mapping, key: str = "playbook", *, segments: Sequence[str] = DEFAULT_RFM_GRID.segments
+        cls,
+        d: Mapping,
+        key: str = "playbook",
+        *,
+        segments: Sequence[str] = DEFAULT_RFM_GRID.segments,
     ) -> Playbook:
         """Build from a config table ``{"rules": [{action = ..., tiers = [...], ...}, ...]}``.
 
@@ -310,7 +322,9 @@ def _names(item: Mapping, name: str, key: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _validate_playbook(rules: Sequence[PlaybookRule], key: str, segments: Sequence[str] | None) -> None:
+def _validate_playbook(
+    rules: Sequence[PlaybookRule], key: str, segments: Sequence[str] | None
+) -> None:
     if not rules:
         raise ValueError(f"{key}.rules must not be empty")
     allowed = {"tiers": VALUE_TIERS, "stages": LIFECYCLE_STAGES}
@@ -325,7 +339,9 @@ def _validate_playbook(rules: Sequence[PlaybookRule], key: str, segments: Sequen
         for name, values in allowed.items():
             for value in getattr(rule, name) or ():
                 if value not in values:
-                    raise ValueError(f"{rule_key}.{name}: unknown value {value!r}; allowed: {', '.join(values)}")
+                    raise ValueError(
+                        f"{rule_key}.{name}: unknown value {value!r}; allowed: {', '.join(values)}"
+                    )
     if not rules[-1].is_default:
         raise ValueError(
             f"{key}.rules: the last rule must have no conditions (the default action), "
@@ -343,8 +359,12 @@ def _prepare(customers: pl.DataFrame, required: Sequence[str]) -> pl.DataFrame:
     missing = [c for c in required if c not in customers.columns]
     if missing:
         raise ValueError(f"customers lacks column(s) {', '.join(missing)}")
-    absent = {name: dtype for name, dtype in _OPTIONAL_COLUMNS.items() if name not in customers.columns}
-    return customers.with_columns(pl.lit(None, dtype=dtype).alias(name) for name, dtype in absent.items())
+    absent = {
+        name: dtype for name, dtype in _OPTIONAL_COLUMNS.items() if name not in customers.columns
+    }
+    return customers.with_columns(
+        pl.lit(None, dtype=dtype).alias(name) for name, dtype in absent.items()
+    )
 
 
 def assign_value_tiers(customers: pl.DataFrame, *, rules: TierRules = TierRules()) -> pl.DataFrame:
@@ -353,7 +373,9 @@ def assign_value_tiers(customers: pl.DataFrame, *, rules: TierRules = TierRules(
     One row per input row, same order. Requires customer_id, has_completed_order,
     recency_days, revenue_total; uses predicted_clv when present.
     """
-    frame = _prepare(customers, ("customer_id", "has_completed_order", "recency_days", "revenue_total"))
+    frame = _prepare(
+        customers, ("customer_id", "has_completed_order", "recency_days", "revenue_total")
+    )
     is_active = pl.col("has_completed_order") & (pl.col("recency_days") <= rules.active_within_days)
     active = frame.filter(is_active)
     use_clv = active.height > 0 and active.get_column("predicted_clv").null_count() == 0
@@ -380,7 +402,9 @@ def assign_value_tiers(customers: pl.DataFrame, *, rules: TierRules = TierRules(
         )
         .sort("_row")
     )
-    return ranked.drop("_row", "_active", "_value", "_position").select(*customers.columns, "value_tier")
+    return ranked.drop("_row", "_active", "_value", "_position").select(
+        *customers.columns, "value_tier"
+    )
 
 
 def assign_lifecycle_stages(
@@ -392,7 +416,9 @@ def assign_lifecycle_stages(
     recency_days, first_purchase_at; uses average_gap_days, last_gap_days, p_alive and
     churn_probability when present.
     """
-    frame = _prepare(customers, ("customer_id", "has_completed_order", "recency_days", "first_purchase_at"))
+    frame = _prepare(
+        customers, ("customer_id", "has_completed_order", "recency_days", "first_purchase_at")
+    )
     recency = pl.col("recency_days")
     tenure_days = (pl.lit(as_of) - pl.col("first_purchase_at").cast(pl.Date)).dt.total_days()
     by_churn_model = pl.col("churn_probability") >= rules.at_risk_churn_probability
@@ -420,7 +446,9 @@ def assign_lifecycle_stages(
         .then(pl.lit("at_risk"))
         .otherwise(pl.lit("active"))
     )
-    return frame.with_columns(stage.alias("lifecycle_stage")).select(*customers.columns, "lifecycle_stage")
+    return frame.with_columns(stage.alias("lifecycle_stage")).select(
+        *customers.columns, "lifecycle_stage"
+    )
 
 
 def recommend_actions(
@@ -445,11 +473,13 @@ def recommend_actions(
         if rule.order_due_within_days is not None:
             conditions.append(days_to_next_order <= rule.order_due_within_days)
         condition = pl.all_horizontal(conditions).fill_null(False)
-        expression = (pl.when(condition) if expression is None else expression.when(condition)).then(
-            pl.lit(rule.action)
-        )
+        expression = (
+            pl.when(condition) if expression is None else expression.when(condition)
+        ).then(pl.lit(rule.action))
     action = expression.otherwise(pl.lit(None, dtype=pl.String))
-    return frame.with_columns(action.alias("recommended_action")).select(*customers.columns, "recommended_action")
+    return frame.with_columns(action.alias("recommended_action")).select(
+        *customers.columns, "recommended_action"
+    )
 
 
 def segment_customers(

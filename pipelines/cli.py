@@ -34,7 +34,9 @@ def _date(text: str) -> str:
     try:
         date.fromisoformat(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--as-of must be a date like 2025-12-31, got {text!r}") from exc
+        raise argparse.ArgumentTypeError(
+            f"--as-of must be a date like 2025-12-31, got {text!r}"
+        ) from exc
     return text
 
 
@@ -42,20 +44,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crm", description="Analytical CRM batch pipeline.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the whole pipeline once")
-    run.add_argument("--config", type=Path, default=None,
-                     help="crm.toml (default: the bundled sample in data/sample)")
-    run.add_argument("--as-of", type=_date, default=None,
-                     help="observation date YYYY-MM-DD (default: latest completed order)")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="crm.toml (default: the bundled sample in data/sample)",
+    )
+    run.add_argument(
+        "--as-of",
+        type=_date,
+        default=None,
+        help="observation date YYYY-MM-DD (default: latest completed order)",
+    )
     serve = sub.add_parser("serve", help="serve the flow on the config's [schedule]")
-    serve.add_argument("--config", type=Path, default=None,
-                       help="crm.toml (default: the bundled sample in data/sample)")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="crm.toml (default: the bundled sample in data/sample)",
+    )
     status = sub.add_parser("status", help="print the latest run from the run log")
-    status.add_argument("--config", type=Path, default=None,
-                        help="crm.toml (default: the bundled sample in data/sample)")
+    status.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="crm.toml (default: the bundled sample in data/sample)",
+    )
     forget = sub.add_parser("forget", help="erase customers everywhere (right to be forgotten)")
     forget.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
-    forget.add_argument("--config", type=Path, default=None,
-                        help="crm.toml (default: the bundled sample in data/sample)")
+    forget.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="crm.toml (default: the bundled sample in data/sample)",
+    )
     gen = sub.add_parser("generate-sample", help="write realistic synthetic exports")
     gen.add_argument("--customers", type=int, required=True)
     gen.add_argument("--out", type=Path, required=True)
@@ -81,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             _quiet_prefect()
             from flows import crm_pipeline
 
-            print(crm_pipeline(config_path=str(args.config) if args.config else None,
-                               as_of=args.as_of))
+            print(
+                crm_pipeline(
+                    config_path=str(args.config) if args.config else None, as_of=args.as_of
+                )
+            )
             return 0
         if args.command == "serve":
             _quiet_prefect()
@@ -103,11 +128,13 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.erasure import forget
 
             result = forget(load_settings(args.config), list(args.customer_ids))
-            print(f"Forgot {result.source_ids} source customer id(s): "
-                  f"{sum(result.rows_deleted.values())} rows deleted, "
-                  f"{result.tombstones} tombstone(s) kept (hashes, not ids); database "
-                  f"compacted: {result.compacted}; serving database republished: "
-                  f"{result.serving_published is not None}.")
+            print(
+                f"Forgot {result.source_ids} source customer id(s): "
+                f"{sum(result.rows_deleted.values())} rows deleted, "
+                f"{result.tombstones} tombstone(s) kept (hashes, not ids); database "
+                f"compacted: {result.compacted}; serving database republished: "
+                f"{result.serving_published is not None}."
+            )
             if result.not_found:
                 print(f"Not found anywhere: {', '.join(result.not_found)}")
             return 0
@@ -125,18 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         return 0
     except KeyboardInterrupt:
-        print(f"crm {args.command} interrupted; nothing was published by this run.",
-              file=sys.stderr)
+        print(
+            f"crm {args.command} interrupted; nothing was published by this run.", file=sys.stderr
+        )
         return 130
     except Exception as exc:  # a bug or an environment problem: still one paragraph
         if os.environ.get("CRM_DEBUG"):
             raise
         where = type(exc).__name__
-        print(f"crm {args.command} failed unexpectedly ({where}: "
-              f"{str(exc).splitlines()[0] if str(exc) else 'no message'}). Nothing was "
-              "published by this run; the last good outputs stay in place. Run again with "
-              "CRM_DEBUG=1 for the full traceback, and report it if it persists.",
-              file=sys.stderr)
+        print(
+            f"crm {args.command} failed unexpectedly ({where}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no message'}). Nothing was "
+            "published by this run; the last good outputs stay in place. Run again with "
+            "CRM_DEBUG=1 for the full traceback, and report it if it persists.",
+            file=sys.stderr,
+        )
         return 1
     return 2
 

@@ -23,8 +23,14 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from models.rfm import DEFAULT_RFM_GRID, RfmGrid, SegmentRule
-from models.segments import (DEFAULT_PLAYBOOK, LIFECYCLE_STAGES, VALUE_TIERS, LifecycleRules,
-                             Playbook, TierRules)
+from models.segments import (
+    DEFAULT_PLAYBOOK,
+    LIFECYCLE_STAGES,
+    VALUE_TIERS,
+    LifecycleRules,
+    Playbook,
+    TierRules,
+)
 from pipelines.errors import ConfigError
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -43,13 +49,31 @@ CANONICAL_FIELDS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = Mappin
     {
         "transactions": (
             ("customer_id", "order_ts", "amount"),
-            ("order_id", "quantity", "unit_price", "currency", "product_id", "channel",
-             "payment_method", "status"),
+            (
+                "order_id",
+                "quantity",
+                "unit_price",
+                "currency",
+                "product_id",
+                "channel",
+                "payment_method",
+                "status",
+            ),
         ),
         "customers": (
             ("customer_id",),
-            ("email", "phone", "full_name", "birth_date", "gender", "city", "country",
-             "signup_ts", "marketing_consent", "updated_at"),
+            (
+                "email",
+                "phone",
+                "full_name",
+                "birth_date",
+                "gender",
+                "city",
+                "country",
+                "signup_ts",
+                "marketing_consent",
+                "updated_at",
+            ),
         ),
         "events": (
             ("customer_id", "event_ts", "event_type"),
@@ -76,8 +100,14 @@ class SourceConfig:
     date_format: str | None = None
     timezone: str = "UTC"
     delimiter: str | None = None
-    encoding: str = field(default="utf-8", metadata={"description": "one of " + ", ".join(
-        ENCODINGS) + " (utf8, latin1 and iso-8859-1 are read as their aliases)"})
+    encoding: str = field(
+        default="utf-8",
+        metadata={
+            "description": "one of "
+            + ", ".join(ENCODINGS)
+            + " (utf8, latin1 and iso-8859-1 are read as their aliases)"
+        },
+    )
     quote: str | None = None
     header: bool = True
     names: tuple[str, ...] | None = None  # column names for header-less files
@@ -184,13 +214,19 @@ def _business_rules(data: Mapping[str, Any]) -> BusinessRules:
     try:
         rfm_table = _table(data, "rfm")
         _reject_unknown(rfm_table, set(RFM_KEYS), "rfm")
-        grid = (RfmGrid.from_dict(rfm_table["segments"], "rfm.segments")
-                if "segments" in rfm_table else DEFAULT_RFM_GRID)
+        grid = (
+            RfmGrid.from_dict(rfm_table["segments"], "rfm.segments")
+            if "segments" in rfm_table
+            else DEFAULT_RFM_GRID
+        )
         tiers = TierRules.from_dict(_table(data, "tiers"), "tiers")
         lifecycle = LifecycleRules.from_dict(_table(data, "lifecycle"), "lifecycle")
         playbook_table = _table(data, "playbook")
-        playbook = (Playbook.from_dict(playbook_table, "playbook", segments=grid.segments)
-                    if playbook_table else DEFAULT_PLAYBOOK)
+        playbook = (
+            Playbook.from_dict(playbook_table, "playbook", segments=grid.segments)
+            if playbook_table
+            else DEFAULT_PLAYBOOK
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     return BusinessRules(rfm_grid=grid, tiers=tiers, lifecycle=lifecycle, playbook=playbook)
@@ -217,12 +253,23 @@ class Settings:
 
 # The tables of crm.toml and the class each is validated into: the one list of sections,
 # used by the unknown-key check and by the JSON Schema (:func:`config_schema`).
-SECTIONS: Mapping[str, type] = MappingProxyType({
-    "warehouse": WarehouseConfig, "sources": SourceConfig, "validation": ValidationConfig,
-    "models": ModelConfig, "rfm": RfmGrid, "tiers": TierRules, "lifecycle": LifecycleRules,
-    "playbook": Playbook, "churn": ChurnConfig, "exports": ExportSettings,
-    "schedule": ScheduleConfig, "report": ReportConfig, "currency": CurrencyConfig,
-})
+SECTIONS: Mapping[str, type] = MappingProxyType(
+    {
+        "warehouse": WarehouseConfig,
+        "sources": SourceConfig,
+        "validation": ValidationConfig,
+        "models": ModelConfig,
+        "rfm": RfmGrid,
+        "tiers": TierRules,
+        "lifecycle": LifecycleRules,
+        "playbook": Playbook,
+        "churn": ChurnConfig,
+        "exports": ExportSettings,
+        "schedule": ScheduleConfig,
+        "report": ReportConfig,
+        "currency": CurrencyConfig,
+    }
+)
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -232,8 +279,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
     """
     config_path = Path(path).resolve() if path is not None else DEFAULT_CONFIG
     if not config_path.is_file():
-        raise ConfigError(f"Config file {config_path} does not exist. Pass --config PATH "
-                          "to a crm.toml (see README.md, 'Configure').")
+        raise ConfigError(
+            f"Config file {config_path} does not exist. Pass --config PATH "
+            "to a crm.toml (see README.md, 'Configure')."
+        )
     raw_bytes = config_path.read_bytes()
     try:
         data = tomllib.loads(raw_bytes.decode("utf-8"))
@@ -243,29 +292,39 @@ def load_settings(path: str | Path | None = None) -> Settings:
     return _replace(settings, config_sha256=hashlib.sha256(raw_bytes).hexdigest())
 
 
-def settings_from_dict(data: Mapping[str, Any], base_dir: Path,
-                       config_path: Path | None = None) -> Settings:
+def settings_from_dict(
+    data: Mapping[str, Any], base_dir: Path, config_path: Path | None = None
+) -> Settings:
     """Validate a parsed TOML mapping; relative paths resolve against ``base_dir``."""
     _reject_unknown(data, set(SECTIONS), "")
     base_dir = Path(base_dir).resolve()
     warehouse = _warehouse(_table(data, "warehouse"), base_dir)
     sources_raw = _table(data, "sources")
     if "transactions" not in sources_raw:
-        raise ConfigError("[sources.transactions] is missing: a transactions source is "
-                          "required (see README.md, 'Add a source').")
-    sources = {name: _source(name, _table(sources_raw, name, f"sources.{name}"), base_dir)
-               for name in sources_raw}
+        raise ConfigError(
+            "[sources.transactions] is missing: a transactions source is "
+            "required (see README.md, 'Add a source')."
+        )
+    sources = {
+        name: _source(name, _table(sources_raw, name, f"sources.{name}"), base_dir)
+        for name in sources_raw
+    }
     validation = _validation(_table(data, "validation"))
     models = _models(_table(data, "models"))
-    return Settings(config_path=config_path, base_dir=base_dir, warehouse=warehouse,
-                    sources=MappingProxyType(sources),
-                    exports=_exports(_table(data, "exports"), base_dir),
-                    report=_report(_table(data, "report"), base_dir),
-                    validation=validation, models=models,
-                    currency=_currency(_table(data, "currency")),
-                    rules=_business_rules(data),
-                    churn=_churn(_table(data, "churn")),
-                    schedule=_schedule(_table(data, "schedule")))
+    return Settings(
+        config_path=config_path,
+        base_dir=base_dir,
+        warehouse=warehouse,
+        sources=MappingProxyType(sources),
+        exports=_exports(_table(data, "exports"), base_dir),
+        report=_report(_table(data, "report"), base_dir),
+        validation=validation,
+        models=models,
+        currency=_currency(_table(data, "currency")),
+        rules=_business_rules(data),
+        churn=_churn(_table(data, "churn")),
+        schedule=_schedule(_table(data, "schedule")),
+    )
 
 
 def _exports(data: Mapping[str, Any], base_dir: Path) -> ExportSettings:
@@ -277,15 +336,22 @@ def _exports(data: Mapping[str, Any], base_dir: Path) -> ExportSettings:
     for key in ("reorder_within_days", "follow_up_after_days"):
         value = data.get(key, _toml_default(ExportSettings, key))
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 3660:
-            raise ConfigError(f"exports.{key} must be a whole number of days from 0 to 3660, "
-                              f"got {value!r}.")
+            raise ConfigError(
+                f"exports.{key} must be a whole number of days from 0 to 3660, got {value!r}."
+            )
         days[key] = value
-    types_ = data.get("contact_event_types",
-                      list(_toml_default(ExportSettings, "contact_event_types")))
-    if (not isinstance(types_, (list, tuple)) or not types_
-            or not all(isinstance(t, str) and t.strip() for t in types_)):
-        raise ConfigError("exports.contact_event_types must be a non-empty list of event "
-                          f"types such as [\"support_ticket\", \"call\"], got {types_!r}.")
+    types_ = data.get(
+        "contact_event_types", list(_toml_default(ExportSettings, "contact_event_types"))
+    )
+    if (
+        not isinstance(types_, (list, tuple))
+        or not types_
+        or not all(isinstance(t, str) and t.strip() for t in types_)
+    ):
+        raise ConfigError(
+            "exports.contact_event_types must be a non-empty list of event "
+            f'types such as ["support_ticket", "call"], got {types_!r}.'
+        )
     # Staging normalises event types the same way (sql/staging/events.sql).
     normalised = tuple(sorted({t.strip().lower().replace(" ", "_") for t in types_}))
     return ExportSettings(path=_path(path, base_dir), contact_event_types=normalised, **days)
@@ -303,8 +369,10 @@ def _schedule(data: Mapping[str, Any]) -> ScheduleConfig:
     _reject_unknown(data, _keys(ScheduleConfig), "schedule")
     cron = _get(data, "cron", "schedule", str, None)
     if cron is not None and len(cron.split()) != 5:
-        raise ConfigError(f"schedule.cron must be a 5-field cron expression like "
-                          f"'0 6 * * *' (06:00 daily), got {cron!r}.")
+        raise ConfigError(
+            f"schedule.cron must be a 5-field cron expression like "
+            f"'0 6 * * *' (06:00 daily), got {cron!r}."
+        )
     timezone = _get(data, "timezone", "schedule", str, "UTC")
     try:
         ZoneInfo(timezone)
@@ -317,17 +385,24 @@ def _schedule(data: Mapping[str, Any]) -> ScheduleConfig:
 def _churn(data: Mapping[str, Any]) -> ChurnConfig:
     _reject_unknown(data, _keys(ChurnConfig), "churn")
     cutoffs = _get(data, "band_cutoffs", "churn", list, [0.33, 0.66])
-    if (len(cutoffs) != 2 or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
-                                     for c in cutoffs)
-            or not 0 < cutoffs[0] < cutoffs[1] < 1):
-        raise ConfigError("churn.band_cutoffs must be two increasing probabilities between 0 "
-                          f"and 1 (low/medium and medium/high), got {cutoffs!r}.")
+    if (
+        len(cutoffs) != 2
+        or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cutoffs)
+        or not 0 < cutoffs[0] < cutoffs[1] < 1
+    ):
+        raise ConfigError(
+            "churn.band_cutoffs must be two increasing probabilities between 0 "
+            f"and 1 (low/medium and medium/high), got {cutoffs!r}."
+        )
     minimum = _get(data, "min_labelled_customers", "churn", int, 200)
     if minimum < 10:
         raise ConfigError(f"churn.min_labelled_customers must be at least 10, got {minimum}.")
     seed = _get(data, "seed", "churn", int, 0)
-    return ChurnConfig(band_cutoffs=(float(cutoffs[0]), float(cutoffs[1])),
-                       min_labelled_customers=minimum, seed=seed)
+    return ChurnConfig(
+        band_cutoffs=(float(cutoffs[0]), float(cutoffs[1])),
+        min_labelled_customers=minimum,
+        seed=seed,
+    )
 
 
 def _currency(data: Mapping[str, Any]) -> CurrencyConfig:
@@ -343,8 +418,10 @@ def _currency(data: Mapping[str, Any]) -> CurrencyConfig:
         if not (len(code) == 3 and code.isalpha()):
             raise ConfigError(f"currency.rates.{code} is not an ISO 4217 code like GBP.")
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
-            raise ConfigError(f"currency.rates.{code} must be a positive number (units of "
-                              f"{code} per 1 {base}), got {rate!r}.")
+            raise ConfigError(
+                f"currency.rates.{code} must be a positive number (units of "
+                f"{code} per 1 {base}), got {rate!r}."
+            )
         clean[code.upper()] = float(rate)
     return CurrencyConfig(base=base.upper() if base else None, rates=MappingProxyType(clean))
 
@@ -382,12 +459,15 @@ def _reject_unknown(data: Mapping[str, Any], allowed: set[str], prefix: str) -> 
     unknown = sorted(set(data) - allowed)
     if unknown:
         where = f"[{prefix}]" if prefix else "the top level"
-        raise ConfigError(f"Unknown key {prefix + '.' if prefix else ''}{unknown[0]} in "
-                          f"{where}; allowed: {', '.join(sorted(allowed))}.")
+        raise ConfigError(
+            f"Unknown key {prefix + '.' if prefix else ''}{unknown[0]} in "
+            f"{where}; allowed: {', '.join(sorted(allowed))}."
+        )
 
 
-def _get(data: Mapping[str, Any], key: str, prefix: str, kind: type | tuple[type, ...],
-         default: Any) -> Any:
+def _get(
+    data: Mapping[str, Any], key: str, prefix: str, kind: type | tuple[type, ...], default: Any
+) -> Any:
     value = data.get(key, default)
     if value is default:
         return value
@@ -401,8 +481,13 @@ def _get(data: Mapping[str, Any], key: str, prefix: str, kind: type | tuple[type
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-             list: "a list"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -414,32 +499,38 @@ def _path(value: str, base_dir: Path) -> Path:
 def _warehouse(data: Mapping[str, Any], base_dir: Path) -> WarehouseConfig:
     _reject_unknown(data, _keys(WarehouseConfig), "warehouse")
     path = _get(data, "path", "warehouse", str, _toml_default(WarehouseConfig, "path"))
-    serving = _get(data, "serving_path", "warehouse", str,
-                   _toml_default(WarehouseConfig, "serving_path"))
+    serving = _get(
+        data, "serving_path", "warehouse", str, _toml_default(WarehouseConfig, "serving_path")
+    )
     memory_limit = _get(data, "memory_limit", "warehouse", str, "4GB")
     temp_dir = _get(data, "temp_directory", "warehouse", str, None)
     threads = _get(data, "threads", "warehouse", int, None)
     if threads is not None and threads < 1:
         raise ConfigError(f"warehouse.threads must be at least 1, got {threads}.")
     if _path(path, base_dir) == _path(serving, base_dir):
-        raise ConfigError("warehouse.path and warehouse.serving_path must differ: BI tools "
-                          "read the serving copy while the pipeline writes its own.")
-    return WarehouseConfig(path=_path(path, base_dir), serving_path=_path(serving, base_dir),
-                           memory_limit=memory_limit,
-                           temp_directory=_path(temp_dir, base_dir) if temp_dir else None,
-                           threads=threads)
+        raise ConfigError(
+            "warehouse.path and warehouse.serving_path must differ: BI tools "
+            "read the serving copy while the pipeline writes its own."
+        )
+    return WarehouseConfig(
+        path=_path(path, base_dir),
+        serving_path=_path(serving, base_dir),
+        memory_limit=memory_limit,
+        temp_directory=_path(temp_dir, base_dir) if temp_dir else None,
+        threads=threads,
+    )
 
 
 def _source(name: str, data: Mapping[str, Any], base_dir: Path) -> SourceConfig:
     prefix = f"sources.{name}"
     if name not in CANONICAL_FIELDS:
-        raise ConfigError(f"[{prefix}] is not a known source; allowed: "
-                          f"{', '.join(CANONICAL_FIELDS)}.")
+        raise ConfigError(
+            f"[{prefix}] is not a known source; allowed: {', '.join(CANONICAL_FIELDS)}."
+        )
     _reject_unknown(data, _keys(SourceConfig), prefix)
     path = _get(data, "path", prefix, str, None)
     if not path:
-        raise ConfigError(f"{prefix}.path is missing: a file or glob, relative to the "
-                          "config file.")
+        raise ConfigError(f"{prefix}.path is missing: a file or glob, relative to the config file.")
     fmt = _get(data, "format", prefix, str, _guess_format(path))
     if fmt not in FORMATS:
         raise ConfigError(f"{prefix}.format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
@@ -447,30 +538,38 @@ def _source(name: str, data: Mapping[str, Any], base_dir: Path) -> SourceConfig:
     required, optional = CANONICAL_FIELDS[name]
     for canonical, column in columns.items():
         if canonical not in required + optional:
-            raise ConfigError(f"{prefix}.columns.{canonical} is not a canonical field of "
-                              f"{name}; allowed: {', '.join(required + optional)}.")
+            raise ConfigError(
+                f"{prefix}.columns.{canonical} is not a canonical field of "
+                f"{name}; allowed: {', '.join(required + optional)}."
+            )
         if not isinstance(column, str) or not column:
-            raise ConfigError(f"{prefix}.columns.{canonical} must be a source column name, "
-                              f"got {column!r}.")
+            raise ConfigError(
+                f"{prefix}.columns.{canonical} must be a source column name, got {column!r}."
+            )
     derivable = {"amount"} if {"quantity", "unit_price"} <= set(columns) else set()
     for canonical in required:
         if canonical not in columns and canonical not in derivable:
-            raise ConfigError(f"{prefix}.columns.{canonical} is missing: it is a required "
-                              f"field of {name}. Map it to the export's column name.")
+            raise ConfigError(
+                f"{prefix}.columns.{canonical} is missing: it is a required "
+                f"field of {name}. Map it to the export's column name."
+            )
     timezone = _get(data, "timezone", prefix, str, "UTC")
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"{prefix}.timezone {timezone!r} is not an IANA time zone "
-                          "(e.g. 'UTC', 'Europe/Berlin').") from exc
+        raise ConfigError(
+            f"{prefix}.timezone {timezone!r} is not an IANA time zone "
+            "(e.g. 'UTC', 'Europe/Berlin')."
+        ) from exc
     encoding = _get(data, "encoding", prefix, str, "utf-8").lower().replace("_", "-")
     if encoding in ("utf8", "utf-8-sig"):
         encoding = "utf-8"
     if encoding in ("latin1", "iso-8859-1", "iso8859-1"):
         encoding = "latin-1"
     if encoding not in ENCODINGS:
-        raise ConfigError(f"{prefix}.encoding must be one of {', '.join(ENCODINGS)}, "
-                          f"got {encoding!r}.")
+        raise ConfigError(
+            f"{prefix}.encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}."
+        )
     delimiter = _get(data, "delimiter", prefix, str, None)
     if delimiter is not None and len(delimiter) != 1:
         raise ConfigError(f"{prefix}.delimiter must be one character, got {delimiter!r}.")
@@ -482,30 +581,46 @@ def _source(name: str, data: Mapping[str, Any], base_dir: Path) -> SourceConfig:
     if names is not None and not all(isinstance(n, str) and n for n in names):
         raise ConfigError(f"{prefix}.names must be a list of column names.")
     if not header and names is None and fmt in ("csv", "text"):
-        raise ConfigError(f"{prefix}.names is missing: a file without a header row "
-                          "(header = false) needs its column names listed.")
+        raise ConfigError(
+            f"{prefix}.names is missing: a file without a header row "
+            "(header = false) needs its column names listed."
+        )
     missing_values = _get(data, "missing_values", prefix, list, None)
     if missing_values is not None and not all(isinstance(v, str) for v in missing_values):
-        raise ConfigError(f"{prefix}.missing_values must be a list of strings such as "
-                          f'["NA", "NULL"], got {missing_values!r}.')
+        raise ConfigError(
+            f"{prefix}.missing_values must be a list of strings such as "
+            f'["NA", "NULL"], got {missing_values!r}.'
+        )
     return SourceConfig(
-        name=name, path=str(_path(path, base_dir)), format=fmt,
+        name=name,
+        path=str(_path(path, base_dir)),
+        format=fmt,
         columns=MappingProxyType(dict(columns)),
         timestamp_format=_get(data, "timestamp_format", prefix, str, None),
         date_format=_get(data, "date_format", prefix, str, None),
-        timezone=timezone, delimiter=delimiter, encoding=encoding, quote=quote,
-        header=header, names=tuple(names) if names else None,
+        timezone=timezone,
+        delimiter=delimiter,
+        encoding=encoding,
+        quote=quote,
+        header=header,
+        names=tuple(names) if names else None,
         decimal_comma=_get(data, "decimal_comma", prefix, bool, False),
-        missing_values=(tuple(missing_values) if missing_values is not None
-                        else SourceConfig.missing_values),
+        missing_values=(
+            tuple(missing_values) if missing_values is not None else SourceConfig.missing_values
+        ),
         keep_identical_lines=_get(data, "keep_identical_lines", prefix, bool, False),
     )
 
 
 def _guess_format(path: str) -> str:
     lower = path.lower()
-    for suffix, fmt in ((".parquet", "parquet"), (".jsonl", "jsonl"), (".ndjson", "jsonl"),
-                        (".json", "jsonl"), (".txt", "text")):
+    for suffix, fmt in (
+        (".parquet", "parquet"),
+        (".jsonl", "jsonl"),
+        (".ndjson", "jsonl"),
+        (".json", "jsonl"),
+        (".txt", "text"),
+    ):
         if lower.endswith(suffix):
             return fmt
     return "csv"
@@ -518,8 +633,9 @@ def _validation(data: Mapping[str, Any]) -> ValidationConfig:
         try:
             earliest = date.fromisoformat(earliest)
         except ValueError as exc:
-            raise ConfigError("validation.earliest_date must be a date like 2000-01-01, "
-                              f"got {earliest!r}.") from exc
+            raise ConfigError(
+                f"validation.earliest_date must be a date like 2000-01-01, got {earliest!r}."
+            ) from exc
     if not isinstance(earliest, date):
         raise ConfigError(f"validation.earliest_date must be a date, got {earliest!r}.")
     share = _get(data, "max_failed_share", "validation", (int, float), 0.10)
@@ -536,11 +652,19 @@ def _models(data: Mapping[str, Any]) -> ModelConfig:
         raise ConfigError(f"models.time_unit must be one of D, W, got {unit!r}.")
     resolution = _get(data, "summary_resolution", "models", str, d.summary_resolution)
     if resolution not in SUMMARY_RESOLUTIONS:
-        raise ConfigError("models.summary_resolution must be one of "
-                          f"{', '.join(SUMMARY_RESOLUTIONS)}, got {resolution!r}.")
+        raise ConfigError(
+            "models.summary_resolution must be one of "
+            f"{', '.join(SUMMARY_RESOLUTIONS)}, got {resolution!r}."
+        )
     values: dict[str, Any] = {"time_unit": unit, "summary_resolution": resolution}
-    for key in ("clv_horizon_days", "churn_horizon_days", "holdout_days", "min_customers",
-                "min_repeat_buyers", "min_history_days"):
+    for key in (
+        "clv_horizon_days",
+        "churn_horizon_days",
+        "holdout_days",
+        "min_customers",
+        "min_repeat_buyers",
+        "min_history_days",
+    ):
         v = _get(data, key, "models", int, getattr(d, key))
         if v < 1:
             raise ConfigError(f"models.{key} must be a positive whole number, got {v}.")
@@ -551,14 +675,25 @@ def _models(data: Mapping[str, Any]) -> ModelConfig:
     penalizer = _get(data, "penalizer", "models", (int, float), d.penalizer)
     if penalizer < 0:
         raise ConfigError(f"models.penalizer must be >= 0, got {penalizer}.")
-    horizons = _get(data, "expected_purchase_horizons_days", "models", list,
-                    list(d.expected_purchase_horizons_days))
-    if not horizons or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0
-                               for h in horizons):
-        raise ConfigError("models.expected_purchase_horizons_days must be a list of positive "
-                          f"whole numbers of days, got {horizons!r}.")
-    values.update(annual_discount_rate=float(rate), penalizer=float(penalizer),
-                  expected_purchase_horizons_days=tuple(sorted(set(horizons))))
+    horizons = _get(
+        data,
+        "expected_purchase_horizons_days",
+        "models",
+        list,
+        list(d.expected_purchase_horizons_days),
+    )
+    if not horizons or not all(
+        isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in horizons
+    ):
+        raise ConfigError(
+            "models.expected_purchase_horizons_days must be a list of positive "
+            f"whole numbers of days, got {horizons!r}."
+        )
+    values.update(
+        annual_discount_rate=float(rate),
+        penalizer=float(penalizer),
+        expected_purchase_horizons_days=tuple(sorted(set(horizons))),
+    )
     return ModelConfig(**values)
 
 
@@ -568,6 +703,7 @@ def _models(data: Mapping[str, Any]) -> ModelConfig:
 # takes. It helps editors complete and check crm.toml; load_settings stays the authority
 # (cross-key rules such as "the last playbook rule has no conditions" are only checked there).
 
+
 def config_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of crm.toml, as written to docs/crm.schema.json."""
     properties = {name: _section_schema(name, cls) for name, cls in SECTIONS.items()}
@@ -575,7 +711,7 @@ def config_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "crm.toml",
         "description": "Config of the CRM batch pipeline (README.md, 'Configure'). "
-                       "Generated by `python -m pipelines.config --schema`; do not edit.",
+        "Generated by `python -m pipelines.config --schema`; do not edit.",
         "type": "object",
         "properties": properties,
         "required": ["sources"],
@@ -591,30 +727,44 @@ def _section_schema(name: str, cls: type) -> dict[str, Any]:
             schema["properties"]["columns"] = {
                 "type": "object",
                 "description": f"canonical field of {source} = the export's column name; "
-                               f"required: {', '.join(required)}",
-                "properties": {f: {"type": "string", "minLength": 1}
-                               for f in required + optional},
+                f"required: {', '.join(required)}",
+                "properties": {f: {"type": "string", "minLength": 1} for f in required + optional},
                 "additionalProperties": False,
             }
             schema["required"] = ["path", "columns"]
             sources[source] = schema
-        return {"type": "object", "properties": sources, "required": ["transactions"],
-                "additionalProperties": False}
+        return {
+            "type": "object",
+            "properties": sources,
+            "required": ["transactions"],
+            "additionalProperties": False,
+        }
     if name == "rfm":
         score = {"type": "integer", "minimum": 1, "maximum": 5}
-        score_range = {"oneOf": [score, {"type": "array", "items": score,
-                                         "minItems": 2, "maxItems": 2}]}
+        score_range = {
+            "oneOf": [score, {"type": "array", "items": score, "minItems": 2, "maxItems": 2}]
+        }
         keys = [f.name for f in dataclasses.fields(SegmentRule) if f.name != "segment"]
-        rectangle = {"type": "object", "properties": {k: score_range for k in keys},
-                     "required": keys, "additionalProperties": False}
-        segments = {"type": "object", "description": "segment name = { r = [low, high], "
-                                                     "f = [low, high] } or a list of them; "
-                                                     "replaces the default grid",
-                    "additionalProperties": {"oneOf": [rectangle, {"type": "array",
-                                                                   "items": rectangle,
-                                                                   "minItems": 1}]}}
-        return {"type": "object", "properties": dict.fromkeys(RFM_KEYS, segments),
-                "additionalProperties": False}
+        rectangle = {
+            "type": "object",
+            "properties": {k: score_range for k in keys},
+            "required": keys,
+            "additionalProperties": False,
+        }
+        segments = {
+            "type": "object",
+            "description": "segment name = { r = [low, high], "
+            "f = [low, high] } or a list of them; "
+            "replaces the default grid",
+            "additionalProperties": {
+                "oneOf": [rectangle, {"type": "array", "items": rectangle, "minItems": 1}]
+            },
+        }
+        return {
+            "type": "object",
+            "properties": dict.fromkeys(RFM_KEYS, segments),
+            "additionalProperties": False,
+        }
     schema = _dataclass_schema(cls)
     if name == "playbook":
         rule = schema["properties"]["rules"]["items"]
@@ -646,20 +796,30 @@ def _type_schema(tp: Any) -> dict[str, Any]:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]  # TOML has no null: leave the key out
-        return _type_schema(rest[0]) if len(rest) == 1 else {"anyOf": [_type_schema(a)
-                                                                        for a in rest]}
+        return (
+            _type_schema(rest[0]) if len(rest) == 1 else {"anyOf": [_type_schema(a) for a in rest]}
+        )
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return {"type": "array", "items": _type_schema(args[0])}
-        return {"type": "array", "items": _type_schema(args[0]), "minItems": len(args),
-                "maxItems": len(args)}
+        return {
+            "type": "array",
+            "items": _type_schema(args[0]),
+            "minItems": len(args),
+            "maxItems": len(args),
+        }
     if isinstance(origin, type) and issubclass(origin, collections.abc.Mapping):
         return {"type": "object", "additionalProperties": _type_schema(args[1])}
     if dataclasses.is_dataclass(tp):
         return _dataclass_schema(tp)
-    simple = {bool: {"type": "boolean"}, int: {"type": "integer"}, float: {"type": "number"},
-              str: {"type": "string"}, Path: {"type": "string"},
-              date: {"type": "string", "format": "date"}}
+    simple = {
+        bool: {"type": "boolean"},
+        int: {"type": "integer"},
+        float: {"type": "number"},
+        str: {"type": "string"},
+        Path: {"type": "string"},
+        date: {"type": "string", "format": "date"},
+    }
     if tp in simple:
         return dict(simple[tp])
     raise TypeError(f"no JSON Schema for {tp!r}")
@@ -667,8 +827,11 @@ def _type_schema(tp: Any) -> dict[str, Any]:
 
 def _json_value(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
-        return {f.name: _json_value(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if getattr(value, f.name) is not None}
+        return {
+            f.name: _json_value(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not None
+        }
     if isinstance(value, (tuple, list)):
         return [_json_value(v) for v in value]
     if isinstance(value, Mapping):
@@ -685,10 +848,14 @@ def schema_text() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.config",
-                                     description="Check a crm.toml, or print its JSON Schema.")
-    parser.add_argument("--schema", action="store_true",
-                        help="print the JSON Schema of crm.toml (docs/crm.schema.json)")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.config", description="Check a crm.toml, or print its JSON Schema."
+    )
+    parser.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the JSON Schema of crm.toml (docs/crm.schema.json)",
+    )
     parser.add_argument("--config", type=Path, default=None, help="crm.toml to check")
     args = parser.parse_args(argv)
     if args.schema:

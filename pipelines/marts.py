@@ -44,8 +44,14 @@ log = logging.getLogger(__name__)
 # The readable DAG: customer_360 first (segment_summary and kpi_monthly read it), then
 # the history tables. Every name here is also the table's SQL file, its contract file and
 # its mart.
-MARTS_ORDER = ("customer_360", "segment_summary", "kpi_monthly", "data_quality",
-               "model_parameters", "model_metrics")
+MARTS_ORDER = (
+    "customer_360",
+    "segment_summary",
+    "kpi_monthly",
+    "data_quality",
+    "model_parameters",
+    "model_metrics",
+)
 HISTORY_TABLES = MARTS_ORDER[1:]
 
 # sql/marts/<table>.toml: the contract of marts.<table> (see MartContract).
@@ -80,8 +86,7 @@ class MartContract:
             if name == column:
                 return text
         for name, text in self.columns:
-            match = (_column_pattern(name).fullmatch(column)
-                     if _PLACEHOLDER.search(name) else None)
+            match = _column_pattern(name).fullmatch(column) if _PLACEHOLDER.search(name) else None
             if match:
                 return text.format(**{k: int(v) for k, v in match.groupdict().items()})
         return None
@@ -94,8 +99,11 @@ class MartContract:
 @lru_cache(maxsize=None)
 def _column_pattern(name: str) -> re.Pattern[str]:
     parts = _PLACEHOLDER.split(name)  # literal, placeholder, literal, ...
-    return re.compile("".join(re.escape(part) if i % 2 == 0 else rf"(?P<{part}>\d+)"
-                              for i, part in enumerate(parts)))
+    return re.compile(
+        "".join(
+            re.escape(part) if i % 2 == 0 else rf"(?P<{part}>\d+)" for i, part in enumerate(parts)
+        )
+    )
 
 
 @lru_cache(maxsize=None)
@@ -113,13 +121,15 @@ def load_contract(path: Path) -> MartContract:
     description, grain = data.get("description"), data.get("grain")
     if not isinstance(description, str) or not description:
         raise fail("description must be a non-empty string")
-    if (not isinstance(grain, list) or not grain
-            or not all(isinstance(c, str) and c for c in grain)):
+    if not isinstance(grain, list) or not grain or not all(isinstance(c, str) and c for c in grain):
         raise fail("grain must be a non-empty list of column names")
     invariants = []
     for i, entry in enumerate(data.get("invariants", [])):
-        if (not isinstance(entry, dict) or set(entry) != {"problem", "bad_row"}
-                or not all(isinstance(v, str) and v for v in entry.values())):
+        if (
+            not isinstance(entry, dict)
+            or set(entry) != {"problem", "bad_row"}
+            or not all(isinstance(v, str) and v for v in entry.values())
+        ):
             raise fail(f"invariants[{i}] must have exactly a problem and a bad_row (strings)")
         invariants.append((entry["problem"], entry["bad_row"]))
     columns = data.get("columns")
@@ -132,14 +142,21 @@ def load_contract(path: Path) -> MartContract:
         try:
             text.format(**{name: 0 for name in placeholders}) if placeholders else None
         except (KeyError, IndexError, ValueError) as exc:
-            raise fail(f"the description of column {column} may only use "
-                       f"{{{'}, {'.join(placeholders)}}}: {exc!r}") from None
+            raise fail(
+                f"the description of column {column} may only use "
+                f"{{{'}, {'.join(placeholders)}}}: {exc!r}"
+            ) from None
     notes = data.get("notes", "")
     if not isinstance(notes, str):
         raise fail("notes must be a string")
-    return MartContract(table=path.stem, description=description, grain=tuple(grain),
-                        invariants=tuple(invariants), columns=tuple(columns.items()),
-                        notes=notes.strip())
+    return MartContract(
+        table=path.stem,
+        description=description,
+        grain=tuple(grain),
+        invariants=tuple(invariants),
+        columns=tuple(columns.items()),
+        notes=notes.strip(),
+    )
 
 
 def contract(table: str) -> MartContract:
@@ -154,26 +171,33 @@ def contract(table: str) -> MartContract:
 GRAINS = {table: contract(table).grain for table in MARTS_ORDER}
 
 # (what is wrong, condition true for a bad row) per history table; NULLs pass.
-INVARIANTS = {table: contract(table).invariants for table in HISTORY_TABLES
-              if contract(table).invariants}
+INVARIANTS = {
+    table: contract(table).invariants for table in HISTORY_TABLES if contract(table).invariants
+}
 
 
-def build_customer_360(con: duckdb.DuckDBPyConnection, as_of: date, run_id: str,
-                       clv_resolution: str) -> int:
+def build_customer_360(
+    con: duckdb.DuckDBPyConnection, as_of: date, run_id: str, clv_resolution: str
+) -> int:
     """``marts.customer_360``: one row per customer known at ``as_of``, with the BG/NBD
     summary of ``clv_resolution`` (the one the value step fitted); returns its rows."""
-    run_sql(con, "marts/customer_360", {"as_of": as_of, "run_id": run_id,
-                                        "resolution": clv_resolution})
-    rows, distinct = con.execute("select count(*), count(distinct customer_id) "
-                                 "from marts.customer_360").fetchall()[0]
+    run_sql(
+        con, "marts/customer_360", {"as_of": as_of, "run_id": run_id, "resolution": clv_resolution}
+    )
+    rows, distinct = con.execute(
+        "select count(*), count(distinct customer_id) from marts.customer_360"
+    ).fetchall()[0]
     if rows != distinct:
-        raise StepError(f"marts.customer_360 has {rows} rows for {distinct} customers; a "
-                        "join fanned out. Nothing was published; please report this bug.")
+        raise StepError(
+            f"marts.customer_360 has {rows} rows for {distinct} customers; a "
+            "join fanned out. Nothing was published; please report this bug."
+        )
     return rows
 
 
-def build_marts(con: duckdb.DuckDBPyConnection, as_of: date, run_id: str,
-                clv_resolution: str) -> dict[str, int]:
+def build_marts(
+    con: duckdb.DuckDBPyConnection, as_of: date, run_id: str, clv_resolution: str
+) -> dict[str, int]:
     """Build every ``marts.*`` table in :data:`MARTS_ORDER` and document its columns.
 
     Needs ``core.*``, ``models.*`` (the value, churn and segment steps of this run),
@@ -190,8 +214,9 @@ def build_marts(con: duckdb.DuckDBPyConnection, as_of: date, run_id: str,
     return rows
 
 
-def build_history_table(con: duckdb.DuckDBPyConnection, table: str, as_of: date,
-                        run_id: str) -> int:
+def build_history_table(
+    con: duckdb.DuckDBPyConnection, table: str, as_of: date, run_id: str
+) -> int:
     """Build this run's rows of history table ``marts.<table>``, check them, and replace the
     table's rows of ``run_id`` with them; returns how many rows the run has."""
     if table not in HISTORY_TABLES:
@@ -206,21 +231,26 @@ def check_run_rows(con: duckdb.DuckDBPyConnection, table: str) -> None:
     ``temp.main.<table>_run``) repeat a key of the table's grain or break an invariant."""
     staged = f"temp.main.{table}_run"
     keys = ", ".join(GRAINS[table])
-    repeated = con.execute(f"select {keys}, count(*) from {staged} group by all "
-                           "having count(*) > 1 limit 1").fetchall()
+    repeated = con.execute(
+        f"select {keys}, count(*) from {staged} group by all having count(*) > 1 limit 1"
+    ).fetchall()
     if repeated:
-        raise StepError(f"marts.{table} would have {repeated[0][-1]} rows for one "
-                        f"({keys}) = {repeated[0][:-1]} in one run; its inputs hold duplicates. "
-                        "Nothing was published; please report this bug.")
+        raise StepError(
+            f"marts.{table} would have {repeated[0][-1]} rows for one "
+            f"({keys}) = {repeated[0][:-1]} in one run; its inputs hold duplicates. "
+            "Nothing was published; please report this bug."
+        )
     for problem, condition in INVARIANTS.get(table, ()):
         bad = con.execute(f"select * from {staged} where {condition} limit 1").fetchall()
         if bad:
             columns = [c[0] for c in con.execute(f"describe {staged}").fetchall()]
             row = dict(zip(columns, bad[0]))
             key = {k: row[k] for k in GRAINS[table]}
-            raise StepError(f"marts.{table}: {problem} at {key} ({row}). The inputs or the "
-                            f"definition in sql/marts/{table}.sql are wrong. Nothing was "
-                            "published; please report this bug.")
+            raise StepError(
+                f"marts.{table}: {problem} at {key} ({row}). The inputs or the "
+                f"definition in sql/marts/{table}.sql are wrong. Nothing was "
+                "published; please report this bug."
+            )
     if table == "segment_summary":
         _check_segments_cover_customers(con)
 
@@ -234,9 +264,11 @@ def _check_segments_cover_customers(con: duckdb.DuckDBPyConnection) -> None:
         limit 1""").fetchall()
     if wrong:
         dimension, counted, customers = wrong[0]
-        raise StepError(f"marts.segment_summary counts {counted} customers under dimension "
-                        f"{dimension} but marts.customer_360 has {customers}. Nothing was "
-                        "published; please report this bug.")
+        raise StepError(
+            f"marts.segment_summary counts {counted} customers under dimension "
+            f"{dimension} but marts.customer_360 has {customers}. Nothing was "
+            "published; please report this bug."
+        )
 
 
 def replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, run_id: str) -> int:
@@ -257,8 +289,9 @@ def replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, run_id: str) ->
     except Exception:
         con.execute("rollback")
         raise
-    rows = con.execute(f"select count(*) from {target} where run_id = $run_id",
-                       {"run_id": run_id}).fetchall()[0][0]
+    rows = con.execute(
+        f"select count(*) from {target} where run_id = $run_id", {"run_id": run_id}
+    ).fetchall()[0][0]
     con.execute(f"drop table if exists {staged}")
     return rows
 
@@ -281,17 +314,25 @@ def comment_marts(con: duckdb.DuckDBPyConnection) -> None:
             if text is None:
                 missing.append(f"marts.{table}.{column}")
             else:
-                planned.append(f"comment on column marts.{table}.{_ident(column)} "
-                               f"is {_literal(text)}")
-        stale += [f"marts.{table}.{c} (sql/marts/{table}.toml)"
-                  for c in spec.named_columns() if c not in columns]
+                planned.append(
+                    f"comment on column marts.{table}.{_ident(column)} is {_literal(text)}"
+                )
+        stale += [
+            f"marts.{table}.{c} (sql/marts/{table}.toml)"
+            for c in spec.named_columns()
+            if c not in columns
+        ]
     if missing:
-        raise StepError(f"No description for {', '.join(missing)}. Every published column "
-                        "must be documented: add it to [columns] in sql/marts/<table>.toml, "
-                        "then regenerate docs/marts.md (python -m pipelines.marts --docs).")
+        raise StepError(
+            f"No description for {', '.join(missing)}. Every published column "
+            "must be documented: add it to [columns] in sql/marts/<table>.toml, "
+            "then regenerate docs/marts.md (python -m pipelines.marts --docs)."
+        )
     if stale:
-        raise StepError(f"The contract describes {', '.join(stale)}, which the table does "
-                        "not have: remove it from the contract or add it to the SQL.")
+        raise StepError(
+            f"The contract describes {', '.join(stale)}, which the table does "
+            "not have: remove it from the contract or add it to the SQL."
+        )
     for statement in planned:
         con.execute(statement)
 
@@ -327,22 +368,27 @@ def _markdown_cell(text: str) -> str:
 
 def _grain_text(table: str) -> str:
     keys = ("run_id", *GRAINS[table]) if table in HISTORY_TABLES else GRAINS[table]
-    return "one row per " + (f"`{keys[0]}`" if len(keys) == 1
-                             else "(" + ", ".join(f"`{k}`" for k in keys) + ")")
+    return "one row per " + (
+        f"`{keys[0]}`" if len(keys) == 1 else "(" + ", ".join(f"`{k}`" for k in keys) + ")"
+    )
 
 
 def render_docs() -> str:
     """The text of docs/marts.md, made from the contract files."""
     parts = [DOCS_INTRO, "\n| table | grain | history |\n|---|---|---|\n"]
-    parts += [f"| marts.{t} | {_grain_text(t)} | "
-              f"{'history' if t in HISTORY_TABLES else 'current run only'} |\n"
-              for t in MARTS_ORDER]
+    parts += [
+        f"| marts.{t} | {_grain_text(t)} | "
+        f"{'history' if t in HISTORY_TABLES else 'current run only'} |\n"
+        for t in MARTS_ORDER
+    ]
     for table in MARTS_ORDER:
         spec = contract(table)
-        parts.append(f"\n## marts.{table}\n\n{spec.description}\n\n"
-                     f"Grain: {_grain_text(table)}. Contract `sql/marts/{table}.toml`, "
-                     f"built by `sql/marts/{table}.sql`.\n\n"
-                     "| column | description |\n|---|---|\n")
+        parts.append(
+            f"\n## marts.{table}\n\n{spec.description}\n\n"
+            f"Grain: {_grain_text(table)}. Contract `sql/marts/{table}.toml`, "
+            f"built by `sql/marts/{table}.sql`.\n\n"
+            "| column | description |\n|---|---|\n"
+        )
         parts += [f"| `{name}` | {_markdown_cell(text)} |\n" for name, text in spec.columns]
         if spec.notes:
             parts.append(f"\n{spec.notes}\n")
@@ -353,10 +399,15 @@ def render_docs() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.marts",
-                                     description="The published tables' contracts.")
-    parser.add_argument("--docs", action="store_true", required=True,
-                        help="print docs/marts.md, generated from sql/marts/<table>.toml")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.marts", description="The published tables' contracts."
+    )
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        required=True,
+        help="print docs/marts.md, generated from sql/marts/<table>.toml",
+    )
     parser.parse_args(argv)
     sys.stdout.buffer.write(render_docs().encode("utf-8"))
     sys.stdout.flush()

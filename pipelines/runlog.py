@@ -14,8 +14,16 @@ import duckdb
 from pipelines.config import Settings
 from pipelines.sqlrun import ensure_bookkeeping_tables
 
-_VERSIONED = ("duckdb", "polars", "pyarrow", "pandas", "lifetimes", "scikit-learn", "prefect",
-              "great-expectations")
+_VERSIONED = (
+    "duckdb",
+    "polars",
+    "pyarrow",
+    "pandas",
+    "lifetimes",
+    "scikit-learn",
+    "prefect",
+    "great-expectations",
+)
 
 
 def new_run_id(started_at: datetime) -> str:
@@ -34,35 +42,62 @@ def package_versions(names: tuple[str, ...] = _VERSIONED) -> dict[str, str]:
     return versions
 
 
-INTERRUPTED_MESSAGE = ("The run ended without recording its end: its process was killed or "
-                       "crashed. Each output it had not yet swapped into place was left as "
-                       "it was.")
+INTERRUPTED_MESSAGE = (
+    "The run ended without recording its end: its process was killed or "
+    "crashed. Each output it had not yet swapped into place was left as "
+    "it was."
+)
 
 
-def record_run_start(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str,
-                     started_at: datetime, requested_as_of: date | None) -> None:
+def record_run_start(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    run_id: str,
+    started_at: datetime,
+    requested_as_of: date | None,
+) -> None:
     """Log the run as running. Runs still 'running' are dead: DuckDB's lock on the working
     database lets one process write it at a time, so they are marked interrupted."""
     ensure_bookkeeping_tables(con)
-    con.execute("update audit.runs set status = 'interrupted', message = ? "
-                "where status = 'running'", [INTERRUPTED_MESSAGE])
+    con.execute(
+        "update audit.runs set status = 'interrupted', message = ? where status = 'running'",
+        [INTERRUPTED_MESSAGE],
+    )
     con.execute(
         "insert into audit.runs values (?, ?, null, 'running', null, ?, ?, ?, ?, null, null)",
-        [run_id, started_at, requested_as_of,
-         str(settings.config_path) if settings.config_path else None,
-         settings.config_sha256, json.dumps(package_versions())])
+        [
+            run_id,
+            started_at,
+            requested_as_of,
+            str(settings.config_path) if settings.config_path else None,
+            settings.config_sha256,
+            json.dumps(package_versions()),
+        ],
+    )
 
 
-def record_run_end(con: duckdb.DuckDBPyConnection, run_id: str, status: str,
-                   as_of: date | None, rows_per_step: dict, message: str | None = None
-                   ) -> None:
+def record_run_end(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    status: str,
+    as_of: date | None,
+    rows_per_step: dict,
+    message: str | None = None,
+) -> None:
     """Log the run's end: status (succeeded | failed), as-of date, counts per step."""
     ensure_bookkeeping_tables(con)
     con.execute(
         "update audit.runs set ended_at = ?, status = ?, as_of = ?, rows_per_step = ?, "
         "message = ? where run_id = ?",
-        [datetime.now(timezone.utc).replace(tzinfo=None), status, as_of,
-         json.dumps(rows_per_step, default=str), message, run_id])
+        [
+            datetime.now(timezone.utc).replace(tzinfo=None),
+            status,
+            as_of,
+            json.dumps(rows_per_step, default=str),
+            message,
+            run_id,
+        ],
+    )
 
 
 def resolve_as_of(con: duckdb.DuckDBPyConnection, requested: date | None) -> date:
@@ -72,14 +107,17 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, requested: date | None) -> dat
     """
     if requested is not None:
         return requested
-    latest = con.execute("select max(order_date) from core.transactions "
-                         "where is_completed_order").fetchall()[0][0]
+    latest = con.execute(
+        "select max(order_date) from core.transactions where is_completed_order"
+    ).fetchall()[0][0]
     if latest is None:
         from pipelines.errors import InputError
 
-        raise InputError("There is no completed order in the inputs, so no as-of date can be "
-                         "derived. Pass --as-of YYYY-MM-DD or check the transaction status "
-                         "values.")
+        raise InputError(
+            "There is no completed order in the inputs, so no as-of date can be "
+            "derived. Pass --as-of YYYY-MM-DD or check the transaction status "
+            "values."
+        )
     return latest
 
 
@@ -98,8 +136,10 @@ def format_latest_run(config_path: str | None) -> str:
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
-        raise CrmError(f"Cannot open {path} to read the run log ({str(exc).splitlines()[0]}); "
-                       "a run may be writing it right now. Try again when it ends.") from exc
+        raise CrmError(
+            f"Cannot open {path} to read the run log ({str(exc).splitlines()[0]}); "
+            "a run may be writing it right now. Try again when it ends."
+        ) from exc
     try:
         rows = con.execute("""
             select run_id, status, started_at, ended_at, as_of, config_sha256,
@@ -115,9 +155,13 @@ def format_latest_run(config_path: str | None) -> str:
     if status == "running":
         # we could open the database read-only, so no process is writing it: the run died
         status, message = "interrupted", INTERRUPTED_MESSAGE
-    lines = [f"Latest run {run_id}: {status}", f"  started {started}, ended {ended}",
-             f"  as of {as_of}; config sha256 {sha[:12] if sha else '-'}",
-             f"  rows per step: {steps}", f"  versions: {versions}"]
+    lines = [
+        f"Latest run {run_id}: {status}",
+        f"  started {started}, ended {ended}",
+        f"  as of {as_of}; config sha256 {sha[:12] if sha else '-'}",
+        f"  rows per step: {steps}",
+        f"  versions: {versions}",
+    ]
     if message:
         lines.append(f"  message: {message}")
     return "\n".join(lines)

@@ -18,8 +18,9 @@ def read_sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
 
 
-def run_sql(con: duckdb.DuckDBPyConnection, name: str,
-            params: Mapping[str, Any] | None = None) -> None:
+def run_sql(
+    con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
+) -> None:
     """Execute one SQL file, passing only the named parameters it uses."""
     text = read_sql(name)
     used = set(re.findall(r"\$([a-z_][a-z0-9_]*)", text))
@@ -45,13 +46,18 @@ def _macro_names(file: str) -> tuple[str, ...]:
 def _ensure_macros(con: duckdb.DuckDBPyConnection, text: str) -> None:
     """Install the macro files whose macros ``text`` calls and this database lacks: the
     clean step installs sql/macros.sql, sql/macros_core.sql needs core to exist first."""
-    wanted = [f for f in MACRO_FILES
-              if any(re.search(rf"\b{m}\s*\(", text) for m in _macro_names(f))]
+    wanted = [
+        f for f in MACRO_FILES if any(re.search(rf"\b{m}\s*\(", text) for m in _macro_names(f))
+    ]
     if not wanted:
         return
-    present = {r[0] for r in con.execute(
-        "select distinct function_name from duckdb_functions() "
-        "where function_type in ('macro', 'table_macro')").fetchall()}
+    present = {
+        r[0]
+        for r in con.execute(
+            "select distinct function_name from duckdb_functions() "
+            "where function_type in ('macro', 'table_macro')"
+        ).fetchall()
+    }
     for file in wanted:
         if not set(_macro_names(file)) <= present:
             con.execute(read_sql(file))

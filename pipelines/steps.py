@@ -75,9 +75,12 @@ def ingest(ctx: RunContext) -> StepReport:
     # forgotten customers (crm forget) must not come back with a re-sent export
     erased = erasure.apply_tombstones(ctx.con, ctx.run_id)
     rows = {r.path.rsplit("/", 1)[-1]: r.rows_read for r in reports}
-    return StepReport("ingest", reports, {"ingest": rows, "erased": erased.input_rows_erased},
-                      f"ingest: {len(reports)} files, "
-                      f"{sum(r.rows_read for r in reports)} rows read")
+    return StepReport(
+        "ingest",
+        reports,
+        {"ingest": rows, "erased": erased.input_rows_erased},
+        f"ingest: {len(reports)} files, {sum(r.rows_read for r in reports)} rows read",
+    )
 
 
 def clean(ctx: RunContext) -> StepReport:
@@ -93,12 +96,17 @@ def validate(ctx: RunContext) -> StepReport:
     from pipelines.load import quality
     from pipelines.load.clean import STAGING_ORDER
 
-    reports = [quality.validate_source(ctx.con, name, ctx.settings, ctx.run_id)
-               for name in STAGING_ORDER]
+    reports = [
+        quality.validate_source(ctx.con, name, ctx.settings, ctx.run_id) for name in STAGING_ORDER
+    ]
     quality.check_batch_limits(ctx.con, ctx.settings, ctx.run_id)
     quarantined = {r.source: r.rows_quarantined for r in reports}
-    return StepReport("validate", reports, {"quarantine": quarantined},
-                      f"validate: {quarantined} rows quarantined")
+    return StepReport(
+        "validate",
+        reports,
+        {"quarantine": quarantined},
+        f"validate: {quarantined} rows quarantined",
+    )
 
 
 def core(ctx: RunContext) -> StepReport:
@@ -107,11 +115,14 @@ def core(ctx: RunContext) -> StepReport:
 
     report = core_tables.build_core(ctx.con, ctx.run_id)
     as_of = runlog.resolve_as_of(ctx.con, ctx.requested_as_of)
-    return StepReport("core", report, {"core": {"orders": report.orders,
-                                                "customers": report.customers,
-                                                "events": report.events}},
-                      f"core: {report.orders} orders, {report.customers} customers, "
-                      f"{report.events} events; as of {as_of}", decided={"as_of": as_of})
+    return StepReport(
+        "core",
+        report,
+        {"core": {"orders": report.orders, "customers": report.customers, "events": report.events}},
+        f"core: {report.orders} orders, {report.customers} customers, "
+        f"{report.events} events; as of {as_of}",
+        decided={"as_of": as_of},
+    )
 
 
 def customer_value(ctx: RunContext) -> StepReport:
@@ -120,10 +131,13 @@ def customer_value(ctx: RunContext) -> StepReport:
 
     report = value.score_customer_value(ctx.con, ctx.settings, ctx.as_of, ctx.run_id)
     note = f" ({report.clv_message})" if report.clv_message else ""
-    return StepReport("customer value", report,
-                      {"value": {"customers": report.customers, "clv": report.clv_status}},
-                      f"value: {report.customers} buyers, CLV {report.clv_status}{note}",
-                      decided={"clv_resolution": report.resolution})
+    return StepReport(
+        "customer value",
+        report,
+        {"value": {"customers": report.customers, "clv": report.clv_status}},
+        f"value: {report.customers} buyers, CLV {report.clv_status}{note}",
+        decided={"clv_resolution": report.resolution},
+    )
 
 
 def churn(ctx: RunContext) -> StepReport:
@@ -132,12 +146,18 @@ def churn(ctx: RunContext) -> StepReport:
     from pipelines.scoring import value
 
     result = churn_risk.score_churn_risk(
-        ctx.con, ctx.settings, ctx.as_of, ctx.run_id,
-        value.make_bgnbd_scorer(ctx.con, ctx.settings, ctx.as_of, ctx.clv_resolution))
-    return StepReport("churn", result,
-                      {"churn": {"scored": result.scores.height,
-                                 "published": result.published_scorer}},
-                      f"churn: {result.scores.height} customers scored; {result.message}")
+        ctx.con,
+        ctx.settings,
+        ctx.as_of,
+        ctx.run_id,
+        value.make_bgnbd_scorer(ctx.con, ctx.settings, ctx.as_of, ctx.clv_resolution),
+    )
+    return StepReport(
+        "churn",
+        result,
+        {"churn": {"scored": result.scores.height, "published": result.published_scorer}},
+        f"churn: {result.scores.height} customers scored; {result.message}",
+    )
 
 
 def segments(ctx: RunContext) -> StepReport:
@@ -145,8 +165,9 @@ def segments(ctx: RunContext) -> StepReport:
     from pipelines.scoring import segments as customer_segments
 
     counts = customer_segments.build_customer_segments(ctx.con, ctx.settings, ctx.as_of)
-    return StepReport("segments", counts, {"segments": counts["value_tier"]},
-                      f"tiers: {counts['value_tier']}")
+    return StepReport(
+        "segments", counts, {"segments": counts["value_tier"]}, f"tiers: {counts['value_tier']}"
+    )
 
 
 def build_marts(ctx: RunContext) -> StepReport:
@@ -171,18 +192,34 @@ def publish_outputs(ctx: RunContext) -> StepReport:
             report,  # matplotlib: 3 s of imports a killed child never needs
         )
 
-        published["report"] = str(report.write_report(
-            ctx.con, publish.report_path(ctx.settings, ctx.as_of), run_id=ctx.run_id,
-            as_of=ctx.as_of, currency=ctx.settings.currency.base))
-    return StepReport("publish", published, {"publish": dict(export_report.rows_by_list)},
-                      f"published: {published}")
+        published["report"] = str(
+            report.write_report(
+                ctx.con,
+                publish.report_path(ctx.settings, ctx.as_of),
+                run_id=ctx.run_id,
+                as_of=ctx.as_of,
+                currency=ctx.settings.currency.base,
+            )
+        )
+    return StepReport(
+        "publish",
+        published,
+        {"publish": dict(export_report.rows_by_list)},
+        f"published: {published}",
+    )
 
 
 # The run order; the keys are the Prefect tasks' names.
 STEPS: dict[str, Callable[[RunContext], StepReport]] = {
-    "ingest": ingest, "clean": clean, "validate": validate, "core": core,
-    "customer value": customer_value, "churn": churn, "segments": segments,
-    "marts": build_marts, "publish": publish_outputs,
+    "ingest": ingest,
+    "clean": clean,
+    "validate": validate,
+    "core": core,
+    "customer value": customer_value,
+    "churn": churn,
+    "segments": segments,
+    "marts": build_marts,
+    "publish": publish_outputs,
 }
 
 
@@ -209,36 +246,52 @@ class Run:
         """The end-of-run summary text (what ``crm run`` prints)."""
         from pipelines import summary
 
-        return summary.format_run_summary(self.ctx.con, self.ctx.run_id, self.ctx.as_of,
-                                          {k: r.result for k, r in self.reports.items()})
+        return summary.format_run_summary(
+            self.ctx.con,
+            self.ctx.run_id,
+            self.ctx.as_of,
+            {k: r.result for k, r in self.reports.items()},
+        )
 
 
 @contextmanager
-def open_run(config_path: str | Path | None, as_of: date | None = None, *,
-             write_report: bool = True) -> Iterator[Run]:
+def open_run(
+    config_path: str | Path | None, as_of: date | None = None, *, write_report: bool = True
+) -> Iterator[Run]:
     """Open the warehouse and log a run as running; on leaving, log it as succeeded, or
     as failed with the error, and close the warehouse."""
     settings = load_settings(config_path)
     started = datetime.now(timezone.utc).replace(tzinfo=None)
-    ctx = RunContext(settings=settings, con=warehouse.connect_warehouse(settings),
-                     run_id=runlog.new_run_id(started), started_at=started,
-                     requested_as_of=as_of, as_of=as_of, write_report=write_report)
+    ctx = RunContext(
+        settings=settings,
+        con=warehouse.connect_warehouse(settings),
+        run_id=runlog.new_run_id(started),
+        started_at=started,
+        requested_as_of=as_of,
+        as_of=as_of,
+        write_report=write_report,
+    )
     run = Run(ctx)
     try:
         runlog.record_run_start(ctx.con, settings, ctx.run_id, started, as_of)
         yield run
-        runlog.record_run_end(ctx.con, ctx.run_id, "succeeded", run.ctx.as_of,
-                              run.rows_per_step)
+        runlog.record_run_end(ctx.con, ctx.run_id, "succeeded", run.ctx.as_of, run.rows_per_step)
     except Exception as exc:
-        runlog.record_run_end(ctx.con, ctx.run_id, "failed", run.ctx.as_of, run.rows_per_step,
-                              str(exc))
+        runlog.record_run_end(
+            ctx.con, ctx.run_id, "failed", run.ctx.as_of, run.rows_per_step, str(exc)
+        )
         raise
     finally:
         ctx.con.close()
 
 
-def run_steps(config_path: str | Path | None, as_of: date | None = None,
-              names: Iterable[str] = tuple(STEPS), *, write_report: bool = True) -> Run:
+def run_steps(
+    config_path: str | Path | None,
+    as_of: date | None = None,
+    names: Iterable[str] = tuple(STEPS),
+    *,
+    write_report: bool = True,
+) -> Run:
     """Run the steps ``names`` (default: all, always in run order) without Prefect.
 
     Returns the finished :class:`Run` (its context's connection is closed).

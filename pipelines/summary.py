@@ -15,7 +15,8 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     lines.append("Files (rows read = loaded + quarantined + duplicates + erased):")
     # Each file once: its status says whether this run loaded it or an earlier one did (a
     # rerun after a failed run, a daily run over the same folder).
-    for source, path, status, read, loaded, quarantined, dup, erased, ok in con.execute("""
+    for source, path, status, read, loaded, quarantined, dup, erased, ok in con.execute(
+        """
             select r.source, r.file_path,
                    case when f.run_id is distinct from $run_id and r.status = 'loaded'
                         then 'earlier run' else r.status end,
@@ -23,21 +24,30 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
                    r.rows_erased, r.is_balanced
             from audit.file_reconciliation r
             left join raw.files f on f.file_sha256 = r.file_sha256 and f.source = r.source
-            order by r.source, r.file_path""", {"run_id": run_id}).fetchall():
+            order by r.source, r.file_path""",
+        {"run_id": run_id},
+    ).fetchall():
         name = path.rsplit("/", 1)[-1]
         mark = "ok" if ok else "UNBALANCED"
-        lines.append(f"  {source:<12} {name:<28} {status:<12} {read:>9} = {loaded:>9} + "
-                     f"{quarantined:>6} + {dup:>6} + {erased:>4}  {mark}")
+        lines.append(
+            f"  {source:<12} {name:<28} {status:<12} {read:>9} = {loaded:>9} + "
+            f"{quarantined:>6} + {dup:>6} + {erased:>4}  {mark}"
+        )
     # Only a copy under another name needs a line of its own: the file itself is above.
-    redelivered = con.execute("""
+    redelivered = con.execute(
+        """
         select d.source, d.file_path, f.file_path from raw.deliveries d
         join raw.files f on f.file_sha256 = d.file_sha256 and f.source = d.source
         where d.run_id = $run_id and d.status = 'already_ingested'
           and d.file_path <> f.file_path
-        order by d.source, d.file_path""", {"run_id": run_id}).fetchall()
+        order by d.source, d.file_path""",
+        {"run_id": run_id},
+    ).fetchall()
     for source, path, original in redelivered:
-        lines.append(f"  {source:<12} {path.rsplit('/', 1)[-1]:<28} same content as "
-                     f"{original.rsplit('/', 1)[-1]}, already ingested: nothing added")
+        lines.append(
+            f"  {source:<12} {path.rsplit('/', 1)[-1]:<28} same content as "
+            f"{original.rsplit('/', 1)[-1]}, already ingested: nothing added"
+        )
     rules = con.execute("""
         select source, rule, count(*) from (
             select 'transactions' as source, unnest(string_split(rules, ', ')) as rule
@@ -50,14 +60,16 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     lines.append("Quarantined rows by rule:" if rules else "Quarantined rows: none")
     for source, rule, n in rules:
         lines.append(f"  {source:<12} {rule:<40} {n:>8}")
-    fields = con.execute("select source, rule, count(*) from quarantine.field_issues "
-                         "group by all order by 1, 3 desc").fetchall()
+    fields = con.execute(
+        "select source, rule, count(*) from quarantine.field_issues group by all order by 1, 3 desc"
+    ).fetchall()
     if fields:
         lines.append("Fields blanked (row kept):")
         for source, rule, n in fields:
             lines.append(f"  {source:<12} {rule:<40} {n:>8}")
-    dups = con.execute("select source, reason, count(*) from core.duplicate_rows "
-                       "group by all order by 1").fetchall()
+    dups = con.execute(
+        "select source, reason, count(*) from core.duplicate_rows group by all order by 1"
+    ).fetchall()
     lines.append("Duplicates removed:" if dups else "Duplicates removed: none")
     for source, reason, n in dups:
         lines.append(f"  {source:<12} {reason:<40} {n:>8}")
@@ -68,23 +80,31 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     # report: customers = rows of marts.customer_360 (known as of the run); orders =
     # completed orders (cancellations and returns are order rows, not orders).
     customers = _customers_as_of(con)
-    orders, other_rows, events = con.execute("""
+    orders, other_rows, events = con.execute(
+        """
         select count(*) filter (where is_completed_order), count(*) filter (where not is_completed_order),
                (select count(*) from core.events)
-        from core.transactions where order_date <= $as_of""", {"as_of": as_of}).fetchall()[0]
+        from core.transactions where order_date <= $as_of""",
+        {"as_of": as_of},
+    ).fetchall()[0]
     lines.append("")
-    lines.append(f"Customers: {customers if customers is not None else people} as of {as_of} "
-                 f"({ids} source ids, {merged} duplicate records unified)")
+    lines.append(
+        f"Customers: {customers if customers is not None else people} as of {as_of} "
+        f"({ids} source ids, {merged} duplicate records unified)"
+    )
     if customers is not None and customers != people:
-        lines.append(f"  core.customers holds {people} people: {people - customers} are known "
-                     "only from events or from records dated after the as-of date")
-    lines.append(f"Orders: {orders} completed ({other_rows} cancelled, refunded or returned "
-                 f"order rows besides)   Events: {events}")
+        lines.append(
+            f"  core.customers holds {people} people: {people - customers} are known "
+            "only from events or from records dated after the as-of date"
+        )
+    lines.append(
+        f"Orders: {orders} completed ({other_rows} cancelled, refunded or returned "
+        f"order rows besides)   Events: {events}"
+    )
     return "\n".join(lines)
 
 
-def format_run_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of,
-                       results: dict) -> str:
+def format_run_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of, results: dict) -> str:
     """The whole end-of-run text: data summary, customer value, churn risk and what was
     published. ``results`` maps a step name to its result (``pipelines.steps``)."""
     parts = [format_summary(con, run_id, as_of)]
@@ -93,8 +113,11 @@ def format_run_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of,
     if "churn" in results:
         parts.append(format_churn_summary(results["churn"]))
     if "publish" in results:
-        parts.append("Published:\n" + "\n".join(
-            f"  {k:<8} {v}" for k, v in results["publish"].items()) + format_exports_note(con))
+        parts.append(
+            "Published:\n"
+            + "\n".join(f"  {k:<8} {v}" for k, v in results["publish"].items())
+            + format_exports_note(con)
+        )
     return "\n\n".join(parts)
 
 
@@ -106,9 +129,10 @@ def format_exports_note(con: duckdb.DuckDBPyConnection) -> str:
 
 def _customers_as_of(con: duckdb.DuckDBPyConnection) -> int | None:
     """Rows of marts.customer_360, or None before the marts step has run."""
-    exists = con.execute("select count(*) from information_schema.tables "
-                         "where table_schema = 'marts' and table_name = 'customer_360'"
-                         ).fetchall()[0][0]
+    exists = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'marts' and table_name = 'customer_360'"
+    ).fetchall()[0][0]
     if not exists:
         return None
     return con.execute("select count(*) from marts.customer_360").fetchall()[0][0]
@@ -116,27 +140,36 @@ def _customers_as_of(con: duckdb.DuckDBPyConnection) -> int | None:
 
 def format_value_summary(report, segment_counts: dict[str, dict[str, int]]) -> str:
     """Fitted CLV parameters, holdout error against the naive baseline, segment counts."""
-    lines = [f"Customer value ({report.customers} buyers, {report.repeat_buyers} repeat buyers, "
-             f"{report.resolution} resolution)"]
+    lines = [
+        f"Customer value ({report.customers} buyers, {report.repeat_buyers} repeat buyers, "
+        f"{report.resolution} resolution)"
+    ]
     if report.clv_message:
         lines.append(f"  {report.clv_message}")
     if report.parameters.height:
         for model, parameter, value, se in report.parameters.select(
-                "model", "parameter", "value", "std_error").iter_rows():
+            "model", "parameter", "value", "std_error"
+        ).iter_rows():
             se_text = f" ± {se:.3g}" if se is not None else ""
             lines.append(f"  {model:<12} {parameter:<10} {value:>10.4g}{se_text}")
     metrics = {(m, k): (v, b) for m, k, v, b in report.metrics.iter_rows()}
-    for key, label in ((("bgnbd", "holdout_mae_repeat_purchases"),
-                        "holdout MAE, repeat purchases per customer"),
-                       (("bgnbd", "holdout_total_purchases_relative_error"),
-                        "holdout error of total repeat purchases"),
-                       (("next_order_date", "mae_days"), "next-order date MAE, days")):
+    for key, label in (
+        (("bgnbd", "holdout_mae_repeat_purchases"), "holdout MAE, repeat purchases per customer"),
+        (
+            ("bgnbd", "holdout_total_purchases_relative_error"),
+            "holdout error of total repeat purchases",
+        ),
+        (("next_order_date", "mae_days"), "next-order date MAE, days"),
+    ):
         if key in metrics:
             v, b = metrics[key]
             lines.append(f"  {label:<44} model {v:>8.3f}   baseline {b:>8.3f}")
     lines.append("RFM segments: " + ", ".join(f"{k} {v}" for k, v in report.segment_counts.items()))
-    for column, title in (("value_tier", "Value tiers"), ("lifecycle_stage", "Lifecycle stages"),
-                          ("recommended_action", "Recommended actions")):
+    for column, title in (
+        ("value_tier", "Value tiers"),
+        ("lifecycle_stage", "Lifecycle stages"),
+        ("recommended_action", "Recommended actions"),
+    ):
         counts = segment_counts.get(column, {})
         lines.append(f"{title}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return "\n".join(lines)
@@ -144,14 +177,20 @@ def format_value_summary(report, segment_counts: dict[str, dict[str, int]]) -> s
 
 def format_churn_summary(result) -> str:
     """The churn model's test metrics next to the baselines, and what was published."""
-    lines = [f"Churn risk (trained at {result.train_cutoff}, tested at {result.test_cutoff}, "
-             f"horizon {result.horizon_days} days)"]
+    lines = [
+        f"Churn risk (trained at {result.train_cutoff}, tested at {result.test_cutoff}, "
+        f"horizon {result.horizon_days} days)"
+    ]
     lines.append(f"  {result.message}")
     wanted = ("roc_auc", "pr_auc", "brier_score", "log_loss", "top_decile_lift")
     if result.metrics.height:
         # value = the churn model, baseline = the rule named in `model`, on one test set
-        cells = {(m, k): (v, b) for m, k, v, b in result.metrics.select(
-            "model", "metric", "value", "baseline").iter_rows()}
+        cells = {
+            (m, k): (v, b)
+            for m, k, v, b in result.metrics.select(
+                "model", "metric", "value", "baseline"
+            ).iter_rows()
+        }
         lines.append(f"  {'metric':<18}{'model':>10}{'recency':>10}{'1-p_alive':>10}")
         for metric in wanted:
             model_value = next((v for (m, k), (v, _) in cells.items() if k == metric), None)
@@ -159,11 +198,18 @@ def format_churn_summary(result) -> str:
                 continue
             recency = cells.get(("churn_vs_recency", metric), (None, None))[1]
             bgnbd = cells.get(("churn_vs_bgnbd", metric), (None, None))[1]
-            lines.append(f"  {metric:<18}" + "".join(
-                f"{v:>10.3f}" if v is not None else f"{'-':>10}"
-                for v in (model_value, recency, bgnbd)))
-    bands = result.scores.group_by("churn_band").len().sort("churn_band") \
-        if result.scores.height else None
+            lines.append(
+                f"  {metric:<18}"
+                + "".join(
+                    f"{v:>10.3f}" if v is not None else f"{'-':>10}"
+                    for v in (model_value, recency, bgnbd)
+                )
+            )
+    bands = (
+        result.scores.group_by("churn_band").len().sort("churn_band")
+        if result.scores.height
+        else None
+    )
     if bands is not None:
         lines.append("  bands: " + ", ".join(f"{b} {n}" for b, n in bands.iter_rows()))
     return "\n".join(lines)

@@ -26,8 +26,12 @@ def pytest_collection_modifyitems(items):
 def tx_config(tmp_path):
     """Factory: write transaction file(s) and a config mapping the generator's columns."""
 
-    def make(files: dict[str, bytes], extra: str = "", pattern: str = "tx*",
-             validation: str = "[validation]\nmax_failed_share = 1.0\n") -> Path:
+    def make(
+        files: dict[str, bytes],
+        extra: str = "",
+        pattern: str = "tx*",
+        validation: str = "[validation]\nmax_failed_share = 1.0\n",
+    ) -> Path:
         for name, data in files.items():
             (tmp_path / name).write_bytes(data)
         body = f'[sources.transactions]\npath = "{pattern}"\nformat = "csv"\n{extra}\n{TX_COLUMNS}'

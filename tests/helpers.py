@@ -32,8 +32,10 @@ status = "Status"
 
 def write_config(tmp_path: Path, body: str, validation: str = "") -> Path:
     """A crm.toml in tmp_path with the warehouse inside tmp_path."""
-    text = ('[warehouse]\npath = "wh/crm.duckdb"\nserving_path = "serving/crm.duckdb"\n'
-            'memory_limit = "1GB"\n' + body + "\n" + validation)
+    text = (
+        '[warehouse]\npath = "wh/crm.duckdb"\nserving_path = "serving/crm.duckdb"\n'
+        'memory_limit = "1GB"\n' + body + "\n" + validation
+    )
     path = tmp_path / "crm.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -43,8 +45,9 @@ def run_to_core(config: Path, run_id: str = "run-1") -> duckdb.DuckDBPyConnectio
     """Run the flow's first steps (ingest to core, :data:`pipelines.steps.STEPS`) without
     logging a run; returns the open connection."""
     settings = load_settings(config)
-    ctx = steps.RunContext(settings=settings, con=connect_warehouse(settings), run_id=run_id,
-                           started_at=datetime.now())
+    ctx = steps.RunContext(
+        settings=settings, con=connect_warehouse(settings), run_id=run_id, started_at=datetime.now()
+    )
     for name in ("ingest", "clean", "validate"):
         steps.STEPS[name](ctx)
     # the core step, less its as-of date: some of these inputs hold no completed order
@@ -53,9 +56,8 @@ def run_to_core(config: Path, run_id: str = "run-1") -> duckdb.DuckDBPyConnectio
 
 
 def assert_reconciled(con: duckdb.DuckDBPyConnection) -> None:
-    bad = con.execute("select file_path, rows_read, rows_loaded, rows_quarantined, "
-                      "rows_duplicate from audit.file_reconciliation where not is_balanced"
-                      ).fetchall()
+    bad = con.execute(
+        "select file_path, rows_read, rows_loaded, rows_quarantined, "
+        "rows_duplicate from audit.file_reconciliation where not is_balanced"
+    ).fetchall()
     assert bad == []
-
-

@@ -15,8 +15,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 from pipelines.steps import STEPS, run_steps  # noqa: E402
 
 
-def run_pipeline(config: str | Path, as_of: date | None, steps=tuple(STEPS), *,
-                 write_report: bool = True) -> str:
+def run_pipeline(
+    config: str | Path, as_of: date | None, steps=tuple(STEPS), *, write_report: bool = True
+) -> str:
     """Run ``steps`` (default: all) of one run like ``flows.crm_pipeline``; returns the
     run id. The run is logged in audit.runs as succeeded, or failed with the error.
 
@@ -30,8 +31,9 @@ def run_pipeline(config: str | Path, as_of: date | None, steps=tuple(STEPS), *,
 SAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "data" / "sample" / "crm.toml"
 
 
-def write_sample_deliveries(directory: Path, *, customers: int, seed: int, start: date,
-                            end: date, as_of: date) -> Path:
+def write_sample_deliveries(
+    directory: Path, *, customers: int, seed: int, start: date, end: date, as_of: date
+) -> Path:
     """Generated exports split into what was delivered up to ``as_of`` and after it.
 
     ``directory`` gets ``transactions_1.csv`` and ``events_1.jsonl`` (rows dated on or
@@ -47,21 +49,23 @@ def write_sample_deliveries(directory: Path, *, customers: int, seed: int, start
     from pipelines.sample import generate_sample
 
     generated = directory / "generated"
-    generate_sample(generated, customers=customers, seed=seed, start=start, end=end,
-                    progress=False)
+    generate_sample(generated, customers=customers, seed=seed, start=start, end=end, progress=False)
     later = directory / "later"
     later.mkdir(parents=True)
     with open(generated / "transactions.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     header, body = rows[0], rows[1:]
     column = header.index("InvoiceDate")  # "%Y-%m-%d %H:%M:%S", UTC (see crm.toml)
-    for path, keep in ((directory / "transactions_1.csv", lambda d: d <= as_of),
-                       (later / "transactions_2.csv", lambda d: d > as_of)):
+    for path, keep in (
+        (directory / "transactions_1.csv", lambda d: d <= as_of),
+        (later / "transactions_2.csv", lambda d: d > as_of),
+    ):
         with open(path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(header)
-            writer.writerows(r for r in body
-                             if keep(datetime.strptime(r[column], "%Y-%m-%d %H:%M:%S").date()))
+            writer.writerows(
+                r for r in body if keep(datetime.strptime(r[column], "%Y-%m-%d %H:%M:%S").date())
+            )
     lines = (generated / "events.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
 
     def event_date(line: str) -> date:
@@ -69,15 +73,20 @@ def write_sample_deliveries(directory: Path, *, customers: int, seed: int, start
         return stamp.astimezone(timezone.utc).date()
 
     (directory / "events_1.jsonl").write_text(
-        "".join(x for x in lines if event_date(x) <= as_of), encoding="utf-8")
+        "".join(x for x in lines if event_date(x) <= as_of), encoding="utf-8"
+    )
     (later / "events_2.jsonl").write_text(
-        "".join(x for x in lines if event_date(x) > as_of), encoding="utf-8")
+        "".join(x for x in lines if event_date(x) > as_of), encoding="utf-8"
+    )
     shutil.copy(generated / "customers.csv", directory / "customers.csv")
     shutil.rmtree(generated)
     text = SAMPLE_CONFIG.read_text(encoding="utf-8")
-    for old, new in (('"../warehouse/crm.duckdb"', '"wh/crm.duckdb"'),
-                     ('"../serving/crm.duckdb"', '"serving/crm.duckdb"'),
-                     ('"../../exports"', '"exports"'), ('"../../reports"', '"reports"')):
+    for old, new in (
+        ('"../warehouse/crm.duckdb"', '"wh/crm.duckdb"'),
+        ('"../serving/crm.duckdb"', '"serving/crm.duckdb"'),
+        ('"../../exports"', '"exports"'),
+        ('"../../reports"', '"reports"'),
+    ):
         assert old in text, old
         text = text.replace(old, new)
     config = directory / "crm.toml"

@@ -53,7 +53,9 @@ def load_churn_model(path: str | Path) -> ChurnModel | BaselineChurnModel:
         if not isinstance(header, dict) or header.get("kind") != _ARTIFACT_KIND:
             raise ValueError(f"{path} is not a churn model written by save_churn_model")
         if header.get("format") != _ARTIFACT_FORMAT:
-            raise ValueError(f"{path} has artifact format {header.get('format')}, expected {_ARTIFACT_FORMAT}")
+            raise ValueError(
+                f"{path} has artifact format {header.get('format')}, expected {_ARTIFACT_FORMAT}"
+            )
         saved = header["versions"]["sklearn"]
         if saved != sklearn.__version__:
             raise ValueError(

@@ -76,9 +76,9 @@ class BaselineChurnModel(ClassifierMixin, BaseEstimator):
         if not covered.any():
             raise ValueError(f"the {self.score} baseline has no score for any customer")
         self.fill_value_ = float(np.median(transformed[covered]))
-        self.calibrator_ = Pipeline([("scale", StandardScaler()), ("platt", LogisticRegression())]).fit(
-            self._design(X), labels
-        )
+        self.calibrator_ = Pipeline(
+            [("scale", StandardScaler()), ("platt", LogisticRegression())]
+        ).fit(self._design(X), labels)
         self.feature_names_in_ = np.asarray([BASELINE_SCORES[self.score]], dtype=object)
         self.n_features_in_ = 1
         self.classes_ = np.array([0, 1])

@@ -65,7 +65,9 @@ def _top_decile(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     return lift, capture
 
 
-def _calibration_bins(y: np.ndarray, probability: np.ndarray, n_bins: int) -> list[tuple[str, float]]:
+def _calibration_bins(
+    y: np.ndarray, probability: np.ndarray, n_bins: int
+) -> list[tuple[str, float]]:
     """Observed churn rate and mean probability per equal-count bin of the probability."""
     order = np.argsort(probability, kind="stable")
     rows = []
@@ -77,7 +79,9 @@ def _calibration_bins(y: np.ndarray, probability: np.ndarray, n_bins: int) -> li
     return rows
 
 
-def _score_metrics(y: np.ndarray, raw: np.ndarray, probability: np.ndarray, n_bins: int) -> list[tuple[str, float]]:
+def _score_metrics(
+    y: np.ndarray, raw: np.ndarray, probability: np.ndarray, n_bins: int
+) -> list[tuple[str, float]]:
     lift, capture = _top_decile(y, raw)
     clipped = np.clip(probability, 1e-15, 1 - 1e-15)
     return [
@@ -135,7 +139,9 @@ def compute_churn_metrics(
         raw = np.asarray(raw, float)
         # Customers a baseline cannot score rank last (NaN would break the metrics).
         raw = np.where(np.isfinite(raw), raw, np.nanmin(raw) - 1 if np.isfinite(raw).any() else 0.0)
-        baseline_metrics = dict(_score_metrics(y, raw, np.asarray(baseline_probability, float), n_bins))
+        baseline_metrics = dict(
+            _score_metrics(y, raw, np.asarray(baseline_probability, float), n_bins)
+        )
         rows.extend(
             (f"{MODEL_NAME}_vs_{name}", metric, value, baseline_metrics.get(metric))
             for metric, value in model_metrics
@@ -160,7 +166,11 @@ def choose_published_scorer(metrics: pl.DataFrame) -> tuple[str, bool, str]:
     auc = metrics.filter((pl.col("metric") == "roc_auc") & pl.col("model").str.starts_with(prefix))
     if auc.is_empty():
         model_auc = metrics.filter((pl.col("metric") == "roc_auc"))["value"][0]
-        return "model", True, f"The churn model has test ROC AUC {model_auc:.3f}; no baseline was available."
+        return (
+            "model",
+            True,
+            f"The churn model has test ROC AUC {model_auc:.3f}; no baseline was available.",
+        )
     model_auc = auc["value"][0]
     best = auc.sort(["baseline", "model"], descending=[True, False]).row(0, named=True)
     best_name, best_auc = best["model"].removeprefix(prefix), best["baseline"]
@@ -204,7 +214,10 @@ def compute_permutation_importances(
     if max_customers is not None and len(labels) > max_customers:
         keep = np.sort(
             train_test_split(
-                np.arange(len(labels)), train_size=int(max_customers), stratify=labels, random_state=random_state
+                np.arange(len(labels)),
+                train_size=int(max_customers),
+                stratify=labels,
+                random_state=random_state,
             )[0]
         )
         X = X[keep] if isinstance(X, pl.DataFrame) else X.iloc[keep]

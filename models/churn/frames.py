@@ -32,7 +32,9 @@ def _to_pandas(X: pl.DataFrame | pd.DataFrame, categorical: Sequence[str]) -> pd
     if isinstance(X, pd.DataFrame):
         X = pl.from_pandas(X)
     if not isinstance(X, pl.DataFrame):
-        raise TypeError(f"expected a polars or pandas DataFrame of features, got {type(X).__name__}")
+        raise TypeError(
+            f"expected a polars or pandas DataFrame of features, got {type(X).__name__}"
+        )
     converted = X.with_columns(
         [
             pl.col(name).cast(pl.String) if name in categorical else pl.col(name).cast(pl.Float64)

@@ -17,7 +17,12 @@ from sklearn.preprocessing import OrdinalEncoder
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from models.churn.frames import _categorical_columns, _check_labels, _check_matching_features, _to_pandas
+from models.churn.frames import (
+    _categorical_columns,
+    _check_labels,
+    _check_matching_features,
+    _to_pandas,
+)
 
 # Isotonic calibration needs about this many customers per calibration fold.
 _MIN_ROWS_PER_FOLD_FOR_ISOTONIC = 1000
@@ -140,7 +145,9 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         # A feature known for fewer customers than a leaf needs can never be split on
         # (and an all-missing column breaks the boosting's binning): set it aside. This
         # is the usual case for profile and event features when a source is absent.
-        unused = [name for name in frame.columns if frame[name].notna().sum() < self.min_samples_leaf]
+        unused = [
+            name for name in frame.columns if frame[name].notna().sum() < self.min_samples_leaf
+        ]
         categorical_used = [name for name in categorical if name not in unused]
         holdout = len(labels) >= self.holdout_min_customers
         n_folds = int(min(self.calibration_folds, counts.min()))
@@ -172,9 +179,13 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             The labels as 0/1 integers, one per row of ``X``, with at least 2 of each class.
         """
         if self.calibration not in ("auto", "sigmoid", "isotonic"):
-            raise ValueError(f"calibration must be 'auto', 'sigmoid' or 'isotonic', got {self.calibration!r}")
+            raise ValueError(
+                f"calibration must be 'auto', 'sigmoid' or 'isotonic', got {self.calibration!r}"
+            )
         if self.class_weight not in ("auto", "balanced", None):
-            raise ValueError(f"class_weight must be 'auto', 'balanced' or None, got {self.class_weight!r}")
+            raise ValueError(
+                f"class_weight must be 'auto', 'balanced' or None, got {self.class_weight!r}"
+            )
         labels = _check_labels(y)
         if len(labels) != len(X):
             raise ValueError(f"X has {len(X)} rows but y has {len(labels)}")
@@ -215,7 +226,9 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         each fold) holds at least ``_MIN_ROWS_PER_FOLD_FOR_ISOTONIC`` customers, else sigmoid."""
         method = self.calibration
         if method == "auto":
-            rows_per_fold = n_customers * self.calibration_share if holdout else n_customers / n_folds
+            rows_per_fold = (
+                n_customers * self.calibration_share if holdout else n_customers / n_folds
+            )
             method = "isotonic" if rows_per_fold >= _MIN_ROWS_PER_FOLD_FOR_ISOTONIC else "sigmoid"
         return method
 
@@ -228,7 +241,9 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
             class_weight = "balanced" if minority_share < self.imbalance_threshold else None
         return class_weight
 
-    def _booster(self, categorical_used: list[str], class_weight: str | None) -> HistGradientBoostingClassifier:
+    def _booster(
+        self, categorical_used: list[str], class_weight: str | None
+    ) -> HistGradientBoostingClassifier:
         """The unfitted booster, on the encoded columns (categorical ones first)."""
         return HistGradientBoostingClassifier(
             learning_rate=self.learning_rate,

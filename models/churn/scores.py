@@ -20,7 +20,11 @@ def assign_churn_bands(probabilities, cutoffs: tuple[float, float] = (0.33, 0.66
     p = pl.Series("churn_probability", np.asarray(probabilities, dtype=float))
     return (
         pl.select(
-            pl.when(p < low).then(pl.lit("low")).when(p < high).then(pl.lit("medium")).otherwise(pl.lit("high"))
+            pl.when(p < low)
+            .then(pl.lit("low"))
+            .when(p < high)
+            .then(pl.lit("medium"))
+            .otherwise(pl.lit("high"))
         )
         .to_series()
         .alias("churn_band")

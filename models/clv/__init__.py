@@ -46,7 +46,12 @@ from models.clv.predict import (
     predict_customer_value,
     predict_naive_next_order_dates,
 )
-from models.clv.summary import check_enough_data, choose_resolution, compress_summary, detect_time_of_day
+from models.clv.summary import (
+    check_enough_data,
+    choose_resolution,
+    compress_summary,
+    detect_time_of_day,
+)
 
 __all__ = [
     "DEFAULT_PENALIZERS",

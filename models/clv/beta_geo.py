@@ -83,7 +83,9 @@ class BetaGeoModel(BaseEstimator):
             raise ValueError(f"unit_days must be positive, got {self.unit_days}")
         if summary.height == 0:
             raise ModelFitError("The BG/NBD model could not be fitted: there are no customers.")
-        data = compress_summary(summary) if self.compress else summary.with_columns(weights=pl.lit(1))
+        data = (
+            compress_summary(summary) if self.compress else summary.with_columns(weights=pl.lit(1))
+        )
         frequency = data.get_column("frequency").to_numpy().astype(int)
         recency = data.get_column("recency").to_numpy().astype(float)
         age = data.get_column("T").to_numpy().astype(float)
@@ -93,7 +95,11 @@ class BetaGeoModel(BaseEstimator):
             fitter.fit(frequency, recency, age, weights=weights, tol=self.tol)
 
         fitter, penalizer, attempts = fit_ladder(
-            "BG/NBD", lambda p: BetaGeoFitter(penalizer_coef=p), fit, self.penalizers, self.max_parameter
+            "BG/NBD",
+            lambda p: BetaGeoFitter(penalizer_coef=p),
+            fit,
+            self.penalizers,
+            self.max_parameter,
         )
         self.fitter_ = fitter
         self.params_ = {name: float(value) for name, value in fitter.params_.items()}
@@ -174,7 +180,9 @@ class BetaGeoModel(BaseEstimator):
         x, t_x, age = (np.asarray(v, dtype=float) for v in (frequency, recency, age))
         with np.errstate(all="ignore"):
             first = (a + b + x - 1) / (a - 1)
-            dropout = np.where(x > 0, a / (b + x - 1) * ((alpha + age) / (alpha + t_x)) ** (r + x), 0.0)
+            dropout = np.where(
+                x > 0, a / (b + x - 1) * ((alpha + age) / (alpha + t_x)) ** (r + x), 0.0
+            )
         return first, 1 + dropout
 
     def survival_units(self, t_units, frequency, age) -> np.ndarray:
@@ -196,7 +204,9 @@ class BetaGeoModel(BaseEstimator):
             Euler-transformed where the direct one overflows.
         """
         r, alpha, a, b = (self.params_[name] for name in ("r", "alpha", "a", "b"))
-        t, x, age = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (t_units, frequency, age)))
+        t, x, age = np.broadcast_arrays(
+            *(np.asarray(v, dtype=float) for v in (t_units, frequency, age))
+        )
         with np.errstate(all="ignore"):
             z = t / (alpha + age + t)
             c = a + b + x - 1
@@ -205,12 +215,14 @@ class BetaGeoModel(BaseEstimator):
             if overflow.any():
                 # 2F1(a', b'; c; z) = (1 - z)^(c - a' - b') 2F1(c - a', c - b'; c; z)
                 xo, zo, co = x[overflow], z[overflow], c[overflow]
-                log_hyp[overflow] = (
-                    np.log(hyp2f1(co - r - xo, co - b - xo, co, zo)) + (co - r - b - 2 * xo) * np.log1p(-zo)
-                )
+                log_hyp[overflow] = np.log(hyp2f1(co - r - xo, co - b - xo, co, zo)) + (
+                    co - r - b - 2 * xo
+                ) * np.log1p(-zo)
             return np.exp(log_hyp + (r + x) * np.log((alpha + age) / (alpha + age + t)))
 
-    def discounted_purchases_units(self, times_units, factors, frequency, recency, age) -> np.ndarray:
+    def discounted_purchases_units(
+        self, times_units, factors, frequency, recency, age
+    ) -> np.ndarray:
         """sum_k factors[k] * (E[Y(times[k])] - E[Y(times[k - 1])]), times[-1] = 0, per customer:
         the discounted expected purchases of :func:`discounted_expected_purchases` for the
         schedule (times_units, factors) of :func:`discount_schedule`.
@@ -253,14 +265,14 @@ class BetaGeoModel(BaseEstimator):
             out = np.empty(ages.size)
             chunk = max(1, 1_000_000 // times.size)
             for start in range(0, ages.size, chunk):
-                part = ages[start:start + chunk, None]
+                part = ages[start : start + chunk, None]
                 survival = self.survival_units(times[None, :], xv, part)
                 previous = np.concatenate([np.ones((part.shape[0], 1)), survival[:, :-1]], axis=1)
-                out[start:start + chunk] = ((previous - survival) * factors).sum(axis=1)
+                out[start : start + chunk] = ((previous - survival) * factors).sum(axis=1)
             return out
 
         for j, xv in enumerate(values):
-            index = order[bounds[j]:bounds[j + 1]]
+            index = order[bounds[j] : bounds[j + 1]]
             ages, where = np.unique(age[index], return_inverse=True)
             where = where.reshape(-1)
             drop[index] = _interpolate_in_log(lambda a_, xv=xv: exact(xv, a_), ages, alpha)[where]
@@ -326,8 +338,9 @@ class BetaGeoModel(BaseEstimator):
 _CHEBYSHEV_DEGREES = (16, 32, 64, 128, 256)
 
 
-def _interpolate_in_log(function: Callable[[np.ndarray], np.ndarray], points: np.ndarray,
-                        shift: float) -> np.ndarray:
+def _interpolate_in_log(
+    function: Callable[[np.ndarray], np.ndarray], points: np.ndarray, shift: float
+) -> np.ndarray:
     """``function(points)`` for sorted distinct ``points`` >= 0, exactly when there are few
     of them, else from a Chebyshev interpolant in log(shift + point) (see
     BetaGeoModel.discounted_purchases_units); ``function`` maps an array to an array."""
@@ -342,10 +355,11 @@ def _interpolate_in_log(function: Callable[[np.ndarray], np.ndarray], points: np
         if points.size <= degree + 1:
             break
         with np.errstate(all="ignore"):
-            coefficients = np.polynomial.chebyshev.chebinterpolate(lambda u: function(nodes_at(u)), degree)
+            coefficients = np.polynomial.chebyshev.chebinterpolate(
+                lambda u: function(nodes_at(u)), degree
+            )
         scale = np.max(np.abs(coefficients))
         if np.all(np.isfinite(coefficients)) and np.max(np.abs(coefficients[-3:])) <= 1e-12 * scale:
             u = np.clip((np.log(shift + points) - middle) / half, -1.0, 1.0)
             return np.polynomial.chebyshev.chebval(u, coefficients)
     return function(points)
-

@@ -29,8 +29,18 @@ DEFAULT_PENALIZERS: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2)
 #: nobody ever drops out).
 DEFAULT_MAX_PARAMETER = 1e6
 
-_PARAMETER_SCHEMA = {"model": pl.String, "parameter": pl.String, "value": pl.Float64, "std_error": pl.Float64}
-_METRIC_SCHEMA = {"model": pl.String, "metric": pl.String, "value": pl.Float64, "baseline": pl.Float64}
+_PARAMETER_SCHEMA = {
+    "model": pl.String,
+    "parameter": pl.String,
+    "value": pl.Float64,
+    "std_error": pl.Float64,
+}
+_METRIC_SCHEMA = {
+    "model": pl.String,
+    "metric": pl.String,
+    "value": pl.Float64,
+    "baseline": pl.Float64,
+}
 
 
 class ModelFitError(RuntimeError):
@@ -82,7 +92,9 @@ def fit_ladder(
                 fit(fitter)
         except (ConvergenceError, ArithmeticError, np.linalg.LinAlgError, ValueError) as error:
             detail = " ".join(str(error).split()) or type(error).__name__
-            reason = "did not converge" if isinstance(error, ConvergenceError) else f"failed ({detail})"
+            reason = (
+                "did not converge" if isinstance(error, ConvergenceError) else f"failed ({detail})"
+            )
             attempts.append((float(penalizer), reason))
             continue
         params = {name: float(value) for name, value in fitter.params_.items()}
@@ -115,8 +127,9 @@ def standard_errors(fitter, names: Sequence[str]) -> dict[str, float]:
     return {name: float(errors[name]) for name in names}
 
 
-def tidy_parameters(model: str, params: dict[str, float], std_errors: dict[str, float],
-                    penalizer: float) -> pl.DataFrame:
+def tidy_parameters(
+    model: str, params: dict[str, float], std_errors: dict[str, float], penalizer: float
+) -> pl.DataFrame:
     """One row per parameter and one for the penalizer: model, parameter, value, std_error
     (null where there is none or it is NaN)."""
     rows = [(model, name, value, std_errors.get(name)) for name, value in params.items()]

@@ -73,7 +73,11 @@ class GammaGammaModel(BaseEstimator):
                 f"The Gamma-Gamma model could not be fitted: only {buyers.height} repeat buyers."
             )
         columns = ("frequency", "monetary_value")
-        data = compress_summary(buyers, columns) if self.compress else buyers.with_columns(weights=pl.lit(1))
+        data = (
+            compress_summary(buyers, columns)
+            if self.compress
+            else buyers.with_columns(weights=pl.lit(1))
+        )
         frequency = data.get_column("frequency").to_numpy().astype(float)
         monetary = data.get_column("monetary_value").to_numpy().astype(float)
         weights = data.get_column("weights").to_numpy().astype(float)
@@ -83,7 +87,9 @@ class GammaGammaModel(BaseEstimator):
 
         def population_mean_exists(params):
             # E[spend] = p * gamma / (q - 1) is infinite or negative for q <= 1
-            return None if params["q"] > 1 else f"gave q={params['q']:.3g} <= 1 (no finite mean spend)"
+            return (
+                None if params["q"] > 1 else f"gave q={params['q']:.3g} <= 1 (no finite mean spend)"
+            )
 
         fitter, penalizer, attempts = fit_ladder(
             "Gamma-Gamma",
@@ -104,7 +110,9 @@ class GammaGammaModel(BaseEstimator):
         x = buyers.get_column("frequency").to_numpy().astype(float)
         m = buyers.get_column("monetary_value").to_numpy().astype(float)
         with np.errstate(all="ignore"):
-            correlation = float(np.corrcoef(x, m)[0, 1]) if np.std(x) > 0 and np.std(m) > 0 else float("nan")
+            correlation = (
+                float(np.corrcoef(x, m)[0, 1]) if np.std(x) > 0 and np.std(m) > 0 else float("nan")
+            )
         self.frequency_monetary_correlation_ = correlation if math.isfinite(correlation) else None
         return self
 

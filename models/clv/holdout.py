@@ -75,7 +75,11 @@ def evaluate_holdout(
             float(np.mean(np.abs(predicted - actual))),
             float(np.mean(np.abs(naive - actual))),
         ),
-        ("holdout_total_purchases_relative_error", relative_error(predicted), relative_error(naive)),
+        (
+            "holdout_total_purchases_relative_error",
+            relative_error(predicted),
+            relative_error(naive),
+        ),
         ("holdout_predicted_repeat_purchases", float(predicted.sum()), float(naive.sum())),
         ("holdout_actual_repeat_purchases", total_actual, total_actual),
         ("holdout_customers", float(holdout.height), float(holdout.height)),
@@ -83,7 +87,9 @@ def evaluate_holdout(
     return tidy_metrics("bgnbd", rows)
 
 
-def score_next_order_dates(predictions: pl.DataFrame, actual_next_orders: pl.DataFrame) -> pl.DataFrame:
+def score_next_order_dates(
+    predictions: pl.DataFrame, actual_next_orders: pl.DataFrame
+) -> pl.DataFrame:
     """Mean absolute error in days of the model's and the naive next-order dates.
 
     Parameters

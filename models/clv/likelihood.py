@@ -46,14 +46,20 @@ def _log_parameter_derivatives(params, value, grad, hess, penalizer):
     grad = grad + 2.0 * penalizer * params
     hess = hess + 2.0 * penalizer * np.eye(params.size)
     objective = value + penalizer * float(np.sum(params**2))
-    return objective, params * grad, params[:, None] * hess * params[None, :] + np.diag(params * grad)
+    return (
+        objective,
+        params * grad,
+        params[:, None] * hess * params[None, :] + np.diag(params * grad),
+    )
 
 
 #: Customers per block of the likelihood's array operations (256 KiB per temporary).
 _LIKELIHOOD_BLOCK = 32_768
 
 
-def _weight_per_frequency(frequency: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _weight_per_frequency(
+    frequency: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The distinct frequencies and the total weight of each: the likelihoods' gamma-function
     terms depend on a customer only through the frequency, so they are summed once per value."""
     values, inverse = np.unique(frequency, return_inverse=True)
@@ -81,7 +87,10 @@ class _BetaGeoLikelihood:
         self.x1, self.w1 = x[repeat], w[repeat]
         self.xs1, ix1 = np.unique(self.x1, return_inverse=True)
         self.ix1 = ix1.reshape(-1)
-        self.rec1, self.age1 = np.asarray(recency, dtype=float)[repeat], np.asarray(age, dtype=float)[repeat]
+        self.rec1, self.age1 = (
+            np.asarray(recency, dtype=float)[repeat],
+            np.asarray(age, dtype=float)[repeat],
+        )
 
     def _rising(self, c: float):
         """lnG(c + x) - lnG(c), psi(c + x) - psi(c), psi'(c + x) - psi'(c) for each distinct x:
@@ -92,10 +101,15 @@ class _BetaGeoLikelihood:
         if xs[-1] <= 100_000:
             terms = c + np.arange(int(xs[-1]), dtype=float)
             index = xs.astype(np.intp)
-            return tuple(np.concatenate([[0.0], np.cumsum(v)])[index]
-                         for v in (np.log(terms), 1.0 / terms, -1.0 / terms**2))
-        return (gammaln(c + xs) - gammaln(c), digamma(c + xs) - digamma(c),
-                polygamma(1, c + xs) - polygamma(1, c))
+            return tuple(
+                np.concatenate([[0.0], np.cumsum(v)])[index]
+                for v in (np.log(terms), 1.0 / terms, -1.0 / terms**2)
+            )
+        return (
+            gammaln(c + xs) - gammaln(c),
+            digamma(c + xs) - digamma(c),
+            polygamma(1, c + xs) - polygamma(1, c),
+        )
 
     def _one_time_buyers(self, rows: slice, r, alpha, g, h, hessian: bool) -> float:
         """A3 = -r ln(alpha + T) of the one-time buyers in ``rows``: adds to g (and h), returns
@@ -164,12 +178,14 @@ class _BetaGeoLikelihood:
         lg_b, psi_b, tri_b = self._rising(b)
         lg_ab, psi_ab, tri_ab = self._rising(a + b)
         value = float(np.sum(wx * (lg_r + r * np.log(alpha) + lg_b - lg_ab)))
-        g = np.array([
-            np.sum(wx * (psi_r + np.log(alpha))),
-            np.sum(wx) * r / alpha,
-            -np.sum(wx * psi_ab),
-            np.sum(wx * (psi_b - psi_ab)),
-        ])
+        g = np.array(
+            [
+                np.sum(wx * (psi_r + np.log(alpha))),
+                np.sum(wx) * r / alpha,
+                -np.sum(wx * psi_ab),
+                np.sum(wx * (psi_b - psi_ab)),
+            ]
+        )
         h = np.zeros((4, 4))
         if hessian:
             h[0, 0] = np.sum(wx * tri_r)
@@ -179,13 +195,18 @@ class _BetaGeoLikelihood:
             h[3, 3] = np.sum(wx * (tri_b - tri_ab))
         # the per-customer terms block by block, so that the temporaries stay in the cache
         for start in range(0, self.age0.size, _LIKELIHOOD_BLOCK):
-            value += self._one_time_buyers(slice(start, start + _LIKELIHOOD_BLOCK), r, alpha, g, h, hessian)
+            value += self._one_time_buyers(
+                slice(start, start + _LIKELIHOOD_BLOCK), r, alpha, g, h, hessian
+            )
         inv_bx_x = 1.0 / (b + self.xs1 - 1.0)
         for start in range(0, self.x1.size, _LIKELIHOOD_BLOCK):
-            value += self._repeat_buyers(slice(start, start + _LIKELIHOOD_BLOCK), r, alpha, a, inv_bx_x,
-                                         g, h, hessian)
+            value += self._repeat_buyers(
+                slice(start, start + _LIKELIHOOD_BLOCK), r, alpha, a, inv_bx_x, g, h, hessian
+            )
         if not hessian:
-            objective, grad, _ = _log_parameter_derivatives(params, -value / W, -g / W, h, self.penalizer)
+            objective, grad, _ = _log_parameter_derivatives(
+                params, -value / W, -g / W, h, self.penalizer
+            )
             return objective, grad
         h = np.triu(h) + np.triu(h, 1).T
         return _log_parameter_derivatives(params, -value / W, -g / W, -h / W, self.penalizer)
@@ -219,20 +240,33 @@ class _GammaGammaLikelihood:
         pxq, px = p * xs + q, p * xs
         log_xmv = np.log(self.x * self.m + v)
         s_w_l, s_wx_l = float(_dot(self.w, log_xmv)), float(_dot(self.wxm, log_xmv))
-        value = (float(np.sum(wx * (gammaln(pxq) - gammaln(px)))) - W * gammaln(q) + W * q * np.log(v)
-                 + p * self.sum_wx_log_m - self.sum_w_log_m + p * self.sum_wx_log_x
-                 - p * s_wx_l - q * s_w_l)
+        value = (
+            float(np.sum(wx * (gammaln(pxq) - gammaln(px))))
+            - W * gammaln(q)
+            + W * q * np.log(v)
+            + p * self.sum_wx_log_m
+            - self.sum_w_log_m
+            + p * self.sum_wx_log_x
+            - p * s_wx_l
+            - q * s_w_l
+        )
         inv_xmv = 1.0 / (self.x * self.m + v)
         s_w_i, s_wx_i = float(_dot(self.w, inv_xmv)), float(_dot(self.wxm, inv_xmv))
         psi_pxq = digamma(pxq)
-        g = np.array([
-            float(np.sum(wx * xs * (psi_pxq - digamma(px)))) + self.sum_wx_log_m + self.sum_wx_log_x - s_wx_l,
-            float(np.sum(wx * psi_pxq)) - W * digamma(q) + W * np.log(v) - s_w_l,
-            W * q / v - p * s_wx_i - q * s_w_i,
-        ])
+        g = np.array(
+            [
+                float(np.sum(wx * xs * (psi_pxq - digamma(px))))
+                + self.sum_wx_log_m
+                + self.sum_wx_log_x
+                - s_wx_l,
+                float(np.sum(wx * psi_pxq)) - W * digamma(q) + W * np.log(v) - s_w_l,
+                W * q / v - p * s_wx_i - q * s_w_i,
+            ]
+        )
         if not hessian:
-            objective, grad, _ = _log_parameter_derivatives(params, -value / W, -g / W, np.zeros((3, 3)),
-                                                            self.penalizer)
+            objective, grad, _ = _log_parameter_derivatives(
+                params, -value / W, -g / W, np.zeros((3, 3)), self.penalizer
+            )
             return objective, grad
         tri_pxq = polygamma(1, pxq)
         inv2 = inv_xmv**2
@@ -258,10 +292,18 @@ def _minimize_likelihood(likelihood, initial_params, params_size, disp, tol, bou
     options = {"disp": disp}
     options.update(kwargs)
     x0 = 0.1 * np.ones(params_size) if initial_params is None else initial_params
-    output = minimize(likelihood, jac=True, method=None, tol=tol, x0=x0, options=options, bounds=bounds)
-    x = output.x if output.success or bounds is not None else _newton_polish(likelihood, output.x, tol)
+    output = minimize(
+        likelihood, jac=True, method=None, tol=tol, x0=x0, options=options, bounds=bounds
+    )
+    x = (
+        output.x
+        if output.success or bounds is not None
+        else _newton_polish(likelihood, output.x, tol)
+    )
     if x is None or not output.success and bounds is not None:
-        raise ConvergenceError("The model did not converge. Try adding a larger penalizer to see if that helps convergence.")
+        raise ConvergenceError(
+            "The model did not converge. Try adding a larger penalizer to see if that helps convergence."
+        )
     value, _, hess = likelihood(x, hessian=True)
     return x, (output.fun if x is output.x else value), hess
 
@@ -324,9 +366,25 @@ class BetaGeoFitter(lifetimes.BetaGeoFitter):
         included); lifetimes keeps the same number in its private ``_negative_log_likelihood_``.
     """
 
-    def _fit(self, minimizing_function_args, initial_params, params_size, disp, tol=1e-7, bounds=None, **kwargs):
+    def _fit(
+        self,
+        minimizing_function_args,
+        initial_params,
+        params_size,
+        disp,
+        tol=1e-7,
+        bounds=None,
+        **kwargs,
+    ):
         log_params, value, hessian = _minimize_likelihood(
-            _BetaGeoLikelihood(*minimizing_function_args), initial_params, params_size, disp, tol, bounds, **kwargs)
+            _BetaGeoLikelihood(*minimizing_function_args),
+            initial_params,
+            params_size,
+            disp,
+            tol,
+            bounds,
+            **kwargs,
+        )
         self.neg_log_likelihood_ = float(value)
         return log_params, value, hessian
 
@@ -361,9 +419,24 @@ class GammaGammaFitter(lifetimes.GammaGammaFitter):
         The minimised objective, as in :class:`BetaGeoFitter`.
     """
 
-    def _fit(self, minimizing_function_args, initial_params, params_size, disp, tol=1e-7, bounds=None, **kwargs):
+    def _fit(
+        self,
+        minimizing_function_args,
+        initial_params,
+        params_size,
+        disp,
+        tol=1e-7,
+        bounds=None,
+        **kwargs,
+    ):
         log_params, value, hessian = _minimize_likelihood(
-            _GammaGammaLikelihood(*minimizing_function_args), initial_params, params_size, disp, tol, bounds,
-            **kwargs)
+            _GammaGammaLikelihood(*minimizing_function_args),
+            initial_params,
+            params_size,
+            disp,
+            tol,
+            bounds,
+            **kwargs,
+        )
         self.neg_log_likelihood_ = float(value)
         return log_params, value, hessian

@@ -46,7 +46,9 @@ def discounted_expected_purchases(
         E.g. 0.10 for 10% a year.
     """
     total, previous = None, None
-    for t, factor in zip(*discount_schedule(horizon_days, step_days, annual_discount_rate, days_per_year)):
+    for t, factor in zip(
+        *discount_schedule(horizon_days, step_days, annual_discount_rate, days_per_year)
+    ):
         current = np.asarray(cumulative_purchases(t), dtype=float)
         if previous is None:
             total, previous = np.zeros_like(current), np.zeros_like(current)
@@ -55,8 +57,9 @@ def discounted_expected_purchases(
     return total
 
 
-def discount_schedule(horizon_days: float, step_days: float, annual_discount_rate: float,
-                      days_per_year: float = 365.0) -> tuple[list[float], list[float]]:
+def discount_schedule(
+    horizon_days: float, step_days: float, annual_discount_rate: float, days_per_year: float = 365.0
+) -> tuple[list[float], list[float]]:
     """The step ends t_k (days) and discount factors (1 + d) ** (-t_k / days_per_year) of
     :func:`discounted_expected_purchases`."""
     if horizon_days <= 0 or step_days <= 0:
@@ -157,8 +160,12 @@ def predict_customer_value(
 
     if gamma_gamma is not None:
         order_value = gamma_gamma.predict(summary)
-        times, factors = discount_schedule(float(clv_horizon_days), float(unit), annual_discount_rate)
-        discounted = bgnbd.discounted_purchases_units(np.asarray(times) / unit, factors, frequency, recency, age)
+        times, factors = discount_schedule(
+            float(clv_horizon_days), float(unit), annual_discount_rate
+        )
+        discounted = bgnbd.discounted_purchases_units(
+            np.asarray(times) / unit, factors, frequency, recency, age
+        )
         # tiny negative increments can come from the hypergeometric series; CLV is >= 0
         columns["expected_order_value"] = order_value
         columns["predicted_clv"] = np.maximum(discounted * order_value, 0.0)
@@ -167,7 +174,11 @@ def predict_customer_value(
         columns["predicted_clv"] = np.full(summary.height, np.nan)
 
     wait_days = bgnbd.predict_median_days_to_next_purchase(summary)
-    ok = (p_alive >= next_order_min_p_alive) & np.isfinite(wait_days) & (wait_days <= next_order_max_days)
+    ok = (
+        (p_alive >= next_order_min_p_alive)
+        & np.isfinite(wait_days)
+        & (wait_days <= next_order_max_days)
+    )
     offsets = np.where(ok, np.maximum(np.rint(np.where(ok, wait_days, 0.0)), 1.0), np.nan)
     columns["expected_next_order_offset"] = offsets
     frame = pl.DataFrame(columns).with_columns(
@@ -198,5 +209,9 @@ def predict_naive_next_order_dates(
         naive = pl.max_horizontal(naive, pl.lit(as_of + timedelta(days=1)))
     return summary.select(
         "customer_id",
-        pl.when(pl.col("frequency") > 0).then(naive).otherwise(None).cast(pl.Date).alias("naive_next_order_date"),
+        pl.when(pl.col("frequency") > 0)
+        .then(naive)
+        .otherwise(None)
+        .cast(pl.Date)
+        .alias("naive_next_order_date"),
     )

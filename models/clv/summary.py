@@ -52,12 +52,16 @@ def detect_time_of_day(
     if time_counts is None:
         if order_at is None:
             raise TypeError("detect_time_of_day needs order_at or time_counts")
-        values = order_at if isinstance(order_at, pl.Series) else pl.Series("order_at", list(order_at))
+        values = (
+            order_at if isinstance(order_at, pl.Series) else pl.Series("order_at", list(order_at))
+        )
         values = values.drop_nulls()
         if values.len() == 0:
             return False
         time_counts = values.cast(pl.Datetime("us")).dt.time().value_counts().get_column("count")
-    counts = (time_counts if isinstance(time_counts, pl.Series) else pl.Series("count", list(time_counts))).cast(pl.Int64)
+    counts = (
+        time_counts if isinstance(time_counts, pl.Series) else pl.Series("count", list(time_counts))
+    ).cast(pl.Int64)
     total = counts.sum() if counts.len() else 0
     if not total:
         return False
@@ -65,7 +69,9 @@ def detect_time_of_day(
     return (total - common) / total >= min_share
 
 
-def choose_resolution(has_time_of_day: bool, requested: str = "auto") -> Literal["periods", "exact"]:
+def choose_resolution(
+    has_time_of_day: bool, requested: str = "auto"
+) -> Literal["periods", "exact"]:
     """The resolution of ``models.clv_summary`` to fit on: ``'periods'`` or ``'exact'``.
 
     ``requested='auto'`` picks ``'exact'`` when the timestamps carry a time of day and
@@ -136,25 +142,25 @@ def check_enough_data(
     return None
 
 
-def compress_summary(summary: pl.DataFrame, columns: Sequence[str] = SUMMARY_COLUMNS) -> pl.DataFrame:
+def compress_summary(
+    summary: pl.DataFrame, columns: Sequence[str] = SUMMARY_COLUMNS
+) -> pl.DataFrame:
     """Unique rows of ``columns`` with ``weights`` = how many customers share them.
 
     The likelihoods of both models depend on a customer only through these columns, so a fit on
     the compressed frame (Fader & Hardie's "condensed" data) has the same maximum as a fit on
     every customer, at a fraction of the cost.
     """
-    return (
-        summary.group_by(list(columns))
-        .agg(pl.len().alias("weights"))
-        .sort(list(columns))
-    )
+    return summary.group_by(list(columns)).agg(pl.len().alias("weights")).sort(list(columns))
 
 
 def validate_summary(summary: pl.DataFrame, columns: Sequence[str], model: str) -> None:
     """Raise TypeError unless ``summary`` is a Polars frame, and ValueError (naming ``model``)
     when one of ``columns`` is missing, null, non-finite or negative."""
     if not isinstance(summary, pl.DataFrame):
-        raise TypeError(f"{model}: summary must be a polars DataFrame, got {type(summary).__name__}")
+        raise TypeError(
+            f"{model}: summary must be a polars DataFrame, got {type(summary).__name__}"
+        )
     missing = [c for c in columns if c not in summary.columns]
     if missing:
         raise ValueError(f"{model}: summary lacks column(s) {', '.join(missing)}")

@@ -10,13 +10,21 @@ from pipelines.core.identity import IdentityReport, resolve_identities
 from pipelines.errors import StepError
 from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
 
-CORE_ORDER = ("core/transaction_lines", "core/transactions", "core/customers", "core/events",
-              "core/duplicate_rows")
+CORE_ORDER = (
+    "core/transaction_lines",
+    "core/transactions",
+    "core/customers",
+    "core/events",
+    "core/duplicate_rows",
+)
 
 
 # the core table that keeps each source's valid rows
-KEPT_ROWS_TABLE = {"transactions": "core.transaction_lines",
-                   "customers": "core.customer_records", "events": "core.events"}
+KEPT_ROWS_TABLE = {
+    "transactions": "core.transaction_lines",
+    "customers": "core.customer_records",
+    "events": "core.events",
+}
 
 
 def _dropped_rows_params(con: duckdb.DuckDBPyConnection) -> dict[str, bool]:
@@ -28,7 +36,8 @@ def _dropped_rows_params(con: duckdb.DuckDBPyConnection) -> dict[str, bool]:
         staged, quarantined, kept = con.execute(
             f"select (select count(*) from staging.{source}), "
             f"(select count(*) from quarantine.{source}), "
-            f"(select count(*) from {kept_table})").fetchall()[0]
+            f"(select count(*) from {kept_table})"
+        ).fetchall()[0]
         params[f"find_{source}"] = staged - quarantined != kept
     return params
 
@@ -72,21 +81,25 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: str) -> CoreReport:
                                       where table_schema = 'audit'
                                         and table_name = 'reconciliation_history')""").fetchall():
         con.execute(f"alter table audit.reconciliation_history add column {column} {kind}")
-    con.execute("insert into audit.reconciliation_history by name "
-                "select * from audit.file_reconciliation")
+    con.execute(
+        "insert into audit.reconciliation_history by name select * from audit.file_reconciliation"
+    )
     unbalanced = con.execute("""
         select file_path, rows_read, rows_loaded, rows_quarantined, rows_duplicate,
                rows_erased
         from audit.file_reconciliation where not is_balanced""").fetchall()
     if unbalanced:
         path, read, loaded, quarantined, duplicate, erased = unbalanced[0]
-        raise StepError(f"Reconciliation failed for {path}: {read} rows read but {loaded} "
-                        f"loaded + {quarantined} quarantined + {duplicate} duplicates + "
-                        f"{erased} erased. "
-                        "Nothing was published. This is a bug; please report it with the file.")
+        raise StepError(
+            f"Reconciliation failed for {path}: {read} rows read but {loaded} "
+            f"loaded + {quarantined} quarantined + {duplicate} duplicates + "
+            f"{erased} erased. "
+            "Nothing was published. This is a bug; please report it with the file."
+        )
     orders, customers, events = con.execute("""
         select (select count(*) from core.transactions), (select count(*) from core.customers),
                (select count(*) from core.events)""").fetchall()[0]
-    dups = dict(con.execute("select source, count(*) from core.duplicate_rows group by all"
-                            ).fetchall())
+    dups = dict(
+        con.execute("select source, count(*) from core.duplicate_rows group by all").fetchall()
+    )
     return CoreReport(identity, orders, customers, events, dups)

@@ -61,14 +61,17 @@ def resolve_identities(con: duckdb.DuckDBPyConnection) -> IdentityReport:
     """
     run_sql(con, "core/customer_records")
     run_sql(con, "core/identity_edges", {"max_shared": MAX_IDS_PER_CONTACT})
-    pairs = con.execute("select customer_id_a, customer_id_b, match_rule "
-                        "from core.identity_edges").fetchall()
+    pairs = con.execute(
+        "select customer_id_a, customer_id_b, match_rule from core.identity_edges"
+    ).fetchall()
     clusters = cluster_pairs(pairs)
-    table = pa.table({
-        "customer_id": pa.array([c[0] for c in clusters], pa.string()),
-        "cluster_id": pa.array([c[1] for c in clusters], pa.string()),
-        "match_rule": pa.array([c[2] for c in clusters], pa.string()),
-    })
+    table = pa.table(
+        {
+            "customer_id": pa.array([c[0] for c in clusters], pa.string()),
+            "cluster_id": pa.array([c[1] for c in clusters], pa.string()),
+            "match_rule": pa.array([c[2] for c in clusters], pa.string()),
+        }
+    )
     con.register("_clusters", table)
     con.execute("create or replace table core.identity_clusters as select * from _clusters")
     con.unregister("_clusters")
@@ -77,6 +80,10 @@ def resolve_identities(con: duckdb.DuckDBPyConnection) -> IdentityReport:
         select count(*), count(distinct customer_id),
                count(*) filter (where match_rule <> 'self')
         from core.customer_map""").fetchall()[0]
-    by_rule = dict(con.execute("select match_rule, count(*) from core.customer_map "
-                               "where match_rule <> 'self' group by all").fetchall())
+    by_rule = dict(
+        con.execute(
+            "select match_rule, count(*) from core.customer_map "
+            "where match_rule <> 'self' group by all"
+        ).fetchall()
+    )
     return IdentityReport(source_ids, customers, merged, by_rule)

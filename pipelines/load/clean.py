@@ -29,8 +29,9 @@ def source_params(source: SourceConfig | None) -> dict:
         "timezone": source.timezone if source else "UTC",
         "decimal_comma": bool(source.decimal_comma) if source else False,
         # '' keeps the list non-empty (DuckDB cannot type an empty list parameter)
-        "missing_values": sorted({"", *(v.strip().lower() for v in
-                                        (source.missing_values if source else ()))}),
+        "missing_values": sorted(
+            {"", *(v.strip().lower() for v in (source.missing_values if source else ()))}
+        ),
         "keep_identical_lines": bool(source.keep_identical_lines) if source else False,
     }
 
@@ -62,11 +63,15 @@ def write_fx_rates(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     if cur.base:
         rates[cur.base] = 1.0
     con.execute("create schema if not exists staging")
-    con.execute("create or replace table staging.fx_rates (currency varchar, units_per_base "
-                "double, is_configured boolean)")
+    con.execute(
+        "create or replace table staging.fx_rates (currency varchar, units_per_base "
+        "double, is_configured boolean)"
+    )
     if rates:
-        con.executemany("insert into staging.fx_rates values (?, ?, true)",
-                        [[k, v] for k, v in sorted(rates.items())])
+        con.executemany(
+            "insert into staging.fx_rates values (?, ?, true)",
+            [[k, v] for k, v in sorted(rates.items())],
+        )
     else:
         # No [currency] table: amounts are taken as one currency, whatever the code says,
         # unless the exports mix codes (validation then asks for rates).
@@ -113,12 +118,15 @@ def normalise_phones(con: duckdb.DuckDBPyConnection) -> int:
                           where p.phone_text = c.phone_text
                             and p.country is not distinct from c.country)""").fetchall()
     if pairs:
-        lookup = pa.table({
-            "phone_text": pa.array([p[0] for p in pairs], pa.string()),
-            "country": pa.array([p[1] for p in pairs], pa.string()),
-            "phone": pa.array([normalise_phone(text, country) for text, country in pairs],
-                              pa.string()),
-        })
+        lookup = pa.table(
+            {
+                "phone_text": pa.array([p[0] for p in pairs], pa.string()),
+                "country": pa.array([p[1] for p in pairs], pa.string()),
+                "phone": pa.array(
+                    [normalise_phone(text, country) for text, country in pairs], pa.string()
+                ),
+            }
+        )
         con.register("_phones", lookup)
         con.execute("insert into raw.phone_numbers select * from _phones")
         con.unregister("_phones")

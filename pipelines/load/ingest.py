@@ -28,6 +28,7 @@ from pipelines.sqlrun import ensure_bookkeeping_tables
 
 log = logging.getLogger(__name__)
 
+
 def ensure_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the bookkeeping tables (raw.files and the rest) and one table per source."""
     _migrate_files_key(con)
@@ -80,8 +81,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def ingest_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, run_id: str,
-                  ingested_at: datetime) -> list[FileReport]:
+def ingest_source(
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, run_id: str, ingested_at: datetime
+) -> list[FileReport]:
     """Load every new file of ``source`` into ``raw.<source>``; one report per file.
 
     Raises :class:`InputError` when a file lacks a column that a required field is mapped
@@ -92,8 +94,9 @@ def ingest_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, run_id: 
     reports = []
     for path in files:
         sha = file_sha256(path)
-        known = con.execute("select status from raw.files where source = ? and "
-                            "file_sha256 = ?", [source.name, sha]).fetchall()
+        known = con.execute(
+            "select status from raw.files where source = ? and file_sha256 = ?", [source.name, sha]
+        ).fetchall()
         known = known[0] if known else None
         if known is not None:
             report = FileReport(source.name, str(path), sha, "already_ingested", 0, 0, "none")
@@ -102,20 +105,39 @@ def ingest_source(con: duckdb.DuckDBPyConnection, source: SourceConfig, run_id: 
             report = read_file(con, source, path, sha, run_id, ingested_at)
             con.execute(
                 "insert into raw.files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [sha, source.name, str(path), path.name, path.stat().st_size, report.status,
-                 report.rows_read, report.rows_rejected, report.reader,
-                 list(report.columns_ignored), list(report.columns_missing), ingested_at,
-                 run_id])
-        con.execute("insert into raw.deliveries values (?, ?, ?, ?, ?, ?)",
-                    [source.name, str(path), sha, report.status, ingested_at, run_id])
-        log.info("ingest %s %s: %s, %d rows, %d rejected", source.name, path.name,
-                 report.status, report.rows_read, report.rows_rejected)
+                [
+                    sha,
+                    source.name,
+                    str(path),
+                    path.name,
+                    path.stat().st_size,
+                    report.status,
+                    report.rows_read,
+                    report.rows_rejected,
+                    report.reader,
+                    list(report.columns_ignored),
+                    list(report.columns_missing),
+                    ingested_at,
+                    run_id,
+                ],
+            )
+        con.execute(
+            "insert into raw.deliveries values (?, ?, ?, ?, ?, ?)",
+            [source.name, str(path), sha, report.status, ingested_at, run_id],
+        )
+        log.info(
+            "ingest %s %s: %s, %d rows, %d rejected",
+            source.name,
+            path.name,
+            report.status,
+            report.rows_read,
+            report.rows_rejected,
+        )
         reports.append(report)
     return reports
 
 
-def remove_partial_load(con: duckdb.DuckDBPyConnection, source: SourceConfig,
-                        sha: str) -> int:
+def remove_partial_load(con: duckdb.DuckDBPyConnection, source: SourceConfig, sha: str) -> int:
     """Delete the rows of a file not recorded in raw.files; returns how many.
 
     Every INSERT commits on its own (the row-by-row reader inserts a chunk at a time) and
@@ -123,13 +145,19 @@ def remove_partial_load(con: duckdb.DuckDBPyConnection, source: SourceConfig,
     between leaves some of the file's rows behind. The next run, not finding the file in
     raw.files, loads it again: without this, those rows would be there twice.
     """
-    [(removed,)] = con.execute(f"delete from raw.{source.name} where _file_sha256 = ?",
-                               [sha]).fetchall()
+    [(removed,)] = con.execute(
+        f"delete from raw.{source.name} where _file_sha256 = ?", [sha]
+    ).fetchall()
     # Only this source's rejects: another source may have read the same file.
-    [(n,)] = con.execute("delete from raw.rejected_rows where source = ? and "
-                         "_file_sha256 = ?", [source.name, sha]).fetchall()
+    [(n,)] = con.execute(
+        "delete from raw.rejected_rows where source = ? and _file_sha256 = ?", [source.name, sha]
+    ).fetchall()
     removed += n
     if removed:
-        log.warning("ingest %s: removed %d rows an interrupted run had loaded from this "
-                    "file; loading it again", source.name, removed)
+        log.warning(
+            "ingest %s: removed %d rows an interrupted run had loaded from this "
+            "file; loading it again",
+            source.name,
+            removed,
+        )
     return removed

@@ -60,9 +60,20 @@ class Rule:
     @property
     def field(self) -> str | None:
         """The canonical field the rule is about (rule names start with it)."""
-        for suffix in ("_present", "_parseable", "_not_before_earliest_date",
-                       "_not_after_ingestion", "_numeric", "_known", "_shape", "_valid",
-                       "_plausible", "_score_in_range", "_convertible", "_printable"):
+        for suffix in (
+            "_present",
+            "_parseable",
+            "_not_before_earliest_date",
+            "_not_after_ingestion",
+            "_numeric",
+            "_known",
+            "_shape",
+            "_valid",
+            "_plausible",
+            "_score_in_range",
+            "_convertible",
+            "_printable",
+        ):
             if self.name.endswith(suffix):
                 field = self.name[: -len(suffix)]
                 return {"nps": "value", "csat": "value"}.get(field, field)
@@ -84,63 +95,177 @@ def suite_rules(source: str, settings: Settings) -> list[Rule]:
     present = lambda col: Rule(f"{col}_present", "ExpectColumnValuesToNotBeNull", col, "row")
     ts_rules = lambda col, field: [
         Rule(f"{field}_parseable", "ExpectColumnValuesToNotBeNull", col, "row"),
-        Rule(f"{field}_not_before_earliest_date", "ExpectColumnValuesToBeBetween", col, "row",
-             (("min_value", earliest),)),
-        Rule(f"{field}_not_after_ingestion", "ExpectColumnPairValuesAToBeGreaterThanB", None,
-             "row", (("column_A", "_ingested_at"), ("column_B", col), ("or_equal", True),
-                     ("ignore_row_if", "either_value_is_missing"))),
+        Rule(
+            f"{field}_not_before_earliest_date",
+            "ExpectColumnValuesToBeBetween",
+            col,
+            "row",
+            (("min_value", earliest),),
+        ),
+        Rule(
+            f"{field}_not_after_ingestion",
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            None,
+            "row",
+            (
+                ("column_A", "_ingested_at"),
+                ("column_B", col),
+                ("or_equal", True),
+                ("ignore_row_if", "either_value_is_missing"),
+            ),
+        ),
     ]
     numeric = lambda col, severity="row": Rule(
-        f"{col}_numeric", "ExpectColumnValuesToNotBeNull", col, severity,
-        only_if_present=f"{col}_text")
+        f"{col}_numeric",
+        "ExpectColumnValuesToNotBeNull",
+        col,
+        severity,
+        only_if_present=f"{col}_text",
+    )
     if source == "transactions":
-        rules = [present("customer_id"), *ts_rules("order_at", "order_ts"),
-                 Rule("amount_numeric", "ExpectColumnValuesToNotBeNull", "amount_in_currency",
-                      "row"),
-                 Rule("amount_plausible", "ExpectColumnValuesToBeBetween", "amount_in_currency",
-                      "row", (("min_value", -MAX_LINE_AMOUNT), ("max_value", MAX_LINE_AMOUNT),
-                              ("strict_min", True), ("strict_max", True))),
-                 numeric("quantity"), numeric("unit_price"),
-                 Rule("status_known", "ExpectColumnValuesToBeInSet", "status", "row",
-                      (("value_set", list(STATUSES)),)),
-                 Rule("currency_convertible", "ExpectColumnValuesToBeNull",
-                      "unconvertible_currency", "row")]
+        rules = [
+            present("customer_id"),
+            *ts_rules("order_at", "order_ts"),
+            Rule("amount_numeric", "ExpectColumnValuesToNotBeNull", "amount_in_currency", "row"),
+            Rule(
+                "amount_plausible",
+                "ExpectColumnValuesToBeBetween",
+                "amount_in_currency",
+                "row",
+                (
+                    ("min_value", -MAX_LINE_AMOUNT),
+                    ("max_value", MAX_LINE_AMOUNT),
+                    ("strict_min", True),
+                    ("strict_max", True),
+                ),
+            ),
+            numeric("quantity"),
+            numeric("unit_price"),
+            Rule(
+                "status_known",
+                "ExpectColumnValuesToBeInSet",
+                "status",
+                "row",
+                (("value_set", list(STATUSES)),),
+            ),
+            Rule(
+                "currency_convertible",
+                "ExpectColumnValuesToBeNull",
+                "unconvertible_currency",
+                "row",
+            ),
+        ]
     elif source == "customers":
         today = datetime.now()
-        rules = [present("customer_id"),
-                 Rule("email_shape", "ExpectColumnValuesToMatchRegex", "email", "field",
-                      (("regex", EMAIL_PATTERN),)),
-                 Rule("phone_valid", "ExpectColumnValuesToNotBeNull", "phone", "field",
-                      only_if_present="phone_text"),
-                 Rule("birth_date_parseable", "ExpectColumnValuesToNotBeNull", "birth_date",
-                      "field", only_if_present="birth_date_text"),
-                 Rule("birth_date_plausible", "ExpectColumnValuesToBeBetween", "birth_date",
-                      "field", (("min_value", datetime(1900, 1, 1)), ("max_value", today))),
-                 Rule("signup_ts_parseable", "ExpectColumnValuesToNotBeNull", "signup_at",
-                      "field", only_if_present="signup_text"),
-                 Rule("signup_ts_plausible", "ExpectColumnValuesToBeBetween", "signup_at",
-                      "field", (("min_value", earliest), ("max_value", today))),
-                 Rule("updated_at_parseable", "ExpectColumnValuesToNotBeNull", "updated_at",
-                      "field", only_if_present="updated_text"),
-                 Rule("updated_at_plausible", "ExpectColumnValuesToBeBetween", "updated_at",
-                      "field", (("min_value", earliest), ("max_value", today))),
-                 Rule("full_name_printable", "ExpectColumnValuesToNotMatchRegex", "full_name",
-                      "field", (("regex", CONTROL_CHARACTERS),)),
-                 Rule("city_printable", "ExpectColumnValuesToNotMatchRegex", "city",
-                      "field", (("regex", CONTROL_CHARACTERS),)),
-                 Rule("marketing_consent_known", "ExpectColumnValuesToNotBeNull",
-                      "marketing_consent", "field", only_if_present="marketing_consent_text")]
+        rules = [
+            present("customer_id"),
+            Rule(
+                "email_shape",
+                "ExpectColumnValuesToMatchRegex",
+                "email",
+                "field",
+                (("regex", EMAIL_PATTERN),),
+            ),
+            Rule(
+                "phone_valid",
+                "ExpectColumnValuesToNotBeNull",
+                "phone",
+                "field",
+                only_if_present="phone_text",
+            ),
+            Rule(
+                "birth_date_parseable",
+                "ExpectColumnValuesToNotBeNull",
+                "birth_date",
+                "field",
+                only_if_present="birth_date_text",
+            ),
+            Rule(
+                "birth_date_plausible",
+                "ExpectColumnValuesToBeBetween",
+                "birth_date",
+                "field",
+                (("min_value", datetime(1900, 1, 1)), ("max_value", today)),
+            ),
+            Rule(
+                "signup_ts_parseable",
+                "ExpectColumnValuesToNotBeNull",
+                "signup_at",
+                "field",
+                only_if_present="signup_text",
+            ),
+            Rule(
+                "signup_ts_plausible",
+                "ExpectColumnValuesToBeBetween",
+                "signup_at",
+                "field",
+                (("min_value", earliest), ("max_value", today)),
+            ),
+            Rule(
+                "updated_at_parseable",
+                "ExpectColumnValuesToNotBeNull",
+                "updated_at",
+                "field",
+                only_if_present="updated_text",
+            ),
+            Rule(
+                "updated_at_plausible",
+                "ExpectColumnValuesToBeBetween",
+                "updated_at",
+                "field",
+                (("min_value", earliest), ("max_value", today)),
+            ),
+            Rule(
+                "full_name_printable",
+                "ExpectColumnValuesToNotMatchRegex",
+                "full_name",
+                "field",
+                (("regex", CONTROL_CHARACTERS),),
+            ),
+            Rule(
+                "city_printable",
+                "ExpectColumnValuesToNotMatchRegex",
+                "city",
+                "field",
+                (("regex", CONTROL_CHARACTERS),),
+            ),
+            Rule(
+                "marketing_consent_known",
+                "ExpectColumnValuesToNotBeNull",
+                "marketing_consent",
+                "field",
+                only_if_present="marketing_consent_text",
+            ),
+        ]
     elif source == "events":
-        rules = [present("customer_id"), *ts_rules("event_at", "event_ts"),
-                 present("event_type"), numeric("value"),
-                 Rule("nps_score_in_range", "ExpectColumnValuesToBeBetween", "value", "row",
-                      (("min_value", 0), ("max_value", 10)), only_if_present="is_nps"),
-                 Rule("csat_score_in_range", "ExpectColumnValuesToBeBetween", "value", "row",
-                      (("min_value", 1), ("max_value", 5)), only_if_present="is_csat")]
+        rules = [
+            present("customer_id"),
+            *ts_rules("event_at", "event_ts"),
+            present("event_type"),
+            numeric("value"),
+            Rule(
+                "nps_score_in_range",
+                "ExpectColumnValuesToBeBetween",
+                "value",
+                "row",
+                (("min_value", 0), ("max_value", 10)),
+                only_if_present="is_nps",
+            ),
+            Rule(
+                "csat_score_in_range",
+                "ExpectColumnValuesToBeBetween",
+                "value",
+                "row",
+                (("min_value", 1), ("max_value", 5)),
+                only_if_present="is_csat",
+            ),
+        ]
     else:
         raise ValueError(f"no suite for source {source!r}")
-    return [*rules, Rule(CANARY_RULE, "ExpectTableRowCountToEqual", None, "canary",
-                         (("value", -1),))]
+    return [
+        *rules,
+        Rule(CANARY_RULE, "ExpectTableRowCountToEqual", None, "canary", (("value", -1),)),
+    ]
 
 
 _context = None
@@ -175,8 +300,9 @@ def _expectation(gx, rule: Rule):
     return cls(meta={"rule": rule.name, "severity": rule.severity}, **kwargs)
 
 
-def validate_source(con: duckdb.DuckDBPyConnection, source: str, settings: Settings,
-                    run_id: str) -> ValidationReport:
+def validate_source(
+    con: duckdb.DuckDBPyConnection, source: str, settings: Settings, run_id: str
+) -> ValidationReport:
     """Run ``source``'s suite over ``staging.<source>`` and apply its verdicts.
 
     Writes ``quarantine.<source>`` (one row per failing row: rules, original values),
@@ -188,13 +314,21 @@ def validate_source(con: duckdb.DuckDBPyConnection, source: str, settings: Setti
     rules = suite_rules(source, settings)
     extra = ""
     if source == "events":
-        extra = (", case when survey = 'nps' then true end as is_nps"
-                 ", case when survey = 'csat' then true end as is_csat")
-    columns = sorted({c for r in rules for c in (r.column, r.only_if_present) if c}
-                     - {"is_nps", "is_csat"} | {"_ingested_at"})
-    types = dict(con.execute(
-        "select column_name, data_type from information_schema.columns "
-        "where table_schema = 'staging' and table_name = ?", [source]).fetchall())
+        extra = (
+            ", case when survey = 'nps' then true end as is_nps"
+            ", case when survey = 'csat' then true end as is_csat"
+        )
+    columns = sorted(
+        {c for r in rules for c in (r.column, r.only_if_present) if c} - {"is_nps", "is_csat"}
+        | {"_ingested_at"}
+    )
+    types = dict(
+        con.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = 'staging' and table_name = ?",
+            [source],
+        ).fetchall()
+    )
     # No ORDER BY: every rule judges one row at a time, so the chunks may hold rows in any
     # order, and the verdicts are sorted by key when written. Sorting 10M rows cost ~3 s.
     reader = con.sql(
@@ -202,8 +336,7 @@ def validate_source(con: duckdb.DuckDBPyConnection, source: str, settings: Setti
         f"{', '.join(_gx_column(c, types.get(c, '')) for c in columns)}{extra} "
         f"from staging.{source}"
     ).to_arrow_reader(VALIDATION_CHUNK_ROWS)
-    definition = _validation_definition(
-        gx, context, source, [_expectation(gx, r) for r in rules])
+    definition = _validation_definition(gx, context, source, [_expectation(gx, r) for r in rules])
     by_name = {r.name: r for r in rules}
     failing: dict[str, list[tuple[str, int]]] = {}
     totals: dict[str, list[int]] = {r.name: [0, 0] for r in rules if r.severity != "canary"}
@@ -214,8 +347,9 @@ def validate_source(con: duckdb.DuckDBPyConnection, source: str, settings: Setti
     # no thread is still reading from DuckDB when an error leaves here.
     with contextlib.closing(_prefetched(_chunks(reader))) as chunks:
         for shas, row_numbers, frame in chunks:
-            result = definition.run(batch_parameters={"dataframe": frame},
-                                    result_format={"result_format": "COMPLETE"})
+            result = definition.run(
+                batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE"}
+            )
             canary_failed = False
             for res in result.results:
                 rule = by_name[res.expectation_config.meta["rule"]]
@@ -223,7 +357,8 @@ def validate_source(con: duckdb.DuckDBPyConnection, source: str, settings: Setti
                     raise StepError(
                         f"Validation of source '{source}' could not evaluate rule "
                         f"'{rule.name}': {res.exception_info.get('exception_message')}. This is "
-                        "a bug in the suite, not in your data; please report it.")
+                        "a bug in the suite, not in your data; please report it."
+                    )
                 if rule.severity == "canary":
                     canary_failed = not res.success
                     continue
@@ -231,24 +366,41 @@ def validate_source(con: duckdb.DuckDBPyConnection, source: str, settings: Setti
                 if indices and isinstance(indices[0], dict):
                     indices = [next(iter(i.values())) for i in indices]
                 failing.setdefault(rule.name, []).extend(
-                    (shas[i], int(row_numbers[i])) for i in indices)
+                    (shas[i], int(row_numbers[i])) for i in indices
+                )
                 totals[rule.name][0] += int(res.result.get("element_count") or len(frame))
                 totals[rule.name][1] += int(res.result.get("unexpected_count") or len(indices))
             if not canary_failed:
-                raise StepError(f"The validation suite of source '{source}' passed its canary "
-                                "expectation, which must always fail: the suite is not "
-                                "evaluating rules, so nothing is published. Check the Great "
-                                "Expectations installation (make setup).")
+                raise StepError(
+                    f"The validation suite of source '{source}' passed its canary "
+                    "expectation, which must always fail: the suite is not "
+                    "evaluating rules, so nothing is published. Check the Great "
+                    "Expectations installation (make setup)."
+                )
             rows_checked += len(frame)
     now = datetime.now()
-    audit_rows = [[run_id, source, name, by_name[name].kind, by_name[name].column,
-                   by_name[name].severity, unexpected == 0, elements, unexpected, now]
-                  for name, (elements, unexpected) in totals.items()]
+    audit_rows = [
+        [
+            run_id,
+            source,
+            name,
+            by_name[name].kind,
+            by_name[name].column,
+            by_name[name].severity,
+            unexpected == 0,
+            elements,
+            unexpected,
+            now,
+        ]
+        for name, (elements, unexpected) in totals.items()
+    ]
     if audit_rows:
-        con.executemany("insert into audit.validation_results values "
-                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", audit_rows)
-    return _apply_failures(con, source, rows_checked,
-                           {k: v for k, v in failing.items() if v}, by_name, run_id)
+        con.executemany(
+            "insert into audit.validation_results values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", audit_rows
+        )
+    return _apply_failures(
+        con, source, rows_checked, {k: v for k, v in failing.items() if v}, by_name, run_id
+    )
 
 
 VALIDATION_CHUNK_ROWS = 500_000
@@ -265,8 +417,10 @@ def _gx_column(column: str, data_type: str) -> str:
     as it is."""
     if data_type.startswith(("TIMESTAMP", "DATE")):
         # DuckDB's greatest/least skip NULLs, so a missing value must stay missing here
-        return (f"case when {column} is not null then least(greatest({column}::timestamp, "
-                f"timestamp '{_NS_MIN}'), timestamp '{_NS_MAX}') end as {column}")
+        return (
+            f"case when {column} is not null then least(greatest({column}::timestamp, "
+            f"timestamp '{_NS_MIN}'), timestamp '{_NS_MAX}') end as {column}"
+        )
     if data_type.startswith("DECIMAL"):
         # pandas holds decimals as Python objects, which GX then hashes one by one; the
         # rules on these columns (present, score ranges) read the same on doubles
@@ -321,12 +475,19 @@ def _chunk(table):
     # Text columns go in as categoricals: GX's fingerprint hashes a categorical through its
     # distinct values, a plain text column by factorising every value first (4x slower).
     rules = pa.Table.from_arrays(
-        [col.combine_chunks().dictionary_encode() if pa.types.is_string(col.type) else col
-         for name, col in zip(table.schema.names, table.columns) if name not in keys],
-        names=[n for n in table.schema.names if n not in keys])
+        [
+            col.combine_chunks().dictionary_encode() if pa.types.is_string(col.type) else col
+            for name, col in zip(table.schema.names, table.columns)
+            if name not in keys
+        ],
+        names=[n for n in table.schema.names if n not in keys],
+    )
     frame = rules.to_pandas(coerce_temporal_nanoseconds=True)
-    return (table.column("_file_sha256").to_numpy(zero_copy_only=False),
-            table.column("_row_number").to_numpy(zero_copy_only=False), frame)
+    return (
+        table.column("_file_sha256").to_numpy(zero_copy_only=False),
+        table.column("_row_number").to_numpy(zero_copy_only=False),
+        frame,
+    )
 
 
 def _validation_definition(gx, context, source: str, expectations: list):
@@ -349,21 +510,30 @@ def _validation_definition(gx, context, source: str, expectations: list):
     except Exception:
         batch_def = asset.add_batch_definition_whole_dataframe("whole")
     # the rules can change between runs in one process (settings), so both are replaced
-    for store, key in ((context.validation_definitions, f"{source}_validation"),
-                       (context.suites, f"{source}_suite")):
+    for store, key in (
+        (context.validation_definitions, f"{source}_validation"),
+        (context.suites, f"{source}_suite"),
+    ):
         try:
             store.delete(key)
         except Exception:
             pass
-    suite = context.suites.add(gx.ExpectationSuite(name=f"{source}_suite",
-                                                   expectations=expectations))
+    suite = context.suites.add(
+        gx.ExpectationSuite(name=f"{source}_suite", expectations=expectations)
+    )
     return context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{source}_validation", data=batch_def, suite=suite))
+        gx.ValidationDefinition(name=f"{source}_validation", data=batch_def, suite=suite)
+    )
 
 
-def _apply_failures(con, source: str, rows_checked: int,
-                    failing: dict[str, list[tuple[str, int]]], rules: dict[str, Rule],
-                    run_id: str) -> ValidationReport:
+def _apply_failures(
+    con,
+    source: str,
+    rows_checked: int,
+    failing: dict[str, list[tuple[str, int]]],
+    rules: dict[str, Rule],
+    run_id: str,
+) -> ValidationReport:
     """Write the suite's verdicts: ``failing`` maps a rule to the (file sha256, row
     number) keys of the rows that broke it."""
     import pyarrow as pa
@@ -383,47 +553,65 @@ def _apply_failures(con, source: str, rows_checked: int,
         from raw.{source} r limit 0""")
     if row_fail:
         keys = sorted(row_fail)
-        failures = pa.table({
-            "_file_sha256": pa.array([k[0] for k in keys], pa.string()),
-            "_row_number": pa.array([k[1] for k in keys], pa.int64()),
-            "rules": pa.array([", ".join(row_fail[k]) for k in keys], pa.string()),
-        })
+        failures = pa.table(
+            {
+                "_file_sha256": pa.array([k[0] for k in keys], pa.string()),
+                "_row_number": pa.array([k[1] for k in keys], pa.int64()),
+                "rules": pa.array([", ".join(row_fail[k]) for k in keys], pa.string()),
+            }
+        )
         con.register("_failures", failures)
-        con.execute(f"""
+        con.execute(
+            f"""
             insert into quarantine.{source}
             select $run_id, f.rules, r.*
             from _failures f
-            join raw.{source} r using (_file_sha256, _row_number)""", {"run_id": run_id})
+            join raw.{source} r using (_file_sha256, _row_number)""",
+            {"run_id": run_id},
+        )
         con.unregister("_failures")
     ensure_bookkeeping_tables(con)
     con.execute("delete from quarantine.field_issues where source = ?", [source])
     if field_fail:
         field_fail.sort()
-        issues = pa.table({
-            "_file_sha256": pa.array([f[0] for f in field_fail], pa.string()),
-            "_row_number": pa.array([f[1] for f in field_fail], pa.int64()),
-            "rule": pa.array([f[2] for f in field_fail], pa.string()),
-            "field": pa.array([f[3] for f in field_fail], pa.string()),
-        })
+        issues = pa.table(
+            {
+                "_file_sha256": pa.array([f[0] for f in field_fail], pa.string()),
+                "_row_number": pa.array([f[1] for f in field_fail], pa.int64()),
+                "rule": pa.array([f[2] for f in field_fail], pa.string()),
+                "field": pa.array([f[3] for f in field_fail], pa.string()),
+            }
+        )
         con.register("_issues", issues)
         for column in sorted({f[3] for f in field_fail}):
             text_col = _original_column(source, column)
-            con.execute(f"""
+            con.execute(
+                f"""
                 insert into quarantine.field_issues
                 select $run_id, $source, i._file_sha256, i._row_number, i.rule, i.field,
                        r.{text_col}
                 from _issues i join raw.{source} r using (_file_sha256, _row_number)
-                where i.field = $field""", {"run_id": run_id, "source": source, "field": column})
-            con.execute(f"""
+                where i.field = $field""",
+                {"run_id": run_id, "source": source, "field": column},
+            )
+            con.execute(
+                f"""
                 update staging.{source} s set {column} = null
                 from _issues i
                 where i.field = $field and s._file_sha256 = i._file_sha256
-                  and s._row_number = i._row_number""", {"field": column})
+                  and s._row_number = i._row_number""",
+                {"field": column},
+            )
         con.unregister("_issues")
     counts = {name: len(keys) for name, keys in failing.items()}
     report = ValidationReport(source, rows_checked, len(row_fail), len(field_fail), counts)
-    log.info("validate %s: %d rows, %d quarantined, %d fields blanked", source, rows_checked,
-             len(row_fail), len(field_fail))
+    log.info(
+        "validate %s: %d rows, %d quarantined, %d fields blanked",
+        source,
+        rows_checked,
+        len(row_fail),
+        len(field_fail),
+    )
     return report
 
 
@@ -433,8 +621,7 @@ def _original_column(source: str, column: str) -> str:
     return originals.get(column, column)
 
 
-def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
-                       run_id: str) -> None:
+def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> None:
     """Stop the run when a file is mostly bad or there are no usable transactions.
 
     The share counts rows the reader rejected plus rows the suite quarantined, over the
@@ -443,7 +630,8 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
     limit = settings.validation.max_failed_share
     # Failing rows are matched to their file by source and sha256: one file can feed
     # several sources (raw.files has a row per source).
-    rows = con.execute("""
+    rows = con.execute(
+        """
         with files as (
             select file_sha256, source, file_path, rows_read
             from raw.files where run_id = $run_id and rows_read > 0
@@ -471,7 +659,9 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
         left join top_rule t on t.source = f.source and t._file_sha256 = f.file_sha256
         group by all
         having count(q._file_sha256) > $limit * f.rows_read
-        order by f.file_path, f.source""", {"run_id": run_id, "limit": limit}).fetchall()
+        order by f.file_path, f.source""",
+        {"run_id": run_id, "limit": limit},
+    ).fetchall()
     if rows:
         source, path, read, failed, rule, unreadable = rows[0]
         if unreadable * 2 > failed:
@@ -484,7 +674,8 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
                 f"encoding options in [sources.{source}] and that the file is not "
                 "truncated, or raise [validation].max_failed_share. The unreadable lines "
                 "are listed, with their line numbers, in raw.rejected_rows of the working "
-                "database.")
+                "database."
+            )
         hint = _failure_hint(rule, source, settings)
         raise InputError(
             f"File {path} (source '{source}'): {failed} of {read} rows "
@@ -492,15 +683,17 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
             f"{limit:.0%}. {hint}Check the column mapping and the timestamp_format, "
             "delimiter, encoding and decimal_comma options in [sources." + source + "], "
             "or raise [validation].max_failed_share. Failing rows are listed in "
-            f"quarantine.{source} of the working database.")
+            f"quarantine.{source} of the working database."
+        )
     usable = con.execute("""
         select count(*) from staging.transactions s
         where not exists (select 1 from quarantine.transactions q
                           where q._file_sha256 = s._file_sha256
                             and q._row_number = s._row_number)""").fetchall()[0][0]
     if usable == 0:
-        files = con.execute("select count(*) from raw.files where source = 'transactions'"
-                            ).fetchall()[0][0]
+        files = con.execute(
+            "select count(*) from raw.files where source = 'transactions'"
+        ).fetchall()[0][0]
         top = con.execute("""
             select rule from (select unnest(string_split(rules, ', ')) as rule
                               from quarantine.transactions)
@@ -510,7 +703,8 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings,
         raise InputError(
             f"There are no usable transaction rows ({files} transaction file(s) found for "
             f"pattern {settings.sources['transactions'].path}). {hint}Check "
-            "[sources.transactions].path and that the files hold data rows.")
+            "[sources.transactions].path and that the files hold data rows."
+        )
 
 
 def _failure_hint(rule: str | None, source: str, settings: Settings) -> str:
@@ -525,9 +719,13 @@ def _failure_hint(rule: str | None, source: str, settings: Settings) -> str:
         hint += f" on field '{field}'" + (f" (source column '{column}')" if column else "")
     hint += ". "
     if rule == "currency_convertible":
-        hint += ("Amounts come in several currencies: set [currency] base and "
-                 "[currency.rates] so they can be converted. ")
+        hint += (
+            "Amounts come in several currencies: set [currency] base and "
+            "[currency.rates] so they can be converted. "
+        )
     if rule.endswith("_not_before_earliest_date"):
-        hint += ("If such old dates are real, set [validation].earliest_date "
-                 f"(now {settings.validation.earliest_date}). ")
+        hint += (
+            "If such old dates are real, set [validation].earliest_date "
+            f"(now {settings.validation.earliest_date}). "
+        )
     return hint

@@ -49,15 +49,20 @@ def source_fields(source: SourceConfig) -> list[str]:
     return list(required) + list(optional)
 
 
-def read_file(con, source: SourceConfig, path: Path, sha: str, run_id: str,
-              ingested_at) -> FileReport:
+def read_file(
+    con, source: SourceConfig, path: Path, sha: str, run_id: str, ingested_at
+) -> FileReport:
     """Load one file's rows into ``raw.<source>`` (rejects into ``raw.rejected_rows``) with
     their lineage; returns what happened. Raises :class:`InputError` for a file that cannot
     be read at all (a missing required column, a wrong encoding)."""
     if path.stat().st_size == 0:
         return FileReport(source.name, str(path), sha, "empty", 0, 0, "none")
-    lineage = {"_file_sha256": sha, "_source_file": str(path), "_ingested_at": ingested_at,
-               "_run_id": run_id}
+    lineage = {
+        "_file_sha256": sha,
+        "_source_file": str(path),
+        "_ingested_at": ingested_at,
+        "_run_id": run_id,
+    }
     if source.format == "parquet":
         return _ingest_parquet(con, source, path, lineage)
     if source.format == "csv":
@@ -68,21 +73,29 @@ def read_file(con, source: SourceConfig, path: Path, sha: str, run_id: str,
         except duckdb.Error as exc:
             # The fast reader's sniffer rejects some real files (mixed line endings, stray
             # quotes); the exact reader below handles them row by row.
-            log.info("DuckDB reader gave up on %s (%s); reading it row by row", path.name,
-                     str(exc).splitlines()[0])
+            log.info(
+                "DuckDB reader gave up on %s (%s); reading it row by row",
+                path.name,
+                str(exc).splitlines()[0],
+            )
     if source.format == "jsonl":
         try:
             return _ingest_jsonl_duckdb(con, source, path, lineage)
         except duckdb.Error as exc:
-            log.info("DuckDB JSON reader gave up on %s (%s); reading it line by line",
-                     path.name, str(exc).splitlines()[0])
+            log.info(
+                "DuckDB JSON reader gave up on %s (%s); reading it line by line",
+                path.name,
+                str(exc).splitlines()[0],
+            )
     return _ingest_python(con, source, path, lineage)
 
 
 # --- mapping -----------------------------------------------------------------------------
 
-def _map_columns(source: SourceConfig, path: Path, found: list[str]
-                 ) -> tuple[dict[str, str], tuple[str, ...], tuple[str, ...]]:
+
+def _map_columns(
+    source: SourceConfig, path: Path, found: list[str]
+) -> tuple[dict[str, str], tuple[str, ...], tuple[str, ...]]:
     """Return canonical->found column, ignored columns, and mapped-but-absent optionals.
 
     Header names are matched exactly first, then ignoring case and surrounding spaces,
@@ -102,7 +115,8 @@ def _map_columns(source: SourceConfig, path: Path, found: list[str]
                 f"[sources.{source.name}.columns] maps to the required field '{canonical}'. "
                 f"Columns found: {', '.join(found) or '(none)'}. Fix the mapping in the "
                 "config, or check that the file has a header row (header = false and "
-                "names = [...] for files without one).")
+                "names = [...] for files without one)."
+            )
         else:
             missing.append(column)
     used = set(mapping.values())
@@ -124,26 +138,43 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _insert_staged(con, source: SourceConfig, mapping: dict[str, str], lineage: dict,
-                   row_number_expr: str, text_expr=lambda c: c) -> None:
+def _insert_staged(
+    con,
+    source: SourceConfig,
+    mapping: dict[str, str],
+    lineage: dict,
+    row_number_expr: str,
+    text_expr=lambda c: c,
+) -> None:
     select = _select_list(source, mapping, text_expr)
     con.execute(
         f"insert into raw.{source.name} select $_file_sha256, $_source_file, "
         f"{row_number_expr}, $_ingested_at, $_run_id, {select} from _ingest_stage",
-        lineage)
+        lineage,
+    )
 
 
 # --- DuckDB fast paths -------------------------------------------------------------------
+
 
 def _duckdb_csv_options(source: SourceConfig, path: Path) -> tuple[str, dict]:
     # Dialect always explicit: left to itself, the sniffer may pick "no quoting" for a file
     # with a stray quote and silently misread it. With the dialect fixed, such files make
     # DuckDB raise, and the exact reader takes over.
     quote = '"' if source.quote is None else source.quote
-    opts = ["all_varchar = true", "store_rejects = true", "header = $header",
-            "delim = $delim", "quote = $quote", "escape = $quote"]
-    params: dict = {"header": source.header, "delim": _sniff_delimiter(path, source),
-                    "quote": quote}
+    opts = [
+        "all_varchar = true",
+        "store_rejects = true",
+        "header = $header",
+        "delim = $delim",
+        "quote = $quote",
+        "escape = $quote",
+    ]
+    params: dict = {
+        "header": source.header,
+        "delim": _sniff_delimiter(path, source),
+        "quote": quote,
+    }
     if source.encoding != "utf-8":
         opts.append("encoding = $encoding")
         params["encoding"] = source.encoding
@@ -153,8 +184,7 @@ def _duckdb_csv_options(source: SourceConfig, path: Path) -> tuple[str, dict]:
     return ", ".join(opts), params
 
 
-def _ingest_csv_duckdb(con, source: SourceConfig, path: Path, lineage: dict
-                       ) -> FileReport | None:
+def _ingest_csv_duckdb(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport | None:
     """Fast path. Returns None when the reader rejected any line, so that the exact
     reader can number and quarantine every record."""
     if source.encoding not in ("utf-8", "latin-1", "utf-16"):
@@ -163,37 +193,51 @@ def _ingest_csv_duckdb(con, source: SourceConfig, path: Path, lineage: dict
     params["path"] = str(path)
     con.execute("drop table if exists _ingest_stage")
     # A temp table keeps the file's row order, so its rowid is the data row number.
-    con.execute(f"create temp table _ingest_stage as select * from read_csv($path, {opts})",
-                params)
+    con.execute(f"create temp table _ingest_stage as select * from read_csv($path, {opts})", params)
     rejected = con.execute("select count(*) from reject_errors").fetchall()[0][0]
     if rejected:
         con.execute("drop table _ingest_stage")
         return None
-    found = [r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')"
-                                       ).fetchall()]
+    found = [
+        r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')").fetchall()
+    ]
     n = con.execute("select count(*) from _ingest_stage").fetchall()[0][0]
     if n == 0 and not _has_data_lines(path, source):
         found = _header_columns(path, source) or found
         mapping, ignored, missing = _map_columns(source, path, found)
-        return FileReport(source.name, str(path), lineage["_file_sha256"], "header_only", 0,
-                          0, "duckdb", ignored, missing)
+        return FileReport(
+            source.name,
+            str(path),
+            lineage["_file_sha256"],
+            "header_only",
+            0,
+            0,
+            "duckdb",
+            ignored,
+            missing,
+        )
     if found and found[0].startswith("\ufeff"):
         # A UTF-8 byte-order mark glued to the first header name.
-        con.execute(f"alter table _ingest_stage rename column {_quote_ident(found[0])} "
-                    f"to {_quote_ident(found[0].lstrip(chr(0xFEFF)))}")
+        con.execute(
+            f"alter table _ingest_stage rename column {_quote_ident(found[0])} "
+            f"to {_quote_ident(found[0].lstrip(chr(0xFEFF)))}"
+        )
         found[0] = found[0].lstrip("\ufeff")
     mapping, ignored, missing = _map_columns(source, path, found)
     _insert_staged(con, source, mapping, lineage, "rowid + 1", _trimmed)
     con.execute("drop table _ingest_stage")
-    return FileReport(source.name, str(path), lineage["_file_sha256"], "loaded", n, 0,
-                      "duckdb", ignored, missing)
+    return FileReport(
+        source.name, str(path), lineage["_file_sha256"], "loaded", n, 0, "duckdb", ignored, missing
+    )
 
 
 def _trimmed(column: str) -> str:
     # trim() copies every string, so it is applied only to values with a space at either
     # end (trim strips spaces only): the same result, ~1.5 s less per 10M rows.
-    return (f"case when starts_with({column}, ' ') or ends_with({column}, ' ') "
-            f"then nullif(trim({column}), '') else nullif({column}, '') end")
+    return (
+        f"case when starts_with({column}, ' ') or ends_with({column}, ' ') "
+        f"then nullif(trim({column}), '') else nullif({column}, '') end"
+    )
 
 
 def _ingest_jsonl_duckdb(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
@@ -202,55 +246,78 @@ def _ingest_jsonl_duckdb(con, source: SourceConfig, path: Path, lineage: dict) -
     letting DuckDB infer types took a second pass over the whole file."""
     # The keys come from DuckDB's sample of the first records; a mapped key missing there
     # is still read, and counts as present if any record has it.
-    sampled = [r[0] for r in con.execute(
-        "describe select * from read_json($path, format = 'newline_delimited', "
-        "records = true)", {"path": str(path)}).fetchall()]
+    sampled = [
+        r[0]
+        for r in con.execute(
+            "describe select * from read_json($path, format = 'newline_delimited', records = true)",
+            {"path": str(path)},
+        ).fetchall()
+    ]
     by_norm = {c.strip().lower(): c for c in sampled}
-    wanted = list(dict.fromkeys(
-        [by_norm.get(c.strip().lower(), c) for c in source.columns.values()]))
+    wanted = list(
+        dict.fromkeys([by_norm.get(c.strip().lower(), c) for c in source.columns.values()])
+    )
     con.execute("drop table if exists _ingest_stage")
-    con.execute("create temp table _ingest_stage as select * from read_json($path, "
-                "format = 'newline_delimited', records = true, columns = $columns)",
-                {"path": str(path), "columns": {c: "VARCHAR" for c in wanted}})
+    con.execute(
+        "create temp table _ingest_stage as select * from read_json($path, "
+        "format = 'newline_delimited', records = true, columns = $columns)",
+        {"path": str(path), "columns": {c: "VARCHAR" for c in wanted}},
+    )
     n = con.execute("select count(*) from _ingest_stage").fetchall()[0][0]
     if n == 0:
-        return FileReport(source.name, str(path), lineage["_file_sha256"], "empty", 0, 0,
-                          "duckdb")
+        return FileReport(source.name, str(path), lineage["_file_sha256"], "empty", 0, 0, "duckdb")
     unsampled = [c for c in wanted if c not in sampled]
     present = []
     if unsampled:
-        counts = con.execute("select " + ", ".join(f"count({_quote_ident(c)})"
-                                                   for c in unsampled)
-                             + " from _ingest_stage").fetchall()[0]
+        counts = con.execute(
+            "select "
+            + ", ".join(f"count({_quote_ident(c)})" for c in unsampled)
+            + " from _ingest_stage"
+        ).fetchall()[0]
         present = [c for c, k in zip(unsampled, counts) if k]
     mapping, ignored, missing = _map_columns(source, path, sampled + present)
     _insert_staged(con, source, mapping, lineage, "rowid + 1", _trimmed)
     con.execute("drop table _ingest_stage")
-    return FileReport(source.name, str(path), lineage["_file_sha256"], "loaded", n, 0,
-                      "duckdb", ignored, missing)
+    return FileReport(
+        source.name, str(path), lineage["_file_sha256"], "loaded", n, 0, "duckdb", ignored, missing
+    )
 
 
 def _ingest_parquet(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
     con.execute("drop table if exists _ingest_stage")
     try:
-        con.execute("create temp table _ingest_stage as select * from read_parquet($path, "
-                    "file_row_number = true)", {"path": str(path)})
+        con.execute(
+            "create temp table _ingest_stage as select * from read_parquet($path, "
+            "file_row_number = true)",
+            {"path": str(path)},
+        )
     except duckdb.Error as exc:
-        raise InputError(f"File {path} (source '{source.name}') is not a readable Parquet "
-                         f"file: {str(exc).splitlines()[0]}. Re-export it, or set "
-                         f"[sources.{source.name}] format to match the file.") from exc
-    types = {_quote_ident(name): kind for name, kind in con.execute(
-        "select name, type from pragma_table_info('_ingest_stage')").fetchall()}
-    found = [r[0] for r in con.execute("select name from pragma_table_info('_ingest_stage')"
-                                       ).fetchall() if r[0] != "file_row_number"]
+        raise InputError(
+            f"File {path} (source '{source.name}') is not a readable Parquet "
+            f"file: {str(exc).splitlines()[0]}. Re-export it, or set "
+            f"[sources.{source.name}] format to match the file."
+        ) from exc
+    types = {
+        _quote_ident(name): kind
+        for name, kind in con.execute(
+            "select name, type from pragma_table_info('_ingest_stage')"
+        ).fetchall()
+    }
+    found = [
+        r[0]
+        for r in con.execute("select name from pragma_table_info('_ingest_stage')").fetchall()
+        if r[0] != "file_row_number"
+    ]
     n = con.execute("select count(*) from _ingest_stage").fetchall()[0][0]
     mapping, ignored, missing = _map_columns(source, path, found)
-    _insert_staged(con, source, mapping, lineage, "file_row_number + 1",
-                   lambda c: _parquet_text(c, types[c]))
+    _insert_staged(
+        con, source, mapping, lineage, "file_row_number + 1", lambda c: _parquet_text(c, types[c])
+    )
     con.execute("drop table _ingest_stage")
     status = "loaded" if n else "header_only"
-    return FileReport(source.name, str(path), lineage["_file_sha256"], status, n, 0,
-                      "duckdb", ignored, missing)
+    return FileReport(
+        source.name, str(path), lineage["_file_sha256"], status, n, 0, "duckdb", ignored, missing
+    )
 
 
 def _parquet_text(column: str, kind: str) -> str:
@@ -265,14 +332,17 @@ def _parquet_text(column: str, kind: str) -> str:
     """
     if kind not in ("FLOAT", "DOUBLE"):
         return f"nullif(trim(cast({column} as varchar)), '')"
-    return (f"case when isnan({column}) then null "
-            f"when isinf({column}) then cast({column} as varchar) "
-            f"when {column} = 0 then '0' "
-            f"when {column} = trunc({column}) then format('{{:.0f}}', {column}) "
-            f"else cast({column} as varchar) end")
+    return (
+        f"case when isnan({column}) then null "
+        f"when isinf({column}) then cast({column} as varchar) "
+        f"when {column} = 0 then '0' "
+        f"when {column} = trunc({column}) then format('{{:.0f}}', {column}) "
+        f"else cast({column} as varchar) end"
+    )
 
 
 # --- exact row-by-row reader -------------------------------------------------------------
+
 
 def _open_text(path: Path, source: SourceConfig) -> io.TextIOWrapper:
     encoding = "utf-8-sig" if source.encoding == "utf-8" else source.encoding
@@ -305,8 +375,9 @@ def _header_columns(path: Path, source: SourceConfig) -> list[str]:
     return [c.strip() for c in row]
 
 
-def _records(path: Path, source: SourceConfig
-             ) -> Iterator[tuple[int, list[str] | dict | None, str, str | None]]:
+def _records(
+    path: Path, source: SourceConfig
+) -> Iterator[tuple[int, list[str] | dict | None, str, str | None]]:
     """Yield (line_number, fields or None, reason, raw line) for every record.
 
     ``fields`` is None for a record the reader rejected; ``reason`` then says why. For
@@ -346,8 +417,9 @@ def _records(path: Path, source: SourceConfig
     except UnicodeDecodeError as exc:
         raise InputError(
             f"File {path} (source '{source.name}') is not valid {source.encoding} text "
-            f"(byte {exc.start}: {exc.reason}). Set encoding = \"latin-1\" (or the file's "
-            f"real encoding) in [sources.{source.name}].") from exc
+            f'(byte {exc.start}: {exc.reason}). Set encoding = "latin-1" (or the file\'s '
+            f"real encoding) in [sources.{source.name}]."
+        ) from exc
     finally:
         fh.close()
 
@@ -393,8 +465,9 @@ class _Lines:
         del self.taken[1:]
 
 
-def _csv_records(fh, path: Path, source: SourceConfig
-                 ) -> Iterator[tuple[int, list[str] | None, str, str | None]]:
+def _csv_records(
+    fh, path: Path, source: SourceConfig
+) -> Iterator[tuple[int, list[str] | None, str, str | None]]:
     """Records of a delimited file; a broken record costs one physical line.
 
     A stray or unterminated quote makes the csv module read on, across lines, to the
@@ -406,8 +479,13 @@ def _csv_records(fh, path: Path, source: SourceConfig
     csv.field_size_limit(CSV_FIELD_LIMIT)
     quoting = csv.QUOTE_NONE if source.quote == "" else csv.QUOTE_MINIMAL
     lines = _Lines(fh)
-    reader = csv.reader(lines, delimiter=_sniff_delimiter(path, source),
-                        quotechar=source.quote or '"', quoting=quoting, strict=True)
+    reader = csv.reader(
+        lines,
+        delimiter=_sniff_delimiter(path, source),
+        quotechar=source.quote or '"',
+        quoting=quoting,
+        strict=True,
+    )
     # Fields a record must have: the header's (its first record) or the names given.
     expected = None if source.header else len(source.names or ())
     while True:
@@ -420,14 +498,20 @@ def _csv_records(fh, path: Path, source: SourceConfig
         except csv.Error as exc:
             row, reason = None, f"CSV reader: {exc}"
             if len(lines.taken) > 1:
-                reason += (f" (reading a quoted field opened on this line, at line "
-                           f"{lines.first + len(lines.taken) - 1})")
+                reason += (
+                    f" (reading a quoted field opened on this line, at line "
+                    f"{lines.first + len(lines.taken) - 1})"
+                )
         taken = lines.taken
-        if row is not None and len(taken) > 1 and expected is not None \
-                and len(row) != expected:
-            row, reason = None, (f"CSV reader: a quoted field opened on this line runs over "
-                                 f"{len(taken)} lines and leaves {len(row)} fields, "
-                                 f"expected {expected}")
+        if row is not None and len(taken) > 1 and expected is not None and len(row) != expected:
+            row, reason = (
+                None,
+                (
+                    f"CSV reader: a quoted field opened on this line runs over "
+                    f"{len(taken)} lines and leaves {len(row)} fields, "
+                    f"expected {expected}"
+                ),
+            )
         if row is None:
             yield lines.first, None, reason, None
             lines.reject_first()
@@ -445,13 +529,15 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
     elif source.header:
         first = next(records, None)
         if first is None:
-            return FileReport(source.name, str(path), lineage["_file_sha256"], "empty", 0, 0,
-                              "python")
+            return FileReport(
+                source.name, str(path), lineage["_file_sha256"], "empty", 0, 0, "python"
+            )
         if first[1] is None:
             raise InputError(
                 f"File {path} (source '{source.name}'): the header row (line {first[0]}) "
                 f"cannot be read ({first[2]}). Fix the header, or set header = false and "
-                f"names = [...] in [sources.{source.name}].")
+                f"names = [...] in [sources.{source.name}]."
+            )
         header = [c.strip() for c in first[1]]
     else:
         header = list(source.names or ())
@@ -470,12 +556,18 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
     def flush() -> None:
         if not batch["_row_number"]:
             return
-        table = pa.table({k: pa.array(v, type=pa.int64() if k == "_row_number" else pa.string())
-                          for k, v in batch.items()})
+        table = pa.table(
+            {
+                k: pa.array(v, type=pa.int64() if k == "_row_number" else pa.string())
+                for k, v in batch.items()
+            }
+        )
         con.register("_ingest_batch", table)
         con.execute(
             f"insert into raw.{source.name} select $_file_sha256, $_source_file, _row_number, "
-            f"$_ingested_at, $_run_id, {', '.join(fields)} from _ingest_batch", lineage)
+            f"$_ingested_at, $_run_id, {', '.join(fields)} from _ingest_batch",
+            lineage,
+        )
         con.unregister("_ingest_batch")
         for values in batch.values():
             values.clear()
@@ -493,25 +585,35 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
                 json_seen.update(row)
                 mapping, _, _ = _map_columns(source, path, json_keys)
             try:
-                values = {canonical: _json_text(row.get(column))
-                          for canonical, column in mapping.items()}
+                values = {
+                    canonical: _json_text(row.get(column)) for canonical, column in mapping.items()
+                }
             except (RecursionError, ValueError) as exc:
                 # json.dumps recurses per nesting level too (a value nested deeper than
                 # json.loads minded): the record is rejected, not the run.
-                reason = ("JSON nested too deep to write as text"
-                          if isinstance(exc, RecursionError)
-                          else f"JSON value cannot be written as text: {exc}")
+                reason = (
+                    "JSON nested too deep to write as text"
+                    if isinstance(exc, RecursionError)
+                    else f"JSON value cannot be written as text: {exc}"
+                )
                 rejects.append((row_number, line_no, reason, raw))
                 continue
         else:
             if len(row) != len(header or ()):
-                rejects.append((row_number, line_no,
-                                f"expected {len(header or ())} fields, found {len(row)}",
-                                raw))
+                rejects.append(
+                    (
+                        row_number,
+                        line_no,
+                        f"expected {len(header or ())} fields, found {len(row)}",
+                        raw,
+                    )
+                )
                 continue
             by_name = dict(zip(header, row))
-            values = {canonical: (by_name[column].strip() or None)
-                      for canonical, column in mapping.items()}
+            values = {
+                canonical: (by_name[column].strip() or None)
+                for canonical, column in mapping.items()
+            }
         batch["_row_number"].append(row_number)
         for f in fields:
             batch[f].append(values.get(f))
@@ -523,12 +625,33 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
     if rejects:
         con.executemany(
             "insert into raw.rejected_rows values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [[source.name, lineage["_file_sha256"], lineage["_source_file"], rn, ln, reason,
-              raw, lineage["_ingested_at"], lineage["_run_id"]]
-             for rn, ln, reason, raw in rejects])
+            [
+                [
+                    source.name,
+                    lineage["_file_sha256"],
+                    lineage["_source_file"],
+                    rn,
+                    ln,
+                    reason,
+                    raw,
+                    lineage["_ingested_at"],
+                    lineage["_run_id"],
+                ]
+                for rn, ln, reason, raw in rejects
+            ],
+        )
     status = "loaded" if row_number else "header_only"
-    return FileReport(source.name, str(path), lineage["_file_sha256"], status, row_number,
-                      len(rejects), "python", ignored, missing)
+    return FileReport(
+        source.name,
+        str(path),
+        lineage["_file_sha256"],
+        status,
+        row_number,
+        len(rejects),
+        "python",
+        ignored,
+        missing,
+    )
 
 
 def _json_text(value) -> str | None:

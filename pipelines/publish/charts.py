@@ -35,7 +35,14 @@ from pipelines.publish.formatting import (
 
 # Okabe & Ito's colour-blind-safe palette.
 BLUE, ORANGE, GREEN, VERMILION, SKY, PURPLE, GREY = (
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#8C8C8C")
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#56B4E9",
+    "#CC79A7",
+    "#8C8C8C",
+)
 BAND_COLOURS = {"low": GREEN, "medium": ORANGE, "high": VERMILION}
 SCORER_COLOURS = {"model": BLUE, "recency": ORANGE, "bgnbd": GREEN}
 
@@ -83,23 +90,28 @@ class _Marks:
             self.count += 1
 
 
-def _render(key: str, title: str, size: tuple[float, float],
-            draw: Callable[[Figure, _Marks], None]) -> Chart:
+def _render(
+    key: str, title: str, size: tuple[float, float], draw: Callable[[Figure, _Marks], None]
+) -> Chart:
     with matplotlib.rc_context({**_RC, "svg.hashsalt": key}):
         fig = Figure(figsize=size, layout="constrained")
         marks = _Marks()
         draw(fig, marks)
         buffer = io.StringIO()
         fig.savefig(buffer, format="svg", metadata=_NO_METADATA)
-    return Chart(key=key, title=title, svg=Markup(_inline_svg(buffer.getvalue(), key, title)),
-                 marks=marks.count)
+    return Chart(
+        key=key,
+        title=title,
+        svg=Markup(_inline_svg(buffer.getvalue(), key, title)),
+        marks=marks.count,
+    )
 
 
 def _inline_svg(svg: str, key: str, title: str) -> str:
     """Matplotlib's standalone SVG made fit to sit inside an HTML page: no XML prolog or
     DOCTYPE, no namespace URLs (HTML needs none), no global <style>, ids unique per chart,
     sized by CSS from its viewBox, with an accessible title."""
-    svg = svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg") :]
     root_end = svg.index(">") + 1
     view_box = re.search(r'viewBox="([^"]+)"', svg[:root_end]).group(1)
     # At most 5/3 px per pt: a 7.5 in (540 pt) figure shows at up to 900 px, like the text.
@@ -113,10 +125,12 @@ def _inline_svg(svg: str, key: str, title: str) -> str:
     body = re.sub(r'href="#([^"]+)"', rf'href="#{key}-\1"', body)
     if "http://" in body or "https://" in body:
         raise ValueError(f"chart {key} refers to a URL; the report must open offline")
-    return (f'<svg class="chart-svg" id="chart-{key}" viewBox="{view_box}" '
-            f'style="max-width: {max_width:.0f}px" role="img" '
-            f'aria-labelledby="chart-{key}-title"><title id="chart-{key}-title">{escape(title)}'
-            f"</title>{body}")
+    return (
+        f'<svg class="chart-svg" id="chart-{key}" viewBox="{view_box}" '
+        f'style="max-width: {max_width:.0f}px" role="img" '
+        f'aria-labelledby="chart-{key}-title"><title id="chart-{key}-title">{escape(title)}'
+        f"</title>{body}"
+    )
 
 
 def _numbers(values) -> list[float]:
@@ -131,8 +145,9 @@ def _bar_height(n: int, panels: int = 1) -> float:
     return max(1.8, 0.7 + (0.24 if panels == 1 else 0.17) * n * panels)
 
 
-def _chart_bars(key, title, names, series, series_names, *, colours, xlabel,
-                horizontal=True) -> Chart:
+def _chart_bars(
+    key, title, names, series, series_names, *, colours, xlabel, horizontal=True
+) -> Chart:
     """Bars per category; several series are grouped side by side."""
     n, k = len(names), len(series)
 
@@ -191,17 +206,20 @@ def _chart_panels(key, title, names, panels) -> Chart:
 def _chart_file_rows(files: list[dict]) -> Chart:
     """Rows per file, stacked by outcome: loaded, quarantined, duplicate."""
     names = [f["label"] for f in files]
-    parts = [("rows loaded", "rows_loaded", BLUE), ("rows quarantined", "rows_quarantined",
-                                                    VERMILION),
-             ("rows duplicate", "rows_duplicate", ORANGE)]
+    parts = [
+        ("rows loaded", "rows_loaded", BLUE),
+        ("rows quarantined", "rows_quarantined", VERMILION),
+        ("rows duplicate", "rows_duplicate", ORANGE),
+    ]
 
     def draw(fig, marks):
         ax = fig.add_subplot()
         left = [0.0] * len(files)
         for name, column, colour in parts:
             values = [float(f[column]) for f in files]
-            bars = ax.barh(range(len(files)), values, left=left, color=colour, label=name,
-                           height=0.6)
+            bars = ax.barh(
+                range(len(files)), values, left=left, color=colour, label=name, height=0.6
+            )
             marks.tag(bars.patches)
             left = [a + b for a, b in zip(left, values)]
         ax.set_yticks(range(len(files)), names)
@@ -209,17 +227,23 @@ def _chart_file_rows(files: list[dict]) -> Chart:
         ax.set_xlabel("rows read")
         ax.grid(axis="y", visible=False)
         ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(files) < 3 else -0.2),
-                  ncols=3)
+        ax.legend(
+            loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(files) < 3 else -0.2), ncols=3
+        )
 
-    return _render("file-rows", "Rows per file: loaded, quarantined, duplicate",
-                   (7.5, max(2.0, 1.2 + 0.35 * len(files))), draw)
+    return _render(
+        "file-rows",
+        "Rows per file: loaded, quarantined, duplicate",
+        (7.5, max(2.0, 1.2 + 0.35 * len(files))),
+        draw,
+    )
 
 
 def _chart_churn_metrics(quality: list[dict]) -> Chart:
     """Small multiples: one panel per metric, the churn model next to each baseline."""
-    shown = [q for q in quality if q["metric"] in ("roc_auc", "pr_auc", "brier_score",
-                                                    "top_decile_lift")]
+    shown = [
+        q for q in quality if q["metric"] in ("roc_auc", "pr_auc", "brier_score", "top_decile_lift")
+    ]
     scorers = [("model", "churn model"), ("recency", "recency"), ("bgnbd", "1 − p_alive")]
 
     # One axis: the four metrics share a 0-1.x scale well enough to compare scorers per group.
@@ -230,19 +254,29 @@ def _chart_churn_metrics(quality: list[dict]) -> Chart:
         ax = fig.add_subplot()
         for i, (scorer, name) in enumerate(present):
             values = [q[scorer] for q in shown]
-            bars = ax.bar([g - 0.4 + width * (i + 0.5) for g in range(len(shown))],
-                          _numbers(values), width=width, color=SCORER_COLOURS[scorer], label=name)
+            bars = ax.bar(
+                [g - 0.4 + width * (i + 0.5) for g in range(len(shown))],
+                _numbers(values),
+                width=width,
+                color=SCORER_COLOURS[scorer],
+                label=name,
+            )
             marks.tag(bars.patches)
             ax.bar_label(bars, labels=[format_ratio(v) for v in values], padding=2, fontsize=7)
-        ax.set_xticks(range(len(shown)), [
-            f"{label(q['metric'])}\n({'lower' if q['lower_is_better'] else 'higher'} is better)"
-            for q in shown])
+        ax.set_xticks(
+            range(len(shown)),
+            [
+                f"{label(q['metric'])}\n({'lower' if q['lower_is_better'] else 'higher'} is better)"
+                for q in shown
+            ],
+        )
         ax.grid(axis="x", visible=False)
         ax.margins(y=0.12)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
-    return _render("churn-metrics", "Churn model against the baselines on the test set",
-                   (7.5, 2.8), draw)
+    return _render(
+        "churn-metrics", "Churn model against the baselines on the test set", (7.5, 2.8), draw
+    )
 
 
 def _chart_calibration(points: dict[str, list[tuple[float, float]]]) -> Chart:
@@ -250,11 +284,18 @@ def _chart_calibration(points: dict[str, list[tuple[float, float]]]) -> Chart:
 
     def draw(fig, marks):
         ax = fig.add_subplot()
-        ax.plot([0, 1], [0, 1], color=GREY, linewidth=0.8, linestyle="--",
-                label="perfectly calibrated")
+        ax.plot(
+            [0, 1], [0, 1], color=GREY, linewidth=0.8, linestyle="--", label="perfectly calibrated"
+        )
         for scorer, pairs in points.items():
-            lines = ax.plot([p for p, _ in pairs], [o for _, o in pairs], marker="o",
-                            markersize=3.5, color=SCORER_COLOURS[scorer], label=names[scorer])
+            lines = ax.plot(
+                [p for p, _ in pairs],
+                [o for _, o in pairs],
+                marker="o",
+                markersize=3.5,
+                color=SCORER_COLOURS[scorer],
+                label=names[scorer],
+            )
             marks.tag(lines)
         ax.set_xlabel("mean churn probability (decile)")
         ax.set_ylabel("observed churn rate")
@@ -263,8 +304,9 @@ def _chart_calibration(points: dict[str, list[tuple[float, float]]]) -> Chart:
         ax.set_aspect("equal")
         ax.legend(loc="upper left")
 
-    return _render("churn-calibration", "Calibration: predicted and observed churn by decile",
-                   (4.2, 3.6), draw)
+    return _render(
+        "churn-calibration", "Calibration: predicted and observed churn by decile", (4.2, 3.6), draw
+    )
 
 
 def _chart_importances(importances: list[dict]) -> Chart:
@@ -272,11 +314,14 @@ def _chart_importances(importances: list[dict]) -> Chart:
 
     def draw(fig, marks):
         ax = fig.add_subplot()
-        bars = ax.barh(range(len(names)), _numbers(i["importance_mean"] for i in importances),
-                       xerr=[0 if _missing(i["importance_std"]) else i["importance_std"]
-                             for i in importances],
-                       color=PURPLE, height=0.7, error_kw={"ecolor": "#444444", "elinewidth": 0.8,
-                                                           "capsize": 2})
+        bars = ax.barh(
+            range(len(names)),
+            _numbers(i["importance_mean"] for i in importances),
+            xerr=[0 if _missing(i["importance_std"]) else i["importance_std"] for i in importances],
+            color=PURPLE,
+            height=0.7,
+            error_kw={"ecolor": "#444444", "elinewidth": 0.8, "capsize": 2},
+        )
         marks.tag(bars.patches)
         ax.set_yticks(range(len(names)), names)
         ax.invert_yaxis()
@@ -284,12 +329,15 @@ def _chart_importances(importances: list[dict]) -> Chart:
         ax.grid(axis="y", visible=False)
         ax.axvline(0, color="#555555", linewidth=0.6)
 
-    return _render("churn-importances", f"Top {len(names)} permutation importances",
-                   (7.5, max(2.0, 0.7 + 0.24 * len(names))), draw)
+    return _render(
+        "churn-importances",
+        f"Top {len(names)} permutation importances",
+        (7.5, max(2.0, 0.7 + 0.24 * len(names))),
+        draw,
+    )
 
 
-def _chart_monthly(key, title, months, partial, series, *, bars=False,
-                   percent=False) -> Chart:
+def _chart_monthly(key, title, months, partial, series, *, bars=False, percent=False) -> Chart:
     """Monthly series as bars or lines; the partial as-of month is drawn hatched (bars)
     or with a hollow point (lines)."""
 
@@ -309,12 +357,27 @@ def _chart_monthly(key, title, months, partial, series, *, bars=False,
                         bar.set_hatch("///")
                 marks.tag(drawn.patches)
             else:
-                marks.tag(ax.plot(months, values, color=colour, linewidth=1.6, marker="o",
-                                  markersize=2.5, label=name))
+                marks.tag(
+                    ax.plot(
+                        months,
+                        values,
+                        color=colour,
+                        linewidth=1.6,
+                        marker="o",
+                        markersize=2.5,
+                        label=name,
+                    )
+                )
                 ends = [(m, v) for m, v, p in zip(months, values, partial) if p]
                 if ends:
-                    ax.plot(*zip(*ends), linestyle="none", marker="o", markersize=4,
-                            markerfacecolor="white", markeredgecolor=colour)
+                    ax.plot(
+                        *zip(*ends),
+                        linestyle="none",
+                        marker="o",
+                        markersize=4,
+                        markerfacecolor="white",
+                        markeredgecolor=colour,
+                    )
         if percent:
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
         else:
@@ -336,19 +399,32 @@ def _month_axis(ax) -> None:
 
 def _chart_satisfaction(months, partial, nps, csat) -> Chart:
     """NPS in points (-100..100) and CSAT as the share of satisfied answers (0-1)."""
-    panels = [p for p in (("NPS (points)", nps, BLUE, (-100, 100)),
-                          ("CSAT (share satisfied)", csat, GREEN, (0, 1))) if p[1] is not None]
+    panels = [
+        p
+        for p in (
+            ("NPS (points)", nps, BLUE, (-100, 100)),
+            ("CSAT (share satisfied)", csat, GREEN, (0, 1)),
+        )
+        if p[1] is not None
+    ]
 
     def draw(fig, marks):
         axes = fig.subplots(1, len(panels), squeeze=False, sharex=True)[0]
         for ax, (name, values, colour, limits) in zip(axes, panels):
             values = _numbers(values)
-            marks.tag(ax.plot(months, values, color=colour, linewidth=1.6,
-                              marker="o", markersize=2.5))
+            marks.tag(
+                ax.plot(months, values, color=colour, linewidth=1.6, marker="o", markersize=2.5)
+            )
             ends = [(m, v) for m, v, p in zip(months, values, partial) if p]
             if ends:
-                ax.plot(*zip(*ends), linestyle="none", marker="o", markersize=4,
-                        markerfacecolor="white", markeredgecolor=colour)
+                ax.plot(
+                    *zip(*ends),
+                    linestyle="none",
+                    marker="o",
+                    markersize=4,
+                    markerfacecolor="white",
+                    markeredgecolor=colour,
+                )
             ax.set_title(name, fontsize=9, fontweight="normal")
             ax.set_ylim(*limits)
             if limits == (0, 1):
@@ -366,14 +442,16 @@ def _chart_holdout(holdout: dict) -> Chart:
     def draw(fig, marks):
         left, right = fig.subplots(1, 2, width_ratios=(3, 2))
         names = ["actual", "BG/NBD", "naive rate"]
-        values = [holdout["actual"], holdout["predicted"].get("value"),
-                  holdout["predicted"].get("baseline")]
+        values = [
+            holdout["actual"],
+            holdout["predicted"].get("value"),
+            holdout["predicted"].get("baseline"),
+        ]
         bars = left.bar(range(3), _numbers(values), color=[GREY, BLUE, ORANGE], width=0.65)
         marks.tag(bars.patches)
         left.bar_label(bars, labels=[format_money(v) for v in values], padding=2, fontsize=7.5)
         left.set_xticks(range(3), names)
-        left.set_title("repeat purchases in the holdout window", fontsize=9,
-                       fontweight="normal")
+        left.set_title("repeat purchases in the holdout window", fontsize=9, fontweight="normal")
         left.yaxis.set_major_formatter(FuncFormatter(_thousands))
         mae = [holdout["mae"].get("value"), holdout["mae"].get("baseline")]
         bars = right.bar(range(2), _numbers(mae), color=[BLUE, ORANGE], width=0.6)
@@ -385,5 +463,9 @@ def _chart_holdout(holdout: dict) -> Chart:
             ax.grid(axis="x", visible=False)
             ax.margins(y=0.15)
 
-    return _render("clv-holdout", "BG/NBD holdout check: predicted and actual repeat purchases",
-                   (7.5, 2.6), draw)
+    return _render(
+        "clv-holdout",
+        "BG/NBD holdout check: predicted and actual repeat purchases",
+        (7.5, 2.6),
+        draw,
+    )

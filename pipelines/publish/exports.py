@@ -65,14 +65,28 @@ from pipelines.publish.serving import fsync_dir, safe_token
 
 log = logging.getLogger(__name__)
 
-EXPORT_COLUMNS = ("customer_id", "email", "full_name", "segment", "recommended_action",
-                  "predicted_clv", "churn_band", "expected_next_order_date")
-EXPORT_SCHEMA = pa.schema([
-    ("customer_id", pa.string()), ("email", pa.string()), ("full_name", pa.string()),
-    ("segment", pa.string()), ("recommended_action", pa.string()),
-    ("predicted_clv", pa.float64()), ("churn_band", pa.string()),
-    ("expected_next_order_date", pa.date32()),
-])
+EXPORT_COLUMNS = (
+    "customer_id",
+    "email",
+    "full_name",
+    "segment",
+    "recommended_action",
+    "predicted_clv",
+    "churn_band",
+    "expected_next_order_date",
+)
+EXPORT_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("email", pa.string()),
+        ("full_name", pa.string()),
+        ("segment", pa.string()),
+        ("recommended_action", pa.string()),
+        ("predicted_clv", pa.float64()),
+        ("churn_band", pa.string()),
+        ("expected_next_order_date", pa.date32()),
+    ]
+)
 MANIFEST_NAME = "manifest.json"
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -81,14 +95,14 @@ DIR_MODE = 0o700
 # never text from config; the tunable numbers are parameters.
 ACTION_LISTS: Mapping[str, str] = {
     "vip_care": "(c.rfm_segment = 'champions' or c.value_tier = 'strategic') "
-                "and c.lifecycle_stage is distinct from 'lapsed'",
+    "and c.lifecycle_stage is distinct from 'lapsed'",
     "win_back": "c.lifecycle_stage = 'lapsed'",
     "reorder_reminder": "c.expected_next_order_date between $as_of "
-                        "and $as_of + $reorder_within_days::integer",
+    "and $as_of + $reorder_within_days::integer",
     "birthdays": "month(c.birth_date) = month($as_of)",
     "onboarding": "c.lifecycle_stage = 'new'",
     "follow_up": "c.value_tier in ('strategic', 'key') "
-                 "and c.customer_id not in (select customer_id from contacted)",
+    "and c.customer_id not in (select customer_id from contacted)",
 }
 
 _AS_OF_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -117,11 +131,16 @@ class ExportReport:
 
 # --- building the lists -------------------------------------------------------------------
 
+
 def _segment_names(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
     configured = list(settings.rules.rfm_grid.segments) if settings.rules else []
-    present = [r[0] for r in con.execute(
-        "select distinct rfm_segment from marts.customer_360 where rfm_segment is not null "
-        "order by 1").fetchall()]
+    present = [
+        r[0]
+        for r in con.execute(
+            "select distinct rfm_segment from marts.customer_360 where rfm_segment is not null "
+            "order by 1"
+        ).fetchall()
+    ]
     return list(dict.fromkeys(configured + present))
 
 
@@ -145,39 +164,56 @@ def empty_exports_reason(con: duckdb.DuckDBPyConnection) -> str | None:
     if customers == 0:
         return "The marketing lists are empty: there are no customers in this run."
     if with_email == 0 and consenting == 0:
-        return ("The marketing lists are empty: no customer has an e-mail address or "
-                "marketing consent (is a customers source with email and "
-                "marketing_consent configured in [sources.customers]?).")
+        return (
+            "The marketing lists are empty: no customer has an e-mail address or "
+            "marketing consent (is a customers source with email and "
+            "marketing_consent configured in [sources.customers]?)."
+        )
     if consenting == 0:
-        return ("The marketing lists are empty: no customer has given marketing consent "
-                "(check the mapping of marketing_consent in [sources.customers]).")
+        return (
+            "The marketing lists are empty: no customer has given marketing consent "
+            "(check the mapping of marketing_consent in [sources.customers])."
+        )
     if with_email == 0:
-        return ("The marketing lists are empty: no customer has an e-mail address (check "
-                "the mapping of email in [sources.customers]).")
-    return ("The marketing lists are empty: none of the customers who consented has an "
-            "e-mail address.")
+        return (
+            "The marketing lists are empty: no customer has an e-mail address (check "
+            "the mapping of email in [sources.customers])."
+        )
+    return (
+        "The marketing lists are empty: none of the customers who consented has an e-mail address."
+    )
 
 
-def build_export_lists(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date
-                       ) -> dict[str, pa.Table]:
+def build_export_lists(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date
+) -> dict[str, pa.Table]:
     """Every export list as an Arrow table with :data:`EXPORT_SCHEMA`, keyed by file stem.
 
     Reads ``marts.customer_360`` and (for the follow-up list) ``core.events``. One row per
     consenting customer with an e-mail address in the list, ordered by customer_id.
     """
     cfg = settings.exports
-    has_events = bool(con.execute(
-        "select 1 from duckdb_tables() where database_name = current_database() "
-        "and schema_name = 'core' and table_name = 'events'").fetchall())
-    contacted = ("""
+    has_events = bool(
+        con.execute(
+            "select 1 from duckdb_tables() where database_name = current_database() "
+            "and schema_name = 'core' and table_name = 'events'"
+        ).fetchall()
+    )
+    contacted = (
+        """
         select distinct customer_id from core.events
         where event_type in (select unnest($contact_types::varchar[]))
           and event_at >= ($as_of - $follow_up_after_days::integer)::timestamp
-          and event_at < ($as_of + 1)::timestamp""" if has_events
-                 else "select null::varchar as customer_id where false")
-    params = {"as_of": as_of, "reorder_within_days": cfg.reorder_within_days,
-              "follow_up_after_days": cfg.follow_up_after_days,
-              "contact_types": list(cfg.contact_event_types)}
+          and event_at < ($as_of + 1)::timestamp"""
+        if has_events
+        else "select null::varchar as customer_id where false"
+    )
+    params = {
+        "as_of": as_of,
+        "reorder_within_days": cfg.reorder_within_days,
+        "follow_up_after_days": cfg.follow_up_after_days,
+        "contact_types": list(cfg.contact_event_types),
+    }
     lists: dict[tuple[str, str], str] = {}
     for segment in _segment_names(con, settings):
         lists[("segment", segment)] = "c.rfm_segment = $segment"
@@ -187,8 +223,10 @@ def build_export_lists(con: duckdb.DuckDBPyConnection, settings: Settings, as_of
     for (prefix, name), condition in lists.items():
         stem = _file_stem(prefix, name)
         if stem in tables:
-            raise StepError(f"Two export lists would both be written as {stem}; rename one "
-                            "of the RFM segments in [rfm.segments].")
+            raise StepError(
+                f"Two export lists would both be written as {stem}; rename one "
+                "of the RFM segments in [rfm.segments]."
+            )
         sql = f"""
             with contacted as ({contacted}),
             contactable as (
@@ -204,12 +242,17 @@ def build_export_lists(con: duckdb.DuckDBPyConnection, settings: Settings, as_of
             order by c.customer_id"""
         used = set(re.findall(r"\$([a-z_]+)", sql))
         values = {k: v for k, v in {**params, "segment": name}.items() if k in used}
-        tables[stem] = (con.sql(sql, params=values).to_arrow_table()
-                        .rename_columns(list(EXPORT_COLUMNS)).cast(EXPORT_SCHEMA))
+        tables[stem] = (
+            con.sql(sql, params=values)
+            .to_arrow_table()
+            .rename_columns(list(EXPORT_COLUMNS))
+            .cast(EXPORT_SCHEMA)
+        )
     return tables
 
 
 # --- writing files ------------------------------------------------------------------------
+
 
 def _open_private(path: Path):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
@@ -259,10 +302,18 @@ def write_csv(table: pa.Table, path: Path) -> None:
 def write_parquet(table: pa.Table, path: Path) -> None:
     """Parquet with fixed writer options, so equal tables give equal bytes."""
     with _open_private(path) as fh:
-        pq.write_table(table, fh, compression="zstd", compression_level=3,
-                       use_dictionary=True, write_statistics=True, version="2.6",
-                       data_page_version="1.0", row_group_size=1 << 20,
-                       store_schema=True)
+        pq.write_table(
+            table,
+            fh,
+            compression="zstd",
+            compression_level=3,
+            use_dictionary=True,
+            write_statistics=True,
+            version="2.6",
+            data_page_version="1.0",
+            row_group_size=1 << 20,
+            store_schema=True,
+        )
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -275,20 +326,31 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_directory(directory: Path, tables: Mapping[str, pa.Table], as_of: date,
-                     run_id: str, extra: Mapping[str, Any] | None = None
-                     ) -> tuple[ExportFile, ...]:
+def _write_directory(
+    directory: Path,
+    tables: Mapping[str, pa.Table],
+    as_of: date,
+    run_id: str,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[ExportFile, ...]:
     files = []
     for stem in sorted(tables):
         table = tables[stem]
         for suffix, writer in ((".csv", write_csv), (".parquet", write_parquet)):
             path = directory / f"{stem}{suffix}"
             writer(table, path)
-            files.append(ExportFile(path.name, table.num_rows, file_sha256(path),
-                                    tuple(table.column_names)))
-    manifest = {"as_of": as_of.isoformat(), "run_id": run_id, **(extra or {}),
-                "files": [{"name": f.name, "rows": f.rows, "sha256": f.sha256,
-                           "columns": list(f.columns)} for f in files]}
+            files.append(
+                ExportFile(path.name, table.num_rows, file_sha256(path), tuple(table.column_names))
+            )
+    manifest = {
+        "as_of": as_of.isoformat(),
+        "run_id": run_id,
+        **(extra or {}),
+        "files": [
+            {"name": f.name, "rows": f.rows, "sha256": f.sha256, "columns": list(f.columns)}
+            for f in files
+        ],
+    }
     with _open_private(directory / MANIFEST_NAME) as fh:
         fh.write((json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
         fh.flush()
@@ -297,8 +359,13 @@ def _write_directory(directory: Path, tables: Mapping[str, pa.Table], as_of: dat
     return tuple(files)
 
 
-def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
-                  run_id: str, out_root: Path | None = None) -> ExportReport:
+def write_exports(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    as_of: date,
+    run_id: str,
+    out_root: Path | None = None,
+) -> ExportReport:
     """Write and atomically publish ``<out_root>/<as_of>/`` (default root: exports.path).
 
     Requires ``marts.customer_360``; uses ``core.events`` for the follow-up list. The old
@@ -321,8 +388,14 @@ def write_exports(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
         raise
     publish_directory(tmp, final)
     log.info("exports for %s: %d files in %s", as_of, len(files), final)
-    return ExportReport(final, as_of, run_id, files, final / MANIFEST_NAME,
-                        {stem: t.num_rows for stem, t in tables.items()})
+    return ExportReport(
+        final,
+        as_of,
+        run_id,
+        files,
+        final / MANIFEST_NAME,
+        {stem: t.num_rows for stem, t in tables.items()},
+    )
 
 
 def ensure_private_root(root: Path) -> None:
@@ -351,8 +424,13 @@ def _exchange(a: Path, b: Path) -> bool:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                          ctypes.c_uint]
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
     renameat2.restype = ctypes.c_int
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
@@ -411,8 +489,11 @@ def recover_export_dirs(root: Path) -> list[str]:
     actions: list[str] = []
     if not root.is_dir():
         return actions
-    leftovers = sorted((p for p in root.iterdir() if _LEFTOVER.match(p.name)),
-                       key=lambda p: p.stat().st_mtime, reverse=True)
+    leftovers = sorted(
+        (p for p in root.iterdir() if _LEFTOVER.match(p.name)),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     for path in leftovers:
         match = _LEFTOVER.match(path.name)
         assert match is not None
@@ -431,8 +512,10 @@ def recover_export_dirs(root: Path) -> list[str]:
 
 # --- erasure ------------------------------------------------------------------------------
 
-def remove_customers_from_exports(root: Path, customer_ids: Iterable[str],
-                                  emails: Iterable[str], run_id: str) -> dict[str, int]:
+
+def remove_customers_from_exports(
+    root: Path, customer_ids: Iterable[str], emails: Iterable[str], run_id: str
+) -> dict[str, int]:
     """Rewrite every export directory under ``root`` without the given customers.
 
     A row goes when its customer_id is one of ``customer_ids`` or its e-mail (trimmed,
@@ -446,25 +529,32 @@ def remove_customers_from_exports(root: Path, customer_ids: Iterable[str],
     if not root.is_dir() or not (ids or mails):
         return removed
     recover_export_dirs(root)
-    for directory in sorted(p for p in root.iterdir()
-                            if p.is_dir() and _AS_OF_DIR.match(p.name)):
+    for directory in sorted(p for p in root.iterdir() if p.is_dir() and _AS_OF_DIR.match(p.name)):
         manifest_path = directory / MANIFEST_NAME
         if not manifest_path.is_file():
-            raise StepError(f"Export directory {directory} has no {MANIFEST_NAME}, so its "
-                            "files cannot be checked for erased customers. Delete the "
-                            "directory (a run writes it again) and retry the erasure.")
+            raise StepError(
+                f"Export directory {directory} has no {MANIFEST_NAME}, so its "
+                "files cannot be checked for erased customers. Delete the "
+                "directory (a run writes it again) and retry the erasure."
+            )
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         stems = sorted({Path(f["name"]).stem for f in manifest["files"]})
         tables, dropped = {}, 0
         for stem in stems:
             parquet = directory / f"{stem}.parquet"
             if not parquet.is_file():
-                raise StepError(f"Export file {parquet} is listed in {manifest_path} but "
-                                "missing. Delete the directory and retry the erasure.")
+                raise StepError(
+                    f"Export file {parquet} is listed in {manifest_path} but "
+                    "missing. Delete the directory and retry the erasure."
+                )
             table = pq.read_table(parquet, schema=EXPORT_SCHEMA)
-            keep = [i for i, (cid, mail) in enumerate(zip(
-                table.column("customer_id").to_pylist(), table.column("email").to_pylist()))
-                if cid not in ids and (mail or "").strip().lower() not in mails]
+            keep = [
+                i
+                for i, (cid, mail) in enumerate(
+                    zip(table.column("customer_id").to_pylist(), table.column("email").to_pylist())
+                )
+                if cid not in ids and (mail or "").strip().lower() not in mails
+            ]
             dropped += table.num_rows - len(keep)
             tables[stem] = table.take(pa.array(keep, pa.int64()))
         if not dropped:
@@ -476,8 +566,10 @@ def remove_customers_from_exports(root: Path, customer_ids: Iterable[str],
         os.mkdir(tmp, DIR_MODE)
         os.chmod(tmp, DIR_MODE)
         try:
-            extra = {"amended_by_erasure": run_id,
-                     "rows_erased": int(manifest.get("rows_erased", 0)) + dropped}
+            extra = {
+                "amended_by_erasure": run_id,
+                "rows_erased": int(manifest.get("rows_erased", 0)) + dropped,
+            }
             _write_directory(tmp, tables, as_of, manifest["run_id"], extra)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

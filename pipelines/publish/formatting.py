@@ -8,13 +8,29 @@ from __future__ import annotations
 import math
 
 # How names are shown: the column name with spaces, these words and names spelled out.
-_WORDS = {"clv": "CLV", "rfm": "RFM", "nps": "NPS", "csat": "CSAT", "roc": "ROC", "auc": "AUC",
-          "pr": "PR", "mae": "MAE", "bgnbd": "BG/NBD", "id": "ID", "ids": "IDs"}
-_NAMES = {"p_alive": "p_alive", "bgnbd": "BG/NBD", "gamma_gamma": "Gamma-Gamma",
-          "top_decile_lift": "top-decile lift",
-          "top_decile_capture_rate": "top-decile capture rate",
-          "brier_score": "Brier score", "T": "T",
-          "next_order_date": "expected next order date"}
+_WORDS = {
+    "clv": "CLV",
+    "rfm": "RFM",
+    "nps": "NPS",
+    "csat": "CSAT",
+    "roc": "ROC",
+    "auc": "AUC",
+    "pr": "PR",
+    "mae": "MAE",
+    "bgnbd": "BG/NBD",
+    "id": "ID",
+    "ids": "IDs",
+}
+_NAMES = {
+    "p_alive": "p_alive",
+    "bgnbd": "BG/NBD",
+    "gamma_gamma": "Gamma-Gamma",
+    "top_decile_lift": "top-decile lift",
+    "top_decile_capture_rate": "top-decile capture rate",
+    "brier_score": "Brier score",
+    "T": "T",
+    "next_order_date": "expected next order date",
+}
 NONE_LABEL = "(none)"
 
 
@@ -55,4 +71,3 @@ def label(name) -> str:
     if name in _NAMES:
         return _NAMES[name]
     return " ".join(_WORDS.get(word, word) for word in name.split("_"))
-

@@ -63,8 +63,14 @@ TEMPLATE_NAME = "report.html.j2"
 # Display order of the known segment values (value tiers and lifecycle stages:
 # models.segments); values not listed follow, largest first.
 CHURN_BANDS = ("low", "medium", "high")
-CHURN_METRICS = ("roc_auc", "pr_auc", "brier_score", "log_loss", "top_decile_lift",
-                 "top_decile_capture_rate")
+CHURN_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "brier_score",
+    "log_loss",
+    "top_decile_lift",
+    "top_decile_capture_rate",
+)
 # Metrics where a lower value is the better model.
 LOWER_IS_BETTER = {"brier_score", "log_loss"}
 FILE_MEASURES = ("rows_read", "rows_loaded", "rows_quarantined", "rows_duplicate")
@@ -78,8 +84,14 @@ UNASSIGNED = "unassigned"
 # --------------------------------------------------------------------------- entry point
 
 
-def write_report(con: duckdb.DuckDBPyConnection, out_path: Path, *, run_id: str, as_of: date,
-                 currency: str | None = None) -> Path:
+def write_report(
+    con: duckdb.DuckDBPyConnection,
+    out_path: Path,
+    *,
+    run_id: str,
+    as_of: date,
+    currency: str | None = None,
+) -> Path:
     """Write the run's report to ``out_path`` as one self-contained HTML file.
 
     Parameters
@@ -101,30 +113,60 @@ def write_report(con: duckdb.DuckDBPyConnection, out_path: Path, *, run_id: str,
 
 def render_report(context: dict[str, Any]) -> str:
     """The HTML text of the report for a context from :func:`collect_report_context`."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(count=format_count, money=format_money, ratio=format_ratio,
-                       pct=format_pct, sig=format_sig, label=label)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        count=format_count,
+        money=format_money,
+        ratio=format_ratio,
+        pct=format_pct,
+        sig=format_sig,
+        label=label,
+    )
     return env.get_template(TEMPLATE_NAME).render(**context)
 
 
-def collect_report_context(con: duckdb.DuckDBPyConnection, *, run_id: str, as_of: date,
-                           currency: str | None = None) -> dict[str, Any]:
+def collect_report_context(
+    con: duckdb.DuckDBPyConnection, *, run_id: str, as_of: date, currency: str | None = None
+) -> dict[str, Any]:
     """Everything the template shows, read from the warehouse; charts rendered to SVG."""
-    segments, segments_reason = _load(con, "marts.segment_summary", (
-        "dimension", "segment", "customers", "share_of_customers", "consenting_customers",
-        "revenue_total", "net_revenue", "average_predicted_clv", "total_predicted_clv",
-        "average_churn_probability"), run_id)
+    segments, segments_reason = _load(
+        con,
+        "marts.segment_summary",
+        (
+            "dimension",
+            "segment",
+            "customers",
+            "share_of_customers",
+            "consenting_customers",
+            "revenue_total",
+            "net_revenue",
+            "average_predicted_clv",
+            "total_predicted_clv",
+            "average_churn_probability",
+        ),
+        run_id,
+    )
     by_dimension: dict[str, list[dict]] = {}
     for row in segments:
         by_dimension.setdefault(row["dimension"], []).append(row)
-    metrics, metrics_reason = _load(con, "marts.model_metrics",
-                                    ("model", "metric", "value", "baseline"), run_id,
-                                    optional=("message",))
+    metrics, metrics_reason = _load(
+        con,
+        "marts.model_metrics",
+        ("model", "metric", "value", "baseline"),
+        run_id,
+        optional=("message",),
+    )
     runs = _model_runs(metrics)
-    parameters, parameters_reason = _load(con, "marts.model_parameters",
-                                          ("model", "parameter", "value", "std_error"), run_id)
+    parameters, parameters_reason = _load(
+        con, "marts.model_parameters", ("model", "parameter", "value", "std_error"), run_id
+    )
     money_unit = f" ({currency})" if currency else ""
     return {
         "run_id": run_id,
@@ -138,8 +180,9 @@ def collect_report_context(con: duckdb.DuckDBPyConnection, *, run_id: str, as_of
         "data_quality": _data_quality_section(con, run_id),
         "segments": _rfm_section(by_dimension, segments_reason, money_unit),
         "clv": _clv_section(by_dimension, segments_reason, runs, money_unit),
-        "churn": _churn_section(con, run_id, by_dimension, segments_reason, metrics,
-                                metrics_reason, runs),
+        "churn": _churn_section(
+            con, run_id, by_dimension, segments_reason, metrics, metrics_reason, runs
+        ),
         "kpis": _kpi_section(con, run_id, as_of, money_unit),
         "bgnbd": _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs),
         "lifecycle": _lifecycle_section(by_dimension, segments_reason),
@@ -151,9 +194,14 @@ def collect_report_context(con: duckdb.DuckDBPyConnection, *, run_id: str, as_of
 
 def _table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     schema, table = qualified.split(".")
-    return con.execute(
-        "select count(*) from information_schema.tables where table_catalog = current_database() "
-        "and table_schema = ? and table_name = ?", [schema, table]).fetchall()[0][0] > 0
+    return (
+        con.execute(
+            "select count(*) from information_schema.tables where table_catalog = current_database() "
+            "and table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()[0][0]
+        > 0
+    )
 
 
 def _records(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict]:
@@ -164,15 +212,24 @@ def _records(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict
 
 def _table_columns(con: duckdb.DuckDBPyConnection, qualified: str) -> set[str]:
     schema, table = qualified.split(".")
-    return {row[0] for row in con.execute(
-        "select column_name from information_schema.columns where table_catalog = "
-        "current_database() and table_schema = ? and table_name = ?", [schema, table]
-    ).fetchall()}
+    return {
+        row[0]
+        for row in con.execute(
+            "select column_name from information_schema.columns where table_catalog = "
+            "current_database() and table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
 
 
-def _load(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str], run_id: str,
-          order_by: str | None = None, optional: Sequence[str] = ()
-          ) -> tuple[list[dict], str | None]:
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[str],
+    run_id: str,
+    order_by: str | None = None,
+    optional: Sequence[str] = (),
+) -> tuple[list[dict], str | None]:
     """One run's rows of ``table`` (a fixed, schema-qualified name), or no rows and why.
     ``optional`` columns read as NULL when the table lacks them (an older warehouse)."""
     if not _table_exists(con, table):
@@ -199,8 +256,10 @@ def _model_runs(metrics: list[dict]) -> dict[str, dict]:
     for m in metrics:
         if m["metric"] == "is_fitted":
             status, _, message = (m.get("message") or "").partition(": ")
-            runs[m["model"]] = {"status": status or ("fitted" if m["value"] else "not fitted"),
-                                "message": message or None}
+            runs[m["model"]] = {
+                "status": status or ("fitted" if m["value"] else "not fitted"),
+                "message": message or None,
+            }
     return runs
 
 
@@ -213,9 +272,15 @@ def _ordered(rows: list[dict], order: Sequence[str] = ()) -> list[dict]:
     """Known values in ``order`` first, then the rest by customers (largest first), then
     the customers without a value."""
     rank = {value: i for i, value in enumerate(order)}
-    return sorted(rows, key=lambda r: (r["segment"] in (None, UNASSIGNED),
-                                       rank.get(r["segment"], len(rank)),
-                                       -(r["customers"] or 0), str(r["segment"])))
+    return sorted(
+        rows,
+        key=lambda r: (
+            r["segment"] in (None, UNASSIGNED),
+            rank.get(r["segment"], len(rank)),
+            -(r["customers"] or 0),
+            str(r["segment"]),
+        ),
+    )
 
 
 def _metric_cells(metrics: list[dict]) -> dict[tuple[str, str], dict]:
@@ -238,9 +303,11 @@ def _headline(by_dimension: dict[str, list[dict]]) -> list[tuple[str, str]]:
     if not rows:
         return []
     total = lambda column: sum(r[column] for r in rows if not _missing(r[column]))  # noqa: E731
-    figures = [("customers", format_count(total("customers"))),
-               ("consenting customers", format_count(total("consenting_customers"))),
-               ("revenue total", format_money(total("revenue_total")))]
+    figures = [
+        ("customers", format_count(total("customers"))),
+        ("consenting customers", format_count(total("consenting_customers"))),
+        ("revenue total", format_money(total("revenue_total"))),
+    ]
     if any(not _missing(r["total_predicted_clv"]) for r in rows):
         figures.append(("total predicted CLV", format_money(total("total_predicted_clv"))))
     return figures
@@ -255,8 +322,13 @@ def _exports_reason(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def _data_quality_section(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
-    rows, reason = _load(con, "marts.data_quality", ("source", "file_name", "measure", "rule",
-                                                     "rows"), run_id, optional=("file_sha256",))
+    rows, reason = _load(
+        con,
+        "marts.data_quality",
+        ("source", "file_name", "measure", "rule", "rows"),
+        run_id,
+        optional=("file_sha256",),
+    )
     if reason:
         return {"reason": f"No data-quality counts to show: {reason}."}
     files: dict[tuple, dict] = {}
@@ -277,126 +349,221 @@ def _data_quality_section(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
             blanked[key] = blanked.get(key, 0) + n
         elif r["measure"] in ("customers_unified", "source_customer_ids", "customers"):
             customers[r["measure"]] = customers.get(r["measure"], 0) + n
-    file_rows = [{"source": s, "file_name": f, "file_sha256": sha, **c,
-                  "is_balanced": c["rows_read"] == c["rows_loaded"] + c["rows_quarantined"]
-                  + c["rows_duplicate"]} for (s, f, sha), c in sorted(files.items())]
+    file_rows = [
+        {
+            "source": s,
+            "file_name": f,
+            "file_sha256": sha,
+            **c,
+            "is_balanced": c["rows_read"]
+            == c["rows_loaded"] + c["rows_quarantined"] + c["rows_duplicate"],
+        }
+        for (s, f, sha), c in sorted(files.items())
+    ]
     # Two deliveries with one name are told apart by their checksum.
     names = [(f["source"], f["file_name"]) for f in file_rows]
     for f in file_rows:
         f["label"] = f"{f['source']}: {f['file_name']}" + (
-            f" ({f['file_sha256'][:8]})" if names.count((f["source"], f["file_name"])) > 1
-            and f["file_sha256"] else "")
+            f" ({f['file_sha256'][:8]})"
+            if names.count((f["source"], f["file_name"])) > 1 and f["file_sha256"]
+            else ""
+        )
     totals = {m: sum(f[m] for f in file_rows) for m in FILE_MEASURES}
-    rules = [{"source": s, "rule": r, "rows": n}
-             for (s, r), n in sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0]))]
-    fields = [{"source": s, "rule": r, "rows": n}
-              for (s, r), n in sorted(blanked.items(), key=lambda kv: (-kv[1], kv[0]))]
+    rules = [
+        {"source": s, "rule": r, "rows": n}
+        for (s, r), n in sorted(by_rule.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    fields = [
+        {"source": s, "rule": r, "rows": n}
+        for (s, r), n in sorted(blanked.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
     charts = []
     if file_rows:
         charts.append(_chart_file_rows(file_rows))
     if rules:
-        charts.append(_chart_bars("quarantine-rules", "Quarantined rows by rule",
-                                  [f"{r['source']}: {r['rule']}" for r in rules],
-                                  [[r["rows"] for r in rules]], ["rows quarantined"],
-                                  colours=[VERMILION], xlabel="rows quarantined"))
-    return {"reason": None, "files": file_rows, "totals": totals, "rules": rules,
-            "fields": fields, "customers": customers, "charts": charts}
+        charts.append(
+            _chart_bars(
+                "quarantine-rules",
+                "Quarantined rows by rule",
+                [f"{r['source']}: {r['rule']}" for r in rules],
+                [[r["rows"] for r in rules]],
+                ["rows quarantined"],
+                colours=[VERMILION],
+                xlabel="rows quarantined",
+            )
+        )
+    return {
+        "reason": None,
+        "files": file_rows,
+        "totals": totals,
+        "rules": rules,
+        "fields": fields,
+        "customers": customers,
+        "charts": charts,
+    }
 
 
 def _rfm_section(by_dimension, segments_reason, money_unit) -> dict:
     rows = _ordered(by_dimension.get("rfm_segment", []))
     if not rows:
-        return {"reason": "No RFM segments to show: " + (
-            segments_reason or "marts.segment_summary has no rfm_segment rows for this run") + "."}
+        return {
+            "reason": "No RFM segments to show: "
+            + (segments_reason or "marts.segment_summary has no rfm_segment rows for this run")
+            + "."
+        }
     names = [label(r["segment"]) for r in rows]
-    chart = _chart_panels("rfm-segments", "Customers and revenue total by RFM segment", names, [
-        ("customers", [r["customers"] for r in rows], BLUE, format_count),
-        (f"revenue total{money_unit}", [r["revenue_total"] for r in rows], ORANGE, format_money),
-    ])
+    chart = _chart_panels(
+        "rfm-segments",
+        "Customers and revenue total by RFM segment",
+        names,
+        [
+            ("customers", [r["customers"] for r in rows], BLUE, format_count),
+            (
+                f"revenue total{money_unit}",
+                [r["revenue_total"] for r in rows],
+                ORANGE,
+                format_money,
+            ),
+        ],
+    )
     return {"reason": None, "rows": rows, "charts": [chart]}
 
 
 def _clv_section(by_dimension, segments_reason, runs, money_unit) -> dict:
     rows = _ordered(by_dimension.get("value_tier", []), VALUE_TIERS)
     if not rows:
-        return {"reason": "No value tiers to show: " + (
-            segments_reason or "marts.segment_summary has no value_tier rows for this run") + "."}
+        return {
+            "reason": "No value tiers to show: "
+            + (segments_reason or "marts.segment_summary has no value_tier rows for this run")
+            + "."
+        }
     has_clv = any(not _missing(r["total_predicted_clv"]) for r in rows)
     clv_reason = None
     if not has_clv:
-        clv_reason = ("Predicted CLV is empty in this run, so tiers rank customers by revenue: "
-                      + (_why(runs, "bgnbd") or _why(runs, "gamma_gamma")
-                         or "the CLV models were not fitted") + ".")
+        clv_reason = (
+            "Predicted CLV is empty in this run, so tiers rank customers by revenue: "
+            + (_why(runs, "bgnbd") or _why(runs, "gamma_gamma") or "the CLV models were not fitted")
+            + "."
+        )
     names = [label(r["segment"]) for r in rows]
-    panels = [("customers", [r["customers"] for r in rows], BLUE, format_count),
-              (f"revenue total{money_unit}", [r["revenue_total"] for r in rows], ORANGE,
-               format_money)]
+    panels = [
+        ("customers", [r["customers"] for r in rows], BLUE, format_count),
+        (f"revenue total{money_unit}", [r["revenue_total"] for r in rows], ORANGE, format_money),
+    ]
     if has_clv:
-        panels.append((f"total predicted CLV{money_unit}",
-                       [r["total_predicted_clv"] for r in rows], GREEN, format_money))
-    chart = _chart_panels("clv-tiers", "Customers, revenue total and predicted CLV by value tier",
-                          names, panels)
-    return {"reason": None, "rows": rows, "has_clv": has_clv, "clv_reason": clv_reason,
-            "charts": [chart]}
+        panels.append(
+            (
+                f"total predicted CLV{money_unit}",
+                [r["total_predicted_clv"] for r in rows],
+                GREEN,
+                format_money,
+            )
+        )
+    chart = _chart_panels(
+        "clv-tiers", "Customers, revenue total and predicted CLV by value tier", names, panels
+    )
+    return {
+        "reason": None,
+        "rows": rows,
+        "has_clv": has_clv,
+        "clv_reason": clv_reason,
+        "charts": [chart],
+    }
 
 
-def _churn_section(con, run_id, by_dimension, segments_reason, metrics, metrics_reason,
-                   runs) -> dict:
+def _churn_section(
+    con, run_id, by_dimension, segments_reason, metrics, metrics_reason, runs
+) -> dict:
     bands = _ordered(by_dimension.get("churn_band", []), CHURN_BANDS)
     cells = _metric_cells(metrics)
     quality = []
     for metric in CHURN_METRICS:
-        vs_recency, vs_bgnbd = cells.get(("churn_vs_recency", metric)), cells.get(
-            ("churn_vs_bgnbd", metric))
+        vs_recency, vs_bgnbd = (
+            cells.get(("churn_vs_recency", metric)),
+            cells.get(("churn_vs_bgnbd", metric)),
+        )
         alone = cells.get(("churn", metric))
         model_value = (vs_recency or vs_bgnbd or alone or {}).get("value")
         if model_value is None:
             continue
-        row = {"metric": metric, "model": model_value,
-               "recency": vs_recency["baseline"] if vs_recency else None,
-               "bgnbd": vs_bgnbd["baseline"] if vs_bgnbd else None,
-               "lower_is_better": metric in LOWER_IS_BETTER}
+        row = {
+            "metric": metric,
+            "model": model_value,
+            "recency": vs_recency["baseline"] if vs_recency else None,
+            "bgnbd": vs_bgnbd["baseline"] if vs_bgnbd else None,
+            "lower_is_better": metric in LOWER_IS_BETTER,
+        }
         present = [v for v in (row["model"], row["recency"], row["bgnbd"]) if not _missing(v)]
         row["best"] = (min if row["lower_is_better"] else max)(present)
         quality.append(row)
-    test_set = {k: cells[("churn", k)]["value"] for k in ("n_customers", "churn_rate")
-                if ("churn", k) in cells}
+    test_set = {
+        k: cells[("churn", k)]["value"]
+        for k in ("n_customers", "churn_rate")
+        if ("churn", k) in cells
+    }
     charts = []
     if bands:
-        charts.append(_chart_bars("churn-bands", "Customers by churn band",
-                                  [label(b["segment"]) for b in bands],
-                                  [[b["customers"] for b in bands]], ["customers"],
-                                  colours=[[BAND_COLOURS.get(b["segment"], GREY) for b in bands]],
-                                  xlabel="customers", horizontal=False))
+        charts.append(
+            _chart_bars(
+                "churn-bands",
+                "Customers by churn band",
+                [label(b["segment"]) for b in bands],
+                [[b["customers"] for b in bands]],
+                ["customers"],
+                colours=[[BAND_COLOURS.get(b["segment"], GREY) for b in bands]],
+                xlabel="customers",
+                horizontal=False,
+            )
+        )
     if quality:
         charts.append(_chart_churn_metrics(quality))
     calibration = _calibration_points(metrics)
     if calibration:
         charts.append(_chart_calibration(calibration))
     importances, importances_reason = _load(
-        con, "models.churn_importances", ("feature", "importance_mean", "importance_std"),
-        run_id, order_by="importance_mean desc, feature")
+        con,
+        "models.churn_importances",
+        ("feature", "importance_mean", "importance_std"),
+        run_id,
+        order_by="importance_mean desc, feature",
+    )
     importances = importances[:TOP_IMPORTANCES]
     if importances:
         charts.append(_chart_importances(importances))
     why_no_model = None
     if not quality:
-        why_no_model = "No churn model quality to show: " + (
-            _why(runs, "churn") or metrics_reason
-            or "marts.model_metrics has no churn rows for this run") + "."
+        why_no_model = (
+            "No churn model quality to show: "
+            + (
+                _why(runs, "churn")
+                or metrics_reason
+                or "marts.model_metrics has no churn rows for this run"
+            )
+            + "."
+        )
     return {
         "bands": bands,
-        "bands_reason": None if bands else "No churn bands to show: " + (
-            segments_reason or "marts.segment_summary has no churn_band rows for this run") + ".",
+        "bands_reason": None
+        if bands
+        else "No churn bands to show: "
+        + (segments_reason or "marts.segment_summary has no churn_band rows for this run")
+        + ".",
         "quality": quality,
         "quality_reason": why_no_model,
         "published": runs.get("churn", {}).get("message"),
         "test_set": test_set,
         "importances": importances,
-        "importances_reason": None if importances else (
+        "importances_reason": None
+        if importances
+        else (
             "No permutation importances to show: "
-            + ((runs.get("churn", {}).get("status") != "fitted" and _why(runs, "churn"))
-               or importances_reason or "the churn model was not fitted") + "."),
+            + (
+                (runs.get("churn", {}).get("status") != "fitted" and _why(runs, "churn"))
+                or importances_reason
+                or "the churn model was not fitted"
+            )
+            + "."
+        ),
         "charts": charts,
     }
 
@@ -412,15 +579,19 @@ def _calibration_points(metrics: list[dict]) -> dict[str, list[tuple[float, floa
         number, kind = int(match.group(1)), match.group(2)
         scorers = [("model", m["value"])]
         if m["model"] != "churn":
-            scorers.append(("recency" if m["model"] == "churn_vs_recency" else "bgnbd",
-                            m["baseline"]))
+            scorers.append(
+                ("recency" if m["model"] == "churn_vs_recency" else "bgnbd", m["baseline"])
+            )
         for scorer, value in scorers:
             if not _missing(value):
                 bins.setdefault(scorer, {}).setdefault(number, {})[kind] = value
     points = {}
     for scorer in ("model", "recency", "bgnbd"):
-        pairs = [(b["predicted"], b["observed"]) for _, b in sorted(bins.get(scorer, {}).items())
-                 if "predicted" in b and "observed" in b]
+        pairs = [
+            (b["predicted"], b["observed"])
+            for _, b in sorted(bins.get(scorer, {}).items())
+            if "predicted" in b and "observed" in b
+        ]
         if pairs:
             points[scorer] = pairs
     return points
@@ -428,12 +599,30 @@ def _calibration_points(metrics: list[dict]) -> dict[str, list[tuple[float, floa
 
 def _kpi_section(con, run_id, as_of, money_unit) -> dict:
     """Definitions in docs/kpis.md: rates and CSAT are shares 0-1, NPS is -100..100."""
-    rows, reason = _load(con, "marts.kpi_monthly", (
-        "month", "active_customers", "new_customers", "returning_customers",
-        "repeat_purchase_rate", "retention_rate", "churn_rate", "orders", "revenue",
-        "average_order_value", "average_predicted_clv", "nps", "csat", "complaint_rate",
-        "median_first_response_hours"), run_id, order_by="month",
-        optional=("is_partial_month",))
+    rows, reason = _load(
+        con,
+        "marts.kpi_monthly",
+        (
+            "month",
+            "active_customers",
+            "new_customers",
+            "returning_customers",
+            "repeat_purchase_rate",
+            "retention_rate",
+            "churn_rate",
+            "orders",
+            "revenue",
+            "average_order_value",
+            "average_predicted_clv",
+            "nps",
+            "csat",
+            "complaint_rate",
+            "median_first_response_hours",
+        ),
+        run_id,
+        order_by="month",
+        optional=("is_partial_month",),
+    )
     if reason:
         return {"reason": f"No KPI trends to show: {reason}."}
     months = [r["month"] for r in rows]
@@ -441,37 +630,76 @@ def _kpi_section(con, run_id, as_of, money_unit) -> dict:
     series = lambda column: [r[column] for r in rows]  # noqa: E731
     has = lambda column: any(not _missing(v) for v in series(column))  # noqa: E731
     charts = [
-        _chart_monthly("kpi-revenue", f"Revenue by month{money_unit}", months, partial,
-                       [("revenue", series("revenue"), BLUE)], bars=True),
-        _chart_monthly("kpi-customers", "Active and new customers by month", months, partial,
-                       [("active customers", series("active_customers"), BLUE),
-                        ("new customers", series("new_customers"), ORANGE)]),
+        _chart_monthly(
+            "kpi-revenue",
+            f"Revenue by month{money_unit}",
+            months,
+            partial,
+            [("revenue", series("revenue"), BLUE)],
+            bars=True,
+        ),
+        _chart_monthly(
+            "kpi-customers",
+            "Active and new customers by month",
+            months,
+            partial,
+            [
+                ("active customers", series("active_customers"), BLUE),
+                ("new customers", series("new_customers"), ORANGE),
+            ],
+        ),
     ]
     rates_reason = None
     if has("retention_rate") or has("churn_rate"):
-        charts.append(_chart_monthly(
-            "kpi-rates", "Retention rate and churn rate by month", months, partial,
-            [("retention rate", series("retention_rate"), GREEN),
-             ("churn rate", series("churn_rate"), VERMILION)], percent=True))
+        charts.append(
+            _chart_monthly(
+                "kpi-rates",
+                "Retention rate and churn rate by month",
+                months,
+                partial,
+                [
+                    ("retention rate", series("retention_rate"), GREEN),
+                    ("churn rate", series("churn_rate"), VERMILION),
+                ],
+                percent=True,
+            )
+        )
     else:
-        rates_reason = ("Retention rate and churn rate are empty: they compare a month's "
-                        "buyers with the previous month's, and no month has a previous month "
-                        "with active customers yet.")
+        rates_reason = (
+            "Retention rate and churn rate are empty: they compare a month's "
+            "buyers with the previous month's, and no month has a previous month "
+            "with active customers yet."
+        )
     has_nps, has_csat = has("nps"), has("csat")
     if has_nps or has_csat:
-        charts.append(_chart_satisfaction(months, partial, series("nps") if has_nps else None,
-                                          series("csat") if has_csat else None))
+        charts.append(
+            _chart_satisfaction(
+                months,
+                partial,
+                series("nps") if has_nps else None,
+                series("csat") if has_csat else None,
+            )
+        )
     satisfaction_reason = None
     if not (has_nps and has_csat):
         missing = " and ".join(n for n, has in (("NPS", has_nps), ("CSAT", has_csat)) if not has)
-        satisfaction_reason = (f"{missing} {'are' if ' and ' in missing else 'is'} empty: no "
-                               "survey responses with that score in the events (or no events "
-                               "source).")
+        satisfaction_reason = (
+            f"{missing} {'are' if ' and ' in missing else 'is'} empty: no "
+            "survey responses with that score in the events (or no events "
+            "source)."
+        )
     partial_months = [m for m, p in zip(months, partial) if p]
-    return {"reason": None, "rows": rows[-KPI_TABLE_MONTHS:], "months": len(rows),
-            "first_month": months[0], "last_month": months[-1], "charts": charts,
-            "satisfaction_reason": satisfaction_reason, "rates_reason": rates_reason,
-            "partial_month": partial_months[-1] if partial_months else None}
+    return {
+        "reason": None,
+        "rows": rows[-KPI_TABLE_MONTHS:],
+        "months": len(rows),
+        "first_month": months[0],
+        "last_month": months[-1],
+        "charts": charts,
+        "satisfaction_reason": satisfaction_reason,
+        "rates_reason": rates_reason,
+        "partial_month": partial_months[-1] if partial_months else None,
+    }
 
 
 def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs) -> dict:
@@ -479,13 +707,21 @@ def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs)
     fitted.sort(key=lambda p: (p["model"] != "bgnbd", p["parameter"] == "penalizer"))
     reason = None
     if not any(p["model"] == "bgnbd" for p in fitted):
-        reason = "No fitted BG/NBD parameters to show: " + (
-            _why(runs, "bgnbd") or parameters_reason
-            or "marts.model_parameters has no bgnbd rows for this run") + "."
+        reason = (
+            "No fitted BG/NBD parameters to show: "
+            + (
+                _why(runs, "bgnbd")
+                or parameters_reason
+                or "marts.model_parameters has no bgnbd rows for this run"
+            )
+            + "."
+        )
     cells = _metric_cells(metrics)
     get = lambda model, metric: cells.get((model, metric), {})  # noqa: E731
-    fit = {"customers": get("bgnbd", "customers").get("value"),
-           "repeat_buyers": get("gamma_gamma", "repeat_buyers").get("value")}
+    fit = {
+        "customers": get("bgnbd", "customers").get("value"),
+        "repeat_buyers": get("gamma_gamma", "repeat_buyers").get("value"),
+    }
     holdout = None
     actual = get("bgnbd", "holdout_actual_repeat_purchases").get("value")
     if actual is not None:
@@ -499,34 +735,64 @@ def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs)
         }
     next_order = None
     if get("next_order_date", "mae_days"):
-        next_order = {k: get("next_order_date", k) for k in ("mae_days", "coverage",
-                                                              "customers_scored")}
+        next_order = {
+            k: get("next_order_date", k) for k in ("mae_days", "coverage", "customers_scored")
+        }
     holdout_reason = None
     if holdout is None:
-        holdout_reason = "No holdout check to show: " + (
-            _why(runs, "bgnbd_holdout") or _why(runs, "bgnbd") or metrics_reason
-            or "the holdout check runs only when the BG/NBD model is fitted") + "."
+        holdout_reason = (
+            "No holdout check to show: "
+            + (
+                _why(runs, "bgnbd_holdout")
+                or _why(runs, "bgnbd")
+                or metrics_reason
+                or "the holdout check runs only when the BG/NBD model is fitted"
+            )
+            + "."
+        )
     charts = [_chart_holdout(holdout)] if holdout else []
-    return {"reason": reason, "parameters": fitted, "fit": fit, "holdout": holdout,
-            "holdout_reason": holdout_reason, "next_order": next_order, "charts": charts}
+    return {
+        "reason": reason,
+        "parameters": fitted,
+        "fit": fit,
+        "holdout": holdout,
+        "holdout_reason": holdout_reason,
+        "next_order": next_order,
+        "charts": charts,
+    }
 
 
 def _lifecycle_section(by_dimension, segments_reason) -> dict:
     stages = _ordered(by_dimension.get("lifecycle_stage", []), LIFECYCLE_STAGES)
     actions = _ordered(by_dimension.get("recommended_action", []))
     charts = []
-    for key, title, rows in (("lifecycle-stages", "Customers by lifecycle stage", stages),
-                             ("recommended-actions", "Customers by recommended action", actions)):
+    for key, title, rows in (
+        ("lifecycle-stages", "Customers by lifecycle stage", stages),
+        ("recommended-actions", "Customers by recommended action", actions),
+    ):
         if rows:
-            charts.append(_chart_bars(
-                key, title, [label(r["segment"]) for r in rows],
-                [[r["customers"] for r in rows], [r["consenting_customers"] for r in rows]],
-                ["customers", "consenting customers"], colours=[BLUE, SKY], xlabel="customers"))
+            charts.append(
+                _chart_bars(
+                    key,
+                    title,
+                    [label(r["segment"]) for r in rows],
+                    [[r["customers"] for r in rows], [r["consenting_customers"] for r in rows]],
+                    ["customers", "consenting customers"],
+                    colours=[BLUE, SKY],
+                    xlabel="customers",
+                )
+            )
     reason = None
     if not stages and not actions:
-        reason = "No lifecycle stages or recommended actions to show: " + (
-            segments_reason or "marts.segment_summary has no lifecycle_stage or "
-            "recommended_action rows for this run") + "."
+        reason = (
+            "No lifecycle stages or recommended actions to show: "
+            + (
+                segments_reason
+                or "marts.segment_summary has no lifecycle_stage or "
+                "recommended_action rows for this run"
+            )
+            + "."
+        )
     return {"reason": reason, "stages": stages, "actions": actions, "charts": charts}
 
 

@@ -47,6 +47,7 @@ _TEMP_MARKER = ".tmp-"
 
 # --- file system helpers (shared with pipelines/publish/exports.py) -------------------------------
 
+
 def fsync_file(path: Path) -> None:
     """Flush a closed file's data to disk, so a rename never publishes an empty file."""
     fd = os.open(path, os.O_RDONLY)
@@ -117,9 +118,11 @@ def publish_file_atomically(src_tmp: Path, dest: Path) -> Path:
         raise StepError(f"Cannot publish {dest}: the temporary file {src_tmp} does not exist.")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if os.stat(src_tmp).st_dev != os.stat(dest.parent).st_dev:
-        raise StepError(f"Cannot publish {dest} atomically: the temporary file {src_tmp} is "
-                        "on another file system. Write it beside the destination "
-                        "(pipelines.publish.serving.temp_path_for).")
+        raise StepError(
+            f"Cannot publish {dest} atomically: the temporary file {src_tmp} is "
+            "on another file system. Write it beside the destination "
+            "(pipelines.publish.serving.temp_path_for)."
+        )
     copy_permissions(dest, src_tmp)
     fsync_file(src_tmp)
     os.replace(src_tmp, dest)
@@ -150,12 +153,14 @@ def remove_stale_temp_files(dest: Path, keep: Path | None = None) -> list[Path]:
 
 # --- report files -------------------------------------------------------------------------
 
+
 def report_path(settings: Settings, as_of: date) -> Path:
     """Where the report of ``as_of`` is published: ``<report.path>/<as_of>/report.html``."""
     return settings.report.path / as_of.isoformat() / REPORT_FILE_NAME
 
 
 # --- serving database ---------------------------------------------------------------------
+
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -165,9 +170,13 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def publish_serving_database(con: duckdb.DuckDBPyConnection, settings: Settings,
-                             run_id: str, *,
-                             storage_version: str | None = SERVING_STORAGE_VERSION) -> Path:
+def publish_serving_database(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    run_id: str,
+    *,
+    storage_version: str | None = SERVING_STORAGE_VERSION,
+) -> Path:
     """Replace the serving database with a fresh copy of the ``marts`` schema.
 
     Every table of ``marts`` (with its table and column comments) and every view is
@@ -186,13 +195,20 @@ def publish_serving_database(con: duckdb.DuckDBPyConnection, settings: Settings,
     remove_stale_temp_files(serving)
     _remove_database_files(tmp)
     source_db = con.execute("select current_database()").fetchall()[0][0]
-    tables = [r[0] for r in con.execute(
-        "select table_name from duckdb_tables() where database_name = ? and schema_name = ? "
-        "and not temporary order by table_name", [source_db, SERVING_SCHEMA]).fetchall()]
+    tables = [
+        r[0]
+        for r in con.execute(
+            "select table_name from duckdb_tables() where database_name = ? and schema_name = ? "
+            "and not temporary order by table_name",
+            [source_db, SERVING_SCHEMA],
+        ).fetchall()
+    ]
     if not tables:
-        raise StepError(f"There is no {SERVING_SCHEMA}.* table in the working database "
-                        f"{settings.warehouse.path}, so there is nothing to publish. The "
-                        "serving database was left as it was; run the whole pipeline.")
+        raise StepError(
+            f"There is no {SERVING_SCHEMA}.* table in the working database "
+            f"{settings.warehouse.path}, so there is nothing to publish. The "
+            "serving database was left as it was; run the whole pipeline."
+        )
     if storage_version is not None and not re.fullmatch(r"v\d+\.\d+\.\d+", storage_version):
         raise ValueError(f"storage_version must look like v1.0.0, got {storage_version!r}")
     options = f" (storage_version {_literal(storage_version)})" if storage_version else ""
@@ -215,35 +231,44 @@ def publish_serving_database(con: duckdb.DuckDBPyConnection, settings: Settings,
     return serving
 
 
-def _copy_schema(con: duckdb.DuckDBPyConnection, source_db: str, alias: str,
-                 tables: list[str]) -> None:
+def _copy_schema(
+    con: duckdb.DuckDBPyConnection, source_db: str, alias: str, tables: list[str]
+) -> None:
     src, dst = f"{_ident(source_db)}.{SERVING_SCHEMA}", f"{alias}.{SERVING_SCHEMA}"
     con.execute(f"create schema {dst}")
     for table in tables:
-        con.execute(f"create table {dst}.{_ident(table)} as "
-                    f"select * from {src}.{_ident(table)}")
+        con.execute(f"create table {dst}.{_ident(table)} as select * from {src}.{_ident(table)}")
         # CREATE TABLE AS copies data, not comments; BI users read the comments.
         comment = con.execute(
             "select comment from duckdb_tables() where database_name = ? and schema_name = ? "
-            "and table_name = ?", [source_db, SERVING_SCHEMA, table]).fetchall()[0][0]
+            "and table_name = ?",
+            [source_db, SERVING_SCHEMA, table],
+        ).fetchall()[0][0]
         if comment:
             con.execute(f"comment on table {dst}.{_ident(table)} is {_literal(comment)}")
         for column, col_comment in con.execute(
-                "select column_name, comment from duckdb_columns() where database_name = ? "
-                "and schema_name = ? and table_name = ? and comment is not null "
-                "order by column_index", [source_db, SERVING_SCHEMA, table]).fetchall():
+            "select column_name, comment from duckdb_columns() where database_name = ? "
+            "and schema_name = ? and table_name = ? and comment is not null "
+            "order by column_index",
+            [source_db, SERVING_SCHEMA, table],
+        ).fetchall():
             if col_comment:
-                con.execute(f"comment on column {dst}.{_ident(table)}.{_ident(column)} "
-                            f"is {_literal(col_comment)}")
+                con.execute(
+                    f"comment on column {dst}.{_ident(table)}.{_ident(column)} "
+                    f"is {_literal(col_comment)}"
+                )
         expected = con.execute(f"select count(*) from {src}.{_ident(table)}").fetchall()[0][0]
         copied = con.execute(f"select count(*) from {dst}.{_ident(table)}").fetchall()[0][0]
         if expected != copied:
-            raise StepError(f"Publishing {SERVING_SCHEMA}.{table} copied {copied} of "
-                            f"{expected} rows; the serving database was left as it was.")
+            raise StepError(
+                f"Publishing {SERVING_SCHEMA}.{table} copied {copied} of "
+                f"{expected} rows; the serving database was left as it was."
+            )
     views = con.execute(
         "select view_name, sql, comment from duckdb_views() where database_name = ? "
         "and schema_name = ? and not internal and not temporary order by view_name",
-        [source_db, SERVING_SCHEMA]).fetchall()
+        [source_db, SERVING_SCHEMA],
+    ).fetchall()
     if views:
         current_schema = con.execute("select current_schema()").fetchall()[0][0]
         # A view's stored SQL names marts.<table>; with the new file as the default
@@ -253,8 +278,9 @@ def _copy_schema(con: duckdb.DuckDBPyConnection, source_db: str, alias: str,
             for name, sql, comment in views:
                 con.execute(sql)
                 if comment:
-                    con.execute(f"comment on view {SERVING_SCHEMA}.{_ident(name)} "
-                                f"is {_literal(comment)}")
+                    con.execute(
+                        f"comment on view {SERVING_SCHEMA}.{_ident(name)} is {_literal(comment)}"
+                    )
         finally:
             con.execute(f"use {_ident(source_db)}.{_ident(current_schema)}")
 

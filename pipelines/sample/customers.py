@@ -31,9 +31,17 @@ from pipelines.sample.parameters import (
 from pipelines.sample.plan import _Chunk, _draw, _Plan, _text, _to_epoch
 
 
-def _customer_records(rng: np.random.Generator, plan: _Plan, chunk: _Chunk, country: np.ndarray,
-                      signup: np.ndarray, dup_person: np.ndarray, dup_kind_email: np.ndarray,
-                      dup_signup: np.ndarray, rec_ids: pl.Series) -> pl.DataFrame:
+def _customer_records(
+    rng: np.random.Generator,
+    plan: _Plan,
+    chunk: _Chunk,
+    country: np.ndarray,
+    signup: np.ndarray,
+    dup_person: np.ndarray,
+    dup_kind_email: np.ndarray,
+    dup_signup: np.ndarray,
+    rec_ids: pl.Series,
+) -> pl.DataFrame:
     """customers.csv rows of one chunk (every person's record, then second records), by id."""
     n, nd = country.size, dup_person.size
     # The global person index keys e-mail numbers and phone numbers: unique per person.
@@ -48,14 +56,24 @@ def _customer_records(rng: np.random.Generator, plan: _Plan, chunk: _Chunk, coun
     def first_name(field: str) -> np.ndarray:
         return np.where(female, getattr(_FEMALE, field)[first_f], getattr(_MALE, field)[first_m])
 
-    first_latin, first_email, first_initial = first_name("latin"), first_name("email"), first_name("initial")
+    first_latin, first_email, first_initial = (
+        first_name("latin"),
+        first_name("email"),
+        first_name("initial"),
+    )
     last_latin, last_email = _SURNAMES.latin[surname], _SURNAMES.email[surname]
     han = (country == _COUNTRY_CN) & (rng.random(n) < _HAN_NAME_SHARE)
-    full_name = np.where(han, _SURNAMES.native[surname] + first_name("native"),
-                         first_latin + " " + last_latin)
-    email = _email_addresses(first_email, first_initial, last_email,
-                             _DOMAINS.native[_DOMAINS.draw(rng, country, zipf=0.8)],
-                             np.floor(rng.random(n) * 5).astype(np.int64), _email_number(plan, key))
+    full_name = np.where(
+        han, _SURNAMES.native[surname] + first_name("native"), first_latin + " " + last_latin
+    )
+    email = _email_addresses(
+        first_email,
+        first_initial,
+        last_email,
+        _DOMAINS.native[_DOMAINS.draw(rng, country, zipf=0.8)],
+        np.floor(rng.random(n) * 5).astype(np.int64),
+        _email_number(plan, key),
+    )
     city = _CITIES.native[_CITIES.draw(rng, country, zipf=0.9)]
     birth_day = _birth_dates(rng, n)
 
@@ -69,17 +87,27 @@ def _customer_records(rng: np.random.Generator, plan: _Plan, chunk: _Chunk, coun
     # Second records: the same e-mail up to case and spaces, or the same phone written
     # differently plus a variant of the name (and an e-mail address of their own).
     d = dup_person
-    second_email = _email_addresses(first_email[d], first_initial[d], last_email[d],
-                                    _DOMAINS.native[_DOMAINS.draw(rng, country[d], zipf=0.8)],
-                                    np.floor(rng.random(nd) * 5).astype(np.int64),
-                                    _email_number(plan, plan.persons + key[d]))
+    second_email = _email_addresses(
+        first_email[d],
+        first_initial[d],
+        last_email[d],
+        _DOMAINS.native[_DOMAINS.draw(rng, country[d], zipf=0.8)],
+        np.floor(rng.random(nd) * 5).astype(np.int64),
+        _email_number(plan, plan.persons + key[d]),
+    )
     u = rng.random((nd, 4))
     # Few records (~2%): plain Python keeps these string variants readable.
-    dup_email = [_email_variant(email[i], u[j, 0]) if dup_kind_email[j] else second_email[j]
-                 for j, i in enumerate(d)]
+    dup_email = [
+        _email_variant(email[i], u[j, 0]) if dup_kind_email[j] else second_email[j]
+        for j, i in enumerate(d)
+    ]
     vary_name = ~dup_kind_email | (u[:, 3] < 0.6)
-    dup_name = [_name_variant(first_latin[i], last_latin[i], full_name[i], han[i], u[j, 2])
-                if vary_name[j] else full_name[i] for j, i in enumerate(d)]
+    dup_name = [
+        _name_variant(first_latin[i], last_latin[i], full_name[i], han[i], u[j, 2])
+        if vary_name[j]
+        else full_name[i]
+        for j, i in enumerate(d)
+    ]
     # E-mail duplicates carry the phone (in another format) only sometimes.
     dup_phone_present = ~dup_kind_email | (u[:, 1] < 0.7)
 
@@ -89,28 +117,40 @@ def _customer_records(rng: np.random.Generator, plan: _Plan, chunk: _Chunk, coun
     # A second record writes its phone in a different format than the first.
     shift = 1 + np.floor(u[:, 1] * (n_templates[n:] - 1)).astype(np.int64)
     template[n:] = (template[d] + shift) % n_templates[n:]
-    phones = _phone_numbers(rec_country, np.concatenate([key, key[d]]), template,
-                            np.concatenate([phone_present, dup_phone_present]))
+    phones = _phone_numbers(
+        rec_country,
+        np.concatenate([key, key[d]]),
+        template,
+        np.concatenate([phone_present, dup_phone_present]),
+    )
 
     rec_birth = np.concatenate([birth_day, np.where(rng.random(nd) < 0.3, -1, birth_day[d])])
-    birth_text = pl.Series(np.maximum(rec_birth, 0)).cast(pl.Int32).cast(pl.Date).dt.strftime("%Y-%m-%d")
+    birth_text = (
+        pl.Series(np.maximum(rec_birth, 0)).cast(pl.Int32).cast(pl.Date).dt.strftime("%Y-%m-%d")
+    )
     rec_signup = np.concatenate([signup, dup_signup])
     updated = np.maximum(rec_signup, 0.0)
     updated = updated + rng.random(n + nd) * (plan.horizon_days - updated)
     opt_in = rng.random(n + nd) < MARKETING_OPT_IN_SHARE
-    frame = pl.DataFrame({
-        "CustomerID": rec_ids,
-        "Email": _text(np.where(email_missing, None, email).tolist() + dup_email),
-        "Phone": phones,
-        "FullName": _text(full_name.tolist() + dup_name),
-        "BirthDate": birth_text.scatter(np.flatnonzero(rec_birth < 0), None),
-        "Gender": pl.Series(["F", "M", "D", None], dtype=pl.String).gather(np.concatenate([gender, gender[d]])),
-        "City": _text(np.concatenate([city, city[d]]).tolist()),
-        "Country": pl.Series(_COUNTRIES).gather(rec_country),
-        "SignupDate": pl.from_epoch(pl.Series(_to_epoch(plan, rec_signup)), time_unit="s").dt.strftime("%Y-%m-%d"),
-        "MarketingOptIn": pl.Series(np.where(opt_in, "yes", "no"), dtype=pl.String),
-        "UpdatedAt": pl.from_epoch(pl.Series(_to_epoch(plan, updated)), time_unit="s"),
-    })
+    frame = pl.DataFrame(
+        {
+            "CustomerID": rec_ids,
+            "Email": _text(np.where(email_missing, None, email).tolist() + dup_email),
+            "Phone": phones,
+            "FullName": _text(full_name.tolist() + dup_name),
+            "BirthDate": birth_text.scatter(np.flatnonzero(rec_birth < 0), None),
+            "Gender": pl.Series(["F", "M", "D", None], dtype=pl.String).gather(
+                np.concatenate([gender, gender[d]])
+            ),
+            "City": _text(np.concatenate([city, city[d]]).tolist()),
+            "Country": pl.Series(_COUNTRIES).gather(rec_country),
+            "SignupDate": pl.from_epoch(
+                pl.Series(_to_epoch(plan, rec_signup)), time_unit="s"
+            ).dt.strftime("%Y-%m-%d"),
+            "MarketingOptIn": pl.Series(np.where(opt_in, "yes", "no"), dtype=pl.String),
+            "UpdatedAt": pl.from_epoch(pl.Series(_to_epoch(plan, updated)), time_unit="s"),
+        }
+    )
     return frame.sort("CustomerID")
 
 
@@ -120,8 +160,14 @@ def _email_number(plan: _Plan, key: np.ndarray) -> np.ndarray:
     return (key.astype(np.int64) * 7919 + 4231) % plan.email_modulus
 
 
-def _email_addresses(first: np.ndarray, initial: np.ndarray, last: np.ndarray, domain: np.ndarray,
-                     style: np.ndarray, number: np.ndarray) -> np.ndarray:
+def _email_addresses(
+    first: np.ndarray,
+    initial: np.ndarray,
+    last: np.ndarray,
+    domain: np.ndarray,
+    style: np.ndarray,
+    number: np.ndarray,
+) -> np.ndarray:
     """Addresses like anna.mueller4821@gmx.de. The name part has no digits and the number
     is unique, so two different numbers never give the same address."""
     local = np.select(
@@ -166,4 +212,3 @@ def _birth_dates(rng: np.random.Generator, n: int) -> np.ndarray:
     reference = (date(2025, 1, 1) - date(1970, 1, 1)).days
     days = (reference - age_years * 365.25).astype(np.int64)
     return np.where(rng.random(n) < BIRTH_DATE_MISSING_SHARE, -1, days)
-

@@ -185,13 +185,26 @@ def generate_sample(
     try:
         for name in tabular:
             files[name] = open(paths[name], "wb")  # noqa: SIM115 - closed below
-        with tqdm(total=plan.persons, unit="person", desc="generate-sample", file=sys.stderr,
-                  disable=not progress) as bar:
+        with tqdm(
+            total=plan.persons,
+            unit="person",
+            desc="generate-sample",
+            file=sys.stderr,
+            disable=not progress,
+        ) as bar:
             for stream, chunk in zip(streams[1:], plan.chunks, strict=True):
-                tables = _generate_chunk(plan, chunk, catalogue, np.random.default_rng(stream),
-                                         invoice_offset=invoices, event_offset=rows["events"])
+                tables = _generate_chunk(
+                    plan,
+                    chunk,
+                    catalogue,
+                    np.random.default_rng(stream),
+                    invoice_offset=invoices,
+                    event_offset=rows["events"],
+                )
                 for name in tabular:
-                    _append(files[name], tables[name], header=chunk.index == 0, jsonl=name == "events")
+                    _append(
+                        files[name], tables[name], header=chunk.index == 0, jsonl=name == "events"
+                    )
                     rows[name] += tables[name].height
                 invoices += tables["invoices"]
                 completed += tables["completed_orders"]
@@ -199,10 +212,18 @@ def generate_sample(
     finally:
         for handle in files.values():
             handle.close()
-    paths["truth_params"].write_text(json.dumps(_params(plan, seed), indent=2) + "\n", encoding="utf-8")
-    return GenerationReport(out_dir=out_dir, paths=paths, rows=rows, customers=plan.customers,
-                            prospects=plan.prospects, duplicate_records=plan.duplicates,
-                            completed_orders=completed)
+    paths["truth_params"].write_text(
+        json.dumps(_params(plan, seed), indent=2) + "\n", encoding="utf-8"
+    )
+    return GenerationReport(
+        out_dir=out_dir,
+        paths=paths,
+        rows=rows,
+        customers=plan.customers,
+        prospects=plan.prospects,
+        duplicate_records=plan.duplicates,
+        completed_orders=completed,
+    )
 
 
 def _append(handle: BinaryIO, frame: pl.DataFrame, header: bool, jsonl: bool) -> None:
@@ -212,7 +233,9 @@ def _append(handle: BinaryIO, frame: pl.DataFrame, header: bool, jsonl: bool) ->
     else:
         # float_precision=2: the only float columns written are prices (cents); the truth's
         # latent rates are written as text by `_truth`.
-        frame.write_csv(handle, include_header=header, datetime_format=_TS_FORMAT, float_precision=2)
+        frame.write_csv(
+            handle, include_header=header, datetime_format=_TS_FORMAT, float_precision=2
+        )
 
 
 def _params(plan: _Plan, seed: int) -> dict:
@@ -252,7 +275,9 @@ def _build_catalogue(rng: np.random.Generator) -> tuple[pl.Series, np.ndarray]:
     """Stock codes like '85123' or '85123A', and the cumulative popularity (Zipf-like)."""
     numbers = rng.choice(np.arange(10000, 100000), size=CATALOGUE_SIZE, replace=False)
     letters = rng.choice(np.array(list("ABCDEFGHKLMNPRSW"), dtype=object), CATALOGUE_SIZE)
-    codes = numbers.astype(str).astype(object) + np.where(rng.random(CATALOGUE_SIZE) < 0.12, letters, "")
+    codes = numbers.astype(str).astype(object) + np.where(
+        rng.random(CATALOGUE_SIZE) < 0.12, letters, ""
+    )
     weights = 1.0 / np.arange(1, CATALOGUE_SIZE + 1) ** 1.05
     return _text(codes.tolist()), np.cumsum(weights) / weights.sum()
 
@@ -305,8 +330,14 @@ class _Orders:
     invoice: np.ndarray
 
 
-def _generate_chunk(plan: _Plan, chunk: _Chunk, catalogue: tuple[pl.Series, np.ndarray],
-                    rng: np.random.Generator, invoice_offset: int, event_offset: int) -> dict:
+def _generate_chunk(
+    plan: _Plan,
+    chunk: _Chunk,
+    catalogue: tuple[pl.Series, np.ndarray],
+    rng: np.random.Generator,
+    invoice_offset: int,
+    event_offset: int,
+) -> dict:
     """All output rows of one chunk of people, as polars frames keyed by file role.
 
     The steps draw from `rng` in this order; changing it changes the files for a seed.
@@ -318,11 +349,13 @@ def _generate_chunk(plan: _Plan, chunk: _Chunk, catalogue: tuple[pl.Series, np.n
     rec_ids = _customer_ids(chunk, signup, dups.signup)
     orders = _draw_orders(rng, plan, buyers, dups, n_persons, invoice_offset)
     country, o_channel, o_payment, o_currency = _draw_habits(rng, orders, n_persons)
-    transactions = _transactions(rng, plan, orders, o_channel, o_payment, o_currency, catalogue,
-                                 rec_ids)
+    transactions = _transactions(
+        rng, plan, orders, o_channel, o_payment, o_currency, catalogue, rec_ids
+    )
     events = _events(rng, plan, chunk, buyers, signup, dups, rec_ids, event_offset)
-    customers = _customer_records(rng, plan, chunk, country, signup, dups.person, dups.kind_email,
-                                  dups.signup, rec_ids)
+    customers = _customer_records(
+        rng, plan, chunk, country, signup, dups.person, dups.kind_email, dups.signup, rec_ids
+    )
     truth_customers, truth_duplicates = _truth(plan, chunk, buyers, dups, rec_ids)
     return {
         "transactions": transactions.select(TRANSACTION_COLUMNS),
@@ -346,27 +379,46 @@ def _draw_buyers(rng: np.random.Generator, nb: int, horizon: float) -> _Buyers:
     first_buy = _first_index(np.arange(nb), n_completed)
     rank_in_person = np.arange(owner.size) - first_buy[owner]
     value = np.maximum(np.round(rng.gamma(GG_P, 1.0 / nu[owner]) * 100.0), 1).astype(np.int64)
-    return _Buyers(lam, p_drop, nu, birth, owner, t_buy, dropout_t, n_completed, first_buy,
-                   rank_in_person, value)
+    return _Buyers(
+        lam,
+        p_drop,
+        nu,
+        birth,
+        owner,
+        t_buy,
+        dropout_t,
+        n_completed,
+        first_buy,
+        rank_in_person,
+        value,
+    )
 
 
-def _draw_signups(rng: np.random.Generator, chunk: _Chunk, birth: np.ndarray,
-                  horizon: float) -> np.ndarray:
+def _draw_signups(
+    rng: np.random.Generator, chunk: _Chunk, birth: np.ndarray, horizon: float
+) -> np.ndarray:
     """Signups: buyers register shortly, or a few weeks, before their first order."""
     nb = chunk.buyers
     signup = np.empty(nb + chunk.prospects)
     early = rng.random(nb) < 0.6
-    signup[:nb] = birth - rng.uniform(0.001, 0.02, nb) - np.where(early, rng.exponential(20.0, nb), 0.0)
+    signup[:nb] = (
+        birth - rng.uniform(0.001, 0.02, nb) - np.where(early, rng.exponential(20.0, nb), 0.0)
+    )
     signup[nb:] = rng.uniform(0.0, horizon, chunk.prospects)
     return signup
 
 
-def _draw_duplicates(rng: np.random.Generator, chunk: _Chunk, buyers: _Buyers,
-                     horizon: float) -> _Duplicates:
+def _draw_duplicates(
+    rng: np.random.Generator, chunk: _Chunk, buyers: _Buyers, horizon: float
+) -> _Duplicates:
     """Second registrations of some buyers."""
     nb, nd = chunk.buyers, chunk.duplicates
-    n_completed, t_buy, first_buy, birth = (buyers.n_completed, buyers.t_buy, buyers.first_buy,
-                                            buyers.birth)
+    n_completed, t_buy, first_buy, birth = (
+        buyers.n_completed,
+        buyers.t_buy,
+        buyers.first_buy,
+        buyers.birth,
+    )
     # People with repeat orders register again just before one of them, so some of their
     # orders carry the second id; one-order people register again at some later time.
     # Arrays over duplicates get one padding entry (index nd) that matches nobody.
@@ -375,15 +427,20 @@ def _draw_duplicates(rng: np.random.Generator, chunk: _Chunk, buyers: _Buyers,
     dup_of = np.full(nb + chunk.prospects, nd)
     dup_of[dup_person] = np.arange(nd)
     n_dup_orders = n_completed[dup_person]
-    switch_rank = np.where(n_dup_orders >= 2,
-                           1 + np.floor(rng.random(nd) * (n_dup_orders - 1)).astype(np.int64), -1)
+    switch_rank = np.where(
+        n_dup_orders >= 2, 1 + np.floor(rng.random(nd) * (n_dup_orders - 1)).astype(np.int64), -1
+    )
     switch_t = t_buy[first_buy[dup_person] + np.maximum(switch_rank, 0)]
-    dup_signup = np.where(switch_rank > 0, switch_t - rng.uniform(0.001, 0.02, nd),
-                          birth[dup_person] + rng.random(nd) * (horizon - birth[dup_person]))
+    dup_signup = np.where(
+        switch_rank > 0,
+        switch_t - rng.uniform(0.001, 0.02, nd),
+        birth[dup_person] + rng.random(nd) * (horizon - birth[dup_person]),
+    )
     switch_rank_pad = np.append(switch_rank, -2)
     dup_signup_pad = np.append(dup_signup, np.inf)
-    return _Duplicates(dup_person, dup_kind_email, dup_of, dup_signup, switch_rank_pad,
-                       dup_signup_pad)
+    return _Duplicates(
+        dup_person, dup_kind_email, dup_of, dup_signup, switch_rank_pad, dup_signup_pad
+    )
 
 
 def _customer_ids(chunk: _Chunk, signup: np.ndarray, dup_signup: np.ndarray) -> pl.Series:
@@ -394,8 +451,14 @@ def _customer_ids(chunk: _Chunk, signup: np.ndarray, dup_signup: np.ndarray) -> 
     return pl.Series(chunk.first_record + 1 + id_rank).cast(pl.String).str.zfill(CUSTOMER_ID_WIDTH)
 
 
-def _draw_orders(rng: np.random.Generator, plan: _Plan, buyers: _Buyers, dups: _Duplicates,
-                 n_persons: int, invoice_offset: int) -> _Orders:
+def _draw_orders(
+    rng: np.random.Generator,
+    plan: _Plan,
+    buyers: _Buyers,
+    dups: _Duplicates,
+    n_persons: int,
+    invoice_offset: int,
+) -> _Orders:
     """The completed orders plus cancelled and refunded ones, each under the record of
     the person's first or second registration, numbered by time."""
     horizon = plan.horizon_days
@@ -407,10 +470,20 @@ def _draw_orders(rng: np.random.Generator, plan: _Plan, buyers: _Buyers, dups: _
     cancel = rng.random(n_comp) < CANCELLED_SHARE
     refund = rng.random(n_comp) < REFUNDED_SHARE
     o_owner = np.concatenate([owner, owner[cancel], owner[refund]])
-    o_t = np.concatenate([t_buy, t_buy[cancel] + rng.uniform(0.003, 0.1, cancel.sum()),
-                          t_buy[refund] + rng.uniform(0.02, 3.0, refund.sum())])
-    o_status = np.concatenate([np.full(n_comp, _COMPLETED), np.full(cancel.sum(), _CANCELLED),
-                               np.full(refund.sum(), _REFUNDED)])
+    o_t = np.concatenate(
+        [
+            t_buy,
+            t_buy[cancel] + rng.uniform(0.003, 0.1, cancel.sum()),
+            t_buy[refund] + rng.uniform(0.02, 3.0, refund.sum()),
+        ]
+    )
+    o_status = np.concatenate(
+        [
+            np.full(n_comp, _COMPLETED),
+            np.full(cancel.sum(), _CANCELLED),
+            np.full(refund.sum(), _REFUNDED),
+        ]
+    )
     extra_value = np.round(rng.gamma(GG_P, 1.0 / nu[o_owner[n_comp:]]) * 100.0)
     o_value = np.concatenate([value, np.maximum(extra_value, 1).astype(np.int64)])
     o_dup = dups.of[o_owner]
@@ -423,36 +496,56 @@ def _draw_orders(rng: np.random.Generator, plan: _Plan, buyers: _Buyers, dups: _
     # Invoice numbers follow time within the chunk.
     o_sort = np.flatnonzero(keep)[np.lexsort((o_owner[keep], o_epoch[keep]))]
     o_owner, o_t, o_status, o_value, o_record, o_epoch = (
-        x[o_sort] for x in (o_owner, o_t, o_status, o_value, o_record, o_epoch))
+        x[o_sort] for x in (o_owner, o_t, o_status, o_value, o_record, o_epoch)
+    )
     n_orders = o_owner.size
     o_invoice = INVOICE_BASE + invoice_offset + 1 + np.arange(n_orders)
     return _Orders(o_owner, o_t, o_status, o_value, o_record, o_epoch, o_invoice)
 
 
-def _draw_habits(rng: np.random.Generator, orders: _Orders, n_persons: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _draw_habits(
+    rng: np.random.Generator, orders: _Orders, n_persons: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Habits and currency: each person's country; each order's channel, payment
     method and currency (indices)."""
     o_owner, n_orders = orders.owner, orders.owner.size
     country = _draw(rng, _COUNTRY_WEIGHTS, n_persons)
     pref_channel = _draw(rng, CHANNEL_PROBS, n_persons)
     pref_payment = _draw(rng, PAYMENT_PROBS, n_persons)
-    o_channel = np.where(rng.random(n_orders) < PREFERRED_CHANNEL_SHARE, pref_channel[o_owner],
-                         _draw(rng, CHANNEL_PROBS, n_orders))
-    o_payment = np.where(rng.random(n_orders) < PREFERRED_PAYMENT_SHARE, pref_payment[o_owner],
-                         _draw(rng, PAYMENT_PROBS, n_orders))
+    o_channel = np.where(
+        rng.random(n_orders) < PREFERRED_CHANNEL_SHARE,
+        pref_channel[o_owner],
+        _draw(rng, CHANNEL_PROBS, n_orders),
+    )
+    o_payment = np.where(
+        rng.random(n_orders) < PREFERRED_PAYMENT_SHARE,
+        pref_payment[o_owner],
+        _draw(rng, PAYMENT_PROBS, n_orders),
+    )
     local = _COUNTRY_CURRENCY[country[o_owner]]
     o_currency = np.where((local > 0) & (rng.random(n_orders) < FOREIGN_CURRENCY_SHARE), local, 0)
     return country, o_channel, o_payment, o_currency
 
 
-def _transactions(rng: np.random.Generator, plan: _Plan, orders: _Orders, o_channel: np.ndarray,
-                  o_payment: np.ndarray, o_currency: np.ndarray,
-                  catalogue: tuple[pl.Series, np.ndarray], rec_ids: pl.Series) -> pl.DataFrame:
+def _transactions(
+    rng: np.random.Generator,
+    plan: _Plan,
+    orders: _Orders,
+    o_channel: np.ndarray,
+    o_payment: np.ndarray,
+    o_currency: np.ndarray,
+    catalogue: tuple[pl.Series, np.ndarray],
+    rec_ids: pl.Series,
+) -> pl.DataFrame:
     """transactions.csv rows of one chunk: the order lines and the returns, by date."""
     horizon, n_orders = plan.horizon_days, orders.owner.size
-    o_t, o_status, o_record, o_epoch, o_invoice = (orders.t, orders.status, orders.record,
-                                                   orders.epoch, orders.invoice)
+    o_t, o_status, o_record, o_epoch, o_invoice = (
+        orders.t,
+        orders.status,
+        orders.record,
+        orders.epoch,
+        orders.invoice,
+    )
     o_amount = np.maximum(np.round(orders.value * _CURRENCY_RATE[o_currency]), 1).astype(np.int64)
     l_order, l_no, l_qty, l_price = _split_order_values(rng, o_amount)
     codes, code_cdf = catalogue
@@ -472,58 +565,95 @@ def _transactions(rng: np.random.Generator, plan: _Plan, orders: _Orders, o_chan
 
     invoice_text = pl.Series(o_invoice).cast(pl.String)
     lines = _transaction_frame(
-        invoice=invoice_text.gather(l_order), line_no=l_no, customer=rec_ids.gather(o_record[l_order]),
-        epoch=o_epoch[l_order], code=codes.gather(l_code), qty=l_qty, price=l_price,
-        currency=o_currency[l_order], channel=o_channel[l_order], payment=o_payment[l_order],
-        status=o_status[l_order], sort_key=o_invoice[l_order])
+        invoice=invoice_text.gather(l_order),
+        line_no=l_no,
+        customer=rec_ids.gather(o_record[l_order]),
+        epoch=o_epoch[l_order],
+        code=codes.gather(l_code),
+        qty=l_qty,
+        price=l_price,
+        currency=o_currency[l_order],
+        channel=o_channel[l_order],
+        payment=o_payment[l_order],
+        status=o_status[l_order],
+        sort_key=o_invoice[l_order],
+    )
     returns = _transaction_frame(
-        invoice="R" + invoice_text.gather(r_order), line_no=r_no, customer=rec_ids.gather(o_record[r_order]),
-        epoch=_to_epoch(plan, ret_t[r_order]), code=codes.gather(l_code[r_line]), qty=r_qty, price=l_price[r_line],
-        currency=o_currency[r_order], channel=o_channel[r_order], payment=o_payment[r_order],
-        status=np.full(r_line.size, _RETURNED), sort_key=o_invoice[r_order] + 10**12)
+        invoice="R" + invoice_text.gather(r_order),
+        line_no=r_no,
+        customer=rec_ids.gather(o_record[r_order]),
+        epoch=_to_epoch(plan, ret_t[r_order]),
+        code=codes.gather(l_code[r_line]),
+        qty=r_qty,
+        price=l_price[r_line],
+        currency=o_currency[r_order],
+        channel=o_channel[r_order],
+        payment=o_payment[r_order],
+        status=np.full(r_line.size, _RETURNED),
+        sort_key=o_invoice[r_order] + 10**12,
+    )
     return pl.concat([lines, returns]).sort(["InvoiceDate", "_sort", "LineNo"]).drop("_sort")
 
 
-def _events(rng: np.random.Generator, plan: _Plan, chunk: _Chunk, buyers: _Buyers,
-            signup: np.ndarray, dups: _Duplicates, rec_ids: pl.Series,
-            event_offset: int) -> pl.DataFrame:
+def _events(
+    rng: np.random.Generator,
+    plan: _Plan,
+    chunk: _Chunk,
+    buyers: _Buyers,
+    signup: np.ndarray,
+    dups: _Duplicates,
+    rec_ids: pl.Series,
+    event_offset: int,
+) -> pl.DataFrame:
     """events.jsonl lines of one chunk; after a second registration, half of a person's
     events carry the second id."""
     nb = chunk.buyers
     n_persons = nb + chunk.prospects
-    e_owner, e_t, e_phase = _simulate_events(rng, plan, buyers.lam, signup, buyers.dropout_t, nb,
-                                             n_persons)
+    e_owner, e_t, e_phase = _simulate_events(
+        rng, plan, buyers.lam, signup, buyers.dropout_t, nb, n_persons
+    )
     e_dup = dups.of[e_owner]
     e_on_dup = (e_t >= dups.signup_pad[e_dup]) & (rng.random(e_owner.size) < 0.5)
     e_record = np.where(e_on_dup, n_persons + e_dup, e_owner)
     return _event_lines(rng, plan, e_t, e_phase, rec_ids.gather(e_record), event_offset)
 
 
-def _truth(plan: _Plan, chunk: _Chunk, buyers: _Buyers, dups: _Duplicates,
-           rec_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _truth(
+    plan: _Plan, chunk: _Chunk, buyers: _Buyers, dups: _Duplicates, rec_ids: pl.Series
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The truth of one chunk: one row per person, and the person of every record."""
     nb, nd = chunk.buyers, chunk.duplicates
     n_persons = nb + chunk.prospects
     dup_person = dups.person
-    person_ids = "P" + pl.Series(chunk.first_person + 1 + np.arange(n_persons)).cast(pl.String).str.zfill(8)
+    person_ids = "P" + pl.Series(chunk.first_person + 1 + np.arange(n_persons)).cast(
+        pl.String
+    ).str.zfill(8)
     truth_ids = rec_ids.head(n_persons)
     if nd:
-        truth_ids = truth_ids.scatter(dup_person, truth_ids.gather(dup_person) + "|" + rec_ids.tail(nd))
+        truth_ids = truth_ids.scatter(
+            dup_person, truth_ids.gather(dup_person) + "|" + rec_ids.tail(nd)
+        )
     no_value = np.full(chunk.prospects, np.nan)
-    truth_customers = pl.DataFrame({
-        "person_id": person_ids,
-        "customer_ids": truth_ids,
-        # Text with full precision, so float_precision=2 of the CSV writer does not apply.
-        "lambda_per_day": _float_text(np.concatenate([buyers.lam, no_value])),
-        "p_dropout": _float_text(np.concatenate([buyers.p_drop, no_value])),
-        "nu": _float_text(np.concatenate([buyers.nu, no_value])),
-        "first_purchase_at": _timestamps(plan, np.concatenate([buyers.birth, no_value])),
-        "dropout_at": _timestamps(plan, np.concatenate([buyers.dropout_t, no_value])),
-        "is_prospect": np.arange(n_persons) >= nb,
-        "completed_orders": np.concatenate([buyers.n_completed, np.zeros(chunk.prospects, np.int64)]),
-    })
+    truth_customers = pl.DataFrame(
+        {
+            "person_id": person_ids,
+            "customer_ids": truth_ids,
+            # Text with full precision, so float_precision=2 of the CSV writer does not apply.
+            "lambda_per_day": _float_text(np.concatenate([buyers.lam, no_value])),
+            "p_dropout": _float_text(np.concatenate([buyers.p_drop, no_value])),
+            "nu": _float_text(np.concatenate([buyers.nu, no_value])),
+            "first_purchase_at": _timestamps(plan, np.concatenate([buyers.birth, no_value])),
+            "dropout_at": _timestamps(plan, np.concatenate([buyers.dropout_t, no_value])),
+            "is_prospect": np.arange(n_persons) >= nb,
+            "completed_orders": np.concatenate(
+                [buyers.n_completed, np.zeros(chunk.prospects, np.int64)]
+            ),
+        }
+    )
     rec_person = np.concatenate([np.arange(n_persons), dup_person])
-    truth_duplicates = pl.DataFrame({"customer_id": rec_ids, "person_id": person_ids.gather(rec_person)})
+    truth_duplicates = pl.DataFrame(
+        {"customer_id": rec_ids, "person_id": person_ids.gather(rec_person)}
+    )
     return truth_customers, truth_duplicates
 
 
@@ -531,21 +661,35 @@ def _float_text(values: np.ndarray) -> pl.Series:
     return pl.Series(values, dtype=pl.Float64).fill_nan(None).cast(pl.String)
 
 
-def _transaction_frame(*, invoice: pl.Series, line_no, customer: pl.Series, epoch, code: pl.Series, qty, price,
-                       currency, channel, payment, status, sort_key) -> pl.DataFrame:
+def _transaction_frame(
+    *,
+    invoice: pl.Series,
+    line_no,
+    customer: pl.Series,
+    epoch,
+    code: pl.Series,
+    qty,
+    price,
+    currency,
+    channel,
+    payment,
+    status,
+    sort_key,
+) -> pl.DataFrame:
     """transactions.csv rows (plus a `_sort` key) from per-line arrays."""
-    return pl.DataFrame({
-        "InvoiceNo": invoice,
-        "LineNo": pl.Series(line_no, dtype=pl.Int64),
-        "CustomerID": customer,
-        "InvoiceDate": pl.from_epoch(pl.Series(epoch, dtype=pl.Int64), time_unit="s"),
-        "StockCode": code,
-        "Quantity": pl.Series(qty, dtype=pl.Int64),
-        "UnitPrice": pl.Series(price, dtype=pl.Int64) / 100.0,
-        "Currency": pl.Series(_CURRENCIES).gather(currency),
-        "Channel": pl.Series(CHANNELS).gather(channel),
-        "PaymentMethod": pl.Series(PAYMENT_METHODS).gather(payment),
-        "Status": pl.Series(_STATUSES).gather(status),
-        "_sort": pl.Series(sort_key, dtype=pl.Int64),
-    })
-
+    return pl.DataFrame(
+        {
+            "InvoiceNo": invoice,
+            "LineNo": pl.Series(line_no, dtype=pl.Int64),
+            "CustomerID": customer,
+            "InvoiceDate": pl.from_epoch(pl.Series(epoch, dtype=pl.Int64), time_unit="s"),
+            "StockCode": code,
+            "Quantity": pl.Series(qty, dtype=pl.Int64),
+            "UnitPrice": pl.Series(price, dtype=pl.Int64) / 100.0,
+            "Currency": pl.Series(_CURRENCIES).gather(currency),
+            "Channel": pl.Series(CHANNELS).gather(channel),
+            "PaymentMethod": pl.Series(PAYMENT_METHODS).gather(payment),
+            "Status": pl.Series(_STATUSES).gather(status),
+            "_sort": pl.Series(sort_key, dtype=pl.Int64),
+        }
+    )

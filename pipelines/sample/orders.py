@@ -59,7 +59,9 @@ def _split_order_values(
     last = position == n_lines[order] - 1
     # Dirichlet shares, floored at half an equal share so no line gets a token price.
     weight = rng.gamma(2.0, 1.0, order.size)
-    share = 0.5 / n_lines[order] + 0.5 * weight / np.bincount(order, weight, minlength=n_orders)[order]
+    share = (
+        0.5 / n_lines[order] + 0.5 * weight / np.bincount(order, weight, minlength=n_orders)[order]
+    )
     qty = np.asarray(LINE_QUANTITIES)[_draw(rng, LINE_QUANTITY_PROBS, order.size)]
     # The last line takes the remainder at quantity 1, so the lines sum to the cent; it is
     # at least its own share (>= 62 cents), since the others round down.
@@ -72,4 +74,3 @@ def _split_order_values(
     line_no = np.empty(order.size, dtype=np.int64)
     line_no[shuffled] = position + 1
     return order, line_no, qty, price
-

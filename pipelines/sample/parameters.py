@@ -84,17 +84,42 @@ CUSTOMER_ID_WIDTH = 7
 INVOICE_BASE = 1_000_000
 
 TRANSACTION_COLUMNS = (
-    "InvoiceNo", "LineNo", "CustomerID", "InvoiceDate", "StockCode", "Quantity",
-    "UnitPrice", "Currency", "Channel", "PaymentMethod", "Status",
+    "InvoiceNo",
+    "LineNo",
+    "CustomerID",
+    "InvoiceDate",
+    "StockCode",
+    "Quantity",
+    "UnitPrice",
+    "Currency",
+    "Channel",
+    "PaymentMethod",
+    "Status",
 )
 CUSTOMER_COLUMNS = (
-    "CustomerID", "Email", "Phone", "FullName", "BirthDate", "Gender", "City", "Country",
-    "SignupDate", "MarketingOptIn", "UpdatedAt",
+    "CustomerID",
+    "Email",
+    "Phone",
+    "FullName",
+    "BirthDate",
+    "Gender",
+    "City",
+    "Country",
+    "SignupDate",
+    "MarketingOptIn",
+    "UpdatedAt",
 )
 EVENT_KEYS = ("id", "user", "timestamp", "event", "channel", "score", "props")
 TRUTH_CUSTOMER_COLUMNS = (
-    "person_id", "customer_ids", "lambda_per_day", "p_dropout", "nu", "first_purchase_at",
-    "dropout_at", "is_prospect", "completed_orders",
+    "person_id",
+    "customer_ids",
+    "lambda_per_day",
+    "p_dropout",
+    "nu",
+    "first_purchase_at",
+    "dropout_at",
+    "is_prospect",
+    "completed_orders",
 )
 TRUTH_DUPLICATE_COLUMNS = ("customer_id", "person_id")
 
@@ -106,10 +131,33 @@ _COMPLETED, _CANCELLED, _REFUNDED, _RETURNED = range(4)
 # events are drawn in "operational" time and mapped into each day through this profile:
 # a monotone time change within the day, so the BG/NBD process stays exact at day
 # resolution (the time unit the models use) while timestamps get a realistic time of day.
-_HOURLY_TRAFFIC = np.array([
-    0.30, 0.18, 0.12, 0.10, 0.10, 0.15, 0.30, 0.55, 0.85, 1.05, 1.15, 1.25,
-    1.40, 1.30, 1.15, 1.10, 1.15, 1.30, 1.55, 1.80, 1.95, 1.75, 1.20, 0.65,
-])
+_HOURLY_TRAFFIC = np.array(
+    [
+        0.30,
+        0.18,
+        0.12,
+        0.10,
+        0.10,
+        0.15,
+        0.30,
+        0.55,
+        0.85,
+        1.05,
+        1.15,
+        1.25,
+        1.40,
+        1.30,
+        1.15,
+        1.10,
+        1.15,
+        1.30,
+        1.55,
+        1.80,
+        1.95,
+        1.75,
+        1.20,
+        0.65,
+    ]
+)
 _DAY_SHARE_KNOTS = np.concatenate([[0.0], np.cumsum(_HOURLY_TRAFFIC) / _HOURLY_TRAFFIC.sum()])
 _HOUR_KNOTS = np.arange(25) / 24.0
-

@@ -66,18 +66,34 @@ class _Plan:
             records += buyers + chunk_prospects + dups
         duplicates = records - persons
         if records >= 10**CUSTOMER_ID_WIDTH:
-            raise ValueError(f"{records} customer records do not fit the {CUSTOMER_ID_WIDTH}-digit "
-                             f"CustomerID; generate fewer than ~{10**CUSTOMER_ID_WIDTH // 1.13:.0f} customers")
+            raise ValueError(
+                f"{records} customer records do not fit the {CUSTOMER_ID_WIDTH}-digit "
+                f"CustomerID; generate fewer than ~{10**CUSTOMER_ID_WIDTH // 1.13:.0f} customers"
+            )
         for code, data in _COUNTRY_DATA.items():
             capacity = len(data["prefixes"]) * 10 ** min(n for _, n in data["prefixes"])
             if persons > capacity:
-                raise ValueError(f"{persons} people do not fit the phone number plan of {code} "
-                                 f"({capacity} numbers); generate fewer customers")
+                raise ValueError(
+                    f"{persons} people do not fit the phone number plan of {code} "
+                    f"({capacity} numbers); generate fewer customers"
+                )
         # Numbers in e-mail addresses: one per person plus one per second address.
         email_modulus = 10 ** max(4, len(str(2 * persons)))
-        start_epoch = int(datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp())
-        return cls(customers, prospects, duplicates, persons, start, end,
-                   float((end - start).days + 1), start_epoch, email_modulus, tuple(chunks))
+        start_epoch = int(
+            datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp()
+        )
+        return cls(
+            customers,
+            prospects,
+            duplicates,
+            persons,
+            start,
+            end,
+            float((end - start).days + 1),
+            start_epoch,
+            email_modulus,
+            tuple(chunks),
+        )
 
 
 def _share(total: int, k: int, parts: int) -> int:
@@ -123,4 +139,3 @@ def _first_index(groups: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 def _text(values: list[str | None]) -> pl.Series:
     return pl.Series(values, dtype=pl.String)
-

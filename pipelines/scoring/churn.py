@@ -144,7 +144,9 @@ def _features_at(con: duckdb.DuckDBPyConnection, cutoff: date) -> pl.DataFrame:
     )
 
 
-def build_churn_labels(con: duckdb.DuckDBPyConnection, cutoff: date, horizon_days: int) -> pl.DataFrame:
+def build_churn_labels(
+    con: duckdb.DuckDBPyConnection, cutoff: date, horizon_days: int
+) -> pl.DataFrame:
     """(Re)build ``models.churn_labels`` at ``cutoff`` and return it.
 
     One row per customer with a completed order on or before ``cutoff``: customer_id,
@@ -152,7 +154,9 @@ def build_churn_labels(con: duckdb.DuckDBPyConnection, cutoff: date, horizon_day
     cutoff_date, horizon_end_date.
     """
     return _run_model_sql(
-        con, "churn_labels", {"cutoff": _as_date(cutoff), "horizon_days": _check_horizon(horizon_days)}
+        con,
+        "churn_labels",
+        {"cutoff": _as_date(cutoff), "horizon_days": _check_horizon(horizon_days)},
     )
 
 
@@ -169,17 +173,23 @@ def _as_date(value: date) -> date:
 
 def _check_horizon(horizon_days: int) -> int:
     if isinstance(horizon_days, bool) or not isinstance(horizon_days, int) or horizon_days <= 0:
-        raise ValueError(f"horizon_days must be a positive whole number of days, got {horizon_days!r}")
+        raise ValueError(
+            f"horizon_days must be a positive whole number of days, got {horizon_days!r}"
+        )
     return horizon_days
 
 
-def _join_bgnbd(features: pl.DataFrame, bgnbd_scorer: BgnbdScorer | None, cutoff: date) -> pl.DataFrame:
+def _join_bgnbd(
+    features: pl.DataFrame, bgnbd_scorer: BgnbdScorer | None, cutoff: date
+) -> pl.DataFrame:
     """Add p_alive and expected_purchases at ``cutoff`` when a BG/NBD scorer is given."""
     if bgnbd_scorer is None:
         return features
     scores = bgnbd_scorer(cutoff)
     if not isinstance(scores, pl.DataFrame):
-        raise TypeError(f"the BG/NBD scorer must return a polars DataFrame, got {type(scores).__name__}")
+        raise TypeError(
+            f"the BG/NBD scorer must return a polars DataFrame, got {type(scores).__name__}"
+        )
     missing = [name for name in BGNBD_COLUMNS if name not in scores.columns]
     if missing:
         raise ValueError(f"the BG/NBD scores at {cutoff} lack the column(s) {', '.join(missing)}")
@@ -193,14 +203,18 @@ def _join_bgnbd(features: pl.DataFrame, bgnbd_scorer: BgnbdScorer | None, cutoff
     return features.join(scores, on="customer_id", how="left", maintain_order="left")
 
 
-def _build_labelled(con: duckdb.DuckDBPyConnection, cutoff: date, horizon_days: int) -> pl.DataFrame:
+def _build_labelled(
+    con: duckdb.DuckDBPyConnection, cutoff: date, horizon_days: int
+) -> pl.DataFrame:
     features = _features_at(con, cutoff)
     labels = build_churn_labels(con, cutoff, horizon_days).select("customer_id", LABEL_COLUMN)
     # Both tables hold exactly the customers with a completed order by the cutoff.
     return features.join(labels, on="customer_id", how="inner", maintain_order="left")
 
 
-def _check_labelled(labelled: pl.DataFrame, role: str, cutoff: date, min_labelled: int) -> str | None:
+def _check_labelled(
+    labelled: pl.DataFrame, role: str, cutoff: date, min_labelled: int
+) -> str | None:
     """Why this labelled set cannot train or test a model, or None."""
     n = labelled.height
     if n < min_labelled:
@@ -309,7 +323,9 @@ def run_churn(
         raise ValueError(f"min_labelled must be at least 1, got {min_labelled}")
     train_cutoff = as_of - timedelta(days=2 * horizon_days)
     test_cutoff = as_of - timedelta(days=horizon_days)
-    context = dict(as_of=as_of, train_cutoff=train_cutoff, test_cutoff=test_cutoff, horizon_days=horizon_days)
+    context = dict(
+        as_of=as_of, train_cutoff=train_cutoff, test_cutoff=test_cutoff, horizon_days=horizon_days
+    )
 
     _check_core_tables(con)
     # fetchall, not fetchone: DuckDB 2 refuses further work on a connection whose last
@@ -345,7 +361,9 @@ def run_churn(
     with timer("BG/NBD at as_of"):
         current = _join_bgnbd(current_features, bgnbd_scorer, as_of)
     if current.is_empty():
-        sentence = f"No customer has a completed order on or before {as_of}, so there is nothing to score."
+        sentence = (
+            f"No customer has a completed order on or before {as_of}, so there is nothing to score."
+        )
         return ChurnResult(
             scores=pl.DataFrame(schema=SCORES_SCHEMA),
             metrics=pl.DataFrame(schema=METRICS_SCHEMA),
@@ -368,8 +386,12 @@ def run_churn(
 
     with timer("model fit at the training cutoff"):
         model = ChurnModel(random_state=seed).fit(train.select(features), y_train)
-    log.info("churn model fit on %d of %d labelled customers at %s", model.n_train_customers_, train.height,
-             train_cutoff)
+    log.info(
+        "churn model fit on %d of %d labelled customers at %s",
+        model.n_train_customers_,
+        train.height,
+        train_cutoff,
+    )
     with timer("test-set scores"):
         test_probability = model.predict_proba(test.select(features))[:, 1]
 
@@ -379,7 +401,12 @@ def run_churn(
         frame["p_alive"].is_not_null().any() for frame in (train, test, current)
     )
     if bgnbd_scorer is not None and not has_bgnbd:
-        log.warning("BG/NBD scores are missing at one of %s, %s, %s: no BG/NBD baseline", train_cutoff, test_cutoff, as_of)
+        log.warning(
+            "BG/NBD scores are missing at one of %s, %s, %s: no BG/NBD baseline",
+            train_cutoff,
+            test_cutoff,
+            as_of,
+        )
     with timer("baselines and metrics"):
         baselines = {}
         for name in ("recency", "bgnbd") if has_bgnbd else ("recency",):
@@ -387,7 +414,9 @@ def run_churn(
             baselines[name] = (baseline.score_raw(test), baseline.predict_proba(test)[:, 1])
         metrics = compute_churn_metrics(y_test, test_probability, baselines)
     with timer("permutation importances"):
-        importances = compute_permutation_importances(model, test.select(features), y_test, random_state=seed)
+        importances = compute_permutation_importances(
+            model, test.select(features), y_test, random_state=seed
+        )
     published, beats, message = choose_published_scorer(metrics)
     log.info(message)
 
@@ -422,8 +451,13 @@ def run_churn(
 # --------------------------------------------------------------------------- pipeline step
 
 
-def score_churn_risk(con: duckdb.DuckDBPyConnection, settings, as_of: date, run_id: str,
-                     bgnbd_scorer: BgnbdScorer | None = None) -> ChurnResult:
+def score_churn_risk(
+    con: duckdb.DuckDBPyConnection,
+    settings,
+    as_of: date,
+    run_id: str,
+    bgnbd_scorer: BgnbdScorer | None = None,
+) -> ChurnResult:
     """The pipeline's churn step: run :func:`run_churn` with the configured horizon, bands
     and seed, then write ``models.churn_scores`` (one row per buyer), append the run's
     metrics, importances and status to ``models.model_metrics``,
@@ -431,22 +465,34 @@ def score_churn_risk(con: duckdb.DuckDBPyConnection, settings, as_of: date, run_
     (with its feature list and versions) under ``<warehouse dir>/models/``."""
 
     cfg = settings.churn
-    result = run_churn(con, as_of, settings.models.churn_horizon_days, bgnbd_scorer,
-                       band_cutoffs=cfg.band_cutoffs, min_labelled=cfg.min_labelled_customers,
-                       seed=cfg.seed)
-    con.register("_churn_scores", result.scores.select("customer_id", "churn_probability",
-                                                       "churn_band"))
+    result = run_churn(
+        con,
+        as_of,
+        settings.models.churn_horizon_days,
+        bgnbd_scorer,
+        band_cutoffs=cfg.band_cutoffs,
+        min_labelled=cfg.min_labelled_customers,
+        seed=cfg.seed,
+    )
+    con.register(
+        "_churn_scores", result.scores.select("customer_id", "churn_probability", "churn_band")
+    )
     con.execute("create or replace table models.churn_scores as select * from _churn_scores")
     con.unregister("_churn_scores")
     status = "fallback" if result.fallback_reason else "fitted"
-    record_model_outputs(con, run_id, metrics=result.metrics,
-                         runs=[("churn", status, result.message)])
+    record_model_outputs(
+        con, run_id, metrics=result.metrics, runs=[("churn", status, result.message)]
+    )
     ensure_bookkeeping_tables(con)
     if result.importances.height:
-        con.register("_importances", result.importances.select(
-            "feature", "importance_mean", "importance_std"))
-        con.execute("insert into models.churn_importances select $run_id, * from _importances",
-                    {"run_id": run_id})
+        con.register(
+            "_importances",
+            result.importances.select("feature", "importance_mean", "importance_std"),
+        )
+        con.execute(
+            "insert into models.churn_importances select $run_id, * from _importances",
+            {"run_id": run_id},
+        )
         con.unregister("_importances")
     if result.model is not None:
         directory = settings.warehouse.path.parent / "models"

@@ -48,40 +48,64 @@ class ValueReport:
     tier_counts: dict[str, int] = field(default_factory=dict)
 
 
-def score_customer_value(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
-                         run_id: str) -> ValueReport:
+def score_customer_value(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, run_id: str
+) -> ValueReport:
     """Build every customer-value table for ``as_of``; never raises for a model that does
     not fit (the run continues without CLV and says why)."""
     m = settings.models
     ensure_bookkeeping_tables(con)
     run_sql(con, "models/rfm", {"as_of": as_of})
-    scored = rfm.score_rfm(con.sql("select customer_id, recency_days, frequency, monetary_value "
-                                   "from models.rfm order by customer_id").pl(),
-                           grid=settings.rules.rfm_grid)
-    con.register("_scores", scored.select("customer_id", "r_score", "f_score", "m_score",
-                                          "rfm_segment"))
+    scored = rfm.score_rfm(
+        con.sql(
+            "select customer_id, recency_days, frequency, monetary_value "
+            "from models.rfm order by customer_id"
+        ).pl(),
+        grid=settings.rules.rfm_grid,
+    )
+    con.register(
+        "_scores", scored.select("customer_id", "r_score", "f_score", "m_score", "rfm_segment")
+    )
     con.execute("create or replace table models.rfm_scores as select * from _scores")
     con.unregister("_scores")
 
     resolution = _summary_resolution(con, as_of, m.summary_resolution)
     # only the resolution the models use: the marts and the churn step's BG/NBD read
     # models.clv_summary without knowing it (any_value(resolution) picked either before)
-    run_sql(con, "models/clv_summary", {"as_of": as_of, "unit_days": m.unit_days,
-                                        "period_days": PERIOD_DAYS, "resolution": resolution})
-    summary = con.sql("select * from models.clv_summary where resolution = $r "
-                      "order by customer_id", params={"r": resolution}).pl()
-    report = ValueReport(resolution=resolution, customers=summary.height,
-                         repeat_buyers=int((summary["frequency"] > 0).sum()) if summary.height else 0,
-                         clv_status="skipped", clv_message=None)
+    run_sql(
+        con,
+        "models/clv_summary",
+        {
+            "as_of": as_of,
+            "unit_days": m.unit_days,
+            "period_days": PERIOD_DAYS,
+            "resolution": resolution,
+        },
+    )
+    summary = con.sql(
+        "select * from models.clv_summary where resolution = $r order by customer_id",
+        params={"r": resolution},
+    ).pl()
+    report = ValueReport(
+        resolution=resolution,
+        customers=summary.height,
+        repeat_buyers=int((summary["frequency"] > 0).sum()) if summary.height else 0,
+        clv_status="skipped",
+        clv_message=None,
+    )
     predictions = _fit_and_predict(con, settings, summary, as_of, run_id, report)
     _write_predictions(con, predictions, m.expected_purchase_horizons_days)
     if report.clv_status == "fitted":
         _holdout_check(con, settings, as_of, run_id, resolution)
-    report.metrics = con.sql("select model, metric, value, baseline from models.model_metrics "
-                             "where run_id = $r", params={"r": run_id}).pl()
-    report.segment_counts = dict(con.execute(
-        "select rfm_segment, count(*) from models.rfm_scores group by all order by 2 desc"
-    ).fetchall())
+    report.metrics = con.sql(
+        "select model, metric, value, baseline from models.model_metrics where run_id = $r",
+        params={"r": run_id},
+    ).pl()
+    report.segment_counts = dict(
+        con.execute(
+            "select rfm_segment, count(*) from models.rfm_scores group by all order by 2 desc"
+        ).fetchall()
+    )
     return report
 
 
@@ -90,10 +114,13 @@ def _summary_resolution(con, as_of: date, requested: str) -> str:
     looked at (counted per distinct time of day in SQL) only when ``requested`` is 'auto'."""
     if requested != "auto":
         return clv.choose_resolution(False, requested=requested)
-    counts = con.sql("""
+    counts = con.sql(
+        """
         select count(*) as count from core.transactions
         where is_completed_order and order_date <= $as_of and order_at is not null
-        group by order_at::time""", params={"as_of": as_of}).pl()["count"]
+        group by order_at::time""",
+        params={"as_of": as_of},
+    ).pl()["count"]
     return clv.choose_resolution(clv.detect_time_of_day(time_counts=counts), requested=requested)
 
 
@@ -102,17 +129,22 @@ def _penalizer_ladder(settings: Settings) -> tuple[float, ...]:
     return (first,) + tuple(p for p in clv.DEFAULT_PENALIZERS if p > first)
 
 
-def _fit_and_predict(con, settings: Settings, summary: pl.DataFrame, as_of: date,
-                     run_id: str, report: ValueReport) -> pl.DataFrame | None:
+def _fit_and_predict(
+    con, settings: Settings, summary: pl.DataFrame, as_of: date, run_id: str, report: ValueReport
+) -> pl.DataFrame | None:
     m = settings.models
-    reason = clv.check_enough_data(summary, unit_days=m.unit_days,
-                                   min_customers=m.min_customers,
-                                   min_repeat_buyers=m.min_repeat_buyers,
-                                   min_history_days=m.min_history_days)
+    reason = clv.check_enough_data(
+        summary,
+        unit_days=m.unit_days,
+        min_customers=m.min_customers,
+        min_repeat_buyers=m.min_repeat_buyers,
+        min_history_days=m.min_history_days,
+    )
     if reason is not None:
         report.clv_message = f"CLV skipped: {reason}"
-        record_model_outputs(con, run_id, runs=[("bgnbd", "skipped", reason),
-                                                ("gamma_gamma", "skipped", reason)])
+        record_model_outputs(
+            con, run_id, runs=[("bgnbd", "skipped", reason), ("gamma_gamma", "skipped", reason)]
+        )
         log.warning(report.clv_message)
         return None
     ladder = _penalizer_ladder(settings)
@@ -120,8 +152,11 @@ def _fit_and_predict(con, settings: Settings, summary: pl.DataFrame, as_of: date
         bgnbd = clv.BetaGeoModel(unit_days=m.unit_days, penalizers=ladder).fit(summary)
     except clv.ModelFitError as exc:
         report.clv_status, report.clv_message = "failed", f"CLV skipped: {exc}"
-        record_model_outputs(con, run_id, runs=[("bgnbd", "failed", str(exc)),
-                                                ("gamma_gamma", "skipped", "BG/NBD failed")])
+        record_model_outputs(
+            con,
+            run_id,
+            runs=[("bgnbd", "failed", str(exc)), ("gamma_gamma", "skipped", "BG/NBD failed")],
+        )
         log.warning(report.clv_message)
         return None
     gamma_gamma, gg_message = None, None
@@ -129,21 +164,40 @@ def _fit_and_predict(con, settings: Settings, summary: pl.DataFrame, as_of: date
         gamma_gamma = clv.GammaGammaModel(penalizers=ladder).fit(summary)
     except clv.ModelFitError as exc:
         gg_message = str(exc)
-    parameters = pl.concat([bgnbd.parameters_frame()]
-                           + ([gamma_gamma.parameters_frame()] if gamma_gamma else []))
-    metrics = pl.concat([bgnbd.metrics_frame()]
-                        + ([gamma_gamma.metrics_frame()] if gamma_gamma else []))
-    record_model_outputs(con, run_id, parameters=parameters, metrics=metrics, runs=[
-        ("bgnbd", "fitted", f"penalizer {bgnbd.penalizer_}"),
-        ("gamma_gamma", "fitted" if gamma_gamma else "failed",
-         f"penalizer {gamma_gamma.penalizer_}" if gamma_gamma else gg_message)])
+    parameters = pl.concat(
+        [bgnbd.parameters_frame()] + ([gamma_gamma.parameters_frame()] if gamma_gamma else [])
+    )
+    metrics = pl.concat(
+        [bgnbd.metrics_frame()] + ([gamma_gamma.metrics_frame()] if gamma_gamma else [])
+    )
+    record_model_outputs(
+        con,
+        run_id,
+        parameters=parameters,
+        metrics=metrics,
+        runs=[
+            ("bgnbd", "fitted", f"penalizer {bgnbd.penalizer_}"),
+            (
+                "gamma_gamma",
+                "fitted" if gamma_gamma else "failed",
+                f"penalizer {gamma_gamma.penalizer_}" if gamma_gamma else gg_message,
+            ),
+        ],
+    )
     report.clv_status = "fitted"
-    report.clv_message = None if gamma_gamma else f"Spend model failed, CLV left empty: {gg_message}"
+    report.clv_message = (
+        None if gamma_gamma else f"Spend model failed, CLV left empty: {gg_message}"
+    )
     report.parameters = parameters
     return clv.predict_customer_value(
-        summary, bgnbd=bgnbd, gamma_gamma=gamma_gamma, as_of=as_of,
-        horizons_days=m.expected_purchase_horizons_days, clv_horizon_days=m.clv_horizon_days,
-        annual_discount_rate=m.annual_discount_rate)
+        summary,
+        bgnbd=bgnbd,
+        gamma_gamma=gamma_gamma,
+        as_of=as_of,
+        horizons_days=m.expected_purchase_horizons_days,
+        clv_horizon_days=m.clv_horizon_days,
+        annual_discount_rate=m.annual_discount_rate,
+    )
 
 
 def _write_predictions(con, predictions: pl.DataFrame | None, horizons) -> None:
@@ -166,49 +220,83 @@ def _holdout_check(con, settings: Settings, as_of: date, run_id: str, resolution
     one pass over the transactions (sql/models/clv_holdout.sql) serve both checks."""
     m = settings.models
     calibration_end = as_of - timedelta(days=m.holdout_days)
-    run_sql(con, "models/clv_holdout", {"calibration_end": calibration_end, "as_of": as_of,
-                                        "unit_days": m.unit_days, "period_days": PERIOD_DAYS,
-                                        "resolution": resolution})
-    holdout = con.sql("select * from models.clv_holdout where resolution = $r "
-                      "order by customer_id", params={"r": resolution}).pl()
-    calibration = holdout.select(pl.col("frequency_cal").alias("frequency"),
-                                 pl.col("recency_cal").alias("recency"),
-                                 pl.col("T_cal").alias("T"))
+    run_sql(
+        con,
+        "models/clv_holdout",
+        {
+            "calibration_end": calibration_end,
+            "as_of": as_of,
+            "unit_days": m.unit_days,
+            "period_days": PERIOD_DAYS,
+            "resolution": resolution,
+        },
+    )
+    holdout = con.sql(
+        "select * from models.clv_holdout where resolution = $r order by customer_id",
+        params={"r": resolution},
+    ).pl()
+    calibration = holdout.select(
+        pl.col("frequency_cal").alias("frequency"),
+        pl.col("recency_cal").alias("recency"),
+        pl.col("T_cal").alias("T"),
+    )
     try:
-        model = clv.BetaGeoModel(unit_days=m.unit_days,
-                                 penalizers=_penalizer_ladder(settings)).fit(calibration)
+        model = clv.BetaGeoModel(unit_days=m.unit_days, penalizers=_penalizer_ladder(settings)).fit(
+            calibration
+        )
     except clv.ModelFitError as exc:
         record_model_outputs(con, run_id, runs=[("bgnbd_holdout", "failed", str(exc))])
         return
-    metrics = pl.concat([clv.evaluate_holdout(holdout, model=model, refit=False),
-                         _next_order_backtest(con, settings, calibration_end, as_of, holdout,
-                                              model)])
-    record_model_outputs(con, run_id, metrics=metrics,
-                         runs=[("bgnbd_holdout", "fitted", f"calibration ends {calibration_end}")])
+    metrics = pl.concat(
+        [
+            clv.evaluate_holdout(holdout, model=model, refit=False),
+            _next_order_backtest(con, settings, calibration_end, as_of, holdout, model),
+        ]
+    )
+    record_model_outputs(
+        con,
+        run_id,
+        metrics=metrics,
+        runs=[("bgnbd_holdout", "fitted", f"calibration ends {calibration_end}")],
+    )
 
 
-def _next_order_backtest(con, settings: Settings, calibration_end: date, as_of: date,
-                         holdout: pl.DataFrame, model: clv.BetaGeoModel) -> pl.DataFrame:
+def _next_order_backtest(
+    con,
+    settings: Settings,
+    calibration_end: date,
+    as_of: date,
+    holdout: pl.DataFrame,
+    model: clv.BetaGeoModel,
+) -> pl.DataFrame:
     """MAE in days of the expected next order date from ``model`` (fitted at the calibration
     end) against the first order actually placed in the holdout window; same for the naive
     rule. The last order before and the first order in the window come with ``holdout``."""
-    summary = holdout.select("customer_id", pl.col("frequency_cal").alias("frequency"),
-                             pl.col("recency_cal").alias("recency"),
-                             pl.col("T_cal").alias("T"),
-                             pl.col("last_purchase_at_cal").alias("last_purchase_at"))
-    predicted = clv.predict_customer_value(summary, bgnbd=model, as_of=calibration_end,
-                                           horizons_days=(30,))
-    naive = clv.predict_naive_next_order_dates(summary, as_of=calibration_end,
-                                               unit_days=settings.models.unit_days)
-    actual = holdout.select("customer_id",
-                            pl.col("first_holdout_order_date").alias("next_order_date"))
+    summary = holdout.select(
+        "customer_id",
+        pl.col("frequency_cal").alias("frequency"),
+        pl.col("recency_cal").alias("recency"),
+        pl.col("T_cal").alias("T"),
+        pl.col("last_purchase_at_cal").alias("last_purchase_at"),
+    )
+    predicted = clv.predict_customer_value(
+        summary, bgnbd=model, as_of=calibration_end, horizons_days=(30,)
+    )
+    naive = clv.predict_naive_next_order_dates(
+        summary, as_of=calibration_end, unit_days=settings.models.unit_days
+    )
+    actual = holdout.select(
+        "customer_id", pl.col("first_holdout_order_date").alias("next_order_date")
+    )
     both = predicted.select("customer_id", "expected_next_order_date").join(
-        naive, on="customer_id", how="left")
+        naive, on="customer_id", how="left"
+    )
     return clv.score_next_order_dates(both, actual)
 
 
-def make_bgnbd_scorer(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date,
-                      resolution: str):
+def make_bgnbd_scorer(
+    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, resolution: str
+):
     """A ``cutoff -> frame`` function for the churn step: p_alive and expected purchases
     over the churn horizon from a BG/NBD fitted on data up to ``cutoff`` only.
 
@@ -224,26 +312,37 @@ def make_bgnbd_scorer(con: duckdb.DuckDBPyConnection, settings: Settings, as_of:
 
     def score(cutoff: date) -> pl.DataFrame:
         if cutoff == as_of:
-            summary = con.sql("select * from models.clv_summary where resolution = $r "
-                              "order by customer_id", params={"r": resolution}).pl()
+            summary = con.sql(
+                "select * from models.clv_summary where resolution = $r order by customer_id",
+                params={"r": resolution},
+            ).pl()
         else:
             summary = con.sql(
                 "select * from clv_summary_at($cutoff, $unit_days, $period_days, $r) "
                 "order by customer_id",
-                params={"cutoff": cutoff, "unit_days": m.unit_days, "period_days": PERIOD_DAYS,
-                        "r": resolution}).pl()
+                params={
+                    "cutoff": cutoff,
+                    "unit_days": m.unit_days,
+                    "period_days": PERIOD_DAYS,
+                    "r": resolution,
+                },
+            ).pl()
         if summary.height == 0:
             return pl.DataFrame(schema=schema)
         try:
-            model = clv.BetaGeoModel(unit_days=m.unit_days,
-                                     penalizers=_penalizer_ladder(settings)).fit(summary)
+            model = clv.BetaGeoModel(
+                unit_days=m.unit_days, penalizers=_penalizer_ladder(settings)
+            ).fit(summary)
         except clv.ModelFitError as exc:
             log.warning("BG/NBD at churn cutoff %s failed: %s", cutoff, exc)
             return pl.DataFrame(schema=schema)
-        return pl.DataFrame({
-            "customer_id": summary["customer_id"],
-            "p_alive": model.predict_p_alive(summary),
-            "expected_purchases": model.predict(summary, horizon_days=horizon),
-        }, schema=schema)
+        return pl.DataFrame(
+            {
+                "customer_id": summary["customer_id"],
+                "p_alive": model.predict_p_alive(summary),
+                "expected_purchases": model.predict(summary, horizon_days=horizon),
+            },
+            schema=schema,
+        )
 
     return score

@@ -14,8 +14,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
-PIPELINE_MODULES = {"ingest", "erasure", "clean", "quality", "build", "runlog", "value",
-                    "churn", "segments", "marts", "exports", "serving", "report"}
+PIPELINE_MODULES = {
+    "ingest",
+    "erasure",
+    "clean",
+    "quality",
+    "build",
+    "runlog",
+    "value",
+    "churn",
+    "segments",
+    "marts",
+    "exports",
+    "serving",
+    "report",
+}
 
 
 def _load(name: str, path: Path):
@@ -36,8 +49,13 @@ def bench():
 def _aliases(node: ast.AST) -> dict[str, str]:
     """Local name -> module name of every ``from pipelines... import module as name``
     inside ``node`` (``serving as publish`` counts as ``serving``)."""
-    return {a.asname: a.name for n in ast.walk(node) if isinstance(n, ast.ImportFrom)
-            and (n.module or "").startswith("pipelines") for a in n.names if a.asname}
+    return {
+        a.asname: a.name
+        for n in ast.walk(node)
+        if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("pipelines")
+        for a in n.names
+        if a.asname
+    }
 
 
 def _pipeline_calls(fn: ast.FunctionDef, aliases: dict[str, str]) -> set[str]:
@@ -45,11 +63,14 @@ def _pipeline_calls(fn: ast.FunctionDef, aliases: dict[str, str]) -> set[str]:
     under its own name whatever it was imported as (``aliases`` from the module, plus the
     imports inside ``fn``)."""
     names = {**aliases, **_aliases(fn)}
-    return {f"{names.get(node.func.value.id, node.func.value.id)}.{node.func.attr}"
-            for node in ast.walk(fn)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and isinstance(node.func.value, ast.Name)
-            and names.get(node.func.value.id, node.func.value.id) in PIPELINE_MODULES}
+    return {
+        f"{names.get(node.func.value.id, node.func.value.id)}.{node.func.attr}"
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and names.get(node.func.value.id, node.func.value.id) in PIPELINE_MODULES
+    }
 
 
 def test_stages_call_what_the_steps_call_in_run_order(bench):
@@ -57,16 +78,27 @@ def test_stages_call_what_the_steps_call_in_run_order(bench):
 
     source = ast.parse((ROOT / "pipelines" / "steps.py").read_text(encoding="utf-8"))
     step_functions = {n.name: n for n in source.body if isinstance(n, ast.FunctionDef)}
-    flow_steps = [(name, _pipeline_calls(step_functions[fn.__name__], _aliases(source)))
-                  for name, fn in steps.STEPS.items()]
+    flow_steps = [
+        (name, _pipeline_calls(step_functions[fn.__name__], _aliases(source)))
+        for name, fn in steps.STEPS.items()
+    ]
 
     source = ast.parse((BENCH / "run.py").read_text(encoding="utf-8"))
     functions = {n.name: n for n in source.body if isinstance(n, ast.FunctionDef)}
-    bench_aliases = {a.asname: a.name for n in source.body if isinstance(n, ast.ImportFrom)
-                     and (n.module or "").startswith("pipelines") for a in n.names if a.asname}
+    bench_aliases = {
+        a.asname: a.name
+        for n in source.body
+        if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("pipelines")
+        for a in n.names
+        if a.asname
+    }
     # the step name per bench stage: 'publish' is split into three stages
-    task_of = {"value": "customer value", "export": "publish", "serving": "publish",
-               "report": "publish"}
+    task_of = {
+        "value": "customer value",
+        "export": "publish",
+        "serving": "publish",
+        "report": "publish",
+    }
     bench_steps: dict[str, set[str]] = {}
     for st in bench.STAGES:
         calls = _pipeline_calls(functions[st.run.__name__], bench_aliases)
@@ -79,10 +111,20 @@ def test_stages_call_what_the_steps_call_in_run_order(bench):
 
 def test_resolve_stages_adds_prerequisites_and_skips_what_the_warehouse_has(bench):
     stages, added = bench.resolve_stages(["report"])
-    assert [s.name for s in stages] == ["ingest", "clean", "validate", "core", "value",
-                                        "churn", "segments", "marts", "report"]
-    assert added == sorted(["ingest", "clean", "validate", "core", "value", "churn",
-                            "segments", "marts"])
+    assert [s.name for s in stages] == [
+        "ingest",
+        "clean",
+        "validate",
+        "core",
+        "value",
+        "churn",
+        "segments",
+        "marts",
+        "report",
+    ]
+    assert added == sorted(
+        ["ingest", "clean", "validate", "core", "value", "churn", "segments", "marts"]
+    )
     stages, added = bench.resolve_stages(["churn"], done=bench.CORE_STAGES)
     assert [s.name for s in stages] == ["value", "churn"] and added == ["value"]
     stages, _ = bench.resolve_stages(None, done=bench.CORE_STAGES)
@@ -128,25 +170,44 @@ def test_notebook_baseline_matches_our_summary_and_bgnbd_fit(tmp_path):
         '[warehouse]\npath = "wh/crm.duckdb"\nserving_path = "serving/crm.duckdb"\n'
         'memory_limit = "1GB"\n[sources.transactions]'
         + tx.replace('"transactions*.csv"', '"data/transactions.csv"')
-        + rates + '[models]\nsummary_resolution = "periods"\n', encoding="utf-8")
+        + rates
+        + '[models]\nsummary_resolution = "periods"\n',
+        encoding="utf-8",
+    )
     settings = load_settings(config)
     con = run_to_core(config)
     try:
         as_of = runlog.resolve_as_of(con, None)
         report = value.score_customer_value(con, settings, as_of, "run-1")
         assert report.resolution == "periods" and report.clv_status == "fitted"
-        ours = {r[0]: r[1:] for r in con.execute(
-            "select customer_id, frequency, recency, \"T\", monetary_value "
-            "from models.clv_summary where resolution = 'periods'").fetchall()}
+        ours = {
+            r[0]: r[1:]
+            for r in con.execute(
+                'select customer_id, frequency, recency, "T", monetary_value '
+                "from models.clv_summary where resolution = 'periods'"
+            ).fetchall()
+        }
         params = {p: v for m, p, v, _ in report.parameters.iter_rows() if m == "bgnbd"}
     finally:
         con.close()
 
     notebook = _load("bench_notebook", BENCH / "notebook.py")
     out = tmp_path / "notebook.json"
-    assert notebook.main(["--transactions", str(tmp_path / "data" / "transactions.csv"),
-                          "--as-of", as_of.isoformat(), "--out-dir", str(tmp_path / "nb"),
-                          "--json", str(out)]) == 0
+    assert (
+        notebook.main(
+            [
+                "--transactions",
+                str(tmp_path / "data" / "transactions.csv"),
+                "--as-of",
+                as_of.isoformat(),
+                "--out-dir",
+                str(tmp_path / "nb"),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert result["status"] == "succeeded", [s["error"] for s in result["stages"]]
     with open(tmp_path / "nb" / "customer_value.csv", newline="") as fh:
@@ -154,11 +215,14 @@ def test_notebook_baseline_matches_our_summary_and_bgnbd_fit(tmp_path):
 
     # Without a customers source there is no identity resolution: same customer ids.
     assert set(theirs) == set(ours)
-    differ = [c for c, (f, r, t, m) in ours.items()
-              if (float(theirs[c]["frequency"]), float(theirs[c]["recency"]),
-                  float(theirs[c]["T"])) != (f, r, t)
-              # staging rounds each converted line to 4 decimals; the notebook does not
-              or abs(float(theirs[c]["monetary_value"]) - float(m)) > 1e-3]
+    differ = [
+        c
+        for c, (f, r, t, m) in ours.items()
+        if (float(theirs[c]["frequency"]), float(theirs[c]["recency"]), float(theirs[c]["T"]))
+        != (f, r, t)
+        # staging rounds each converted line to 4 decimals; the notebook does not
+        or abs(float(theirs[c]["monetary_value"]) - float(m)) > 1e-3
+    ]
     assert differ == []
 
     fitted = next(s for s in result["stages"] if s["stage"] == "fits")["detail"]["bgnbd"]
@@ -168,13 +232,25 @@ def test_notebook_baseline_matches_our_summary_and_bgnbd_fit(tmp_path):
 
 def test_an_export_of_no_rows_is_not_compared_with_the_notebooks_csv(bench):
     def stage(name, wall, rows_out=1):
-        return {"stage": name, "wall_s": wall, "cpu_s": wall, "error": None, "substeps": [],
-                "sql": [], "rows_out": rows_out}
+        return {
+            "stage": name,
+            "wall_s": wall,
+            "cpu_s": wall,
+            "error": None,
+            "substeps": [],
+            "sql": [],
+            "rows_out": rows_out,
+        }
 
-    notebook = {"stages": [{"stage": "write", "wall_s": 20.0, "cpu_s": 20.0,
-                            "rows_out": 1000}], "totals": {}}
-    result = {"stages": [stage("export", 0.2, rows_out=0)], "notebook": notebook,
-              "totals": {"wall_s": 0.2, "cpu_s": 0.2, "peak_rss_bytes": 1}}
+    notebook = {
+        "stages": [{"stage": "write", "wall_s": 20.0, "cpu_s": 20.0, "rows_out": 1000}],
+        "totals": {},
+    }
+    result = {
+        "stages": [stage("export", 0.2, rows_out=0)],
+        "notebook": notebook,
+        "totals": {"wall_s": 0.2, "cpu_s": 0.2, "peak_rss_bytes": 1},
+    }
     write = next(r for r in bench.build_comparison(result)["rows"] if r["stage"] == "write")
     assert write["not_comparable"] and write["wall_ratio_notebook_over_ours"] is None
     result["stages"] = [stage("export", 0.2, rows_out=500)]

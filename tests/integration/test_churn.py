@@ -71,13 +71,21 @@ def add_orders(con, rows):
             select $customer_id, $order_id, cast($order_at as timestamp), cast(cast($order_at as timestamp) as date),
                    $amount, 1.0, $status, $status = 'completed' and $amount > 0, 'EUR', 'web', 'card', 1
             """,
-            {"customer_id": customer_id, "order_id": order_id, "order_at": order_at, "amount": amount, "status": status},
+            {
+                "customer_id": customer_id,
+                "order_id": order_id,
+                "order_at": order_at,
+                "amount": amount,
+                "status": status,
+            },
         )
 
 
 def add_events(con, rows):
     """rows: (customer_id, event_id, event_at, event_type, value, properties)."""
-    con.executemany("insert into core.events values (?, ?, cast(? as timestamp), ?, 'web', ?, ?)", rows)
+    con.executemany(
+        "insert into core.events values (?, ?, cast(? as timestamp), ?, 'web', ?, ?)", rows
+    )
 
 
 def add_customers(con, rows):
@@ -85,11 +93,16 @@ def add_customers(con, rows):
     con.executemany(
         "insert into core.customers values (?, null, null, null, cast(? as date), ?, null, ?, "
         "cast(? as timestamp), ?, cast(? as timestamp))",
-        [(c, birth, gender, country, signup, consent, updated) for c, birth, gender, country, consent, signup, updated in rows],
+        [
+            (c, birth, gender, country, signup, consent, updated)
+            for c, birth, gender, country, consent, signup, updated in rows
+        ],
     )
 
 
-def load_core(con, transactions: pl.DataFrame, events: pl.DataFrame, customers: pl.DataFrame) -> None:
+def load_core(
+    con, transactions: pl.DataFrame, events: pl.DataFrame, customers: pl.DataFrame
+) -> None:
     """Append simulated frames to the core tables, casting to the documented types."""
     con.register("transactions_frame", transactions.to_arrow())
     con.register("events_frame", events.to_arrow())
@@ -115,7 +128,9 @@ def load_core(con, transactions: pl.DataFrame, events: pl.DataFrame, customers: 
 # --------------------------------------------------------------------------- simulation
 
 
-def simulate_core(n_customers: int, as_of: date, seed: int, history_days: int = 730, days_after: int = 20):
+def simulate_core(
+    n_customers: int, as_of: date, seed: int, history_days: int = 730, days_after: int = 20
+):
     """Simulated shop: customers buy at their own rate until they silently drop out.
 
     In the weeks before a dropout a customer fades: they buy less and spend less, open
@@ -154,7 +169,10 @@ def simulate_core(n_customers: int, as_of: date, seed: int, history_days: int = 
         {
             "customer_id": [f"C{i:05d}" for i in c],
             "order_id": [f"O{k:07d}" for k in range(len(c))],
-            "order_at": [start + timedelta(days=int(x), seconds=int(s)) for x, s in zip(d, rng.integers(0, 86400, len(c)))],
+            "order_at": [
+                start + timedelta(days=int(x), seconds=int(s))
+                for x, s in zip(d, rng.integers(0, 86400, len(c)))
+            ],
             "amount": amount,
             "status": status,
         }
@@ -170,7 +188,10 @@ def simulate_core(n_customers: int, as_of: date, seed: int, history_days: int = 
             pl.DataFrame(
                 {
                     "customer_id": [f"C{i:05d}" for i in cc],
-                    "event_at": [start + timedelta(days=int(x), seconds=int(s)) for x, s in zip(dd, rng.integers(0, 86400, len(cc)))],
+                    "event_at": [
+                        start + timedelta(days=int(x), seconds=int(s))
+                        for x, s in zip(dd, rng.integers(0, 86400, len(cc)))
+                    ],
                     "event_type": kind,
                     "value": value(cc, dd) if value else np.full(len(cc), np.nan),
                     "properties": properties,
@@ -186,20 +207,28 @@ def simulate_core(n_customers: int, as_of: date, seed: int, history_days: int = 
     add("email_click", clicks)
     add("page_view", active * rng.poisson(browsing * engagement_level))
     tickets = alive * rng.poisson(0.003 + 0.012 * (1 - vigour))
-    add("support_ticket", tickets, value=lambda cc, dd: np.round(rng.gamma(2.0, 4.0 + 20.0 * (1 - vigour[cc, dd])), 1))
+    add(
+        "support_ticket",
+        tickets,
+        value=lambda cc, dd: np.round(rng.gamma(2.0, 4.0 + 20.0 * (1 - vigour[cc, dd])), 1),
+    )
     add("complaint", alive * rng.poisson(0.0005 + 0.006 * (1 - vigour)))
     surveyed = buys & (rng.random((n_customers, n_days)) < 0.25)
     add(
         "survey_response",
         surveyed,
-        value=lambda cc, dd: np.clip(np.round(8.0 - 6.0 * (1 - vigour[cc, dd]) + rng.normal(0, 1.5, len(cc))), 0, 10),
+        value=lambda cc, dd: np.clip(
+            np.round(8.0 - 6.0 * (1 - vigour[cc, dd]) + rng.normal(0, 1.5, len(cc))), 0, 10
+        ),
         properties='{"survey": "nps"}',
     )
     rated = (tickets > 0) & (rng.random((n_customers, n_days)) < 0.5)
     add(
         "survey_response",
         rated,
-        value=lambda cc, dd: np.clip(np.round(4.2 - 2.5 * (1 - vigour[cc, dd]) + rng.normal(0, 0.7, len(cc))), 1, 5),
+        value=lambda cc, dd: np.clip(
+            np.round(4.2 - 2.5 * (1 - vigour[cc, dd]) + rng.normal(0, 0.7, len(cc))), 1, 5
+        ),
         properties='{"survey": "csat"}',
     )
     events = pl.concat(event_parts).with_columns(
@@ -215,12 +244,19 @@ def simulate_core(n_customers: int, as_of: date, seed: int, history_days: int = 
                 for x in rng.integers(0, 365 * 55, n_customers)
             ],
             "gender": rng.choice(["f", "m", "x", None], n_customers, p=[0.45, 0.42, 0.03, 0.1]),
-            "country": rng.choice(["DE", "FR", "NL", "AT", "PL", None], n_customers, p=[0.4, 0.2, 0.15, 0.1, 0.1, 0.05]),
+            "country": rng.choice(
+                ["DE", "FR", "NL", "AT", "PL", None],
+                n_customers,
+                p=[0.4, 0.2, 0.15, 0.1, 0.1, 0.05],
+            ),
             "marketing_consent": rng.random(n_customers) < 0.7,
             "signup_at": [start + timedelta(days=int(x) - 3) for x in first],
             # Most profiles were last edited at signup, some later (even after as_of).
             "updated_at": [
-                start + timedelta(days=int(x) + (int(rng.integers(0, n_days - x)) if rng.random() < 0.3 else 0))
+                start
+                + timedelta(
+                    days=int(x) + (int(rng.integers(0, n_days - x)) if rng.random() < 0.3 else 0)
+                )
                 for x in first
             ],
         }
@@ -277,7 +313,11 @@ def constant_bgnbd_scorer(p_alive: float):
     def score(cutoff: date) -> pl.DataFrame:
         calls.append(cutoff)
         return pl.DataFrame(
-            {"customer_id": ["late-1", "late-2", "late-3"], "p_alive": [p_alive] * 3, "expected_purchases": [0.5] * 3}
+            {
+                "customer_id": ["late-1", "late-2", "late-3"],
+                "p_alive": [p_alive] * 3,
+                "expected_purchases": [0.5] * 3,
+            }
         )
 
     score.calls = calls
@@ -312,7 +352,13 @@ def test_labels_count_orders_up_to_the_last_day_of_the_horizon(con):
         ],
     )
     labels = build_churn_labels(con, cutoff, 30)
-    assert labels.columns == ["customer_id", "is_churned", "horizon_days", "cutoff_date", "horizon_end_date"]
+    assert labels.columns == [
+        "customer_id",
+        "is_churned",
+        "horizon_days",
+        "cutoff_date",
+        "horizon_end_date",
+    ]
     assert dict(labels.select("customer_id", "is_churned").iter_rows()) == {
         "day_after": True,
         "last_day": False,
@@ -366,7 +412,9 @@ def test_features_summarise_orders_events_and_profile_at_the_cutoff(con):
             ("nobody", "e11", "2024-12-23 09:00", "page_view", None, None),
         ],
     )
-    add_customers(con, [("a", "1990-06-15", "f", "DE", True, "2023-12-20 10:00", "2024-02-01 10:00")])
+    add_customers(
+        con, [("a", "1990-06-15", "f", "DE", True, "2023-12-20 10:00", "2024-02-01 10:00")]
+    )
 
     features = build_churn_features(con, cutoff)
     assert features["customer_id"].to_list() == ["a", "b"]
@@ -418,9 +466,17 @@ def test_features_summarise_orders_events_and_profile_at_the_cutoff(con):
 
     # A one-order customer without events or profile: zeros where counted, NULL where undefined.
     assert b["days_since_last_order"] == 0 and b["order_count"] == 1
-    assert b["gap_mean_days"] is None and b["recency_gap_ratio"] is None and b["spend_trend_90d"] is None
+    assert (
+        b["gap_mean_days"] is None
+        and b["recency_gap_ratio"] is None
+        and b["spend_trend_90d"] is None
+    )
     assert b["email_open_events_last_30d"] == 0 and b["complaint_count"] == 0
-    assert b["days_since_last_event"] is None and b["email_click_to_open_rate"] is None and b["nps_last"] is None
+    assert (
+        b["days_since_last_event"] is None
+        and b["email_click_to_open_rate"] is None
+        and b["nps_last"] is None
+    )
     assert b["age_years"] is None and b["country"] is None and b["marketing_consent"] is None
 
 
@@ -434,7 +490,9 @@ def test_features_ignore_orders_events_and_profile_updates_after_the_cutoff(con)
             ("a", "e2", "2024-06-01 10:00", "survey_response", 8.0, '{"survey": "nps"}'),
         ],
     )
-    add_customers(con, [("a", "1980-01-01", "m", "FR", True, "2024-01-01 00:00", "2024-01-01 00:00")])
+    add_customers(
+        con, [("a", "1980-01-01", "m", "FR", True, "2024-01-01 00:00", "2024-01-01 00:00")]
+    )
     before = build_churn_features(con, cutoff)
 
     # Everything below is dated after the cutoff, from one second after midnight on.
@@ -456,7 +514,9 @@ def test_features_ignore_orders_events_and_profile_updates_after_the_cutoff(con)
         ],
     )
     # A newer version of the profile (changed country, consent and birth date)
-    add_customers(con, [("a", "1999-09-09", "x", "PL", False, "2024-01-01 00:00", "2024-07-01 00:00")])
+    add_customers(
+        con, [("a", "1999-09-09", "x", "PL", False, "2024-01-01 00:00", "2024-07-01 00:00")]
+    )
     after = build_churn_features(con, cutoff)
     assert after.equals(before)
     assert before["country"].to_list() == ["FR"]
@@ -464,9 +524,16 @@ def test_features_ignore_orders_events_and_profile_updates_after_the_cutoff(con)
 
 def test_features_treat_a_profile_written_after_the_cutoff_as_unknown(con):
     add_orders(con, [("a", "o1", "2024-01-10 10:00", 30.0)])
-    add_customers(con, [("a", "1980-01-01", "m", "FR", True, "2024-01-01 00:00", "2024-08-01 00:00")])
+    add_customers(
+        con, [("a", "1980-01-01", "m", "FR", True, "2024-01-01 00:00", "2024-08-01 00:00")]
+    )
     features = build_churn_features(con, date(2024, 6, 30))
-    assert features.select("age_years", "country", "gender", "marketing_consent").row(0) == (None, None, None, None)
+    assert features.select("age_years", "country", "gender", "marketing_consent").row(0) == (
+        None,
+        None,
+        None,
+        None,
+    )
     assert build_churn_features(con, date(2024, 8, 1))["country"].to_list() == ["FR"]
 
 
@@ -491,7 +558,9 @@ def test_features_equal_those_from_data_cut_at_the_cutoff(simulated):
     # The run reads the validation cutoffs from the macro, without storing them: same rows.
     build_churn_features(full, as_of)
     assert _features_at(full, cutoff).equals(from_cut)
-    assert full.execute("select distinct cutoff_date from models.churn_features").fetchall() == [(as_of,)]
+    assert full.execute("select distinct cutoff_date from models.churn_features").fetchall() == [
+        (as_of,)
+    ]
     full.close()
     cut.close()
 
@@ -514,7 +583,10 @@ def tiny_training_frame(n: int = 200, seed: int = 0) -> tuple[pl.DataFrame, np.n
         {
             "days_since_last_order": recency,
             "order_count": rng.integers(1, 20, n),
-            "nps_last": [None if gap else int(score) for gap, score in zip(rng.random(n) < 0.3, rng.integers(0, 11, n))],
+            "nps_last": [
+                None if gap else int(score)
+                for gap, score in zip(rng.random(n) < 0.3, rng.integers(0, 11, n))
+            ],
             "country": rng.choice(["DE", "FR", "NL"], n).tolist(),
             "marketing_consent": (rng.random(n) < 0.5).tolist(),
         }
@@ -548,14 +620,18 @@ def test_model_gives_reproducible_probabilities_and_handles_unseen_categories():
     assert p.shape == (len(y), 2) and np.all((p >= 0) & (p <= 1))
     assert np.array_equal(p, second.predict_proba(X))
     assert first.calibration_method_ == "sigmoid"  # 200 customers: too few for isotonic
-    unseen = X.with_columns(pl.lit("JP").alias("country"), pl.lit(None, dtype=pl.Boolean).alias("marketing_consent"))
+    unseen = X.with_columns(
+        pl.lit("JP").alias("country"), pl.lit(None, dtype=pl.Boolean).alias("marketing_consent")
+    )
     assert np.isfinite(first.predict_proba(unseen)).all()
 
 
 def test_model_sets_aside_features_that_almost_nobody_has():
     X, y = tiny_training_frame()
     X = X.with_columns(
-        pl.lit(None, dtype=pl.Float64).alias("csat_last"),  # all missing breaks the boosting's binning
+        pl.lit(None, dtype=pl.Float64).alias(
+            "csat_last"
+        ),  # all missing breaks the boosting's binning
         pl.lit(None, dtype=pl.String).alias("gender"),
         pl.Series("age_years", [30.0] * 5 + [None] * (len(y) - 5)),  # fewer than a leaf
     )
@@ -579,7 +655,10 @@ def test_model_calibrates_on_a_held_out_share_of_a_large_training_set():
     p = large.predict_proba(X)[:, 1]
     assert np.array_equal(p, again.predict_proba(X)[:, 1])
     assert abs(p.mean() - y.mean()) < 0.02  # calibrated to the base rate
-    assert ChurnModel(holdout_min_customers=1000, calibration_share=0.5).fit(X, y).calibration_method_ == "isotonic"
+    assert (
+        ChurnModel(holdout_min_customers=1000, calibration_share=0.5).fit(X, y).calibration_method_
+        == "isotonic"
+    )
 
 
 def test_model_fits_on_a_stratified_sample_when_there_are_more_customers_than_the_cap():
@@ -645,8 +724,22 @@ def test_load_refuses_a_model_saved_with_another_scikit_learn(tmp_path):
 
 def test_band_cut_offs_are_inclusive_at_the_upper_band_and_configurable():
     probabilities = [0.0, 0.329, 0.33, 0.659, 0.66, 1.0]
-    assert assign_churn_bands(probabilities).to_list() == ["low", "low", "medium", "medium", "high", "high"]
-    assert assign_churn_bands(probabilities, (0.5, 0.9)).to_list() == ["low", "low", "low", "medium", "medium", "high"]
+    assert assign_churn_bands(probabilities).to_list() == [
+        "low",
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+    ]
+    assert assign_churn_bands(probabilities, (0.5, 0.9)).to_list() == [
+        "low",
+        "low",
+        "low",
+        "medium",
+        "medium",
+        "high",
+    ]
     scores = build_churn_scores(["00042", "b"], [0.1, 0.8], (0.2, 0.7))
     assert scores.columns == ["customer_id", "churn_probability", "churn_band"]
     assert scores.rows() == [("00042", 0.1, "low"), ("b", 0.8, "high")]
@@ -662,7 +755,9 @@ def test_metrics_share_tied_scores_at_the_top_decile_boundary():
     y = np.array([1, 1, 0, 0, 1, 0, 0, 0, 0, 0] * 2)
     model_p = np.linspace(0.95, 0.05, 20)  # ranks the first two customers on top
     recency = np.array([300, 300, 300, 300, 10, 10, 10, 10, 10, 10] * 2)  # 8 tied at the top
-    metrics = compute_churn_metrics(y, model_p, {"recency": (recency, np.where(recency > 100, 0.5, 0.2))})
+    metrics = compute_churn_metrics(
+        y, model_p, {"recency": (recency, np.where(recency > 100, 0.5, 0.2))}
+    )
     assert metrics.columns == ["model", "metric", "value", "baseline"]
     assert metrics.schema["baseline"] == pl.Float64  # as in models.model_metrics
     assert metrics["model"].unique().sort().to_list() == ["churn", "churn_vs_recency"]
@@ -678,13 +773,18 @@ def test_metrics_share_tied_scores_at_the_top_decile_boundary():
     assert row["calibration_bin_1_predicted"][1] == pytest.approx(0.2)
     for metric in ("roc_auc", "pr_auc", "brier_score", "log_loss"):
         assert all(np.isfinite(row[metric]))
-    assert row["brier_score"][1] == pytest.approx(np.mean((np.where(recency > 100, 0.5, 0.2) - y) ** 2))
+    assert row["brier_score"][1] == pytest.approx(
+        np.mean((np.where(recency > 100, 0.5, 0.2) - y) ** 2)
+    )
 
 
 def test_metrics_without_baselines_describe_the_model_alone():
     y = np.array([0, 1, 0, 1])
     metrics = compute_churn_metrics(y, [0.1, 0.9, 0.2, 0.8], n_bins=2)
-    assert metrics["model"].unique().to_list() == ["churn"] and metrics["baseline"].null_count() == metrics.height
+    assert (
+        metrics["model"].unique().to_list() == ["churn"]
+        and metrics["baseline"].null_count() == metrics.height
+    )
     assert choose_published_scorer(metrics)[:2] == ("model", True)
 
 
@@ -693,7 +793,9 @@ def test_baseline_is_published_when_the_model_does_not_beat_it():
     recency = np.array([1, 2, 30, 40, 3, 50, 4, 60, 70, 5])  # perfect ranking
     noisy = np.array([0.2, 0.7, 0.6, 0.9, 0.1, 0.3, 0.4, 0.8, 0.5, 0.6])
     p_alive = 1 - noisy[::-1]
-    metrics = compute_churn_metrics(y, noisy, {"recency": (recency, recency / 100), "bgnbd": (1 - p_alive, 1 - p_alive)})
+    metrics = compute_churn_metrics(
+        y, noisy, {"recency": (recency, recency / 100), "bgnbd": (1 - p_alive, 1 - p_alive)}
+    )
     scorer, beats, message = choose_published_scorer(metrics)
     assert (scorer, beats) == ("recency", False)
     assert message == (
@@ -713,7 +815,9 @@ def test_model_beats_the_recency_baseline_on_simulated_fading_churners(simulated
     as_of, (transactions, _, _) = simulated
     result, connection, seconds = simulated_run
     model_auc, recency_auc = result.metrics.filter(pl.col("metric") == "roc_auc").row(0)[2:]
-    print(f"churn run: {seconds:.1f} s, test ROC AUC model {model_auc:.3f} vs recency {recency_auc:.3f}")
+    print(
+        f"churn run: {seconds:.1f} s, test ROC AUC model {model_auc:.3f} vs recency {recency_auc:.3f}"
+    )
     assert result.fallback_reason is None
     assert result.published_scorer == "model" and result.model_beats_baselines is True
     assert model_auc > recency_auc + 0.01
@@ -725,8 +829,11 @@ def test_model_beats_the_recency_baseline_on_simulated_fading_churners(simulated
 
     # Everyone with a completed order by as_of is scored once, nobody else.
     buyers = (
-        transactions.filter((pl.col("status") == "completed") & (pl.col("order_at").dt.date() <= as_of))
-        ["customer_id"].unique().sort()
+        transactions.filter(
+            (pl.col("status") == "completed") & (pl.col("order_at").dt.date() <= as_of)
+        )["customer_id"]
+        .unique()
+        .sort()
     )
     scores = result.scores
     assert scores.columns == ["customer_id", "churn_probability", "churn_band"]
@@ -740,10 +847,12 @@ def test_model_beats_the_recency_baseline_on_simulated_fading_churners(simulated
     assert importances["feature"][0] == "days_since_last_order"
 
     # Side effects the caller relies on: features at as_of, labels at the latest labelled cutoff.
-    assert connection.execute("select distinct cutoff_date from models.churn_features").fetchall() == [(as_of,)]
-    assert connection.execute("select distinct cutoff_date from models.churn_labels").fetchall() == [
-        (result.test_cutoff,)
-    ]
+    assert connection.execute(
+        "select distinct cutoff_date from models.churn_features"
+    ).fetchall() == [(as_of,)]
+    assert connection.execute(
+        "select distinct cutoff_date from models.churn_labels"
+    ).fetchall() == [(result.test_cutoff,)]
 
 
 def test_simulated_run_metrics_are_well_formed(simulated_run):
@@ -751,7 +860,10 @@ def test_simulated_run_metrics_are_well_formed(simulated_run):
     metrics = result.metrics
     assert metrics["model"].unique().sort().to_list() == ["churn", "churn_vs_recency"]
     assert metrics.filter(pl.col("metric").str.starts_with("calibration_bin_")).height == 2 * 10
-    rows = {r["metric"]: (r["value"], r["baseline"]) for r in metrics.filter(pl.col("model") == "churn_vs_recency").iter_rows(named=True)}
+    rows = {
+        r["metric"]: (r["value"], r["baseline"])
+        for r in metrics.filter(pl.col("model") == "churn_vs_recency").iter_rows(named=True)
+    }
     # Calibrated: every decile's mean probability within 0.1 of its observed churn rate.
     for number in range(1, 11):
         predicted = rows[f"calibration_bin_{number}_predicted"][0]
@@ -765,7 +877,9 @@ def test_run_falls_back_to_recency_when_too_few_customers_are_labelled(con):
     add_regular_buyers(con, [f"c{i}" for i in range(30)], date(2023, 1, 1), date(2024, 6, 30), 45)
     add_regular_buyers(con, [f"d{i}" for i in range(30)], date(2023, 1, 1), date(2024, 12, 31), 45)
     result = run_churn(con, date(2024, 12, 31), 90, min_labelled=200)
-    assert result.fallback_reason.startswith("Too few labelled customers at the training cutoff 2024-07-04: 60")
+    assert result.fallback_reason.startswith(
+        "Too few labelled customers at the training cutoff 2024-07-04: 60"
+    )
     assert "recency percentiles" in result.fallback_reason
     assert result.published_scorer == "fallback_recency_rank" and result.model is None
     assert result.metrics.is_empty() and result.importances.is_empty()
@@ -799,7 +913,11 @@ def test_run_falls_back_to_bgnbd_when_history_is_shorter_than_two_horizons(con):
 
 def test_run_scores_nobody_without_completed_orders(con):
     result = run_churn(con, date(2024, 12, 31), 90)
-    assert result.scores.is_empty() and result.scores.columns == ["customer_id", "churn_probability", "churn_band"]
+    assert result.scores.is_empty() and result.scores.columns == [
+        "customer_id",
+        "churn_probability",
+        "churn_band",
+    ]
     assert "nothing to score" in result.fallback_reason
 
 
@@ -815,8 +933,16 @@ def test_run_fits_a_model_from_transactions_alone():
     def failing_before_as_of(cutoff: date) -> pl.DataFrame:
         ids = [] if cutoff < as_of else transactions["customer_id"].unique().to_list()
         return pl.DataFrame(
-            {"customer_id": ids, "p_alive": [0.5] * len(ids), "expected_purchases": [1.0] * len(ids)},
-            schema={"customer_id": pl.String, "p_alive": pl.Float64, "expected_purchases": pl.Float64},
+            {
+                "customer_id": ids,
+                "p_alive": [0.5] * len(ids),
+                "expected_purchases": [1.0] * len(ids),
+            },
+            schema={
+                "customer_id": pl.String,
+                "p_alive": pl.Float64,
+                "expected_purchases": pl.Float64,
+            },
         )
 
     result = run_churn(connection, as_of, 90, bgnbd_scorer=failing_before_as_of, min_labelled=100)
@@ -825,7 +951,9 @@ def test_run_fits_a_model_from_transactions_alone():
     assert result.metrics["model"].unique().sort().to_list() == ["churn", "churn_vs_recency"]
     assert result.published_scorer in ("model", "recency")
     assert result.scores["churn_probability"].is_between(0, 1).all()
-    no_data = result.importances.filter(pl.col("feature").is_in(["nps_last", "country", "page_view_events_last_30d"]))
+    no_data = result.importances.filter(
+        pl.col("feature").is_in(["nps_last", "country", "page_view_events_last_30d"])
+    )
     assert no_data["importance_mean"].to_list() == [0.0, 0.0, 0.0]
 
 
@@ -850,14 +978,18 @@ def make_bgnbd_scorer(con, horizon_days: int):
             """,
             params={"cutoff": cutoff},
         ).pl()
-        frequency, recency, t = (summary[name].to_numpy().astype(float) for name in ("frequency", "recency", "t"))
+        frequency, recency, t = (
+            summary[name].to_numpy().astype(float) for name in ("frequency", "recency", "t")
+        )
         fitter = BetaGeoFitter(penalizer_coef=0.001).fit(frequency, recency, t)
         return pl.DataFrame(
             {
                 "customer_id": summary["customer_id"],
                 "p_alive": np.asarray(fitter.conditional_probability_alive(frequency, recency, t)),
                 "expected_purchases": np.asarray(
-                    fitter.conditional_expected_number_of_purchases_up_to_time(horizon_days, frequency, recency, t)
+                    fitter.conditional_expected_number_of_purchases_up_to_time(
+                        horizon_days, frequency, recency, t
+                    )
                 ),
             }
         )
@@ -877,7 +1009,11 @@ def test_run_uses_bgnbd_scores_as_features_and_as_a_baseline():
     assert scorer.calls == [date(2024, 12, 31), date(2024, 7, 4), date(2024, 10, 2)]
     assert result.fallback_reason is None
     assert {"p_alive", "expected_purchases"} <= set(result.importances["feature"])
-    assert result.metrics["model"].unique().sort().to_list() == ["churn", "churn_vs_bgnbd", "churn_vs_recency"]
+    assert result.metrics["model"].unique().sort().to_list() == [
+        "churn",
+        "churn_vs_bgnbd",
+        "churn_vs_recency",
+    ]
     if result.published_scorer == "model":
         assert set(result.model.feature_names_in_) >= {"p_alive", "expected_purchases"}
     else:
@@ -886,5 +1022,7 @@ def test_run_uses_bgnbd_scores_as_features_and_as_a_baseline():
 
 
 def test_select_feature_columns_drops_ids_and_label():
-    frame = pl.DataFrame({"customer_id": ["a"], "cutoff_date": [date(2024, 1, 1)], "is_churned": [True], "x": [1]})
+    frame = pl.DataFrame(
+        {"customer_id": ["a"], "cutoff_date": [date(2024, 1, 1)], "is_churned": [True], "x": [1]}
+    )
     assert select_feature_columns(frame) == ["x"]

@@ -38,11 +38,17 @@ def published_tables(serving: Path) -> dict[str, list[tuple]]:
     try:
         [(run_id,)] = con.execute("select distinct run_id from marts.customer_360").fetchall()
         tables = {}
-        for (table,) in con.execute("select table_name from duckdb_tables() "
-                                    "where schema_name = 'marts' order by 1").fetchall():
-            columns = [c for (c,) in con.execute(
-                "select column_name from duckdb_columns() where schema_name = 'marts' "
-                "and table_name = ? order by column_index", [table]).fetchall()]
+        for (table,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'marts' order by 1"
+        ).fetchall():
+            columns = [
+                c
+                for (c,) in con.execute(
+                    "select column_name from duckdb_columns() where schema_name = 'marts' "
+                    "and table_name = ? order by column_index",
+                    [table],
+                ).fetchall()
+            ]
             if table == "customer_360":
                 key, where = ("customer_id",), ""
             else:
@@ -54,7 +60,8 @@ def published_tables(serving: Path) -> dict[str, list[tuple]]:
             tables[table] = [tuple(c for c in columns if c not in RUN_METADATA)]
             tables[table] += con.execute(
                 f"select {kept} from marts.{table} {where} order by {order} nulls first",
-                {"run_id": run_id} if where else {}).fetchall()
+                {"run_id": run_id} if where else {},
+            ).fetchall()
         return tables
     finally:
         con.close()
@@ -67,11 +74,15 @@ def digest(rows: list[tuple]) -> str:
 
 def export_files(directory: Path) -> dict[str, str]:
     """sha256 per data file, plus the manifest's file entries (its run id aside)."""
-    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(directory.iterdir()) if p.name != "manifest.json"}
+    files = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if p.name != "manifest.json"
+    }
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-    files["manifest.json"] = json.dumps({"as_of": manifest["as_of"],
-                                         "files": manifest["files"]}, sort_keys=True)
+    files["manifest.json"] = json.dumps(
+        {"as_of": manifest["as_of"], "files": manifest["files"]}, sort_keys=True
+    )
     return files
 
 
@@ -80,8 +91,11 @@ def run_and_collect(config: Path) -> dict:
     base = config.parent
     tables = published_tables(base / "serving" / "crm.duckdb")
     assert tables["customer_360"][1:], "nothing was published"
-    return {"run_id": run_id, "tables": tables,
-            "exports": export_files(base / "exports" / AS_OF.isoformat())}
+    return {
+        "run_id": run_id,
+        "tables": tables,
+        "exports": export_files(base / "exports" / AS_OF.isoformat()),
+    }
 
 
 def assert_same_rows(table: str, expected: list[tuple], actual: list[tuple]) -> None:
@@ -92,20 +106,20 @@ def assert_same_rows(table: str, expected: list[tuple], actual: list[tuple]) -> 
     new = [r for r in actual[1:] if r not in before][:3]
     raise AssertionError(
         f"marts.{table} changed ({len(expected) - 1} -> {len(actual) - 1} rows).\n"
-        f"columns {columns}\nfirst rows only before: {gone}\nfirst rows only after: {new}")
+        f"columns {columns}\nfirst rows only before: {gone}\nfirst rows only after: {new}"
+    )
 
 
-def test_rerun_and_next_days_delivery_leave_every_published_output_of_as_of_unchanged(
-        tmp_path):
-    config = write_sample_deliveries(tmp_path, customers=600, seed=7, start=date(2023, 1, 1),
-                                     end=date(2024, 12, 31), as_of=AS_OF)
+def test_rerun_and_next_days_delivery_leave_every_published_output_of_as_of_unchanged(tmp_path):
+    config = write_sample_deliveries(
+        tmp_path, customers=600, seed=7, start=date(2023, 1, 1), end=date(2024, 12, 31), as_of=AS_OF
+    )
     first = run_and_collect(config)
     header, *metrics = first["tables"]["model_metrics"]
     model, metric, value = (header.index(c) for c in ("model", "metric", "value"))
     fitted = {r[model]: r[value] for r in metrics if r[metric] == "is_fitted"}
     # big enough that every model is fitted: their inputs' row order and sums matter
-    assert fitted == {"bgnbd": 1.0, "bgnbd_holdout": 1.0, "gamma_gamma": 1.0,
-                      "churn": 1.0}, fitted
+    assert fitted == {"bgnbd": 1.0, "bgnbd_holdout": 1.0, "gamma_gamma": 1.0, "churn": 1.0}, fitted
 
     second = run_and_collect(config)
     assert second["run_id"] != first["run_id"]
@@ -132,11 +146,14 @@ def test_rerun_and_next_days_delivery_leave_every_published_output_of_as_of_unch
     columns = quality["first"][0]
     sha, name = columns.index("file_sha256"), columns.index("file_name")
     files_of_d = {r[sha] for r in quality["first"][1:] if r[sha] is not None}
-    assert_same_rows("data_quality (rows of D's files)",
-                     [columns] + [r for r in quality["first"][1:] if r[sha] in files_of_d],
-                     [columns] + [r for r in quality["third"][1:] if r[sha] in files_of_d])
-    added = {r[name] for r in quality["third"][1:]
-             if r[sha] is not None and r[sha] not in files_of_d}
+    assert_same_rows(
+        "data_quality (rows of D's files)",
+        [columns] + [r for r in quality["first"][1:] if r[sha] in files_of_d],
+        [columns] + [r for r in quality["third"][1:] if r[sha] in files_of_d],
+    )
+    added = {
+        r[name] for r in quality["third"][1:] if r[sha] is not None and r[sha] not in files_of_d
+    }
     assert added == {"transactions_2.csv", "events_2.jsonl"}
 
 
@@ -198,11 +215,16 @@ def test_aggregations_over_many_rows_agree_to_the_last_bit_on_every_run():
         "models/rfm": "select * from models.rfm order by customer_id",
         "models/clv_summary": "select * from models.clv_summary order by resolution, customer_id",
         "marts/kpi_monthly": "select * from temp.main.kpi_monthly_run order by month",
-        "marts/segment_summary":
-            "select * from temp.main.segment_summary_run order by dimension, segment",
+        "marts/segment_summary": "select * from temp.main.segment_summary_run order by dimension, segment",
     }
-    params = {"as_of": AS_OF, "cutoff": AS_OF, "unit_days": 1, "period_days": 1, "run_id": "r",
-              "resolution": "both"}
+    params = {
+        "as_of": AS_OF,
+        "cutoff": AS_OF,
+        "unit_days": 1,
+        "period_days": 1,
+        "run_id": "r",
+        "resolution": "both",
+    }
 
     def results() -> dict[str, list[tuple]]:
         out = {}
@@ -233,21 +255,27 @@ def test_profile_records_updated_at_the_same_time_resolve_to_the_later_file(tmp_
     """Two files of one delivery share an ingestion time; with equal updated_at the later
     file name wins, as for orders, instead of whichever row a thread saw first."""
     for name, city in (("cust_b.csv", "Bremen"), ("cust_a.csv", "Aachen")):
-        (tmp_path / name).write_text("CustomerID,City,UpdatedAt\n"
-                                     f"0001,{city},2024-05-01 10:00:00\n", encoding="utf-8")
-    body = (f'[sources.customers]\npath = "cust_*.csv"\nformat = "csv"\n{CUSTOMER_COLUMNS}'
-            '[sources.transactions]\npath = "tx.csv"\nformat = "csv"\n'
-            '[sources.transactions.columns]\ncustomer_id = "CustomerID"\n'
-            'order_ts = "InvoiceDate"\namount = "Amount"\n')
-    (tmp_path / "tx.csv").write_text("CustomerID,InvoiceDate,Amount\n0001,2024-05-02,10\n",
-                                     encoding="utf-8")
+        (tmp_path / name).write_text(
+            f"CustomerID,City,UpdatedAt\n0001,{city},2024-05-01 10:00:00\n", encoding="utf-8"
+        )
+    body = (
+        f'[sources.customers]\npath = "cust_*.csv"\nformat = "csv"\n{CUSTOMER_COLUMNS}'
+        '[sources.transactions]\npath = "tx.csv"\nformat = "csv"\n'
+        '[sources.transactions.columns]\ncustomer_id = "CustomerID"\n'
+        'order_ts = "InvoiceDate"\namount = "Amount"\n'
+    )
+    (tmp_path / "tx.csv").write_text(
+        "CustomerID,InvoiceDate,Amount\n0001,2024-05-02,10\n", encoding="utf-8"
+    )
     con = run_to_core(write_config(tmp_path, body))
     assert con.execute("select customer_id, city from core.customers").fetchall() == [
-        ("0001", "Bremen")]
+        ("0001", "Bremen")
+    ]
     con.close()
 
 
 # --- the helper ---------------------------------------------------------------------------
+
 
 def test_the_steps_reject_a_name_the_step_list_does_not_have(tmp_path):
     with pytest.raises(ValueError, match="unknown steps"):

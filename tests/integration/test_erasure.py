@@ -36,8 +36,10 @@ OTHERS = ("C001", "C002", "C003")
 def add_models_and_marts(con: duckdb.DuckDBPyConnection) -> None:
     """Hand-made stand-ins for the models and marts steps (too slow for tiny data)."""
     con.execute("create schema if not exists models")
-    con.execute("create or replace table models.customer_scores as "
-                "select customer_id, 0.5 as p_alive from core.customers")
+    con.execute(
+        "create or replace table models.customer_scores as "
+        "select customer_id, 0.5 as p_alive from core.customers"
+    )
     con.execute("create schema if not exists marts")
     con.execute("""
         create or replace table marts.customer_360 as
@@ -48,8 +50,10 @@ def add_models_and_marts(con: duckdb.DuckDBPyConnection) -> None:
                null::date as expected_next_order_date
         from core.customers order by customer_id""")
     con.execute("comment on table marts.customer_360 is 'One row per customer.'")
-    con.execute("create or replace table marts.segment_summary as "
-                "select 'champions' as segment, count(*) as customers from core.customers")
+    con.execute(
+        "create or replace table marts.segment_summary as "
+        "select 'champions' as segment, count(*) as customers from core.customers"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,18 +87,21 @@ def con(settings):
     connection.close()
 
 
-def rows_mentioning(con, needles=("ZQX", "erase-me", "Xanthopoulos", "79 555 12 34",
-                                  "+41795551234")) -> dict[str, int]:
+def rows_mentioning(
+    con, needles=("ZQX", "erase-me", "Xanthopoulos", "79 555 12 34", "+41795551234")
+) -> dict[str, int]:
     """Rows of any table of the erasable schemas whose text contains a needle."""
     found = {}
-    tables = con.execute("select schema_name, table_name from duckdb_tables() "
-                         "where database_name = current_database() and schema_name in "
-                         "('raw','staging','quarantine','core','models','marts','audit')"
-                         ).fetchall()
+    tables = con.execute(
+        "select schema_name, table_name from duckdb_tables() "
+        "where database_name = current_database() and schema_name in "
+        "('raw','staging','quarantine','core','models','marts','audit')"
+    ).fetchall()
     for schema, table in tables:
         condition = " or ".join(f"lower(t::varchar) like '%{n.lower()}%'" for n in needles)
-        n = con.execute(f"select count(*) from {schema}.{table} t where {condition}"
-                        ).fetchall()[0][0]
+        n = con.execute(f"select count(*) from {schema}.{table} t where {condition}").fetchall()[0][
+            0
+        ]
         if n:
             found[f"{schema}.{table}"] = n
     return found
@@ -128,21 +135,37 @@ def unbalanced_with_erased(con) -> list[tuple]:
 
 def test_the_fixture_plants_the_person_in_every_layer(con):
     found = rows_mentioning(con)
-    for table in ("raw.transactions", "raw.customers", "raw.events", "staging.customers",
-                  "quarantine.transactions", "quarantine.field_issues", "core.customer_map",
-                  "core.identity_edges", "core.identity_clusters", "core.customers",
-                  "core.transaction_lines", "core.events", "models.customer_scores",
-                  "marts.customer_360", "raw.phone_numbers"):
+    for table in (
+        "raw.transactions",
+        "raw.customers",
+        "raw.events",
+        "staging.customers",
+        "quarantine.transactions",
+        "quarantine.field_issues",
+        "core.customer_map",
+        "core.identity_edges",
+        "core.identity_clusters",
+        "core.customers",
+        "core.transaction_lines",
+        "core.events",
+        "models.customer_scores",
+        "marts.customer_360",
+        "raw.phone_numbers",
+    ):
         assert table in found, table
 
 
 def test_forgetting_a_source_id_erases_the_whole_person_everywhere(con, settings):
-    con.execute("create table models.new_feature as select customer_id, 1 as x "
-                "from core.customers")  # a table added later is covered too
-    con.execute("create table audit.row_notes as select _file_sha256, _row_number, "
-                "'note' as note from raw.customers")  # so is one keyed by lineage
-    others_before = con.execute("select count(*) from raw.transactions where customer_id "
-                                "in ('C001','C002','C003')").fetchall()[0][0]
+    con.execute(
+        "create table models.new_feature as select customer_id, 1 as x from core.customers"
+    )  # a table added later is covered too
+    con.execute(
+        "create table audit.row_notes as select _file_sha256, _row_number, "
+        "'note' as note from raw.customers"
+    )  # so is one keyed by lineage
+    others_before = con.execute(
+        "select count(*) from raw.transactions where customer_id in ('C001','C002','C003')"
+    ).fetchall()[0][0]
     report = erasure.forget_customers(con, settings, ["ZQX0043"])  # not the survivor
     assert rows_mentioning(con) == {}
     assert report.not_found == ()
@@ -155,28 +178,35 @@ def test_forgetting_a_source_id_erases_the_whole_person_everywhere(con, settings
     assert report.rows_deleted["raw.phone_numbers"] == 2
     assert report.rows_deleted["audit.row_notes"] == 2
     assert report.rows_deleted["quarantine.field_issues"] == 1
-    assert con.execute("select count(*) from raw.transactions where customer_id "
-                       "in ('C001','C002','C003')").fetchall()[0][0] == others_before
+    assert (
+        con.execute(
+            "select count(*) from raw.transactions where customer_id in ('C001','C002','C003')"
+        ).fetchall()[0][0]
+        == others_before
+    )
     assert con.execute("select count(*) from marts.customer_360").fetchall()[0][0] == 3
-    assert con.execute("select source, sum(rows) from audit.erased_rows group by all "
-                       "order by 1").fetchall() == [("customers", 2), ("events", 2),
-                                                    ("transactions", 3)]
+    assert con.execute(
+        "select source, sum(rows) from audit.erased_rows group by all order by 1"
+    ).fetchall() == [("customers", 2), ("events", 2), ("transactions", 3)]
 
 
 def test_tombstones_are_salted_hashes_never_the_values(con, settings, tmp_path):
     erasure.forget_customers(con, settings, ["ZQX0042"])
-    salt = con.execute("select value from audit.settings where key = 'erasure_salt'"
-                       ).fetchall()[0][0]
+    salt = con.execute("select value from audit.settings where key = 'erasure_salt'").fetchall()[0][
+        0
+    ]
     assert len(salt) == 64
-    stones = set(con.execute("select kind, value_sha256 from audit.erasure_tombstones"
-                             ).fetchall())
+    stones = set(con.execute("select kind, value_sha256 from audit.erasure_tombstones").fetchall())
 
     def h(value: str) -> str:
         return hashlib.sha256((salt + value).encode()).hexdigest()
 
-    assert stones == {("customer_id", h("ZQX0042")), ("customer_id", h("ZQX0043")),
-                      ("email", h("zebulon.quixotic@erase-me.example")),
-                      ("phone", h("+41795551234"))}
+    assert stones == {
+        ("customer_id", h("ZQX0042")),
+        ("customer_id", h("ZQX0043")),
+        ("email", h("zebulon.quixotic@erase-me.example")),
+        ("phone", h("+41795551234")),
+    }
     other = duckdb.connect(str(tmp_path / "other.duckdb"))
     assert erasure.ensure_erasure_tables(other) != salt  # a salt per warehouse
     other.close()
@@ -195,8 +225,10 @@ def test_reconciliation_balances_when_erased_rows_are_counted(con, settings):
     rebuild_to_core(con, settings, "run-2")
     assert rows_mentioning(con) == {}
     assert unbalanced_with_erased(con) == []
-    plain = con.execute("select count(*) from audit.file_reconciliation where rows_read <> "
-                        "rows_loaded + rows_quarantined + rows_duplicate").fetchall()[0][0]
+    plain = con.execute(
+        "select count(*) from audit.file_reconciliation where rows_read <> "
+        "rows_loaded + rows_quarantined + rows_duplicate"
+    ).fetchall()[0][0]
     assert plain == 3, "without the erased rows no file balances: the formula must change"
 
 
@@ -206,32 +238,56 @@ def test_a_redelivered_export_does_not_bring_them_back(con, settings, workdir):
         "CustomerID,InvoiceNo,InvoiceDate,Quantity,UnitPrice,Status\n"
         "ZQX0042,I4,2025-01-10 12:00:00,1,99.00,completed\n"
         "C001,I9,2025-07-05 10:00:00,1,10.00,completed\n"
-        "ZQX0043,I10,2025-07-10 12:00:00,1,5.00,completed\n")
+        "ZQX0043,I10,2025-07-10 12:00:00,1,5.00,completed\n"
+    )
     (workdir / "customers_2.csv").write_text(
         "CustomerID,Email,Phone,FullName,BirthDate,Country,SignupDate,MarketingOptIn,UpdatedAt\n"
         "NEW-77,ZEBULON.QUIXOTIC@erase-me.example,,Zeb Q,,CH,2025-07-01,yes,2025-07-01\n"
-        "C004,dora@example.com,+41 79 555 12 34,Dora Delta,,CH,2025-07-01,yes,2025-07-01\n")
+        "C004,dora@example.com,+41 79 555 12 34,Dora Delta,,CH,2025-07-01,yes,2025-07-01\n"
+    )
     for source in settings.sources.values():
         ingest.ingest_source(con, source, "run-2", datetime.now())
-    assert con.execute("select count(*) from raw.transactions where customer_id like 'ZQX%'"
-                       ).fetchall()[0][0] == 2
+    assert (
+        con.execute(
+            "select count(*) from raw.transactions where customer_id like 'ZQX%'"
+        ).fetchall()[0][0]
+        == 2
+    )
     report = erasure.apply_tombstones(con, "run-2")
     assert report.input_rows_erased == 2
     assert report.contact_matches == 2  # same e-mail under NEW-77, same phone under C004
-    assert con.execute("select count(*) from raw.transactions where customer_id like 'ZQX%'"
-                       ).fetchall()[0][0] == 0
+    assert (
+        con.execute(
+            "select count(*) from raw.transactions where customer_id like 'ZQX%'"
+        ).fetchall()[0][0]
+        == 0
+    )
     sha = ingest.file_sha256(workdir / "transactions_2.csv")
-    assert con.execute("select sum(rows) from audit.erased_rows where file_sha256 = ? and "
-                       "reason = 'tombstone'", [sha]).fetchall()[0][0] == 2
+    assert (
+        con.execute(
+            "select sum(rows) from audit.erased_rows where file_sha256 = ? and "
+            "reason = 'tombstone'",
+            [sha],
+        ).fetchall()[0][0]
+        == 2
+    )
     # a person may sign up again: kept unless contacts are matched on purpose
-    assert con.execute("select count(*) from raw.customers where customer_id in "
-                       "('NEW-77', 'C004')").fetchall()[0][0] == 2
+    assert (
+        con.execute(
+            "select count(*) from raw.customers where customer_id in ('NEW-77', 'C004')"
+        ).fetchall()[0][0]
+        == 2
+    )
     rebuild_to_core(con, settings, "run-2")
     assert unbalanced_with_erased(con) == []
     strict = erasure.apply_tombstones(con, "run-3", match_contacts=True)
     assert strict.input_rows_erased == 2
-    assert con.execute("select count(*) from raw.customers where customer_id in "
-                       "('NEW-77', 'C004')").fetchall()[0][0] == 0
+    assert (
+        con.execute(
+            "select count(*) from raw.customers where customer_id in ('NEW-77', 'C004')"
+        ).fetchall()[0][0]
+        == 0
+    )
     assert erasure.apply_tombstones(con, "run-4").input_rows_erased == 0
 
 
@@ -244,21 +300,36 @@ def test_apply_tombstones_without_any_erasure_changes_nothing(con):
 
 
 def test_rejected_records_that_mention_the_person_are_erased(con, settings):
-    sha = con.execute("select file_sha256 from raw.files where source = 'transactions'"
-                      ).fetchall()[0][0]
-    con.execute("insert into raw.rejected_rows values ('transactions', ?, 'x.csv', 100, 101, "
-                "'expected 6 fields, found 3', 'ZQX0042;I99;oops', now(), 'run-1')", [sha])
-    con.execute("insert into raw.rejected_rows values ('transactions', ?, 'x.csv', 101, 102, "
-                "'expected 6 fields, found 3', 'C001;I98;oops', now(), 'run-1')", [sha])
+    sha = con.execute("select file_sha256 from raw.files where source = 'transactions'").fetchall()[
+        0
+    ][0]
+    con.execute(
+        "insert into raw.rejected_rows values ('transactions', ?, 'x.csv', 100, 101, "
+        "'expected 6 fields, found 3', 'ZQX0042;I99;oops', now(), 'run-1')",
+        [sha],
+    )
+    con.execute(
+        "insert into raw.rejected_rows values ('transactions', ?, 'x.csv', 101, 102, "
+        "'expected 6 fields, found 3', 'C001;I98;oops', now(), 'run-1')",
+        [sha],
+    )
     erasure.forget_customers(con, settings, ["ZQX0042"])
-    assert con.execute("select raw_line from raw.rejected_rows where raw_line is not null"
-                       ).fetchall() == [("C001;I98;oops",)]
+    assert con.execute(
+        "select raw_line from raw.rejected_rows where raw_line is not null"
+    ).fetchall() == [("C001;I98;oops",)]
     # after the erasure, a rejected record with the e-mail is caught by its hash
-    con.execute("insert into raw.rejected_rows values ('transactions', ?, 'x.csv', 102, 103, "
-                "'bad', '\"Zebulon.Quixotic@erase-me.example\",x', now(), 'run-2')", [sha])
+    con.execute(
+        "insert into raw.rejected_rows values ('transactions', ?, 'x.csv', 102, 103, "
+        "'bad', '\"Zebulon.Quixotic@erase-me.example\",x', now(), 'run-2')",
+        [sha],
+    )
     assert erasure.apply_tombstones(con, "run-2").input_rows_erased == 1
-    assert con.execute("select count(*) from raw.rejected_rows where raw_line is not null"
-                       ).fetchall()[0][0] == 1
+    assert (
+        con.execute("select count(*) from raw.rejected_rows where raw_line is not null").fetchall()[
+            0
+        ][0]
+        == 1
+    )
 
 
 def test_compaction_is_what_removes_the_bytes(con, settings):
@@ -283,12 +354,18 @@ def test_compaction_is_what_removes_the_bytes(con, settings):
 
 
 def test_compaction_keeps_every_other_table_row_and_comment(con, settings):
-    erasure_tables = ("where not (schema_name = 'audit' and table_name in ('settings', "
-                      "'erasure_tombstones', 'erased_rows'))")
-    before = con.execute("select schema_name, table_name, estimated_size, comment "
-                         f"from duckdb_tables() {erasure_tables} order by 1, 2").fetchall()
-    counts = {f"{s}.{t}": con.execute(f"select count(*) from {s}.{t}").fetchall()[0][0]
-              for s, t, _, _ in before}
+    erasure_tables = (
+        "where not (schema_name = 'audit' and table_name in ('settings', "
+        "'erasure_tombstones', 'erased_rows'))"
+    )
+    before = con.execute(
+        "select schema_name, table_name, estimated_size, comment "
+        f"from duckdb_tables() {erasure_tables} order by 1, 2"
+    ).fetchall()
+    counts = {
+        f"{s}.{t}": con.execute(f"select count(*) from {s}.{t}").fetchall()[0][0]
+        for s, t, _, _ in before
+    }
     salt = erasure.ensure_erasure_tables(con)
     with pytest.raises(StepError, match="open elsewhere"):
         erasure.compact_database(settings.warehouse.path)  # still open here: refused
@@ -298,10 +375,13 @@ def test_compaction_keeps_every_other_table_row_and_comment(con, settings):
     assert stat.S_IMODE(settings.warehouse.path.stat().st_mode) == 0o600
     after = connect_warehouse(settings)
     try:
-        assert [r[:2] + r[3:] for r in after.execute(
-            "select schema_name, table_name, estimated_size, comment from duckdb_tables() "
-            f"{erasure_tables} order by 1, 2").fetchall()] == [
-            r[:2] + r[3:] for r in before]
+        assert [
+            r[:2] + r[3:]
+            for r in after.execute(
+                "select schema_name, table_name, estimated_size, comment from duckdb_tables() "
+                f"{erasure_tables} order by 1, 2"
+            ).fetchall()
+        ] == [r[:2] + r[3:] for r in before]
         for name, n in counts.items():
             assert after.execute(f"select count(*) from {name}").fetchall()[0][0] == n, name
         assert erasure.ensure_erasure_tables(after) == salt
@@ -317,15 +397,15 @@ def test_forget_removes_the_person_from_database_serving_copy_and_exports(settin
     report = erasure.forget(settings, ["ZQX0043"])
     assert report.compacted and report.serving_published == settings.warehouse.serving_path
     assert report.export_rows_removed == {"2025-06-30": 3}  # champions, vip care, follow-up
-    files = [settings.warehouse.path, settings.warehouse.serving_path,
-             *out.directory.iterdir()]
+    files = [settings.warehouse.path, settings.warehouse.serving_path, *out.directory.iterdir()]
     assert {str(f): byte_hits(f) for f in files} == {str(f): [] for f in files}
     for f in out.directory.iterdir():
         assert stat.S_IMODE(f.stat().st_mode) == 0o600
     serving = duckdb.connect(str(settings.warehouse.serving_path), read_only=True)
     try:
-        assert serving.execute("select customer_id from marts.customer_360 order by 1"
-                               ).fetchall() == [(c,) for c in OTHERS]
+        assert serving.execute(
+            "select customer_id from marts.customer_360 order by 1"
+        ).fetchall() == [(c,) for c in OTHERS]
     finally:
         serving.close()
     # running it again is harmless (e.g. to finish an interrupted erasure)
@@ -339,9 +419,16 @@ def test_forget_refuses_while_a_run_holds_the_warehouse(settings, con):
 
     con.close()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, duckdb, time; c = duckdb.connect(sys.argv[1]); "
-         "print('open', flush=True); time.sleep(60)", str(settings.warehouse.path)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb, time; c = duckdb.connect(sys.argv[1]); "
+            "print('open', flush=True); time.sleep(60)",
+            str(settings.warehouse.path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
         with pytest.raises(StepError, match="in use"):
@@ -352,6 +439,14 @@ def test_forget_refuses_while_a_run_holds_the_warehouse(settings, con):
 
 
 def test_id_columns_are_found_by_name():
-    assert erasure.id_columns(["customer_id", "source_customer_id", "customer_id_a",
-                               "cluster_id", "customer_count", "order_id", "email"]) == [
-        "customer_id", "source_customer_id", "customer_id_a", "cluster_id"]
+    assert erasure.id_columns(
+        [
+            "customer_id",
+            "source_customer_id",
+            "customer_id_a",
+            "cluster_id",
+            "customer_count",
+            "order_id",
+            "email",
+        ]
+    ) == ["customer_id", "source_customer_id", "customer_id_a", "cluster_id"]

@@ -20,27 +20,35 @@ def rows(con, sql, params=None):
 
 # --- ids ----------------------------------------------------------------------------------
 
+
 def test_missing_value_markers_in_ids_are_quarantined_not_customers(tx_config):
-    data = HEADER + (b"A1,NA,2024-01-05 10:00:00,1,5.00,completed\n"
-                     b"A2,null,2024-01-05 10:00:00,1,5.00,completed\n"
-                     b"A3,N/A,2024-01-05 10:00:00,1,5.00,completed\n"
-                     b"A4,NaN,2024-01-05 10:00:00,1,5.00,completed\n"
-                     b"A5,17850,2024-01-05 10:00:00,1,5.00,completed\n"
-                     b"NULL,17850,2024-01-06 10:00:00,1,2.00,completed\n")
+    data = HEADER + (
+        b"A1,NA,2024-01-05 10:00:00,1,5.00,completed\n"
+        b"A2,null,2024-01-05 10:00:00,1,5.00,completed\n"
+        b"A3,N/A,2024-01-05 10:00:00,1,5.00,completed\n"
+        b"A4,NaN,2024-01-05 10:00:00,1,5.00,completed\n"
+        b"A5,17850,2024-01-05 10:00:00,1,5.00,completed\n"
+        b"NULL,17850,2024-01-06 10:00:00,1,2.00,completed\n"
+    )
     con = run_to_core(tx_config({"tx.csv": data}))
     assert rows(con, "select customer_id from core.customers") == [("17850",)]
     assert rows(con, "select customer_id, rules from quarantine.transactions order by 1") == [
-        ("N/A", "customer_id_present"), ("NA", "customer_id_present"),
-        ("NaN", "customer_id_present"), ("null", "customer_id_present")]
+        ("N/A", "customer_id_present"),
+        ("NA", "customer_id_present"),
+        ("NaN", "customer_id_present"),
+        ("null", "customer_id_present"),
+    ]
     # an order id "NULL" is no order id: the line is an order of its own, not order "NULL"
-    assert rows(con, "select count(*), count(*) filter (where order_id = 'NULL') "
-                     "from core.transactions") == [(2, 0)]
+    assert rows(
+        con, "select count(*), count(*) filter (where order_id = 'NULL') from core.transactions"
+    ) == [(2, 0)]
     assert_reconciled(con)
 
 
 def test_the_missing_value_list_is_configurable(tx_config):
-    data = HEADER + (b"A1,NA,2024-01-05 10:00:00,1,5.00,completed\n"
-                     b"A2,-,2024-01-05 10:00:00,1,5.00,completed\n")
+    data = HEADER + (
+        b"A1,NA,2024-01-05 10:00:00,1,5.00,completed\nA2,-,2024-01-05 10:00:00,1,5.00,completed\n"
+    )
     con = run_to_core(tx_config({"tx.csv": data}, extra='missing_values = ["-"]'))
     assert rows(con, "select customer_id from core.customers") == [("NA",)]
     assert rows(con, "select customer_id from quarantine.transactions") == [("-",)]
@@ -48,32 +56,42 @@ def test_the_missing_value_list_is_configurable(tx_config):
 
 # --- orders -------------------------------------------------------------------------------
 
+
 def test_an_order_id_shared_by_two_customers_gives_each_their_order(tx_config):
-    data = HEADER + (b"CA-1,7,2024-01-05 10:00:00,1,5.00,completed\n"
-                     b"CA-1,8,2024-01-05 10:00:00,2,3.00,completed\n"
-                     b"CA-1,8,2024-01-05 10:00:00,1,1.00,completed\n")
+    data = HEADER + (
+        b"CA-1,7,2024-01-05 10:00:00,1,5.00,completed\n"
+        b"CA-1,8,2024-01-05 10:00:00,2,3.00,completed\n"
+        b"CA-1,8,2024-01-05 10:00:00,1,1.00,completed\n"
+    )
     con = run_to_core(tx_config({"tx.csv": data}))
-    assert rows(con, "select customer_id, order_id, amount, line_count from core.transactions "
-                     "order by 1") == [("7", "CA-1", 5.0, 1), ("8", "CA-1", 7.0, 2)]
+    assert rows(
+        con, "select customer_id, order_id, amount, line_count from core.transactions order by 1"
+    ) == [("7", "CA-1", 5.0, 1), ("8", "CA-1", 7.0, 2)]
     assert_reconciled(con)
 
 
 def test_an_exact_repeat_of_an_order_line_in_one_file_is_a_duplicate(tx_config):
-    data = HEADER + (b"A1,7,2024-01-05 10:00:00,1,5.00,completed\n"
-                     b"A1,7,2024-01-05 10:00:00,1,5.00,completed\n"
-                     b"A1,7,2024-01-05 10:00:00,2,5.00,completed\n"
-                     b"A2,7,2024-01-06 10:00:00,1,5.00,completed\n")
+    data = HEADER + (
+        b"A1,7,2024-01-05 10:00:00,1,5.00,completed\n"
+        b"A1,7,2024-01-05 10:00:00,1,5.00,completed\n"
+        b"A1,7,2024-01-05 10:00:00,2,5.00,completed\n"
+        b"A2,7,2024-01-06 10:00:00,1,5.00,completed\n"
+    )
     con = run_to_core(tx_config({"tx.csv": data}))
-    assert rows(con, "select order_id, amount, line_count from core.transactions order by 1"
-                ) == [("A1", 15.0, 2), ("A2", 5.0, 1)]
+    assert rows(con, "select order_id, amount, line_count from core.transactions order by 1") == [
+        ("A1", 15.0, 2),
+        ("A2", 5.0, 1),
+    ]
     assert rows(con, "select _row_number, reason from core.duplicate_rows") == [
-        (2, "identical line repeated in the same file")]
+        (2, "identical line repeated in the same file")
+    ]
     assert_reconciled(con)
 
 
 def test_keep_identical_lines_keeps_repeats_as_real_lines(tx_config):
-    data = HEADER + (b"A1,7,2024-01-05 10:00:00,1,5.00,completed\n"
-                     b"A1,7,2024-01-05 10:00:00,1,5.00,completed\n")
+    data = HEADER + (
+        b"A1,7,2024-01-05 10:00:00,1,5.00,completed\nA1,7,2024-01-05 10:00:00,1,5.00,completed\n"
+    )
     con = run_to_core(tx_config({"tx.csv": data}, extra="keep_identical_lines = true"))
     assert rows(con, "select amount, line_count from core.transactions") == [(10.0, 2)]
     assert rows(con, "select count(*) from core.duplicate_rows") == [(0,)]
@@ -81,11 +99,12 @@ def test_keep_identical_lines_keeps_repeats_as_real_lines(tx_config):
 
 def test_identical_rows_without_order_id_stay_separate_purchases(tmp_path):
     # CDNOW's shape: no order id, two identical same-day rows are two purchases
-    (tmp_path / "tx.csv").write_bytes(b"cust,date,amount\n1,1997-01-01,10.5\n"
-                                      b"1,1997-01-01,10.5\n")
-    body = ('[sources.transactions]\npath = "tx.csv"\nformat = "csv"\n'
-            'timestamp_format = "%Y-%m-%d"\n[sources.transactions.columns]\n'
-            'customer_id = "cust"\norder_ts = "date"\namount = "amount"\n')
+    (tmp_path / "tx.csv").write_bytes(b"cust,date,amount\n1,1997-01-01,10.5\n1,1997-01-01,10.5\n")
+    body = (
+        '[sources.transactions]\npath = "tx.csv"\nformat = "csv"\n'
+        'timestamp_format = "%Y-%m-%d"\n[sources.transactions.columns]\n'
+        'customer_id = "cust"\norder_ts = "date"\namount = "amount"\n'
+    )
     con = run_to_core(write_config(tmp_path, body, '[validation]\nearliest_date = "1990-01-01"'))
     assert rows(con, "select count(*), sum(amount) from core.transactions") == [(2, 21.0)]
 
@@ -98,25 +117,34 @@ def test_rows_whose_missing_fields_differ_are_never_taken_for_one_row(tmp_path):
     header = b"cust,date,amount,channel,payment\n"
     (tmp_path / "tx1.csv").write_bytes(header + b"1,2024-01-01,10,card,\n")
     (tmp_path / "tx2.csv").write_bytes(header + b"1,2024-01-01,10,,card\n")
-    body = ('[sources.transactions]\npath = "tx*.csv"\nformat = "csv"\n'
-            '[sources.transactions.columns]\ncustomer_id = "cust"\norder_ts = "date"\n'
-            'amount = "amount"\nchannel = "channel"\npayment_method = "payment"\n')
+    body = (
+        '[sources.transactions]\npath = "tx*.csv"\nformat = "csv"\n'
+        '[sources.transactions.columns]\ncustomer_id = "cust"\norder_ts = "date"\n'
+        'amount = "amount"\nchannel = "channel"\npayment_method = "payment"\n'
+    )
     con = run_to_core(write_config(tmp_path, body))
-    assert rows(con, "select channel, payment_method from core.transactions order by 1"
-                ) == [("card", None), (None, "card")]
+    assert rows(con, "select channel, payment_method from core.transactions order by 1") == [
+        ("card", None),
+        (None, "card"),
+    ]
     assert rows(con, "select count(*) from core.duplicate_rows") == [(0,)]
     assert_reconciled(con)
 
 
 # --- one row never stops a run -------------------------------------------------------------
 
+
 def test_an_amount_that_would_overflow_is_quarantined_and_the_run_goes_on(tx_config):
-    data = HEADER + (b"A1,7,2024-01-05 10:00:00,99999999,500,completed\n"
-                     b"A2,7,2024-01-05 10:00:00,99999999999999,99999999999999,completed\n"
-                     b"A3,7,2024-01-06 10:00:00,1,5.00,completed\n")
+    data = HEADER + (
+        b"A1,7,2024-01-05 10:00:00,99999999,500,completed\n"
+        b"A2,7,2024-01-05 10:00:00,99999999999999,99999999999999,completed\n"
+        b"A3,7,2024-01-06 10:00:00,1,5.00,completed\n"
+    )
     con = run_to_core(tx_config({"tx.csv": data}))
     assert rows(con, "select order_id, rules from quarantine.transactions order by 1") == [
-        ("A1", "amount_plausible"), ("A2", "amount_plausible")]
+        ("A1", "amount_plausible"),
+        ("A2", "amount_plausible"),
+    ]
     assert rows(con, "select order_id, amount from core.transactions") == [("A3", 5.0)]
     assert_reconciled(con)
 
@@ -126,22 +154,29 @@ def test_implausible_profile_values_are_blanked_with_a_rule(tmp_path):
     (tmp_path / "c.csv").write_bytes(
         b"CustomerID,FullName,City,SignupDate\n"
         b"7,Ada\x00Lovelace,Lon\x1bdon,9999-12-31\n"
-        b"8,Grace Hopper,Arlington,2023-03-01\n")
-    body = ('[sources.transactions]\npath = "tx.csv"\nformat = "csv"\n' + TX_COLUMNS +
-            '[sources.customers]\npath = "c.csv"\nformat = "csv"\n'
-            '[sources.customers.columns]\ncustomer_id = "CustomerID"\n'
-            'full_name = "FullName"\ncity = "City"\nsignup_ts = "SignupDate"\n')
+        b"8,Grace Hopper,Arlington,2023-03-01\n"
+    )
+    body = (
+        '[sources.transactions]\npath = "tx.csv"\nformat = "csv"\n'
+        + TX_COLUMNS
+        + '[sources.customers]\npath = "c.csv"\nformat = "csv"\n'
+        '[sources.customers.columns]\ncustomer_id = "CustomerID"\n'
+        'full_name = "FullName"\ncity = "City"\nsignup_ts = "SignupDate"\n'
+    )
     con = run_to_core(write_config(tmp_path, body))
-    assert rows(con, "select customer_id, full_name, city, signup_at::date "
-                     "from core.customers order by 1") == [
-        ("7", None, None, None), ("8", "Grace Hopper", "Arlington", date(2023, 3, 1))]
+    assert rows(
+        con, "select customer_id, full_name, city, signup_at::date from core.customers order by 1"
+    ) == [("7", None, None, None), ("8", "Grace Hopper", "Arlington", date(2023, 3, 1))]
     assert rows(con, "select rule, original_value from quarantine.field_issues order by 1") == [
-        ("city_printable", "Lon\x1bdon"), ("full_name_printable", "Ada\x00Lovelace"),
-        ("signup_ts_plausible", "9999-12-31")]
+        ("city_printable", "Lon\x1bdon"),
+        ("full_name_printable", "Ada\x00Lovelace"),
+        ("signup_ts_plausible", "9999-12-31"),
+    ]
     assert_reconciled(con)
 
 
 # --- the whole run: one count of each thing, totals that reconcile ------------------------
+
 
 def _shop(tmp_path, with_events: bool):
     """Twelve customers: 1-10 buy, 11 only returned goods, 12 only had an order cancelled,
@@ -159,10 +194,13 @@ def _shop(tmp_path, with_events: bool):
         (tmp_path / "ev.jsonl").write_text(
             '{"user": "3", "event": "page_view", "ts": "2024-02-01T10:00:00"}\n'
             '{"user": "99", "event": "page_view", "ts": "2024-02-01T11:00:00"}\n',
-            encoding="utf-8")
-        body += ('[sources.events]\npath = "ev.jsonl"\nformat = "jsonl"\n'
-                 '[sources.events.columns]\ncustomer_id = "user"\nevent_type = "event"\n'
-                 'event_ts = "ts"\n')
+            encoding="utf-8",
+        )
+        body += (
+            '[sources.events]\npath = "ev.jsonl"\nformat = "jsonl"\n'
+            '[sources.events.columns]\ncustomer_id = "user"\nevent_type = "event"\n'
+            'event_ts = "ts"\n'
+        )
     body += '[exports]\npath = "exports"\n[report]\npath = "reports"\n'
     return write_config(tmp_path, body, "[validation]\nmax_failed_share = 1.0\n")
 
@@ -183,25 +221,40 @@ def shop_run(tmp_path_factory):
 def test_revenue_totals_in_the_marts_equal_the_ledger_of_loaded_lines(shop_run):
     con, run_id = shop_run
     # the ledger, straight from the loaded lines: completed sales, minus returns
-    gross, net = rows(con, """
+    gross, net = rows(
+        con,
+        """
         select sum(amount::decimal(38, 4)) filter (where status = 'completed'),
                sum(amount::decimal(38, 4)) filter (where status = 'completed'
                                                     or (amount < 0 and status <> 'cancelled'))
-        from core.transaction_lines""")[0]
+        from core.transaction_lines""",
+    )[0]
     assert float(net) == pytest.approx(float(gross) - 10.25 - 8.20, abs=1e-9)
-    totals = rows(con, "select sum(revenue_total::decimal(38, 4)), "
-                       "sum(net_revenue::decimal(38, 4)) from marts.customer_360")[0]
+    totals = rows(
+        con,
+        "select sum(revenue_total::decimal(38, 4)), "
+        "sum(net_revenue::decimal(38, 4)) from marts.customer_360",
+    )[0]
     assert totals == (gross, net)
-    assert rows(con, "select net_revenue, orders_total, orders_completed from "
-                     "marts.customer_360 where customer_id in ('11', '12') order by 1") == [
-        (-8.2, 1, 0), (0.0, 1, 0)]
-    for dimension, revenue, net_revenue in rows(con, """
+    assert rows(
+        con,
+        "select net_revenue, orders_total, orders_completed from "
+        "marts.customer_360 where customer_id in ('11', '12') order by 1",
+    ) == [(-8.2, 1, 0), (0.0, 1, 0)]
+    for dimension, revenue, net_revenue in rows(
+        con,
+        """
             select dimension, sum(revenue_total::decimal(38, 4)),
                    sum(net_revenue::decimal(38, 4))
-            from marts.segment_summary where run_id = $r group by 1""", {"r": run_id}):
+            from marts.segment_summary where run_id = $r group by 1""",
+        {"r": run_id},
+    ):
         assert (dimension, revenue, net_revenue) == (dimension, gross, net)
-    assert rows(con, "select sum(revenue::decimal(38, 4)) from marts.kpi_monthly "
-                     "where run_id = $r", {"r": run_id}) == [(gross,)]
+    assert rows(
+        con,
+        "select sum(revenue::decimal(38, 4)) from marts.kpi_monthly where run_id = $r",
+        {"r": run_id},
+    ) == [(gross,)]
 
 
 def test_one_customer_count_and_one_order_count_everywhere(shop_run):
@@ -210,28 +263,39 @@ def test_one_customer_count_and_one_order_count_everywhere(shop_run):
     # 1-12 ordered; visitor 99 is a person in core but no customer as of the run
     assert customers == 12
     assert rows(con, "select count(*) from core.customers") == [(13,)]
-    assert rows(con, "select rows from marts.data_quality where run_id = $r "
-                     "and measure = 'customers'", {"r": run_id}) == [(customers,)]
-    [(headline,)] = rows(con, "select sum(customers) from marts.segment_summary "
-                              "where run_id = $r and dimension = 'value_tier'", {"r": run_id})
+    assert rows(
+        con,
+        "select rows from marts.data_quality where run_id = $r and measure = 'customers'",
+        {"r": run_id},
+    ) == [(customers,)]
+    [(headline,)] = rows(
+        con,
+        "select sum(customers) from marts.segment_summary "
+        "where run_id = $r and dimension = 'value_tier'",
+        {"r": run_id},
+    )
     assert headline == customers
     from pipelines.summary import format_summary
 
     text = format_summary(con, run_id, date(2024, 6, 30))
     assert f"Customers: {customers} as of 2024-06-30" in text
     assert "core.customers holds 13 people: 1 are known only from events" in text
-    [(completed,)] = rows(con, "select count(*) from core.transactions "
-                               "where is_completed_order")
+    [(completed,)] = rows(con, "select count(*) from core.transactions where is_completed_order")
     assert f"Orders: {completed} completed (3 cancelled, refunded or returned" in text
-    assert rows(con, "select sum(orders) from marts.kpi_monthly where run_id = $r",
-                {"r": run_id}) == [(completed,)]
+    assert rows(
+        con, "select sum(orders) from marts.kpi_monthly where run_id = $r", {"r": run_id}
+    ) == [(completed,)]
 
 
 def test_a_kpi_without_its_source_is_empty_not_zero(shop_run):
     con, run_id = shop_run
     # events exist, but none is a complaint or support ticket: complaints were not measured
-    assert rows(con, "select count(*), count(orders), count(complaint_rate) "
-                     "from marts.kpi_monthly where run_id = $r", {"r": run_id}) == [(6, 6, 0)]
+    assert rows(
+        con,
+        "select count(*), count(orders), count(complaint_rate) "
+        "from marts.kpi_monthly where run_id = $r",
+        {"r": run_id},
+    ) == [(6, 6, 0)]
 
 
 def test_empty_exports_say_why_in_the_summary_and_the_report(tmp_path):

@@ -24,8 +24,9 @@ def prefect_harness():
 def sample_config(tmp: Path) -> Path:
     text = (SAMPLE / "crm.toml").read_text(encoding="utf-8")
     text = text.replace('path = "../warehouse/crm.duckdb"', 'path = "wh/crm.duckdb"')
-    text = text.replace('serving_path = "../serving/crm.duckdb"',
-                        'serving_path = "serving/crm.duckdb"')
+    text = text.replace(
+        'serving_path = "../serving/crm.duckdb"', 'serving_path = "serving/crm.duckdb"'
+    )
     for name in ("transactions", "customers", "events"):
         text = text.replace(f'path = "{name}', f'path = "{SAMPLE}{os.sep}{name}')
     text = text.replace('path = "../../exports"', 'path = "exports"')
@@ -63,7 +64,8 @@ def test_crm_pipeline_runs_end_to_end_on_the_sample(sample_run):
     assert "roc_auc" in text
     con = duckdb.connect(str(tmp / "wh" / "crm.duckdb"), read_only=True)
     status, as_of, steps = con.execute(
-        "select status, as_of::varchar, rows_per_step from audit.runs").fetchall()[0]
+        "select status, as_of::varchar, rows_per_step from audit.runs"
+    ).fetchall()[0]
     assert (status, as_of) == ("succeeded", "2025-12-31")
     assert '"customer_360"' in steps
     con.close()
@@ -80,8 +82,9 @@ def test_the_run_summary_is_a_prefect_markdown_artifact(sample_run):
 
     async def read():
         async with get_client() as client:
-            return await client.read_artifacts(artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=["crm-run-summary"])))
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["crm-run-summary"]))
+            )
 
     artifacts = asyncio.run(read())
     assert artifacts and artifacts[0].type == "markdown"
@@ -94,13 +97,19 @@ def test_the_run_publishes_database_exports_and_report(sample_run):
     tmp, _, _ = sample_run
     serving = duckdb.connect(str(tmp / "serving" / "crm.duckdb"), read_only=True)
     rows, customers = serving.execute(
-        "select count(*), count(distinct customer_id) from marts.customer_360").fetchall()[0]
+        "select count(*), count(distinct customer_id) from marts.customer_360"
+    ).fetchall()[0]
     assert rows == customers == 3300  # every unified customer is known by the as-of date
-    schemas = {r[0] for r in serving.execute("select distinct schema_name from duckdb_tables()"
-                                             ).fetchall()}
+    schemas = {
+        r[0] for r in serving.execute("select distinct schema_name from duckdb_tables()").fetchall()
+    }
     assert schemas == {"marts"}  # nothing but the published tables
-    consenting = {r[0] for r in serving.execute(
-        "select customer_id from marts.customer_360 where marketing_consent").fetchall()}
+    consenting = {
+        r[0]
+        for r in serving.execute(
+            "select customer_id from marts.customer_360 where marketing_consent"
+        ).fetchall()
+    }
     serving.close()
     export_dir = tmp / "exports" / "2025-12-31"
     manifest = json.loads((export_dir / "manifest.json").read_text())
@@ -131,8 +140,7 @@ def test_a_step_failing_before_publish_leaves_the_last_good_outputs(sample_run, 
         crm_pipeline(config_path=str(config))
     assert [_digest(p) for p in outputs] == before
     con = duckdb.connect(str(tmp / "wh" / "crm.duckdb"), read_only=True)
-    statuses = con.execute("select status, message from audit.runs order by started_at"
-                           ).fetchall()
+    statuses = con.execute("select status, message from audit.runs order by started_at").fetchall()
     assert statuses[-1] == ("failed", "injected failure in the marts step")
     assert statuses[0][0] == "succeeded"
 
@@ -143,10 +151,12 @@ def test_a_failing_step_marks_the_run_failed_with_its_message(prefect_harness, t
 
     (tmp_path / "tx.csv").write_text("InvoiceNo,InvoiceDate\nA1,2024-01-01\n")
     config = tmp_path / "crm.toml"
-    config.write_text('[warehouse]\npath = "wh/crm.duckdb"\nserving_path = "s/crm.duckdb"\n'
-                      '[sources.transactions]\npath = "tx.csv"\n'
-                      '[sources.transactions.columns]\ncustomer_id = "Cust"\n'
-                      'order_ts = "InvoiceDate"\namount = "Amount"\n')
+    config.write_text(
+        '[warehouse]\npath = "wh/crm.duckdb"\nserving_path = "s/crm.duckdb"\n'
+        '[sources.transactions]\npath = "tx.csv"\n'
+        '[sources.transactions.columns]\ncustomer_id = "Cust"\n'
+        'order_ts = "InvoiceDate"\namount = "Amount"\n'
+    )
     with pytest.raises(InputError, match="Cust"):
         crm_pipeline(config_path=str(config))
     con = duckdb.connect(str(tmp_path / "wh" / "crm.duckdb"), read_only=True)
@@ -175,8 +185,7 @@ def test_serve_registers_the_configured_schedule(prefect_harness, tmp_path):
     assert deployment.name == "crm-scheduled"
     assert deployment.parameters == {"config_path": str(config)}
     [schedule] = deployment.schedules
-    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("15 6 * * 1-5",
-                                                                    "Europe/Berlin")
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("15 6 * * 1-5", "Europe/Berlin")
 
 
 def test_status_prints_the_latest_run(prefect_harness, tmp_path):

@@ -40,8 +40,9 @@ def good_run(tmp_path_factory) -> Path:
     """A warehouse, serving database and exports after one good run as of AS_OF; D+1's
     delivery waits in ``later/``."""
     base = tmp_path_factory.mktemp("good")
-    config = write_sample_deliveries(base, customers=150, seed=3, start=date(2023, 1, 1),
-                                     end=date(2024, 12, 31), as_of=AS_OF)
+    config = write_sample_deliveries(
+        base, customers=150, seed=3, start=date(2023, 1, 1), end=date(2024, 12, 31), as_of=AS_OF
+    )
     run_pipeline(config, AS_OF)
     return base
 
@@ -56,23 +57,41 @@ def work(good_run, tmp_path) -> Path:
 
 # --- the child ----------------------------------------------------------------------------
 
-def run_child_until(directory: Path, steps: tuple[str, ...], pause_at: str,
-                    appears: str | None = None, timeout: float = 180) -> None:
+
+def run_child_until(
+    directory: Path,
+    steps: tuple[str, ...],
+    pause_at: str,
+    appears: str | None = None,
+    timeout: float = 180,
+) -> None:
     """Start a child running ``steps``, wait until it pauses at ``pause_at`` (and a path
     matching the glob ``appears`` exists), then SIGKILL it."""
     marker = directory / f"paused-at-{pause_at}"
     log_path = directory / f"child-{pause_at}.log"
     with open(log_path, "w", encoding="utf-8") as log:
         child = subprocess.Popen(
-            [sys.executable, str(CHILD), str(directory / "crm.toml"), AS_OF.isoformat(),
-             ",".join(steps), pause_at, str(marker)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=directory)
+            [
+                sys.executable,
+                str(CHILD),
+                str(directory / "crm.toml"),
+                AS_OF.isoformat(),
+                ",".join(steps),
+                pause_at,
+                str(marker),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+        )
     try:
         deadline = time.monotonic() + timeout
         while not (marker.exists() and (appears is None or list(directory.glob(appears)))):
             if child.poll() is not None:
-                pytest.fail(f"the child ended ({child.returncode}) before pausing at "
-                            f"{pause_at}:\n{log_path.read_text(encoding='utf-8')[-3000:]}")
+                pytest.fail(
+                    f"the child ended ({child.returncode}) before pausing at "
+                    f"{pause_at}:\n{log_path.read_text(encoding='utf-8')[-3000:]}"
+                )
             assert time.monotonic() < deadline, f"the child never paused at {pause_at}"
             time.sleep(0.01)
     finally:
@@ -83,6 +102,7 @@ def run_child_until(directory: Path, steps: tuple[str, ...], pause_at: str,
 
 
 # --- what must hold after a kill -----------------------------------------------------------
+
 
 def assert_nothing_duplicated_or_lost(warehouse: Path) -> None:
     """raw holds each input row once (exactly the rows each file recorded in raw.files
@@ -96,17 +116,24 @@ def assert_nothing_duplicated_or_lost(warehouse: Path) -> None:
                 from raw.files f left join raw.{source} r on r._file_sha256 = f.file_sha256
                 where f.source = '{source}' group by all""").fetchall()
             assert [r for r in per_file if not r[1] == r[2] == r[3]] == [], source
-            orphans = con.execute(f"select count(*) from raw.{source} where _file_sha256 "
-                                  "not in (select file_sha256 from raw.files)").fetchall()
+            orphans = con.execute(
+                f"select count(*) from raw.{source} where _file_sha256 "
+                "not in (select file_sha256 from raw.files)"
+            ).fetchall()
             assert orphans == [(0,)], f"raw.{source} has rows of no recorded file"
-        for table, key in (("core.transaction_lines", "_file_sha256, _row_number"),
-                           ("core.transactions", "order_id"), ("core.events", "event_id"),
-                           ("core.customers", "customer_id")):
-            rows, keys = con.execute(f"select count(*), count(distinct ({key})) "
-                                     f"from {table}").fetchall()[0]
+        for table, key in (
+            ("core.transaction_lines", "_file_sha256, _row_number"),
+            ("core.transactions", "order_id"),
+            ("core.events", "event_id"),
+            ("core.customers", "customer_id"),
+        ):
+            rows, keys = con.execute(
+                f"select count(*), count(distinct ({key})) from {table}"
+            ).fetchall()[0]
             assert rows == keys > 0, table
-        unbalanced = con.execute("select file_path from audit.file_reconciliation "
-                                 "where not is_balanced").fetchall()
+        unbalanced = con.execute(
+            "select file_path from audit.file_reconciliation where not is_balanced"
+        ).fetchall()
         assert unbalanced == []
     finally:
         con.close()
@@ -115,8 +142,12 @@ def assert_nothing_duplicated_or_lost(warehouse: Path) -> None:
 def run_statuses(warehouse: Path) -> list[str]:
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        return [s for (s,) in con.execute("select status from audit.runs "
-                                          "order by started_at, run_id").fetchall()]
+        return [
+            s
+            for (s,) in con.execute(
+                "select status from audit.runs order by started_at, run_id"
+            ).fetchall()
+        ]
     finally:
         con.close()
 
@@ -127,14 +158,26 @@ def serving_state(path: Path) -> tuple[str, str, dict[str, int]]:
     con = duckdb.connect(str(path), read_only=True)
     try:
         [(run_id,)] = con.execute("select distinct run_id from marts.customer_360").fetchall()
-        tables = [t for (t,) in con.execute("select table_name from duckdb_tables() "
-                                            "where schema_name = 'marts'").fetchall()]
-        rows = {t: con.execute(f"select count(*) from marts.{t}").fetchall()[0][0]
-                for t in sorted(tables)}
+        tables = [
+            t
+            for (t,) in con.execute(
+                "select table_name from duckdb_tables() where schema_name = 'marts'"
+            ).fetchall()
+        ]
+        rows = {
+            t: con.execute(f"select count(*) from marts.{t}").fetchall()[0][0]
+            for t in sorted(tables)
+        }
     finally:
         con.close()
-    assert set(rows) >= {"customer_360", "segment_summary", "kpi_monthly", "data_quality",
-                         "model_parameters", "model_metrics"}
+    assert set(rows) >= {
+        "customer_360",
+        "segment_summary",
+        "kpi_monthly",
+        "data_quality",
+        "model_parameters",
+        "model_metrics",
+    }
     return sha, run_id, rows
 
 
@@ -217,6 +260,7 @@ def export_contents(directory: Path) -> dict[str, bytes]:
 
 # --- the tests ----------------------------------------------------------------------------
 
+
 def test_runs_killed_while_ingesting_leave_no_row_twice_and_the_next_run_succeeds(work):
     for name in ("transactions_2.csv", "events_2.jsonl"):
         shutil.copy(work / "later" / name, work / name)
@@ -229,15 +273,20 @@ def test_runs_killed_while_ingesting_leave_no_row_twice_and_the_next_run_succeed
     # ... and after the row-by-row reader inserted the first 50 rows of events_2.jsonl
     run_child_until(work, tuple(STEPS), "ingest-chunk")
     con = duckdb.connect(str(work / "wh" / "crm.duckdb"), read_only=True)
-    committed = con.execute("select count(*) from raw.events where _file_sha256 not in "
-                            "(select file_sha256 from raw.files)").fetchall()
+    committed = con.execute(
+        "select count(*) from raw.events where _file_sha256 not in "
+        "(select file_sha256 from raw.files)"
+    ).fetchall()
     con.close()
     assert committed == [(50,)], "the kill was meant to land after a chunk was committed"
 
     run_pipeline(work / "crm.toml", AS_OF)
     assert_nothing_duplicated_or_lost(work / "wh" / "crm.duckdb")
     assert run_statuses(work / "wh" / "crm.duckdb")[-3:] == [
-        "interrupted", "interrupted", "succeeded"]
+        "interrupted",
+        "interrupted",
+        "succeeded",
+    ]
 
 
 def test_runs_killed_while_publishing_leave_whole_outputs_and_the_next_run_succeeds(work):
@@ -247,8 +296,10 @@ def test_runs_killed_while_publishing_leave_whole_outputs_and_the_next_run_succe
     complete = export_contents(export_dir)
     steps = ("ingest", "marts", "publish")
     # (pause point, the temporary file or directory being written there, relative to work)
-    points = (("exports", f"exports/.{AS_OF.isoformat()}.tmp-*"),
-              ("serving", "serving/.crm.duckdb.tmp-*"))
+    points = (
+        ("exports", f"exports/.{AS_OF.isoformat()}.tmp-*"),
+        ("serving", "serving/.crm.duckdb.tmp-*"),
+    )
     for point, temporary in points:
         old_sha, old_run, old_rows = serving_state(serving)
         old_manifest = json.loads((export_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -273,9 +324,9 @@ def test_runs_killed_while_publishing_leave_whole_outputs_and_the_next_run_succe
         sha, published_run, rows = serving_state(serving)
         assert published_run == run_id and rows.keys() == old_rows.keys(), point
         assert json.loads(export_contents(export_dir)["manifest.json"])["run_id"] == run_id
-        assert {k: v for k, v in export_contents(export_dir).items()
-                if k != "manifest.json"} == {k: v for k, v in complete.items()
-                                             if k != "manifest.json"}
+        assert {k: v for k, v in export_contents(export_dir).items() if k != "manifest.json"} == {
+            k: v for k, v in complete.items() if k != "manifest.json"
+        }
         assert hidden_leftovers(serving.parent) == [], point
         assert hidden_leftovers(exports_root) == [], point
         assert_nothing_duplicated_or_lost(work / "wh" / "crm.duckdb")

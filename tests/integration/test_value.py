@@ -55,9 +55,15 @@ time_unit = "W"
     assert report.resolution == "periods"  # dates only: no time of day to resolve
     assert report.customers == 2357
     params = _params(report)
-    published = {("bgnbd", "r"): 0.243, ("bgnbd", "alpha"): 4.414, ("bgnbd", "a"): 0.793,
-                 ("bgnbd", "b"): 2.426, ("gamma_gamma", "p"): 6.25,
-                 ("gamma_gamma", "q"): 3.74, ("gamma_gamma", "gamma"): 15.44}
+    published = {
+        ("bgnbd", "r"): 0.243,
+        ("bgnbd", "alpha"): 4.414,
+        ("bgnbd", "a"): 0.793,
+        ("bgnbd", "b"): 2.426,
+        ("gamma_gamma", "p"): 6.25,
+        ("gamma_gamma", "q"): 3.74,
+        ("gamma_gamma", "gamma"): 15.44,
+    }
     for key, expected in published.items():
         assert f"{params[key]:.3g}" == f"{expected:.3g}", (key, params[key])
 
@@ -67,21 +73,26 @@ def test_too_little_data_skips_clv_but_keeps_rfm_and_tiers(tmp_path):
     for i in range(12):
         rows.append(f"A{i},{i:05d},2024-0{1 + i % 6}-0{1 + i % 9} 10:00:00,1,{10 + i}.00,completed")
     (tmp_path / "tx.csv").write_text("\n".join(rows) + "\n")
-    body = ('[sources.transactions]\npath = "tx.csv"\n[sources.transactions.columns]\n'
-            'customer_id = "CustomerID"\norder_id = "InvoiceNo"\norder_ts = "InvoiceDate"\n'
-            'quantity = "Quantity"\nunit_price = "UnitPrice"\nstatus = "Status"\n')
+    body = (
+        '[sources.transactions]\npath = "tx.csv"\n[sources.transactions.columns]\n'
+        'customer_id = "CustomerID"\norder_id = "InvoiceNo"\norder_ts = "InvoiceDate"\n'
+        'quantity = "Quantity"\nunit_price = "UnitPrice"\nstatus = "Status"\n'
+    )
     config = write_config(tmp_path, body)
     con = run_to_core(config)
     settings = load_settings(config)
     report = value.score_customer_value(con, settings, date(2024, 6, 30), "tiny")
     assert report.clv_status == "skipped"
     assert report.clv_message.startswith("CLV skipped: ")
-    assert con.execute("select count(*), count(rfm_segment) from models.rfm_scores"
-                       ).fetchall() == [(12, 12)]
-    assert con.execute("select count(*) from models.clv_predictions where p_alive is null"
-                       ).fetchall() == [(12,)]
-    assert con.execute("select status from models.model_runs where model = 'bgnbd'"
-                       ).fetchall() == [("skipped",)]
+    assert con.execute("select count(*), count(rfm_segment) from models.rfm_scores").fetchall() == [
+        (12, 12)
+    ]
+    assert con.execute(
+        "select count(*) from models.clv_predictions where p_alive is null"
+    ).fetchall() == [(12,)]
+    assert con.execute("select status from models.model_runs where model = 'bgnbd'").fetchall() == [
+        ("skipped",)
+    ]
     churn.score_churn_risk(con, settings, date(2024, 6, 30), "tiny")
     counts = segments.build_customer_segments(con, settings, date(2024, 6, 30))
     assert sum(counts["value_tier"].values()) == 12
@@ -100,9 +111,13 @@ def sample_warehouse(tmp_path_factory):
     settings = load_settings(config)
     as_of = date(2025, 12, 31)
     value_report = value.score_customer_value(con, settings, as_of, "sample")
-    result = churn.score_churn_risk(con, settings, as_of, "sample",
-                                    value.make_bgnbd_scorer(con, settings, as_of,
-                                                            value_report.resolution))
+    result = churn.score_churn_risk(
+        con,
+        settings,
+        as_of,
+        "sample",
+        value.make_bgnbd_scorer(con, settings, as_of, value_report.resolution),
+    )
     return con, settings, value_report, result
 
 
@@ -128,19 +143,24 @@ def test_sample_predictions_respect_the_invariants(sample_warehouse):
     # the summary keeps the resolution the models use, also after the churn step's BG/NBD
     # summarised earlier cutoffs: the marts and the churn features read it without a filter
     assert con.execute("select distinct resolution from models.clv_summary").fetchall() == [
-        (report.resolution,)]
-    assert con.execute("select count(*) from models.clv_summary").fetchall() == [(report.customers,)]
+        (report.resolution,)
+    ]
+    assert con.execute("select count(*) from models.clv_summary").fetchall() == [
+        (report.customers,)
+    ]
 
 
 def test_bgnbd_scorer_leaves_the_as_of_summary_in_place(sample_warehouse):
     con, settings, value_report, _ = sample_warehouse
-    before = con.execute("select sum(hash(customer_id, frequency, recency, \"T\")) "
-                         "from models.clv_summary").fetchall()
+    before = con.execute(
+        'select sum(hash(customer_id, frequency, recency, "T")) from models.clv_summary'
+    ).fetchall()
     scorer = value.make_bgnbd_scorer(con, settings, date(2025, 12, 31), value_report.resolution)
     early = scorer(date(2025, 6, 30))
     assert early.height > 0 and early["p_alive"].is_between(0, 1).all()
-    after = con.execute("select sum(hash(customer_id, frequency, recency, \"T\")) "
-                        "from models.clv_summary").fetchall()
+    after = con.execute(
+        'select sum(hash(customer_id, frequency, recency, "T")) from models.clv_summary'
+    ).fetchall()
     assert before == after
 
 
@@ -158,7 +178,8 @@ def test_fit_recovers_the_generators_parameters_through_the_pipeline(tmp_path):
     text = text.replace('path = "../warehouse/crm.duckdb"', 'path = "wh/crm.duckdb"')
     text = text.replace('path = "events*.jsonl"', 'path = "no-events*.jsonl"')
     text = text.replace('path = "transactions', 'path = "data/transactions').replace(
-        'path = "customers', 'path = "data/customers')
+        'path = "customers', 'path = "data/customers'
+    )
     config = tmp_path / "crm.toml"
     config.write_text(text, encoding="utf-8")
     con = run_to_core(config)
@@ -172,17 +193,22 @@ def test_fit_recovers_the_generators_parameters_through_the_pipeline(tmp_path):
 
 
 def test_rows_after_the_as_of_date_are_kept_but_not_used(tmp_path):
-    rows = ["InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status",
-            "A1,1,2024-03-01 10:00:00,1,10.00,completed",
-            "A2,1,2024-05-01 10:00:00,1,20.00,completed",
-            "A3,1,2024-08-01 10:00:00,1,40.00,completed"]
+    rows = [
+        "InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice,Status",
+        "A1,1,2024-03-01 10:00:00,1,10.00,completed",
+        "A2,1,2024-05-01 10:00:00,1,20.00,completed",
+        "A3,1,2024-08-01 10:00:00,1,40.00,completed",
+    ]
     (tmp_path / "tx.csv").write_text("\n".join(rows) + "\n")
-    body = ('[sources.transactions]\npath = "tx.csv"\n[sources.transactions.columns]\n'
-            'customer_id = "CustomerID"\norder_id = "InvoiceNo"\norder_ts = "InvoiceDate"\n'
-            'quantity = "Quantity"\nunit_price = "UnitPrice"\nstatus = "Status"\n')
+    body = (
+        '[sources.transactions]\npath = "tx.csv"\n[sources.transactions.columns]\n'
+        'customer_id = "CustomerID"\norder_id = "InvoiceNo"\norder_ts = "InvoiceDate"\n'
+        'quantity = "Quantity"\nunit_price = "UnitPrice"\nstatus = "Status"\n'
+    )
     config = write_config(tmp_path, body)
     con = run_to_core(config)
     assert con.execute("select count(*) from core.transactions").fetchall() == [(3,)]
     value.score_customer_value(con, load_settings(config), date(2024, 6, 30), "early")
-    assert con.execute("select frequency, revenue_total, recency_days from models.rfm"
-                       ).fetchall() == [(2, 30.0, 60)]
+    assert con.execute(
+        "select frequency, revenue_total, recency_days from models.rfm"
+    ).fetchall() == [(2, 30.0, 60)]

@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp_path: Path, extra: str = "") -> Path:
-    return write_config(tmp_path, f'[sources.transactions]\npath = "tx*.csv"\n{TX_COLUMNS}\n'
-                                  + extra)
+    return write_config(
+        tmp_path, f'[sources.transactions]\npath = "tx*.csv"\n{TX_COLUMNS}\n' + extra
+    )
 
 
 def _one_paragraph(text: str) -> str:
@@ -40,8 +41,10 @@ def test_a_config_error_exits_2_naming_the_key(tmp_path, capsys, command):
     assert cli.main([*command, "--config", str(bad)]) == 2
     captured = capsys.readouterr()
     err = _one_paragraph(captured.err)
-    assert err.startswith(f"crm {command[0]} failed: exports.reorder_within_days must be a "
-                          "whole number of days from 0 to 3660, got -1.")
+    assert err.startswith(
+        f"crm {command[0]} failed: exports.reorder_within_days must be a "
+        "whole number of days from 0 to 3660, got -1."
+    )
     assert captured.out == ""
     assert not (tmp_path / "wh").exists()  # nothing was created
 
@@ -65,8 +68,9 @@ def test_a_missing_config_file_exits_2(tmp_path, capsys):
     assert "does not exist" in _one_paragraph(capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("error, code", [(ConfigError, 2), (InputError, 3), (StepError, 4),
-                                         (CrmError, 1)])
+@pytest.mark.parametrize(
+    "error, code", [(ConfigError, 2), (InputError, 3), (StepError, 4), (CrmError, 1)]
+)
 def test_each_error_class_has_its_exit_code(monkeypatch, capsys, error, code):
     def fail(config_path):
         raise error("what went wrong, where, and how to fix it.\nsecond line")
@@ -94,9 +98,11 @@ def test_generate_sample_rejects_bad_arguments(tmp_path, capsys):
     assert cli.main(["generate-sample", "--customers", "0", "--out", str(tmp_path)]) == 1
     assert "--customers must be at least 1" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
-    for argv in (["generate-sample", "--out", str(tmp_path)],
-                 ["generate-sample", "--customers", "many", "--out", str(tmp_path)],
-                 ["run", "--as-of", "yesterday"]):
+    for argv in (
+        ["generate-sample", "--out", str(tmp_path)],
+        ["generate-sample", "--customers", "many", "--out", str(tmp_path)],
+        ["run", "--as-of", "yesterday"],
+    ):
         with pytest.raises(SystemExit) as info:
             cli.main(argv)
         assert info.value.code == 2
@@ -107,9 +113,15 @@ def test_the_installed_command_exits_2_on_a_config_error(tmp_path):
     bad = _config(tmp_path, "[schedule]\ncron = 'daily'\n")
     crm = Path(sys.executable).parent / "crm"
     argv = [str(crm)] if crm.exists() else [sys.executable, "-m", "pipelines.cli"]
-    result = subprocess.run([*argv, "status", "--config", str(bad)], capture_output=True,
-                            text=True, cwd=ROOT, timeout=120)
+    result = subprocess.run(
+        [*argv, "status", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     assert _one_paragraph(result.stderr).startswith(
-        "crm status failed: schedule.cron must be a 5-field cron expression")
+        "crm status failed: schedule.cron must be a 5-field cron expression"
+    )

@@ -15,14 +15,24 @@ import pytest
 from models.rfm import DEFAULT_RFM_GRID, RfmGrid
 from models.segments import DEFAULT_PLAYBOOK, LifecycleRules, Playbook, TierRules
 from pipelines import config
-from pipelines.config import (DEFAULT_CONFIG, SCHEMA_PATH, SECTIONS, ConfigError,
-                              load_settings, settings_from_dict)
+from pipelines.config import (
+    DEFAULT_CONFIG,
+    SCHEMA_PATH,
+    SECTIONS,
+    ConfigError,
+    load_settings,
+    settings_from_dict,
+)
 from tests.helpers import TX_COLUMNS, write_config
 
 BASE = {
     "warehouse": {"path": "wh/crm.duckdb", "serving_path": "serving/crm.duckdb"},
-    "sources": {"transactions": {"path": "tx*.csv", "columns": {
-        "customer_id": "CustomerID", "order_ts": "InvoiceDate", "amount": "Amount"}}},
+    "sources": {
+        "transactions": {
+            "path": "tx*.csv",
+            "columns": {"customer_id": "CustomerID", "order_ts": "InvoiceDate", "amount": "Amount"},
+        }
+    },
 }
 
 
@@ -51,48 +61,87 @@ def test_the_base_config_loads(tmp_path):
 
 
 # One bad value per section: the message names the key and says what is allowed.
-@pytest.mark.parametrize("path, value, message", [
-    ("warehouse.threads", 0, "warehouse.threads must be at least 1"),
-    ("warehouse.memory_limit", 4, "warehouse.memory_limit must be a string"),
-    ("sources.transactions.format", "xlsx",
-     "sources.transactions.format must be one of csv, parquet, jsonl, text, got 'xlsx'"),
-    ("sources.transactions.encoding", "ebcdic",
-     "sources.transactions.encoding must be one of utf-8, latin-1, cp1252, utf-16"),
-    ("sources.transactions.timezone", "Mars/Olympus",
-     "sources.transactions.timezone 'Mars/Olympus' is not an IANA time zone"),
-    ("sources.customers", {"path": "c.csv", "columns": {"email": "Email"}},
-     "sources.customers.columns.customer_id is missing"),
-    ("sources.orders", {"path": "o.csv"},
-     r"[sources.orders] is not a known source; allowed: transactions, customers, events"),
-    ("validation.max_failed_share", 2, "validation.max_failed_share must be between 0 and 1"),
-    ("validation.earliest_date", "last year",
-     "validation.earliest_date must be a date like 2000-01-01"),
-    ("models.time_unit", "M", "models.time_unit must be one of D, W, got 'M'"),
-    ("models.summary_resolution", "fine",
-     "models.summary_resolution must be one of auto, periods, exact"),
-    ("rfm.segments", {"champions": {"r": [5, 5]}},
-     "rfm.segments.champions must have exactly the keys r and f"),
-    ("tiers.strategic_share", 1.5, "tiers.strategic_share must be between 0 and 1"),
-    ("lifecycle.new_within_days", -1, "lifecycle.new_within_days must be between 0 and 36500"),
-    ("playbook.rules", [{"action": "call", "tiers": ["vip"]}, {"action": "nothing"}],
-     "playbook.rules[0].tiers: unknown value 'vip'; allowed: strategic, key, general, "
-     "potential"),
-    ("churn.band_cutoffs", [0.7, 0.3], "churn.band_cutoffs must be two increasing "
-                                       "probabilities between 0 and 1"),
-    ("churn.min_labelled_customers", 5, "churn.min_labelled_customers must be at least 10"),
-    ("exports.reorder_within_days", "two weeks",
-     "exports.reorder_within_days must be a whole number of days from 0 to 3660"),
-    ("exports.follow_up_after_days", True,
-     "exports.follow_up_after_days must be a whole number of days from 0 to 3660"),
-    ("exports.contact_event_types", [], "exports.contact_event_types must be a non-empty list"),
-    ("exports.path", 3, "exports.path must be a directory path (text), got 3"),
-    ("schedule.cron", "daily", "schedule.cron must be a 5-field cron expression"),
-    ("schedule.timezone", "Mars/Olympus", "schedule.timezone 'Mars/Olympus' is not an IANA"),
-    ("report.path", 5, "report.path must be a directory path (text), got 5"),
-    ("report.path", "  ", "report.path must be a directory path (text)"),
-    ("currency.base", "EURO", "currency.base must be an ISO 4217 code like EUR"),
-    ("currency.rates", {"GBP": -1}, "currency.rates.GBP must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("warehouse.threads", 0, "warehouse.threads must be at least 1"),
+        ("warehouse.memory_limit", 4, "warehouse.memory_limit must be a string"),
+        (
+            "sources.transactions.format",
+            "xlsx",
+            "sources.transactions.format must be one of csv, parquet, jsonl, text, got 'xlsx'",
+        ),
+        (
+            "sources.transactions.encoding",
+            "ebcdic",
+            "sources.transactions.encoding must be one of utf-8, latin-1, cp1252, utf-16",
+        ),
+        (
+            "sources.transactions.timezone",
+            "Mars/Olympus",
+            "sources.transactions.timezone 'Mars/Olympus' is not an IANA time zone",
+        ),
+        (
+            "sources.customers",
+            {"path": "c.csv", "columns": {"email": "Email"}},
+            "sources.customers.columns.customer_id is missing",
+        ),
+        (
+            "sources.orders",
+            {"path": "o.csv"},
+            r"[sources.orders] is not a known source; allowed: transactions, customers, events",
+        ),
+        ("validation.max_failed_share", 2, "validation.max_failed_share must be between 0 and 1"),
+        (
+            "validation.earliest_date",
+            "last year",
+            "validation.earliest_date must be a date like 2000-01-01",
+        ),
+        ("models.time_unit", "M", "models.time_unit must be one of D, W, got 'M'"),
+        (
+            "models.summary_resolution",
+            "fine",
+            "models.summary_resolution must be one of auto, periods, exact",
+        ),
+        (
+            "rfm.segments",
+            {"champions": {"r": [5, 5]}},
+            "rfm.segments.champions must have exactly the keys r and f",
+        ),
+        ("tiers.strategic_share", 1.5, "tiers.strategic_share must be between 0 and 1"),
+        ("lifecycle.new_within_days", -1, "lifecycle.new_within_days must be between 0 and 36500"),
+        (
+            "playbook.rules",
+            [{"action": "call", "tiers": ["vip"]}, {"action": "nothing"}],
+            "playbook.rules[0].tiers: unknown value 'vip'; allowed: strategic, key, general, "
+            "potential",
+        ),
+        (
+            "churn.band_cutoffs",
+            [0.7, 0.3],
+            "churn.band_cutoffs must be two increasing probabilities between 0 and 1",
+        ),
+        ("churn.min_labelled_customers", 5, "churn.min_labelled_customers must be at least 10"),
+        (
+            "exports.reorder_within_days",
+            "two weeks",
+            "exports.reorder_within_days must be a whole number of days from 0 to 3660",
+        ),
+        (
+            "exports.follow_up_after_days",
+            True,
+            "exports.follow_up_after_days must be a whole number of days from 0 to 3660",
+        ),
+        ("exports.contact_event_types", [], "exports.contact_event_types must be a non-empty list"),
+        ("exports.path", 3, "exports.path must be a directory path (text), got 3"),
+        ("schedule.cron", "daily", "schedule.cron must be a 5-field cron expression"),
+        ("schedule.timezone", "Mars/Olympus", "schedule.timezone 'Mars/Olympus' is not an IANA"),
+        ("report.path", 5, "report.path must be a directory path (text), got 5"),
+        ("report.path", "  ", "report.path must be a directory path (text)"),
+        ("currency.base", "EURO", "currency.base must be an ISO 4217 code like EUR"),
+        ("currency.rates", {"GBP": -1}, "currency.rates.GBP must be a positive number"),
+    ],
+)
 def test_a_bad_value_names_the_key(tmp_path, path, value, message):
     data = _with(path, value)
     if path.startswith("currency.rates"):
@@ -102,30 +151,52 @@ def test_a_bad_value_names_the_key(tmp_path, path, value, message):
 
 
 # An unknown key in every table is rejected, naming it and what is allowed.
-@pytest.mark.parametrize("table, message", [
-    ("", "Unknown key typo in the top level; allowed: churn, currency, exports"),
-    ("warehouse", "Unknown key warehouse.typo in [warehouse]; allowed: memory_limit, path"),
-    ("sources.transactions", "Unknown key sources.transactions.typo in "
-                             "[sources.transactions]; allowed: columns, date_format"),
-    ("sources.transactions.columns", "sources.transactions.columns.typo is not a canonical "
-                                     "field of transactions; allowed: customer_id"),
-    ("validation", "Unknown key validation.typo in [validation]; allowed: earliest_date, "
-                   "max_failed_share"),
-    ("models", "Unknown key models.typo in [models]; allowed: annual_discount_rate"),
-    ("rfm", "Unknown key rfm.typo in [rfm]; allowed: segments"),
-    ("tiers", "tiers.typo is not a known setting; allowed: strategic_share, key_share, "
-              "active_within_days"),
-    ("lifecycle", "lifecycle.typo is not a known setting; allowed: new_within_days"),
-    ("playbook", "playbook.typo is not a known setting; allowed: rules"),
-    ("churn", "Unknown key churn.typo in [churn]; allowed: band_cutoffs, "
-              "min_labelled_customers, seed"),
-    ("exports", "Unknown key exports.typo in [exports]; allowed: contact_event_types, "
-                "follow_up_after_days, path, reorder_within_days"),
-    ("schedule", "Unknown key schedule.typo in [schedule]; allowed: cron, deployment_name, "
-                 "timezone"),
-    ("report", "Unknown key report.typo in [report]; allowed: path"),
-    ("currency", "Unknown key currency.typo in [currency]; allowed: base, rates"),
-])
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ("", "Unknown key typo in the top level; allowed: churn, currency, exports"),
+        ("warehouse", "Unknown key warehouse.typo in [warehouse]; allowed: memory_limit, path"),
+        (
+            "sources.transactions",
+            "Unknown key sources.transactions.typo in "
+            "[sources.transactions]; allowed: columns, date_format",
+        ),
+        (
+            "sources.transactions.columns",
+            "sources.transactions.columns.typo is not a canonical "
+            "field of transactions; allowed: customer_id",
+        ),
+        (
+            "validation",
+            "Unknown key validation.typo in [validation]; allowed: earliest_date, max_failed_share",
+        ),
+        ("models", "Unknown key models.typo in [models]; allowed: annual_discount_rate"),
+        ("rfm", "Unknown key rfm.typo in [rfm]; allowed: segments"),
+        (
+            "tiers",
+            "tiers.typo is not a known setting; allowed: strategic_share, key_share, "
+            "active_within_days",
+        ),
+        ("lifecycle", "lifecycle.typo is not a known setting; allowed: new_within_days"),
+        ("playbook", "playbook.typo is not a known setting; allowed: rules"),
+        (
+            "churn",
+            "Unknown key churn.typo in [churn]; allowed: band_cutoffs, "
+            "min_labelled_customers, seed",
+        ),
+        (
+            "exports",
+            "Unknown key exports.typo in [exports]; allowed: contact_event_types, "
+            "follow_up_after_days, path, reorder_within_days",
+        ),
+        (
+            "schedule",
+            "Unknown key schedule.typo in [schedule]; allowed: cron, deployment_name, timezone",
+        ),
+        ("report", "Unknown key report.typo in [report]; allowed: path"),
+        ("currency", "Unknown key currency.typo in [currency]; allowed: base, rates"),
+    ],
+)
 def test_an_unknown_key_is_rejected(tmp_path, table, message):
     data = _with(f"{table}.typo" if table else "typo", 1)
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -134,12 +205,16 @@ def test_an_unknown_key_is_rejected(tmp_path, table, message):
 
 def test_unknown_keys_inside_rules_are_rejected(tmp_path):
     rule = _with("playbook.rules", [{"action": "call", "when": "now"}, {"action": "none"}])
-    with pytest.raises(ConfigError, match=re.escape(
-            "playbook.rules[0].when is not a known setting; allowed: action, tiers")):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape("playbook.rules[0].when is not a known setting; allowed: action, tiers"),
+    ):
         _load(rule, tmp_path)
     cell = _with("rfm.segments", {"champions": {"r": 5, "f": 5, "m": 5}})
-    with pytest.raises(ConfigError, match=re.escape(
-            "rfm.segments.champions must have exactly the keys r and f, got r, f, m")):
+    with pytest.raises(
+        ConfigError,
+        match=re.escape("rfm.segments.champions must have exactly the keys r and f, got r, f, m"),
+    ):
         _load(cell, tmp_path)
 
 
@@ -151,7 +226,7 @@ def test_a_section_that_is_not_a_table_is_rejected(tmp_path, table):
 
 def test_errors_are_config_errors_with_exit_code_2(tmp_path):
     path = tmp_path / "crm.toml"
-    path.write_text('[exports]\nreorder_within_days = -3\n', encoding="utf-8")
+    path.write_text("[exports]\nreorder_within_days = -3\n", encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_settings(path)
     assert info.value.exit_code == 2
@@ -189,8 +264,9 @@ def test_settings_keep_typed_sections_only(tmp_path):
 
 
 def test_configured_rules_are_parsed(tmp_path):
-    data = _with("rfm.segments", {"best": {"r": [4, 5], "f": [1, 5]},
-                                  "rest": {"r": [1, 3], "f": [1, 5]}})
+    data = _with(
+        "rfm.segments", {"best": {"r": [4, 5], "f": [1, 5]}, "rest": {"r": [1, 3], "f": [1, 5]}}
+    )
     data["playbook"] = {"rules": [{"action": "thank", "segments": ["best"]}, {"action": "wait"}]}
     data["tiers"] = {"strategic_share": 0.1}
     rules = _load(data, tmp_path).rules
@@ -201,10 +277,12 @@ def test_configured_rules_are_parsed(tmp_path):
 
 # --- the JSON Schema ----------------------------------------------------------------------
 
+
 def test_the_committed_schema_is_what_the_code_generates():
     assert SCHEMA_PATH.read_text(encoding="utf-8") == config.schema_text(), (
         "docs/crm.schema.json is stale: run .venv/bin/python -m pipelines.config --schema "
-        "> docs/crm.schema.json")
+        "> docs/crm.schema.json"
+    )
 
 
 def test_the_schema_lists_exactly_the_keys_the_loader_accepts():
@@ -230,7 +308,9 @@ def test_the_module_prints_the_schema_and_checks_a_config(capsys, tmp_path):
     assert config.main(["--schema"]) == 0
     assert capsys.readouterr().out == config.schema_text()
     assert config.main([]) == 0
-    bad = write_config(tmp_path, f'[sources.transactions]\npath = "tx*.csv"\n{TX_COLUMNS}\n'
-                             "[report]\nfolder = 'x'\n")
+    bad = write_config(
+        tmp_path,
+        f"[sources.transactions]\npath = \"tx*.csv\"\n{TX_COLUMNS}\n[report]\nfolder = 'x'\n",
+    )
     assert config.main(["--config", str(bad)]) == 2
     assert "report.folder" in capsys.readouterr().err

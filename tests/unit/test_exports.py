@@ -22,31 +22,65 @@ from pipelines.publish import exports
 from tests.helpers import TX_COLUMNS, write_config
 
 AS_OF = date(2025, 6, 15)
-COLUMNS = ["customer_id", "email", "full_name", "segment", "recommended_action",
-           "predicted_clv", "churn_band", "expected_next_order_date"]
+COLUMNS = [
+    "customer_id",
+    "email",
+    "full_name",
+    "segment",
+    "recommended_action",
+    "predicted_clv",
+    "churn_band",
+    "expected_next_order_date",
+]
 
 
 def customer(customer_id: str, **values) -> dict:
-    row = {"customer_id": customer_id, "email": f"{customer_id.lower()}@example.com",
-           "phone": "+41790000000", "full_name": f"Name {customer_id}",
-           "birth_date": date(1980, 1, 1), "city": "Bern", "marketing_consent": True,
-           "rfm_segment": "loyal", "value_tier": "general", "lifecycle_stage": "active",
-           "recommended_action": "nurture", "predicted_clv": 123.456, "churn_band": "low",
-           "expected_next_order_date": None, "churn_probability": 0.1}
+    row = {
+        "customer_id": customer_id,
+        "email": f"{customer_id.lower()}@example.com",
+        "phone": "+41790000000",
+        "full_name": f"Name {customer_id}",
+        "birth_date": date(1980, 1, 1),
+        "city": "Bern",
+        "marketing_consent": True,
+        "rfm_segment": "loyal",
+        "value_tier": "general",
+        "lifecycle_stage": "active",
+        "recommended_action": "nurture",
+        "predicted_clv": 123.456,
+        "churn_band": "low",
+        "expected_next_order_date": None,
+        "churn_probability": 0.1,
+    }
     row.update(values)
     return row
 
 
 CUSTOMERS = [
-    customer("C01", rfm_segment="champions", value_tier="strategic",
-             recommended_action="vip_care"),
-    customer("C02", marketing_consent=False, rfm_segment="champions", value_tier="strategic",
-             lifecycle_stage="lapsed", birth_date=date(1970, 6, 1),
-             expected_next_order_date=AS_OF + timedelta(days=1)),
-    customer("C03", marketing_consent=None, rfm_segment="lost", lifecycle_stage="lapsed",
-             birth_date=date(1971, 6, 2)),
-    customer("C04", rfm_segment="lost", lifecycle_stage="lapsed",
-             recommended_action="win_back_offer", churn_band="high"),
+    customer("C01", rfm_segment="champions", value_tier="strategic", recommended_action="vip_care"),
+    customer(
+        "C02",
+        marketing_consent=False,
+        rfm_segment="champions",
+        value_tier="strategic",
+        lifecycle_stage="lapsed",
+        birth_date=date(1970, 6, 1),
+        expected_next_order_date=AS_OF + timedelta(days=1),
+    ),
+    customer(
+        "C03",
+        marketing_consent=None,
+        rfm_segment="lost",
+        lifecycle_stage="lapsed",
+        birth_date=date(1971, 6, 2),
+    ),
+    customer(
+        "C04",
+        rfm_segment="lost",
+        lifecycle_stage="lapsed",
+        recommended_action="win_back_offer",
+        churn_band="high",
+    ),
     customer("C05", expected_next_order_date=AS_OF + timedelta(days=7)),
     customer("C06", expected_next_order_date=AS_OF + timedelta(days=8)),
     customer("C07", expected_next_order_date=AS_OF),
@@ -54,8 +88,9 @@ CUSTOMERS = [
     customer("C09", birth_date=date(1990, 6, 30)),
     customer("C10", birth_date=date(1990, 7, 1)),
     customer("C11", birth_date=date(1990, 5, 31)),
-    customer("C12", lifecycle_stage="new", rfm_segment="new_customers",
-             recommended_action="onboarding"),
+    customer(
+        "C12", lifecycle_stage="new", rfm_segment="new_customers", recommended_action="onboarding"
+    ),
     # follow-up candidates (value tiers strategic / key)
     customer("K01", value_tier="key"),  # contacted by phone 10 days ago -> not listed
     customer("K02", value_tier="key"),  # last contact 40 days ago -> listed (window 30)
@@ -64,7 +99,7 @@ CUSTOMERS = [
     customer("K05", value_tier="key"),  # survey on the window's first day -> not listed
     customer("K06", value_tier="key", marketing_consent=False),  # no consent -> never
     customer("G01", value_tier="general"),  # general tier -> never on follow-up
-    customer("X01", full_name="=HYPERLINK(\"http://evil\")", email=None),  # no e-mail
+    customer("X01", full_name='=HYPERLINK("http://evil")', email=None),  # no e-mail
     customer("X02", full_name="-Dash, Danny", predicted_clv=None, churn_band=None),
 ]
 
@@ -80,11 +115,13 @@ EVENTS = [
 
 @pytest.fixture
 def make_settings(tmp_path):
-    def make(exports_table: str = "[exports]\nreorder_within_days = 7\n"
-                                  "follow_up_after_days = 30\n", sub: str = "") -> object:
+    def make(
+        exports_table: str = "[exports]\nreorder_within_days = 7\nfollow_up_after_days = 30\n",
+        sub: str = "",
+    ) -> object:
         base = tmp_path / sub if sub else tmp_path
         base.mkdir(parents=True, exist_ok=True)
-        body = (f'[sources.transactions]\npath = "tx*.csv"\n{TX_COLUMNS}\n' + exports_table)
+        body = f'[sources.transactions]\npath = "tx*.csv"\n{TX_COLUMNS}\n' + exports_table
         return load_settings(write_config(base, body))
 
     return make
@@ -98,8 +135,9 @@ def con():
     table = pa.Table.from_pylist(CUSTOMERS)
     connection.register("_c", table)
     connection.execute("create table marts.customer_360 as select * from _c")
-    connection.execute("create table core.events (customer_id varchar, event_type varchar, "
-                       "event_at timestamp)")
+    connection.execute(
+        "create table core.events (customer_id varchar, event_type varchar, event_at timestamp)"
+    )
     connection.executemany("insert into core.events values (?, ?, ?)", [list(e) for e in EVENTS])
     yield connection
     connection.close()
@@ -122,8 +160,7 @@ def test_only_consenting_customers_with_an_email_are_exported(tmp_path, make_set
     everyone = set()
     for f in report.files:
         path = report.directory / f.name
-        rows = (read_csv(path) if f.name.endswith(".csv")
-                else pq.read_table(path).to_pylist())
+        rows = read_csv(path) if f.name.endswith(".csv") else pq.read_table(path).to_pylist()
         everyone |= {r["customer_id"] for r in rows}
     assert everyone, "the lists must not all be empty"
     assert not everyone & {"C02", "C03", "K06", "X01"}
@@ -144,10 +181,18 @@ def test_files_have_exactly_the_listed_columns(tmp_path, make_settings, con):
         assert list(f.columns) == COLUMNS
     vip = pq.read_table(report.directory / "list_vip_care.parquet").to_pylist()
     assert [r["customer_id"] for r in vip] == ["C01", "K03"]  # champions or strategic
-    assert vip[:1] == [{"customer_id": "C01", "email": "c01@example.com", "full_name": "Name C01",
-                    "segment": "vip_care", "recommended_action": "vip_care",
-                    "predicted_clv": 123.46, "churn_band": "low",
-                    "expected_next_order_date": None}]
+    assert vip[:1] == [
+        {
+            "customer_id": "C01",
+            "email": "c01@example.com",
+            "full_name": "Name C01",
+            "segment": "vip_care",
+            "recommended_action": "vip_care",
+            "predicted_clv": 123.46,
+            "churn_band": "low",
+            "expected_next_order_date": None,
+        }
+    ]
     assert read_csv(report.directory / "list_vip_care.csv")[0]["predicted_clv"] == "123.46"
 
 
@@ -155,10 +200,12 @@ def test_one_csv_and_one_parquet_per_segment_and_list(tmp_path, make_settings, c
     settings = make_settings()
     report = exports.write_exports(con, settings, AS_OF, "run-1", tmp_path / "out")
     stems = {f"segment_{s}" for s in settings.rules.rfm_grid.segments} | {
-        f"list_{name}" for name in exports.ACTION_LISTS}
+        f"list_{name}" for name in exports.ACTION_LISTS
+    }
     names = sorted(p.name for p in report.directory.iterdir())
-    assert names == sorted([f"{s}.csv" for s in stems] + [f"{s}.parquet" for s in stems]
-                           + ["manifest.json"])
+    assert names == sorted(
+        [f"{s}.csv" for s in stems] + [f"{s}.parquet" for s in stems] + ["manifest.json"]
+    )
     assert ids(report.directory, "segment_lost") == ["C04"]
     assert [r["segment"] for r in read_csv(report.directory / "segment_lost.csv")] == ["lost"]
     assert ids(report.directory, "list_win_back") == ["C04"]
@@ -199,8 +246,10 @@ def test_rerun_writes_byte_identical_files(tmp_path, make_settings, con):
     first = exports.write_exports(con, settings, AS_OF, "run-1", tmp_path / "out")
     before = {p.name: p.read_bytes() for p in first.directory.iterdir()}
     # shuffle the physical row order: the files must not depend on it
-    con.execute("create or replace table marts.customer_360 as "
-                "select * from marts.customer_360 order by hash(customer_id)")
+    con.execute(
+        "create or replace table marts.customer_360 as "
+        "select * from marts.customer_360 order by hash(customer_id)"
+    )
     second = exports.write_exports(con, settings, AS_OF, "run-2", tmp_path / "out")
     after = {p.name: p.read_bytes() for p in second.directory.iterdir()}
     assert before.keys() == after.keys()
@@ -220,19 +269,21 @@ def test_reorder_list_uses_the_configured_window(tmp_path, make_settings, con):
 def test_birthdays_are_those_of_the_as_of_month_only(tmp_path, make_settings, con):
     report = exports.write_exports(con, make_settings(), AS_OF, "run-1", tmp_path / "out")
     assert ids(report.directory, "list_birthdays") == ["C09"]
-    july = exports.write_exports(con, make_settings(), date(2026, 7, 1), "run-1",
-                                 tmp_path / "out")
+    july = exports.write_exports(con, make_settings(), date(2026, 7, 1), "run-1", tmp_path / "out")
     assert ids(july.directory, "list_birthdays") == ["C10"]
 
 
 def test_follow_up_lists_strategic_and_key_customers_without_recent_contact(
-        tmp_path, make_settings, con):
+    tmp_path, make_settings, con
+):
     report = exports.write_exports(con, make_settings(), AS_OF, "run-1", tmp_path / "out")
     assert ids(report.directory, "list_follow_up") == ["C01", "K02", "K03", "K04"]
     # with calls not counted as contact, K01 needs a follow-up too
-    no_calls = make_settings('[exports]\nfollow_up_after_days = 30\n'
-                             'contact_event_types = ["support_ticket", "Survey Response"]\n',
-                             sub="b")
+    no_calls = make_settings(
+        "[exports]\nfollow_up_after_days = 30\n"
+        'contact_event_types = ["support_ticket", "Survey Response"]\n',
+        sub="b",
+    )
     report = exports.write_exports(con, no_calls, AS_OF, "run-1", tmp_path / "b" / "out")
     assert ids(report.directory, "list_follow_up") == ["C01", "K01", "K02", "K03", "K04"]
     # a longer window counts K02's ticket of 40 days ago
@@ -260,15 +311,18 @@ def test_default_path_is_exports_beside_the_config(tmp_path, make_settings, con)
     assert report.directory == tmp_path / "exports" / "2025-06-15"
 
 
-@pytest.mark.parametrize("table, key", [
-    ('reorder_within_days = "two weeks"', "exports.reorder_within_days"),
-    ("follow_up_after_days = -1", "exports.follow_up_after_days"),
-    ("reorder_within_days = true", "exports.reorder_within_days"),
-    ("contact_event_types = []", "exports.contact_event_types"),
-    ('contact_event_types = "call"', "exports.contact_event_types"),
-    ("path = 3", "exports.path"),
-    ("reorder_days = 3", "exports.reorder_days"),
-])
+@pytest.mark.parametrize(
+    "table, key",
+    [
+        ('reorder_within_days = "two weeks"', "exports.reorder_within_days"),
+        ("follow_up_after_days = -1", "exports.follow_up_after_days"),
+        ("reorder_within_days = true", "exports.reorder_within_days"),
+        ("contact_event_types = []", "exports.contact_event_types"),
+        ('contact_event_types = "call"', "exports.contact_event_types"),
+        ("path = 3", "exports.path"),
+        ("reorder_days = 3", "exports.reorder_days"),
+    ],
+)
 def test_config_errors_name_the_key(make_settings, table, key):
     # [exports] is validated on load, before any step runs
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -277,9 +331,9 @@ def test_config_errors_name_the_key(make_settings, table, key):
 
 # --- the directory swap -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
-def test_a_rerun_replaces_the_whole_directory(tmp_path, make_settings, con, monkeypatch,
-                                               exchange):
+def test_a_rerun_replaces_the_whole_directory(tmp_path, make_settings, con, monkeypatch, exchange):
     calls = []
     real = exports._exchange
 
@@ -298,8 +352,9 @@ def test_a_rerun_replaces_the_whole_directory(tmp_path, make_settings, con, monk
     assert len(calls) == 1  # the first run renamed; the rerun swapped
 
 
-def test_a_crash_while_writing_leaves_the_old_export_whole(tmp_path, make_settings, con,
-                                                           monkeypatch):
+def test_a_crash_while_writing_leaves_the_old_export_whole(
+    tmp_path, make_settings, con, monkeypatch
+):
     root = tmp_path / "out"
     first = exports.write_exports(con, make_settings(), AS_OF, "run-1", root)
     before = {p.name: p.read_bytes() for p in first.directory.iterdir()}
@@ -342,8 +397,12 @@ def test_the_next_run_cleans_up_after_a_crash_at_any_point(tmp_path):
     directory(".keep-me", "user data")
     actions = exports.recover_export_dirs(root)
     assert len(actions) == 4
-    assert sorted(p.name for p in root.iterdir()) == [".keep-me", "2025-06-15", "2025-06-16",
-                                                      "2025-06-17"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        ".keep-me",
+        "2025-06-15",
+        "2025-06-16",
+        "2025-06-17",
+    ]
     assert (root / "2025-06-15" / "manifest.json").read_text() == "good"
     assert (root / "2025-06-16" / "manifest.json").read_text() == "previous"
     assert (root / "2025-06-17" / "manifest.json").read_text() == "new"
@@ -354,8 +413,7 @@ def test_erased_customers_are_removed_from_written_exports(tmp_path, make_settin
     root = tmp_path / "out"
     report = exports.write_exports(con, make_settings(), AS_OF, "run-1", root)
     assert "K02" in ids(report.directory, "list_follow_up")
-    removed = exports.remove_customers_from_exports(root, ["K02"], ["c01@example.com"],
-                                                    "forget-1")
+    removed = exports.remove_customers_from_exports(root, ["K02"], ["c01@example.com"], "forget-1")
     # K02: follow_up, segment_loyal; C01: segment_champions, vip_care, follow_up
     assert removed == {"2025-06-15": 5}
     assert ids(report.directory, "list_follow_up") == ["K03", "K04"]

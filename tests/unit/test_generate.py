@@ -40,9 +40,15 @@ def read_text_csv(path: Path) -> pl.DataFrame:
 
 
 def read_events(path: Path) -> pl.DataFrame:
-    schema = {"id": pl.String, "user": pl.String, "timestamp": pl.String, "event": pl.String,
-              "channel": pl.String, "score": pl.Float64,
-              "props": pl.Struct({"campaign": pl.String, "topic": pl.String, "survey": pl.String})}
+    schema = {
+        "id": pl.String,
+        "user": pl.String,
+        "timestamp": pl.String,
+        "event": pl.String,
+        "channel": pl.String,
+        "score": pl.Float64,
+        "props": pl.Struct({"campaign": pl.String, "topic": pl.String, "survey": pl.String}),
+    }
     return pl.read_ndjson(path, schema=schema).select(
         "user",
         event_at=pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%SZ"),
@@ -81,21 +87,25 @@ def customers_with_person(sample: Path) -> pl.DataFrame:
     return customers.with_columns(
         email_key=pl.col("Email").map_elements(normalise_email, return_dtype=pl.String),
         phone_key=pl.struct("Phone", "Country").map_elements(
-            lambda r: normalise_phone(r["Phone"], r["Country"]), return_dtype=pl.String),
+            lambda r: normalise_phone(r["Phone"], r["Country"]), return_dtype=pl.String
+        ),
         name_key=pl.col("FullName").map_elements(normalise_name, return_dtype=pl.String),
     )
 
 
 def completed_orders(sample: Path) -> pl.DataFrame:
     """One row per completed order: person, time, value in EUR."""
-    rates = json.loads((sample / "truth" / "params.json").read_text())["fx_rates_per_eur"] | {"EUR": 1.0}
+    rates = json.loads((sample / "truth" / "params.json").read_text())["fx_rates_per_eur"] | {
+        "EUR": 1.0
+    }
     lines = read_text_csv(sample / "transactions.csv").filter(pl.col("Status") == "completed")
     duplicates = read_text_csv(sample / "truth" / "duplicates.csv")
     return (
         lines.join(duplicates, left_on="CustomerID", right_on="customer_id")
         .with_columns(
             order_at=pl.col("InvoiceDate").str.to_datetime("%Y-%m-%d %H:%M:%S"),
-            amount_eur=pl.col("Quantity").cast(pl.Int64) * pl.col("UnitPrice").cast(pl.Float64)
+            amount_eur=pl.col("Quantity").cast(pl.Int64)
+            * pl.col("UnitPrice").cast(pl.Float64)
             / pl.col("Currency").replace_strict(rates, return_dtype=pl.Float64),
         )
         .group_by("InvoiceNo")
@@ -119,8 +129,12 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_differs(tmp_path)
     generate_sample(other, customers=300, seed=6, progress=False)
     names = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert [str(n) for n in names] == [
-        "customers.csv", "events.jsonl", "transactions.csv",
-        "truth/customers.csv", "truth/duplicates.csv", "truth/params.json",
+        "customers.csv",
+        "events.jsonl",
+        "transactions.csv",
+        "truth/customers.csv",
+        "truth/duplicates.csv",
+        "truth/params.json",
     ]
     for name in names:
         assert (first / name).read_bytes() == (again / name).read_bytes(), name
@@ -133,7 +147,9 @@ def test_report_counts_match_the_files_written(tmp_path):
         lines = report.paths[role].read_text(encoding="utf-8").count("\n")
         assert lines == rows + (role != "events"), role
     assert report.rows["truth_customers"] == report.customers + report.prospects
-    assert report.rows["customers"] == report.customers + report.prospects + report.duplicate_records
+    assert (
+        report.rows["customers"] == report.customers + report.prospects + report.duplicate_records
+    )
     statuses = read_text_csv(report.paths["transactions"]).filter(pl.col("Status") == "completed")
     assert statuses["InvoiceNo"].n_unique() == report.completed_orders
 
@@ -142,23 +158,62 @@ def test_files_have_exactly_the_documented_columns(sample):
     def header(path: Path) -> tuple[str, ...]:
         return tuple(path.read_text(encoding="utf-8").split("\n", 1)[0].split(","))
 
-    assert header(sample / "transactions.csv") == TRANSACTION_COLUMNS == (
-        "InvoiceNo", "LineNo", "CustomerID", "InvoiceDate", "StockCode", "Quantity", "UnitPrice",
-        "Currency", "Channel", "PaymentMethod", "Status")
-    assert header(sample / "customers.csv") == CUSTOMER_COLUMNS == (
-        "CustomerID", "Email", "Phone", "FullName", "BirthDate", "Gender", "City", "Country",
-        "SignupDate", "MarketingOptIn", "UpdatedAt")
+    assert (
+        header(sample / "transactions.csv")
+        == TRANSACTION_COLUMNS
+        == (
+            "InvoiceNo",
+            "LineNo",
+            "CustomerID",
+            "InvoiceDate",
+            "StockCode",
+            "Quantity",
+            "UnitPrice",
+            "Currency",
+            "Channel",
+            "PaymentMethod",
+            "Status",
+        )
+    )
+    assert (
+        header(sample / "customers.csv")
+        == CUSTOMER_COLUMNS
+        == (
+            "CustomerID",
+            "Email",
+            "Phone",
+            "FullName",
+            "BirthDate",
+            "Gender",
+            "City",
+            "Country",
+            "SignupDate",
+            "MarketingOptIn",
+            "UpdatedAt",
+        )
+    )
     assert header(sample / "truth" / "customers.csv") == TRUTH_CUSTOMER_COLUMNS
-    assert header(sample / "truth" / "duplicates.csv") == TRUTH_DUPLICATE_COLUMNS == ("customer_id", "person_id")
+    assert (
+        header(sample / "truth" / "duplicates.csv")
+        == TRUTH_DUPLICATE_COLUMNS
+        == ("customer_id", "person_id")
+    )
     with (sample / "events.jsonl").open(encoding="utf-8") as events:
         for line in events:
-            assert tuple(json.loads(line)) == EVENT_KEYS == (
-                "id", "user", "timestamp", "event", "channel", "score", "props")
+            assert (
+                tuple(json.loads(line))
+                == EVENT_KEYS
+                == ("id", "user", "timestamp", "event", "channel", "score", "props")
+            )
     params = json.loads((sample / "truth" / "params.json").read_text())
     assert set(params["bgnbd"]) == {"r", "alpha", "a", "b"}
     assert set(params["gamma_gamma"]) == {"p", "q", "gamma"}
     assert (params["start"], params["end"], params["seed"], params["customers"]) == (
-        "2023-01-01", "2025-12-31", 11, 6000)
+        "2023-01-01",
+        "2025-12-31",
+        11,
+        6000,
+    )
 
 
 def test_values_have_the_documented_formats(sample):
@@ -197,19 +252,26 @@ def test_customer_ids_are_zero_padded_text_everywhere(sample, events):
     assert set(events["user"]) <= known
     duplicates = read_text_csv(sample / "truth" / "duplicates.csv")
     assert sorted(duplicates["customer_id"]) == sorted(known)
-    truth_ids = read_text_csv(sample / "truth" / "customers.csv")["customer_ids"].str.split("|").explode()
+    truth_ids = (
+        read_text_csv(sample / "truth" / "customers.csv")["customer_ids"].str.split("|").explode()
+    )
     assert sorted(truth_ids) == sorted(known)
 
 
 def test_duplicate_records_are_recognisable_by_email_or_phone_and_name(sample):
     customers = customers_with_person(sample)
-    persons = customers.group_by("person_id").agg(pl.all()).filter(pl.col("CustomerID").list.len() > 1)
+    persons = (
+        customers.group_by("person_id").agg(pl.all()).filter(pl.col("CustomerID").list.len() > 1)
+    )
     assert 0.015 < persons.height / customers["person_id"].n_unique() < 0.025
     by_email = by_phone = 0
     for row in persons.iter_rows(named=True):
         same_email = len(set(row["email_key"])) == 1 and row["email_key"][0] is not None
-        same_phone_and_name = (len(set(row["phone_key"])) == 1 and row["phone_key"][0] is not None
-                               and len(set(row["name_key"])) == 1)
+        same_phone_and_name = (
+            len(set(row["phone_key"])) == 1
+            and row["phone_key"][0] is not None
+            and len(set(row["name_key"])) == 1
+        )
         assert same_email or same_phone_and_name, row
         by_email += same_email
         by_phone += same_phone_and_name and not same_email
@@ -220,9 +282,12 @@ def test_duplicate_records_are_recognisable_by_email_or_phone_and_name(sample):
 
 def test_phone_format_variants_of_one_person_normalise_alike(sample):
     customers = customers_with_person(sample)
-    pairs = (customers.filter(pl.col("phone_key").is_not_null())
-             .group_by("person_id").agg(pl.col("Phone"), pl.col("phone_key"))
-             .filter(pl.col("Phone").list.len() > 1))
+    pairs = (
+        customers.filter(pl.col("phone_key").is_not_null())
+        .group_by("person_id")
+        .agg(pl.col("Phone"), pl.col("phone_key"))
+        .filter(pl.col("Phone").list.len() > 1)
+    )
     assert pairs.height > 10
     for written, normalised in pairs.select("Phone", "phone_key").iter_rows():
         assert written[0] != written[1]
@@ -232,9 +297,12 @@ def test_phone_format_variants_of_one_person_normalise_alike(sample):
 def test_different_people_never_share_an_email_or_a_phone(sample):
     customers = customers_with_person(sample)
     for key in ("email_key", "phone_key"):
-        shared = (customers.filter(pl.col(key).is_not_null())
-                  .group_by(key).agg(pl.col("person_id").n_unique().alias("people"))
-                  .filter(pl.col("people") > 1))
+        shared = (
+            customers.filter(pl.col(key).is_not_null())
+            .group_by(key)
+            .agg(pl.col("person_id").n_unique().alias("people"))
+            .filter(pl.col("people") > 1)
+        )
         assert shared.is_empty(), shared
 
 
@@ -274,7 +342,8 @@ def test_completed_orders_per_person_match_the_truth(sample):
     orders = completed_orders(sample)
     truth = truth_customers(sample)
     observed = orders.group_by("person_id").agg(
-        n=pl.len(), first_at=pl.col("order_at").min(), last_at=pl.col("order_at").max())
+        n=pl.len(), first_at=pl.col("order_at").min(), last_at=pl.col("order_at").max()
+    )
     both = truth.join(observed, on="person_id", how="left").with_columns(pl.col("n").fill_null(0))
     assert (both["n"] == both["completed_orders"]).all()
     buyers = both.filter(~pl.col("is_prospect"))
@@ -322,8 +391,11 @@ def test_order_lines_add_up_to_gamma_gamma_order_values(sample):
 
 def test_cancellations_refunds_and_returns_come_on_top_in_the_documented_shares(sample):
     lines = read_text_csv(sample / "transactions.csv").with_columns(
-        pl.col("Quantity").cast(pl.Int64), pl.col("LineNo").cast(pl.Int64))
-    orders = lines.group_by("InvoiceNo").agg(pl.col("Status").first(), pl.col("Status").n_unique().alias("k"))
+        pl.col("Quantity").cast(pl.Int64), pl.col("LineNo").cast(pl.Int64)
+    )
+    orders = lines.group_by("InvoiceNo").agg(
+        pl.col("Status").first(), pl.col("Status").n_unique().alias("k")
+    )
     assert (orders["k"] == 1).all()
     counts = dict(orders["Status"].value_counts().iter_rows())
     assert 0.02 < counts["cancelled"] / counts["completed"] < 0.04
@@ -333,13 +405,26 @@ def test_cancellations_refunds_and_returns_come_on_top_in_the_documented_shares(
     assert returns["InvoiceNo"].str.starts_with("R").all() and (returns["Quantity"] < 0).all()
     assert (lines.filter(pl.col("Status") != "returned")["Quantity"] > 0).all()
     original = lines.filter(pl.col("Status") == "completed").select(
-        "InvoiceNo", "CustomerID", "StockCode", "UnitPrice", "Quantity", pl.col("InvoiceDate").alias("sold_at"))
+        "InvoiceNo",
+        "CustomerID",
+        "StockCode",
+        "UnitPrice",
+        "Quantity",
+        pl.col("InvoiceDate").alias("sold_at"),
+    )
     matched = returns.with_columns(InvoiceNo=pl.col("InvoiceNo").str.slice(1)).join(
-        original, on=["InvoiceNo", "CustomerID", "StockCode", "UnitPrice"], how="left", suffix="_sold")
+        original,
+        on=["InvoiceNo", "CustomerID", "StockCode", "UnitPrice"],
+        how="left",
+        suffix="_sold",
+    )
     # Every returned line matches a sold line of the same customer, item and price, days later.
     matched = matched.group_by("InvoiceNo", "LineNo").agg(
-        pl.col("Quantity").first(), pl.col("Quantity_sold").max(), pl.col("InvoiceDate").first(),
-        pl.col("sold_at").min())
+        pl.col("Quantity").first(),
+        pl.col("Quantity_sold").max(),
+        pl.col("InvoiceDate").first(),
+        pl.col("sold_at").min(),
+    )
     assert matched["Quantity_sold"].null_count() == 0
     assert (-matched["Quantity"] <= matched["Quantity_sold"]).all()
     assert (matched["InvoiceDate"] > matched["sold_at"]).all()
@@ -348,18 +433,32 @@ def test_cancellations_refunds_and_returns_come_on_top_in_the_documented_shares(
 def test_nothing_is_dated_outside_the_window(sample, events):
     lines = read_text_csv(sample / "transactions.csv")
     assert lines["InvoiceDate"].min() >= "2023-01-01" and lines["InvoiceDate"].max() < "2026-01-01"
-    assert events["event_at"].min() >= datetime(2023, 1, 1) and events["event_at"].max() < OBSERVATION_END
+    assert (
+        events["event_at"].min() >= datetime(2023, 1, 1)
+        and events["event_at"].max() < OBSERVATION_END
+    )
     customers = read_text_csv(sample / "customers.csv")
     assert customers["UpdatedAt"].max() < "2026-01-01"
 
 
 def test_event_scores_follow_their_type(sample, events):
-    assert set(events["event"]) == {"page_view", "email_open", "email_click", "support_ticket",
-                                    "complaint", "survey_response"}
+    assert set(events["event"]) == {
+        "page_view",
+        "email_open",
+        "email_click",
+        "support_ticket",
+        "complaint",
+        "survey_response",
+    }
     surveys = events.filter(pl.col("event") == "survey_response")
-    nps, csat = surveys.filter(pl.col("survey") == "nps"), surveys.filter(pl.col("survey") == "csat")
+    nps, csat = (
+        surveys.filter(pl.col("survey") == "nps"),
+        surveys.filter(pl.col("survey") == "csat"),
+    )
     assert nps["score"].is_between(0, 10).all() and csat["score"].is_between(1, 5).all()
-    assert (surveys["score"] == surveys["score"].round()).all() and surveys["survey"].null_count() == 0
+    assert (surveys["score"] == surveys["score"].round()).all() and surveys[
+        "survey"
+    ].null_count() == 0
     tickets = events.filter(pl.col("event") == "support_ticket")
     assert (tickets["score"] > 0).all()
     assert tickets["score"].mean() > 1.5 * tickets["score"].median()  # right-skewed
@@ -379,13 +478,20 @@ def test_events_fade_before_a_customer_drops_out(sample, events):
         .group_by("person_id")
         .agg(
             late=(pl.col("event_at") > pl.col("dropout_at") - pl.duration(days=90))
-            .and_(pl.col("event_at") <= pl.col("dropout_at")).sum(),
+            .and_(pl.col("event_at") <= pl.col("dropout_at"))
+            .sum(),
             early=(pl.col("event_at") <= pl.col("dropout_at") - pl.duration(days=90))
-            .and_(pl.col("event_at") >= pl.col("first_purchase_at")).sum(),
+            .and_(pl.col("event_at") >= pl.col("first_purchase_at"))
+            .sum(),
             after=(pl.col("event_at") > pl.col("dropout_at")).sum(),
-            early_days=(pl.col("dropout_at").first() - pl.duration(days=90)
-                        - pl.col("first_purchase_at").first()).dt.total_seconds() / 86400,
-            after_days=(pl.lit(OBSERVATION_END) - pl.col("dropout_at").first()).dt.total_seconds() / 86400,
+            early_days=(
+                pl.col("dropout_at").first()
+                - pl.duration(days=90)
+                - pl.col("first_purchase_at").first()
+            ).dt.total_seconds()
+            / 86400,
+            after_days=(pl.lit(OBSERVATION_END) - pl.col("dropout_at").first()).dt.total_seconds()
+            / 86400,
         )
     )
     early_rate = (per_person["early"] / per_person["early_days"]).mean()
@@ -398,14 +504,23 @@ def test_events_fade_before_a_customer_drops_out(sample, events):
 def test_customers_about_to_drop_out_complain_more_and_score_lower(sample, events):
     duplicates = read_text_csv(sample / "truth" / "duplicates.csv")
     truth = truth_customers(sample).filter(~pl.col("is_prospect"))
-    labelled = events.join(duplicates, left_on="user", right_on="customer_id").join(truth, on="person_id").with_columns(
-        at_risk=pl.col("dropout_at").is_not_null()
-        & (pl.col("event_at") > pl.col("dropout_at") - pl.duration(days=60)))
-    share = labelled.group_by("at_risk").agg(
-        complaints=(pl.col("event") == "complaint").mean(),
-        nps=pl.col("score").filter(pl.col("survey") == "nps").mean(),
-        response_hours=pl.col("score").filter(pl.col("event") == "support_ticket").median(),
-    ).sort("at_risk")
+    labelled = (
+        events.join(duplicates, left_on="user", right_on="customer_id")
+        .join(truth, on="person_id")
+        .with_columns(
+            at_risk=pl.col("dropout_at").is_not_null()
+            & (pl.col("event_at") > pl.col("dropout_at") - pl.duration(days=60))
+        )
+    )
+    share = (
+        labelled.group_by("at_risk")
+        .agg(
+            complaints=(pl.col("event") == "complaint").mean(),
+            nps=pl.col("score").filter(pl.col("survey") == "nps").mean(),
+            response_hours=pl.col("score").filter(pl.col("event") == "support_ticket").median(),
+        )
+        .sort("at_risk")
+    )
     calm, risk = share.row(0, named=True), share.row(1, named=True)
     assert risk["complaints"] > 3 * calm["complaints"]
     assert risk["nps"] < calm["nps"] - 1.5
@@ -415,8 +530,11 @@ def test_customers_about_to_drop_out_complain_more_and_score_lower(sample, event
 def test_engagement_grows_with_the_purchase_rate_and_prospects_browse_too(sample, events):
     duplicates = read_text_csv(sample / "truth" / "duplicates.csv")
     truth = truth_customers(sample)
-    counts = (events.join(duplicates, left_on="user", right_on="customer_id")
-              .group_by("person_id").agg(n=pl.len()))
+    counts = (
+        events.join(duplicates, left_on="user", right_on="customer_id")
+        .group_by("person_id")
+        .agg(n=pl.len())
+    )
     both = truth.join(counts, on="person_id", how="left").with_columns(pl.col("n").fill_null(0))
     buyers = both.filter(~pl.col("is_prospect")).sort("lambda_per_day")
     low, high = buyers.head(buyers.height // 4), buyers.tail(buyers.height // 4)
@@ -424,7 +542,8 @@ def test_engagement_grows_with_the_purchase_rate_and_prospects_browse_too(sample
     prospects = both.filter(pl.col("is_prospect"))
     assert (prospects["n"] > 0).mean() > 0.5
     prospect_events = events.join(duplicates, left_on="user", right_on="customer_id").join(
-        prospects, on="person_id")
+        prospects, on="person_id"
+    )
     assert set(prospect_events["event"]) <= {"page_view", "email_open", "email_click"}
     assert 10 < events.height / 6000 < 20  # ~15 events per buying customer
 
@@ -439,8 +558,13 @@ def test_bgnbd_fit_on_completed_orders_recovers_the_true_parameters(tmp_path):
         recency=(pl.col("order_at").max() - pl.col("order_at").min()).dt.total_seconds() / 86400,
         T=(pl.lit(OBSERVATION_END) - pl.col("order_at").min()).dt.total_seconds() / 86400,
     )
-    fitted = BetaGeoFitter().fit(summary["frequency"].to_numpy(), summary["recency"].to_numpy(),
-                                 summary["T"].to_numpy()).params_
+    fitted = (
+        BetaGeoFitter()
+        .fit(
+            summary["frequency"].to_numpy(), summary["recency"].to_numpy(), summary["T"].to_numpy()
+        )
+        .params_
+    )
     true = json.loads((tmp_path / "truth" / "params.json").read_text())["bgnbd"]
     # Across seeds, 8000 customers pin r and alpha within ~5% and a, b within ~10%.
     for name, bound in (("r", 0.12), ("alpha", 0.12), ("a", 0.2), ("b", 0.2)):
@@ -463,4 +587,6 @@ def test_tiny_generations_write_complete_files(tmp_path, customers):
 
 def test_rejects_an_end_before_the_start(tmp_path):
     with pytest.raises(ValueError, match="end"):
-        generate_sample(tmp_path, customers=10, start=date(2024, 1, 1), end=date(2023, 1, 1), progress=False)
+        generate_sample(
+            tmp_path, customers=10, start=date(2024, 1, 1), end=date(2023, 1, 1), progress=False
+        )

@@ -158,39 +158,58 @@ def load_orders(con, orders=ORDERS):
     con.executemany(
         "insert into core.transactions select $1, $2, $3::timestamp, $3::timestamp::date, $4, "
         "1, $5, $5 = 'completed', 'EUR', 'web', 'card', 1",
-        [list(o) for o in orders])
+        [list(o) for o in orders],
+    )
 
 
 def load_customers(con):
     """Profiles and scores as of AS_OF; models.rfm and models.clv_summary come from their
     real SQL."""
     run_sql(con, "models/rfm", {"as_of": AS_OF})
-    run_sql(con, "models/clv_summary", {"as_of": AS_OF, "unit_days": 1, "period_days": 1,
-                                          "resolution": "both"})
+    run_sql(
+        con,
+        "models/clv_summary",
+        {"as_of": AS_OF, "unit_days": 1, "period_days": 1, "resolution": "both"},
+    )
     for cid, consent, rfm, clv, churn, band, tier, stage, action in CUSTOMERS:
-        con.execute("insert into core.customers values (?, ?, null, ?, null, null, null, 'DE', "
-                    "?, true, 1, '2023-01-01', '2023-06-01')",
-                    [cid, f"{cid.lower()}@example.com", f"Customer {cid}", consent])
-        con.execute("insert into models.customer_segments values (?, ?, ?, ?)",
-                    [cid, tier, stage, action])
+        con.execute(
+            "insert into core.customers values (?, ?, null, ?, null, null, null, 'DE', "
+            "?, true, 1, '2023-01-01', '2023-06-01')",
+            [cid, f"{cid.lower()}@example.com", f"Customer {cid}", consent],
+        )
+        con.execute(
+            "insert into models.customer_segments values (?, ?, ?, ?)", [cid, tier, stage, action]
+        )
         if rfm is not None:
             con.execute("insert into models.rfm_scores values (?, 3, 3, 3, ?)", [cid, rfm])
-            con.execute("insert into models.clv_predictions values "
-                        "(?, 0.5, 0.2, 0.6, 40.0, ?, '2024-04-01')", [cid, clv])
+            con.execute(
+                "insert into models.clv_predictions values "
+                "(?, 0.5, 0.2, 0.6, 40.0, ?, '2024-04-01')",
+                [cid, clv],
+            )
             con.execute("insert into models.churn_scores values (?, ?, ?)", [cid, churn, band])
 
 
 def load_model_outputs(con, run_id):
     """One run's parameters, metrics and model statuses (as pipelines/scoring/value.py appends them)."""
-    con.execute("""insert into models.model_parameters values
+    con.execute(
+        """insert into models.model_parameters values
         ($r, 'bgnbd', 'r', 0.8, 0.1), ($r, 'bgnbd', 'alpha', 5.0, 1.0),
-        ($r, 'bgnbd', 'penalizer', 0.0, null)""", {"r": run_id})
-    con.execute("""insert into models.model_metrics values
-        ($r, 'bgnbd', 'holdout_mae_repeat_purchases', 0.3, 0.5)""", {"r": run_id})
-    con.execute("""insert into models.model_runs values
+        ($r, 'bgnbd', 'penalizer', 0.0, null)""",
+        {"r": run_id},
+    )
+    con.execute(
+        """insert into models.model_metrics values
+        ($r, 'bgnbd', 'holdout_mae_repeat_purchases', 0.3, 0.5)""",
+        {"r": run_id},
+    )
+    con.execute(
+        """insert into models.model_runs values
         ($r, 'bgnbd', 'fitted', 'penalizer 0.0'),
         ($r, 'gamma_gamma', 'skipped', 'fewer than 10 repeat buyers'),
-        ($r, 'churn', 'failed', null)""", {"r": run_id})
+        ($r, 'churn', 'failed', null)""",
+        {"r": run_id},
+    )
 
 
 def load_data_quality_inputs(con):
@@ -226,7 +245,8 @@ def con():
     load_orders(connection)
     connection.executemany(
         "insert into core.events values ($1, 'ev' || $6, $2::timestamp, $3, 'web', $4, $5)",
-        [[*e, i] for i, e in enumerate(EVENTS)])
+        [[*e, i] for i, e in enumerate(EVENTS)],
+    )
     load_customers(connection)
     load_model_outputs(connection, RUN)
     # an earlier run's outputs, which this run's marts must not pick up
@@ -249,6 +269,7 @@ def as_dicts(con, sql, params=None):
 
 # --- kpi_monthly --------------------------------------------------------------------------
 
+
 def test_kpi_monthly_matches_numbers_worked_out_by_hand(con):
     marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     got = as_dicts(con, "select * exclude (run_id, as_of) from marts.kpi_monthly order by month")
@@ -258,56 +279,111 @@ def test_kpi_monthly_matches_numbers_worked_out_by_hand(con):
     # March (to the 15th): A, B (back after a gap: returning, not retained), D (new);
     #   of February's A and C only A is back
     assert got == [
-        {"month": date(2024, 1, 1), "is_partial_month": False, "active_customers": 3,
-         "new_customers": 3, "returning_customers": 0, "repeat_purchase_rate": approx(1 / 3),
-         "retention_rate": None, "churn_rate": None, "orders": 4, "revenue": approx(200.0),
-         "average_order_value": approx(50.0), "average_predicted_clv": None,
-         "nps": approx(100 / 7), "csat": approx(0.5), "complaint_rate": approx(0.5),
-         "median_first_response_hours": approx(3.0)},
-        {"month": date(2024, 2, 1), "is_partial_month": False, "active_customers": 2,
-         "new_customers": 1, "returning_customers": 1, "repeat_purchase_rate": approx(0.5),
-         "retention_rate": approx(1 / 3), "churn_rate": approx(2 / 3), "orders": 3,
-         "revenue": approx(130.0), "average_order_value": approx(130 / 3),
-         "average_predicted_clv": None, "nps": approx(-100.0), "csat": approx(1.0),
-         "complaint_rate": approx(0.0), "median_first_response_hours": approx(3.0)},
+        {
+            "month": date(2024, 1, 1),
+            "is_partial_month": False,
+            "active_customers": 3,
+            "new_customers": 3,
+            "returning_customers": 0,
+            "repeat_purchase_rate": approx(1 / 3),
+            "retention_rate": None,
+            "churn_rate": None,
+            "orders": 4,
+            "revenue": approx(200.0),
+            "average_order_value": approx(50.0),
+            "average_predicted_clv": None,
+            "nps": approx(100 / 7),
+            "csat": approx(0.5),
+            "complaint_rate": approx(0.5),
+            "median_first_response_hours": approx(3.0),
+        },
+        {
+            "month": date(2024, 2, 1),
+            "is_partial_month": False,
+            "active_customers": 2,
+            "new_customers": 1,
+            "returning_customers": 1,
+            "repeat_purchase_rate": approx(0.5),
+            "retention_rate": approx(1 / 3),
+            "churn_rate": approx(2 / 3),
+            "orders": 3,
+            "revenue": approx(130.0),
+            "average_order_value": approx(130 / 3),
+            "average_predicted_clv": None,
+            "nps": approx(-100.0),
+            "csat": approx(1.0),
+            "complaint_rate": approx(0.0),
+            "median_first_response_hours": approx(3.0),
+        },
         # average predicted CLV of A, B, C, D (E has none): (120 + 60 + 30 + 90) / 4 = 75
-        {"month": date(2024, 3, 1), "is_partial_month": True, "active_customers": 3,
-         "new_customers": 1, "returning_customers": 2, "repeat_purchase_rate": approx(0.0),
-         "retention_rate": approx(0.5), "churn_rate": approx(0.5), "orders": 3,
-         "revenue": approx(55.0), "average_order_value": approx(55 / 3),
-         "average_predicted_clv": approx(75.0), "nps": None, "csat": approx(0.0),
-         "complaint_rate": approx(2 / 3), "median_first_response_hours": approx(6.0)},
+        {
+            "month": date(2024, 3, 1),
+            "is_partial_month": True,
+            "active_customers": 3,
+            "new_customers": 1,
+            "returning_customers": 2,
+            "repeat_purchase_rate": approx(0.0),
+            "retention_rate": approx(0.5),
+            "churn_rate": approx(0.5),
+            "orders": 3,
+            "revenue": approx(55.0),
+            "average_order_value": approx(55 / 3),
+            "average_predicted_clv": approx(75.0),
+            "nps": None,
+            "csat": approx(0.0),
+            "complaint_rate": approx(2 / 3),
+            "median_first_response_hours": approx(6.0),
+        },
     ]
 
 
-@pytest.mark.parametrize("as_of, months", [
-    (date(2024, 3, 15), [(date(2024, 1, 1), False), (date(2024, 2, 1), False),
-                         (date(2024, 3, 1), True)]),
-    (date(2024, 3, 31), [(date(2024, 1, 1), False), (date(2024, 2, 1), False),
-                         (date(2024, 3, 1), False)]),
-    (date(2024, 2, 29), [(date(2024, 1, 1), False), (date(2024, 2, 1), False)]),
-    (date(2024, 1, 5), [(date(2024, 1, 1), True)]),  # on the day of the first order
-    (date(2023, 12, 31), []),  # only a cancelled order so far: no month to report
-])
-def test_months_run_from_first_completed_order_to_as_of_and_flag_a_partial_one(con, as_of,
-                                                                            months):
+@pytest.mark.parametrize(
+    "as_of, months",
+    [
+        (
+            date(2024, 3, 15),
+            [(date(2024, 1, 1), False), (date(2024, 2, 1), False), (date(2024, 3, 1), True)],
+        ),
+        (
+            date(2024, 3, 31),
+            [(date(2024, 1, 1), False), (date(2024, 2, 1), False), (date(2024, 3, 1), False)],
+        ),
+        (date(2024, 2, 29), [(date(2024, 1, 1), False), (date(2024, 2, 1), False)]),
+        (date(2024, 1, 5), [(date(2024, 1, 1), True)]),  # on the day of the first order
+        (date(2023, 12, 31), []),  # only a cancelled order so far: no month to report
+    ],
+)
+def test_months_run_from_first_completed_order_to_as_of_and_flag_a_partial_one(con, as_of, months):
     run_sql(con, "marts/customer_360", {"as_of": as_of, "run_id": RUN, "resolution": "exact"})
     run_sql(con, "marts/kpi_monthly", {"as_of": as_of, "run_id": RUN})
-    assert rows(con, "select month, is_partial_month from temp.main.kpi_monthly_run "
-                     "order by month") == months
+    assert (
+        rows(con, "select month, is_partial_month from temp.main.kpi_monthly_run order by month")
+        == months
+    )
 
 
 def test_a_month_without_orders_is_reported_with_zeros(con):
-    con.execute("delete from core.transactions where order_date between '2024-02-01' "
-                "and '2024-02-29'")
+    con.execute(
+        "delete from core.transactions where order_date between '2024-02-01' and '2024-02-29'"
+    )
     marts.build_marts(con, AS_OF, RUN, RESOLUTION)
-    got = as_dicts(con, "select month, active_customers, orders, repeat_purchase_rate, "
-                        "retention_rate, churn_rate, average_order_value, complaint_rate "
-                        "from marts.kpi_monthly order by month")
+    got = as_dicts(
+        con,
+        "select month, active_customers, orders, repeat_purchase_rate, "
+        "retention_rate, churn_rate, average_order_value, complaint_rate "
+        "from marts.kpi_monthly order by month",
+    )
     assert [g["month"] for g in got] == [date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)]
-    assert got[1] == {"month": date(2024, 2, 1), "active_customers": 0, "orders": 0,
-                      "repeat_purchase_rate": None, "retention_rate": 0.0, "churn_rate": 1.0,
-                      "average_order_value": None, "complaint_rate": None}
+    assert got[1] == {
+        "month": date(2024, 2, 1),
+        "active_customers": 0,
+        "orders": 0,
+        "repeat_purchase_rate": None,
+        "retention_rate": 0.0,
+        "churn_rate": 1.0,
+        "average_order_value": None,
+        "complaint_rate": None,
+    }
     # nobody was active in February, so March has no base for retention
     assert (got[2]["retention_rate"], got[2]["churn_rate"]) == (None, None)
 
@@ -316,8 +392,10 @@ def test_kpi_share_outside_unit_interval_stops_the_run(con):
     run_sql(con, "marts/customer_360", {"as_of": AS_OF, "run_id": RUN, "resolution": "exact"})
     run_sql(con, "marts/kpi_monthly", {"as_of": AS_OF, "run_id": RUN})
     marts.check_run_rows(con, "kpi_monthly")  # the real rows pass
-    con.execute("update temp.main.kpi_monthly_run set retention_rate = 1.5, churn_rate = -0.5 "
-                "where month = '2024-02-01'")
+    con.execute(
+        "update temp.main.kpi_monthly_run set retention_rate = 1.5, churn_rate = -0.5 "
+        "where month = '2024-02-01'"
+    )
     with pytest.raises(StepError, match="retention_rate outside"):
         marts.check_run_rows(con, "kpi_monthly")
 
@@ -325,72 +403,133 @@ def test_kpi_share_outside_unit_interval_stops_the_run(con):
 def test_kpi_counts_that_do_not_add_up_stop_the_run(con):
     run_sql(con, "marts/customer_360", {"as_of": AS_OF, "run_id": RUN, "resolution": "exact"})
     run_sql(con, "marts/kpi_monthly", {"as_of": AS_OF, "run_id": RUN})
-    con.execute("update temp.main.kpi_monthly_run set new_customers = 9 "
-                "where month = '2024-01-01'")
+    con.execute("update temp.main.kpi_monthly_run set new_customers = 9 where month = '2024-01-01'")
     with pytest.raises(StepError, match="active_customers is not new_customers"):
         marts.check_run_rows(con, "kpi_monthly")
 
 
 # --- segment_summary ----------------------------------------------------------------------
 
+
 def test_segment_summary_counts_every_customer_once_per_dimension(con):
     marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     counts = dict(rows(con, "select dimension, count(*) from marts.segment_summary group by 1"))
     # 5 RFM segments + unassigned (the prospect), 4 tiers, 6 stages, 6 actions,
     # 3 bands + unassigned
-    assert counts == {"rfm_segment": 6, "value_tier": 4, "lifecycle_stage": 6,
-                      "recommended_action": 6, "churn_band": 4}
-    assert rows(con, "select dimension, sum(customers), sum(share_of_customers) "
-                     "from marts.segment_summary group by 1 having sum(customers) <> 6 "
-                     "or abs(sum(share_of_customers) - 1) > 1e-9") == []
+    assert counts == {
+        "rfm_segment": 6,
+        "value_tier": 4,
+        "lifecycle_stage": 6,
+        "recommended_action": 6,
+        "churn_band": 4,
+    }
+    assert (
+        rows(
+            con,
+            "select dimension, sum(customers), sum(share_of_customers) "
+            "from marts.segment_summary group by 1 having sum(customers) <> 6 "
+            "or abs(sum(share_of_customers) - 1) > 1e-9",
+        )
+        == []
+    )
 
 
 def test_segment_summary_values_match_hand_sums(con):
     marts.build_marts(con, AS_OF, RUN, RESOLUTION)
-    got = as_dicts(con, """
+    got = as_dicts(
+        con,
+        """
         select segment, customers, share_of_customers, consenting_customers, revenue_total,
                net_revenue, average_predicted_clv, total_predicted_clv,
                average_churn_probability
         from marts.segment_summary where dimension = $d order by segment""",
-                   {"d": "churn_band"})
+        {"d": "churn_band"},
+    )
     approx = pytest.approx
     assert got == [
         # C, E: revenue 100 + 10; CLV 30 and none; churn (0.8 + 0.9) / 2
-        {"segment": "high", "customers": 2, "share_of_customers": approx(2 / 6),
-         "consenting_customers": 2, "revenue_total": approx(110.0), "net_revenue": approx(110.0),
-         "average_predicted_clv": approx(30.0), "total_predicted_clv": approx(30.0),
-         "average_churn_probability": approx(0.85)},
-        {"segment": "low", "customers": 1, "share_of_customers": approx(1 / 6),
-         "consenting_customers": 1, "revenue_total": approx(200.0), "net_revenue": approx(200.0),
-         "average_predicted_clv": approx(120.0), "total_predicted_clv": approx(120.0),
-         "average_churn_probability": approx(0.1)},
+        {
+            "segment": "high",
+            "customers": 2,
+            "share_of_customers": approx(2 / 6),
+            "consenting_customers": 2,
+            "revenue_total": approx(110.0),
+            "net_revenue": approx(110.0),
+            "average_predicted_clv": approx(30.0),
+            "total_predicted_clv": approx(30.0),
+            "average_churn_probability": approx(0.85),
+        },
+        {
+            "segment": "low",
+            "customers": 1,
+            "share_of_customers": approx(1 / 6),
+            "consenting_customers": 1,
+            "revenue_total": approx(200.0),
+            "net_revenue": approx(200.0),
+            "average_predicted_clv": approx(120.0),
+            "total_predicted_clv": approx(120.0),
+            "average_churn_probability": approx(0.1),
+        },
         # B (no consent) and D (consent unknown); D's 25 was returned: net 50 + 0
-        {"segment": "medium", "customers": 2, "share_of_customers": approx(2 / 6),
-         "consenting_customers": 0, "revenue_total": approx(75.0), "net_revenue": approx(50.0),
-         "average_predicted_clv": approx(75.0), "total_predicted_clv": approx(150.0),
-         "average_churn_probability": approx(0.45)},
-        {"segment": "unassigned", "customers": 1, "share_of_customers": approx(1 / 6),
-         "consenting_customers": 1, "revenue_total": approx(0.0), "net_revenue": approx(0.0),
-         "average_predicted_clv": None, "total_predicted_clv": None,
-         "average_churn_probability": None},
+        {
+            "segment": "medium",
+            "customers": 2,
+            "share_of_customers": approx(2 / 6),
+            "consenting_customers": 0,
+            "revenue_total": approx(75.0),
+            "net_revenue": approx(50.0),
+            "average_predicted_clv": approx(75.0),
+            "total_predicted_clv": approx(150.0),
+            "average_churn_probability": approx(0.45),
+        },
+        {
+            "segment": "unassigned",
+            "customers": 1,
+            "share_of_customers": approx(1 / 6),
+            "consenting_customers": 1,
+            "revenue_total": approx(0.0),
+            "net_revenue": approx(0.0),
+            "average_predicted_clv": None,
+            "total_predicted_clv": None,
+            "average_churn_probability": None,
+        },
     ]
 
 
 # --- data_quality -------------------------------------------------------------------------
 
+
 def test_data_quality_accounts_per_file_rule_and_identity(con):
     marts.build_marts(con, AS_OF, RUN, RESOLUTION)
-    got = set(rows(con, "select source, file_name, file_sha256, measure, rule, rows "
-                        "from marts.data_quality where run_id = $r", {"r": RUN}))
-    per_file = {("transactions", "tx.csv", "s1"): (5, 3, 1, 1),
-                ("transactions", "tx.csv", "s2"): (4, 2, 2, 0),
-                ("customers", "c.csv", "s3"): (3, 3, 0, 0)}
-    expected = {(*key, measure, None, n) for key, counts in per_file.items()
-                for measure, n in zip(("rows_read", "rows_loaded", "rows_quarantined",
-                                       "rows_duplicate"), counts)}
+    got = set(
+        rows(
+            con,
+            "select source, file_name, file_sha256, measure, rule, rows "
+            "from marts.data_quality where run_id = $r",
+            {"r": RUN},
+        )
+    )
+    per_file = {
+        ("transactions", "tx.csv", "s1"): (5, 3, 1, 1),
+        ("transactions", "tx.csv", "s2"): (4, 2, 2, 0),
+        ("customers", "c.csv", "s3"): (3, 3, 0, 0),
+    }
+    expected = {
+        (*key, measure, None, n)
+        for key, counts in per_file.items()
+        for measure, n in zip(
+            ("rows_read", "rows_loaded", "rows_quarantined", "rows_duplicate"), counts
+        )
+    }
     expected |= {
-        ("transactions", "tx.csv", "s1", "quarantined_by_rule",
-         "reader: expected 6 fields, found 7", 1),
+        (
+            "transactions",
+            "tx.csv",
+            "s1",
+            "quarantined_by_rule",
+            "reader: expected 6 fields, found 7",
+            1,
+        ),
         ("transactions", "tx.csv", "s2", "quarantined_by_rule", "order_ts_parseable", 1),
         ("transactions", "tx.csv", "s2", "quarantined_by_rule", "amount_numeric", 2),
         ("customers", "c.csv", "s3", "field_blanked_by_rule", "email_shape", 2),
@@ -405,6 +544,7 @@ def test_data_quality_accounts_per_file_rule_and_identity(con):
 
 
 # --- model_parameters, model_metrics ------------------------------------------------------
+
 
 def test_model_parameters_copy_this_runs_estimates_only(con):
     marts.build_marts(con, AS_OF, RUN, RESOLUTION)
@@ -421,27 +561,34 @@ def test_model_metrics_add_whether_each_model_was_fitted_and_why(con):
         (RUN, AS_OF, "bgnbd", "holdout_mae_repeat_purchases", 0.3, 0.5, None),
         (RUN, AS_OF, "bgnbd", "is_fitted", 1.0, None, "fitted: penalizer 0.0"),
         (RUN, AS_OF, "churn", "is_fitted", 0.0, None, "failed"),
-        (RUN, AS_OF, "gamma_gamma", "is_fitted", 0.0, None,
-         "skipped: fewer than 10 repeat buyers"),
+        (RUN, AS_OF, "gamma_gamma", "is_fitted", 0.0, None, "skipped: fewer than 10 repeat buyers"),
     ]
 
 
 def test_a_repeated_model_parameter_stops_the_run(con):
-    con.execute("insert into models.model_parameters values ($r, 'bgnbd', 'r', 0.9, 0.1)",
-                {"r": RUN})
+    con.execute(
+        "insert into models.model_parameters values ($r, 'bgnbd', 'r', 0.9, 0.1)", {"r": RUN}
+    )
     with pytest.raises(StepError, match="model_parameters would have 2 rows"):
         marts.build_marts(con, AS_OF, RUN, RESOLUTION)
 
 
 # --- history, build order, comments -------------------------------------------------------
 
+
 def test_build_marts_returns_rows_per_table_in_order(con):
     got = marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     assert list(got) == list(marts.MARTS_ORDER)
     # 6 customers (5 buyers and a prospect); 26 segments; 3 months; 20 quality measures;
     # 3 parameters; 1 metric + 3 fit statuses
-    assert got == {"customer_360": 6, "segment_summary": 26, "kpi_monthly": 3,
-                   "data_quality": 20, "model_parameters": 3, "model_metrics": 4}
+    assert got == {
+        "customer_360": 6,
+        "segment_summary": 26,
+        "kpi_monthly": 3,
+        "data_quality": 20,
+        "model_parameters": 3,
+        "model_metrics": 4,
+    }
     assert rows(con, "select count(*) from duckdb_tables() where temporary") == [(0,)]
 
 
@@ -450,15 +597,20 @@ def test_history_keeps_other_runs_and_a_rerun_replaces_its_own_rows(con):
     load_model_outputs(con, "r2")
     marts.build_marts(con, AS_OF, "r2", RESOLUTION)
     per_run = "select run_id, count(*) from marts.{} group by 1 order by 1"
-    for table, n1, n2 in (("kpi_monthly", 3, 3), ("segment_summary", 26, 26),
-                          ("data_quality", 20, 20), ("model_parameters", 3, 3),
-                          ("model_metrics", 4, 4)):
+    for table, n1, n2 in (
+        ("kpi_monthly", 3, 3),
+        ("segment_summary", 26, 26),
+        ("data_quality", 20, 20),
+        ("model_parameters", 3, 3),
+        ("model_metrics", 4, 4),
+    ):
         assert rows(con, per_run.format(table)) == [("r1", n1), ("r2", n2)], table
     # r1 again after order c2 was corrected away: r1's rows change, r2's stay
     con.execute("delete from core.transactions where order_id = 'c2'")
     marts.build_marts(con, AS_OF, "r1", RESOLUTION)
-    assert rows(con, "select run_id, orders from marts.kpi_monthly "
-                     "where month = '2024-02-01' order by 1") == [("r1", 2), ("r2", 3)]
+    assert rows(
+        con, "select run_id, orders from marts.kpi_monthly where month = '2024-02-01' order by 1"
+    ) == [("r1", 2), ("r2", 3)]
     assert rows(con, per_run.format("kpi_monthly")) == [("r1", 3), ("r2", 3)]
 
 
@@ -474,28 +626,47 @@ def test_a_failed_check_leaves_the_history_unchanged(con, monkeypatch):
 
 def test_a_history_table_from_an_older_definition_gains_the_new_columns(con):
     con.execute("create schema marts")
-    con.execute("create table marts.kpi_monthly (run_id varchar, as_of date, month date, "
-                "active_customers bigint)")
+    con.execute(
+        "create table marts.kpi_monthly (run_id varchar, as_of date, month date, "
+        "active_customers bigint)"
+    )
     con.execute("insert into marts.kpi_monthly values ('r0', '2024-01-31', '2024-01-01', 3)")
     marts.build_marts(con, AS_OF, RUN, RESOLUTION)
-    assert rows(con, "select run_id, month, active_customers, is_partial_month "
-                     "from marts.kpi_monthly order by run_id, month") == [
+    assert rows(
+        con,
+        "select run_id, month, active_customers, is_partial_month "
+        "from marts.kpi_monthly order by run_id, month",
+    ) == [
         ("r0", date(2024, 1, 1), 3, None),
-        (RUN, date(2024, 1, 1), 3, False), (RUN, date(2024, 2, 1), 2, False),
-        (RUN, date(2024, 3, 1), 3, True)]
+        (RUN, date(2024, 1, 1), 3, False),
+        (RUN, date(2024, 2, 1), 2, False),
+        (RUN, date(2024, 3, 1), 3, True),
+    ]
 
 
 def test_every_marts_table_and_column_has_a_description(con):
     marts.build_marts(con, AS_OF, RUN, RESOLUTION)
-    columns = rows(con, "select table_name, column_name, comment from duckdb_columns() "
-                        "where schema_name = 'marts' order by all")
+    columns = rows(
+        con,
+        "select table_name, column_name, comment from duckdb_columns() "
+        "where schema_name = 'marts' order by all",
+    )
     assert {t for t, _, _ in columns} == set(marts.MARTS_ORDER)
     assert [(t, c) for t, c, comment in columns if not comment] == []
-    assert ("customer_360", "expected_purchases_90d",
-            "Expected number of completed orders in the 90 days after as_of (BG/NBD); NULL "
-            "when the model was not fitted.") in columns
-    assert rows(con, "select table_name from duckdb_tables() "
-                     "where schema_name = 'marts' and comment is null") == []
+    assert (
+        "customer_360",
+        "expected_purchases_90d",
+        "Expected number of completed orders in the 90 days after as_of (BG/NBD); NULL "
+        "when the model was not fitted.",
+    ) in columns
+    assert (
+        rows(
+            con,
+            "select table_name from duckdb_tables() "
+            "where schema_name = 'marts' and comment is null",
+        )
+        == []
+    )
 
 
 def test_an_undocumented_marts_column_stops_the_run(con):
@@ -506,6 +677,7 @@ def test_an_undocumented_marts_column_stops_the_run(con):
 
 
 # --- contract files (sql/marts/<table>.toml) ----------------------------------------------
+
 
 def copy_contracts(tmp_path, monkeypatch):
     """The contract files copied to tmp_path, which the marts step then reads instead."""
@@ -522,13 +694,15 @@ def test_a_column_missing_from_its_contract_stops_the_run(con, tmp_path, monkeyp
     kept = [line for line in text.splitlines() if not line.startswith("orders = ")]
     assert len(kept) == len(text.splitlines()) - 1
     contract.write_text("\n".join(kept) + "\n", encoding="utf-8")
-    with pytest.raises(StepError, match=r"No description for marts\.kpi_monthly\.orders\. "
-                                        r".*sql/marts/<table>\.toml"):
+    with pytest.raises(
+        StepError,
+        match=r"No description for marts\.kpi_monthly\.orders\. "
+        r".*sql/marts/<table>\.toml",
+    ):
         marts.build_marts(con, AS_OF, RUN, RESOLUTION)
 
 
-def test_a_contract_describing_a_column_the_table_lacks_stops_the_run(con, tmp_path,
-                                                                     monkeypatch):
+def test_a_contract_describing_a_column_the_table_lacks_stops_the_run(con, tmp_path, monkeypatch):
     contract = copy_contracts(tmp_path, monkeypatch) / "model_parameters.toml"
     with contract.open("a", encoding="utf-8") as file:
         file.write('retired = "A column the SQL no longer builds."\n')
@@ -536,17 +710,23 @@ def test_a_contract_describing_a_column_the_table_lacks_stops_the_run(con, tmp_p
         marts.build_marts(con, AS_OF, RUN, RESOLUTION)
 
 
-def test_descriptions_reach_the_catalog_verbatim_with_quotes_escaped(con, tmp_path,
-                                                                    monkeypatch):
+def test_descriptions_reach_the_catalog_verbatim_with_quotes_escaped(con, tmp_path, monkeypatch):
     contract = copy_contracts(tmp_path, monkeypatch) / "model_metrics.toml"
     text = contract.read_text(encoding="utf-8").replace(
-        'message = "For is_fitted rows:', 'message = "It\'s \'quoted\'; -- For is_fitted rows:')
+        'message = "For is_fitted rows:', "message = \"It's 'quoted'; -- For is_fitted rows:"
+    )
     contract.write_text(text, encoding="utf-8")
     marts.build_marts(con, AS_OF, RUN, RESOLUTION)
-    assert rows(con, "select comment from duckdb_columns() where schema_name = 'marts' "
-                     "and table_name = 'model_metrics' and column_name = 'message'") == [
-        ("It's 'quoted'; -- For is_fitted rows: the status (fitted, skipped, failed) and its "
-         "reason; NULL for other metrics.",)]
+    assert rows(
+        con,
+        "select comment from duckdb_columns() where schema_name = 'marts' "
+        "and table_name = 'model_metrics' and column_name = 'message'",
+    ) == [
+        (
+            "It's 'quoted'; -- For is_fitted rows: the status (fitted, skipped, failed) and its "
+            "reason; NULL for other metrics.",
+        )
+    ]
 
 
 def test_grains_and_invariants_come_from_the_contracts():
@@ -560,15 +740,17 @@ def test_a_pattern_entry_describes_every_configured_horizon():
     spec = marts.contract("customer_360")
     assert spec.describe("expected_purchases_365d") == (
         "Expected number of completed orders in the 365 days after as_of (BG/NBD); NULL "
-        "when the model was not fitted.")
+        "when the model was not fitted."
+    )
     assert spec.describe("expected_purchases_d") is None
     assert spec.describe("expected_purchases_30days") is None
 
 
 def test_a_malformed_contract_names_its_file_and_key(tmp_path):
     path = tmp_path / "kpi_monthly.toml"
-    path.write_text('description = "x"\ngrain = ["month"]\n[columns]\nmonth = ""\n',
-                    encoding="utf-8")
+    path.write_text(
+        'description = "x"\ngrain = ["month"]\n[columns]\nmonth = ""\n', encoding="utf-8"
+    )
     with pytest.raises(ValueError, match=r"kpi_monthly\.toml: column month needs a non-empty"):
         marts.load_contract(path)
 
@@ -577,6 +759,7 @@ def test_docs_marts_md_is_generated_from_the_contracts(capsysbinary):
     committed = (marts.SQL_DIR.parent / "docs" / "marts.md").read_text(encoding="utf-8")
     assert committed == marts.render_docs(), (
         "docs/marts.md differs from the contract files sql/marts/*.toml; regenerate it: "
-        ".venv/bin/python -m pipelines.marts --docs > docs/marts.md")
+        ".venv/bin/python -m pipelines.marts --docs > docs/marts.md"
+    )
     assert marts.main(["--docs"]) == 0
     assert capsysbinary.readouterr().out.decode("utf-8") == committed

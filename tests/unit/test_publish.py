@@ -45,14 +45,20 @@ def plant(con, version: int) -> tuple[int, int]:
                'c' || i || '@example.com' as email, i * 1.5 as predicted_clv
         from range({1000 + 500 * version}) t(i)""")
     con.execute("comment on table marts.customer_360 is 'One row per customer.'")
-    con.execute("comment on column marts.customer_360.predicted_clv is "
-                "'CLV over the horizon, currency units; it''s discounted.'")
+    con.execute(
+        "comment on column marts.customer_360.predicted_clv is "
+        "'CLV over the horizon, currency units; it''s discounted.'"
+    )
     return tuple(con.execute(QUERY).fetchall()[0])
 
 
 def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 READER = """
@@ -95,8 +101,13 @@ def test_bi_readers_never_block_a_publish_and_see_whole_versions(tmp_path, setti
     readers = {}
     for mode in ("held", "fresh"):
         out, ready = tmp_path / f"{mode}.jsonl", tmp_path / f"{mode}.ready"
-        readers[mode] = (subprocess.Popen([sys.executable, "-c", READER, str(serving), mode,
-                                           str(out), str(ready), str(stop)]), out, ready)
+        readers[mode] = (
+            subprocess.Popen(
+                [sys.executable, "-c", READER, str(serving), mode, str(out), str(ready), str(stop)]
+            ),
+            out,
+            ready,
+        )
     try:
         deadline = time.monotonic() + 60
         while not all(ready.exists() for _, _, ready in readers.values()):
@@ -114,8 +125,10 @@ def test_bi_readers_never_block_a_publish_and_see_whole_versions(tmp_path, setti
         stop.touch()
         for process, _, _ in readers.values():
             process.wait(timeout=60)
-    reads = {mode: [json.loads(line) for line in out.read_text().splitlines()]
-             for mode, (_, out, _) in readers.items()}
+    reads = {
+        mode: [json.loads(line) for line in out.read_text().splitlines()]
+        for mode, (_, out, _) in readers.items()
+    }
     assert [r for rs in reads.values() for r in rs if "error" in r] == []
     seen = {mode: {tuple(r["row"]) for r in rs} for mode, rs in reads.items()}
     # the connection held across publishes keeps reading the file it opened
@@ -127,8 +140,7 @@ def test_bi_readers_never_block_a_publish_and_see_whole_versions(tmp_path, setti
     assert not list(serving.parent.glob(".*tmp-*"))
 
 
-def test_a_process_holding_a_connection_gets_the_old_file_for_new_connections_too(
-        settings, con):
+def test_a_process_holding_a_connection_gets_the_old_file_for_new_connections_too(settings, con):
     """DuckDB caches one database instance per path and process: BI tools must close every
     connection (or restart their pool) to see a new publish."""
     v1 = plant(con, 1)
@@ -150,10 +162,14 @@ def test_a_reader_connecting_after_a_publish_sees_the_new_data(settings, con):
     serving = publish.publish_serving_database(con, settings, "run-1")
     v2 = plant(con, 2)
     publish.publish_serving_database(con, settings, "run-2")
-    result = run_python("""
+    result = run_python(
+        """
         import sys, duckdb
         c = duckdb.connect(sys.argv[1], read_only=True)
-        print(list(c.execute(sys.argv[2]).fetchall()[0]))""", str(serving), QUERY)
+        print(list(c.execute(sys.argv[2]).fetchall()[0]))""",
+        str(serving),
+        QUERY,
+    )
     assert result.returncode == 0, result.stderr
     assert tuple(json.loads(result.stdout)) == v2
 
@@ -163,19 +179,32 @@ def test_duckdb_lets_many_readers_but_no_writer_beside_them(settings, con):
     plant(con, 1)
     serving = publish.publish_serving_database(con, settings, "run-1")
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, duckdb, time; c = duckdb.connect(sys.argv[1], "
-         "read_only=True); print('open', flush=True); time.sleep(60)", str(serving)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb, time; c = duckdb.connect(sys.argv[1], "
+            "read_only=True); print('open', flush=True); time.sleep(60)",
+            str(serving),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
-        second_reader = run_python("""
+        second_reader = run_python(
+            """
             import sys, duckdb
             print(duckdb.connect(sys.argv[1], read_only=True).execute(
-                "select count(*) from marts.customer_360").fetchall()[0][0])""", str(serving))
+                "select count(*) from marts.customer_360").fetchall()[0][0])""",
+            str(serving),
+        )
         assert second_reader.returncode == 0, second_reader.stderr
-        writer = run_python("""
+        writer = run_python(
+            """
             import sys, duckdb
-            duckdb.connect(sys.argv[1])""", str(serving))
+            duckdb.connect(sys.argv[1])""",
+            str(serving),
+        )
         assert writer.returncode != 0 and "lock" in writer.stderr.lower()
         # ... while a publish beside the reader goes through
         v2 = plant(con, 2)
@@ -192,14 +221,24 @@ def test_a_writer_holding_a_file_keeps_readers_out(tmp_path):
     path = tmp_path / "held.duckdb"
     duckdb.connect(str(path)).close()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, duckdb, time; c = duckdb.connect(sys.argv[1]); "
-         "print('open', flush=True); time.sleep(60)", str(path)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb, time; c = duckdb.connect(sys.argv[1]); "
+            "print('open', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "open"
-        reader = run_python("""
+        reader = run_python(
+            """
             import sys, duckdb
-            duckdb.connect(sys.argv[1], read_only=True)""", str(path))
+            duckdb.connect(sys.argv[1], read_only=True)""",
+            str(path),
+        )
         assert reader.returncode != 0 and "lock" in reader.stderr.lower()
     finally:
         holder.kill()
@@ -210,27 +249,35 @@ def test_serving_database_holds_only_marts_with_comments_and_views(settings, con
     con.execute("create schema core")
     con.execute("create table core.secret as select 'not for BI' as x")
     plant(con, 1)
-    con.execute("create view marts.big_spenders as "
-                "select * from marts.customer_360 where predicted_clv > 1000")
+    con.execute(
+        "create view marts.big_spenders as "
+        "select * from marts.customer_360 where predicted_clv > 1000"
+    )
     con.execute("comment on view marts.big_spenders is 'Customers above 1000.'")
     serving = publish.publish_serving_database(con, settings, "run-1")
     check = duckdb.connect(str(serving), read_only=True)
     try:
-        tables = check.execute("select schema_name, table_name, comment from duckdb_tables()"
-                               ).fetchall()
+        tables = check.execute(
+            "select schema_name, table_name, comment from duckdb_tables()"
+        ).fetchall()
         assert tables == [("marts", "customer_360", "One row per customer.")]
-        assert check.execute("select column_name, comment from duckdb_columns() "
-                             "where comment is not null").fetchall() == [
-            ("predicted_clv", "CLV over the horizon, currency units; it's discounted.")]
+        assert check.execute(
+            "select column_name, comment from duckdb_columns() where comment is not null"
+        ).fetchall() == [
+            ("predicted_clv", "CLV over the horizon, currency units; it's discounted.")
+        ]
         assert check.execute("select count(*) from marts.big_spenders").fetchall()[0][0] == 833
-        assert check.execute("select comment from duckdb_views() where view_name = "
-                             "'big_spenders'").fetchall() == [("Customers above 1000.",)]
-        assert check.execute("select tags['storage_version'] from duckdb_databases() "
-                             "where not internal").fetchall() == [("v1.0.0+",)]
+        assert check.execute(
+            "select comment from duckdb_views() where view_name = 'big_spenders'"
+        ).fetchall() == [("Customers above 1000.",)]
+        assert check.execute(
+            "select tags['storage_version'] from duckdb_databases() where not internal"
+        ).fetchall() == [("v1.0.0+",)]
     finally:
         check.close()
     assert con.execute("select current_database(), current_schema()").fetchall() == [
-        ("crm", "main")]
+        ("crm", "main")
+    ]
 
 
 def test_nothing_to_publish_leaves_the_serving_database_alone(settings, con):
@@ -243,7 +290,8 @@ def test_nothing_to_publish_leaves_the_serving_database_alone(settings, con):
 
 
 def test_a_failed_copy_keeps_the_old_database_and_leaves_no_temporary_file(
-        settings, con, monkeypatch):
+    settings, con, monkeypatch
+):
     v1 = plant(con, 1)
     serving = publish.publish_serving_database(con, settings, "run-1")
     before = serving.read_bytes()
@@ -293,12 +341,15 @@ def test_publish_file_atomically_replaces_the_report(tmp_path, settings):
 
 
 def test_report_path_is_validated_and_relative_to_the_config(tmp_path):
-    body = (f'[sources.transactions]\npath = "tx*.csv"\n{TX_COLUMNS}\n'
-            '[report]\npath = "out/reports"\n')
+    body = (
+        f'[sources.transactions]\npath = "tx*.csv"\n{TX_COLUMNS}\n[report]\npath = "out/reports"\n'
+    )
     settings = load_settings(write_config(tmp_path, body))
     assert settings.report.path == tmp_path / "out" / "reports"
-    assert (publish.report_path(settings, date(2025, 12, 31))
-            == tmp_path / "out" / "reports" / "2025-12-31" / "report.html")
+    assert (
+        publish.report_path(settings, date(2025, 12, 31))
+        == tmp_path / "out" / "reports" / "2025-12-31" / "report.html"
+    )
     (tmp_path / "bad").mkdir()
     with pytest.raises(ConfigError, match="report.path"):  # on load, before any step runs
         load_settings(write_config(tmp_path / "bad", body.replace('"out/reports"', "5")))

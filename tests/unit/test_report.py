@@ -36,24 +36,31 @@ OLD_RUN_ID = "20251130T120000-00000000"
 AS_OF = date(2025, 12, 15)  # December is a partial month
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 
-SECTIONS = ("data-quality", "rfm-segments", "value-tiers", "churn-risk", "kpi-trends", "bgnbd",
-            "lifecycle")
+SECTIONS = (
+    "data-quality",
+    "rfm-segments",
+    "value-tiers",
+    "churn-risk",
+    "kpi-trends",
+    "bgnbd",
+    "lifecycle",
+)
 # chart key -> data marks it draws for the warehouse below
 CHARTS = {
-    "file-rows": 9,             # 3 files x (loaded, quarantined, duplicate)
-    "quarantine-rules": 4,      # 4 rules
-    "rfm-segments": 14,         # 7 segments x (customers, revenue total)
-    "clv-tiers": 12,            # 4 tiers x (customers, revenue total, total predicted CLV)
-    "churn-bands": 4,           # low, medium, high, unassigned
-    "churn-metrics": 12,        # 4 metrics x 3 scorers
-    "churn-calibration": 3,     # 3 scorers
-    "churn-importances": 10,    # top 10 of 12
-    "kpi-revenue": 18,          # 18 months
-    "kpi-customers": 2,         # 2 lines
+    "file-rows": 9,  # 3 files x (loaded, quarantined, duplicate)
+    "quarantine-rules": 4,  # 4 rules
+    "rfm-segments": 14,  # 7 segments x (customers, revenue total)
+    "clv-tiers": 12,  # 4 tiers x (customers, revenue total, total predicted CLV)
+    "churn-bands": 4,  # low, medium, high, unassigned
+    "churn-metrics": 12,  # 4 metrics x 3 scorers
+    "churn-calibration": 3,  # 3 scorers
+    "churn-importances": 10,  # top 10 of 12
+    "kpi-revenue": 18,  # 18 months
+    "kpi-customers": 2,  # 2 lines
     "kpi-rates": 2,
-    "kpi-satisfaction": 2,      # NPS and CSAT
-    "clv-holdout": 5,           # actual, BG/NBD, naive; 2 MAE bars
-    "lifecycle-stages": 12,     # 6 stages x (customers, consenting customers)
+    "kpi-satisfaction": 2,  # NPS and CSAT
+    "clv-holdout": 5,  # actual, BG/NBD, naive; 2 MAE bars
+    "lifecycle-stages": 12,  # 6 stages x (customers, consenting customers)
     "recommended-actions": 14,  # 7 actions x 2
 }
 
@@ -66,34 +73,62 @@ def _insert(con, table: str, rows: list[tuple]) -> None:
     con.executemany(f"insert into {table} values ({marks})", rows)
 
 
-def build_warehouse(con: duckdb.DuckDBPyConnection, run_id: str = RUN_ID, as_of: date = AS_OF,
-                    *, with_old_run: bool = True) -> None:
+def build_warehouse(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str = RUN_ID,
+    as_of: date = AS_OF,
+    *,
+    with_old_run: bool = True,
+) -> None:
     """The tables the report reads, as the pipeline leaves them after the marts step."""
     for schema in ("marts", "models", "audit"):
         con.execute(f"create schema if not exists {schema}")
     con.execute("""create table if not exists marts.data_quality (run_id varchar, as_of date,
         source varchar, file_name varchar, file_sha256 varchar, measure varchar, rule varchar,
         rows bigint)""")
-    files = [("transactions", "transactions.csv", "a1" * 32, 1000, 985, 10, 5),
-             ("customers", "customers.csv", "b2" * 32, 200, 198, 2, 0),
-             ("events", "events.jsonl", "c3" * 32, 500, 495, 3, 2)]
+    files = [
+        ("transactions", "transactions.csv", "a1" * 32, 1000, 985, 10, 5),
+        ("customers", "customers.csv", "b2" * 32, 200, 198, 2, 0),
+        ("events", "events.jsonl", "c3" * 32, 500, 495, 3, 2),
+    ]
     dq = []
     for source, name, sha, *counts in files:
         for measure, n in zip(report.FILE_MEASURES, counts):
             dq.append((run_id, as_of, source, name, sha, measure, None, n))
-    for (source, name, sha, *_), rule, n in [(files[0], "amount_numeric", 6),
-                                             (files[0], "order_ts_parseable", 4),
-                                             (files[1], "customer_id_present", 2),
-                                             (files[2], "reader: unterminated quote", 3)]:
+    for (source, name, sha, *_), rule, n in [
+        (files[0], "amount_numeric", 6),
+        (files[0], "order_ts_parseable", 4),
+        (files[1], "customer_id_present", 2),
+        (files[2], "reader: unterminated quote", 3),
+    ]:
         dq.append((run_id, as_of, source, name, sha, "quarantined_by_rule", rule, n))
-    dq.append((run_id, as_of, "customers", "customers.csv", "b2" * 32, "field_blanked_by_rule",
-               "email_shape", 7))
-    for measure, n in (("source_customer_ids", 198), ("customers", 180),
-                       ("customers_unified", 18)):
+    dq.append(
+        (
+            run_id,
+            as_of,
+            "customers",
+            "customers.csv",
+            "b2" * 32,
+            "field_blanked_by_rule",
+            "email_shape",
+            7,
+        )
+    )
+    for measure, n in (("source_customer_ids", 198), ("customers", 180), ("customers_unified", 18)):
         dq.append((run_id, as_of, "all", None, None, measure, None, n))
     if with_old_run:
-        dq.append((OLD_RUN_ID, date(2025, 11, 30), "transactions", "transactions.csv",
-                   "d4" * 32, "rows_read", None, 77777))
+        dq.append(
+            (
+                OLD_RUN_ID,
+                date(2025, 11, 30),
+                "transactions",
+                "transactions.csv",
+                "d4" * 32,
+                "rows_read",
+                None,
+                77777,
+            )
+        )
     _insert(con, "marts.data_quality", dq)
 
     con.execute("""create table if not exists marts.segment_summary (run_id varchar,
@@ -102,30 +137,74 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, run_id: str = RUN_ID, as_of:
         net_revenue double, average_predicted_clv double, total_predicted_clv double,
         average_churn_probability double)""")
     dimensions = {
-        "rfm_segment": [("champions", 40), ("loyal", 35), ("lost", 30), ("hibernating", 25),
-                        ("at_risk", 20), ("new_customers", 10), ("unassigned", 20)],
+        "rfm_segment": [
+            ("champions", 40),
+            ("loyal", 35),
+            ("lost", 30),
+            ("hibernating", 25),
+            ("at_risk", 20),
+            ("new_customers", 10),
+            ("unassigned", 20),
+        ],
         "value_tier": [("strategic", 9), ("key", 27), ("general", 124), ("potential", 20)],
         "churn_band": [("unassigned", 20), ("high", 50), ("medium", 50), ("low", 60)],
-        "lifecycle_stage": [("prospect", 20), ("new", 10), ("active", 60), ("at_risk", 40),
-                            ("lapsed", 45), ("reactivated", 5)],
-        "recommended_action": [("win_back_offer", 45), ("retention_offer", 40),
-                               ("nurture", 30), ("vip_care", 25), ("first_purchase_offer", 20),
-                               ("personal_call_account_manager", 15), ("welcome_back", 5)],
+        "lifecycle_stage": [
+            ("prospect", 20),
+            ("new", 10),
+            ("active", 60),
+            ("at_risk", 40),
+            ("lapsed", 45),
+            ("reactivated", 5),
+        ],
+        "recommended_action": [
+            ("win_back_offer", 45),
+            ("retention_offer", 40),
+            ("nurture", 30),
+            ("vip_care", 25),
+            ("first_purchase_offer", 20),
+            ("personal_call_account_manager", 15),
+            ("welcome_back", 5),
+        ],
     }
     summary = []
     for dimension, segments in dimensions.items():
         for i, (segment, customers) in enumerate(segments):
-            buyer = segment not in ("unassigned", "potential", "prospect",
-                                    "first_purchase_offer")
+            buyer = segment not in ("unassigned", "potential", "prospect", "first_purchase_offer")
             revenue = 0.0 if not buyer else 1234.5 * customers / (i + 1)
             clv = None if not buyer else 45.25 * customers / (i + 1)
-            summary.append((run_id, as_of, dimension, segment, customers, customers / 180,
-                            customers * 3 // 4, revenue, revenue * 0.95,
-                            None if clv is None else clv / customers, clv,
-                            None if not buyer else 0.2 + 0.1 * i))
+            summary.append(
+                (
+                    run_id,
+                    as_of,
+                    dimension,
+                    segment,
+                    customers,
+                    customers / 180,
+                    customers * 3 // 4,
+                    revenue,
+                    revenue * 0.95,
+                    None if clv is None else clv / customers,
+                    clv,
+                    None if not buyer else 0.2 + 0.1 * i,
+                )
+            )
     if with_old_run:
-        summary.append((OLD_RUN_ID, date(2025, 11, 30), "rfm_segment", "champions", 66666,
-                        0.5, 1, 1.0, 1.0, 1.0, 1.0, 0.5))
+        summary.append(
+            (
+                OLD_RUN_ID,
+                date(2025, 11, 30),
+                "rfm_segment",
+                "champions",
+                66666,
+                0.5,
+                1,
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+                0.5,
+            )
+        )
     _insert(con, "marts.segment_summary", summary)
 
     con.execute("""create table if not exists marts.kpi_monthly (run_id varchar, as_of date,
@@ -138,25 +217,48 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, run_id: str = RUN_ID, as_of:
     for i in range(18):
         month = date(2024 + (6 + i) // 12, (6 + i) % 12 + 1, 1)
         active = 60 + 3 * i
-        kpis.append((run_id, as_of, month, active, 5 + i % 4, active - 5 - i % 4, 0.4 + 0.01 * i,
-                     0.70 + 0.005 * i, 0.30 - 0.005 * i, 80 + 4 * i, 9000.0 + 250.0 * i,
-                     (9000.0 + 250.0 * i) / (80 + 4 * i), 120.0,
-                     None if i < 3 else 20.0 + i, 0.70 + 0.01 * i, 0.02, 6.5, i == 17))
+        kpis.append(
+            (
+                run_id,
+                as_of,
+                month,
+                active,
+                5 + i % 4,
+                active - 5 - i % 4,
+                0.4 + 0.01 * i,
+                0.70 + 0.005 * i,
+                0.30 - 0.005 * i,
+                80 + 4 * i,
+                9000.0 + 250.0 * i,
+                (9000.0 + 250.0 * i) / (80 + 4 * i),
+                120.0,
+                None if i < 3 else 20.0 + i,
+                0.70 + 0.01 * i,
+                0.02,
+                6.5,
+                i == 17,
+            )
+        )
     _insert(con, "marts.kpi_monthly", kpis)
 
     con.execute("""create table if not exists marts.model_parameters (run_id varchar,
         as_of date, model varchar, parameter varchar, value double, std_error double)""")
-    _insert(con, "marts.model_parameters", [
-        (run_id, as_of, "bgnbd", "r", 0.8226240150386376, 0.02603772052698991),
-        (run_id, as_of, "bgnbd", "alpha", 49.96839597263049, 2.20065045374458),
-        (run_id, as_of, "bgnbd", "a", 0.8630835584372563, 0.06932237973752299),
-        (run_id, as_of, "bgnbd", "b", 3.1679323839119973, 0.35393368374576095),
-        (run_id, as_of, "bgnbd", "penalizer", 0.0, None),
-        (run_id, as_of, "gamma_gamma", "p", 5.263767265173527, 0.5146468319492049),
-        (run_id, as_of, "gamma_gamma", "q", 4.6282528747368215, 0.19543456744155951),
-        (run_id, as_of, "gamma_gamma", "gamma", 46.25594937918027, 6.183337682112537),
-        (run_id, as_of, "gamma_gamma", "penalizer", 0.0, None),
-    ] + ([(OLD_RUN_ID, date(2025, 11, 30), "bgnbd", "r", 0.5555, 0.1)] if with_old_run else []))
+    _insert(
+        con,
+        "marts.model_parameters",
+        [
+            (run_id, as_of, "bgnbd", "r", 0.8226240150386376, 0.02603772052698991),
+            (run_id, as_of, "bgnbd", "alpha", 49.96839597263049, 2.20065045374458),
+            (run_id, as_of, "bgnbd", "a", 0.8630835584372563, 0.06932237973752299),
+            (run_id, as_of, "bgnbd", "b", 3.1679323839119973, 0.35393368374576095),
+            (run_id, as_of, "bgnbd", "penalizer", 0.0, None),
+            (run_id, as_of, "gamma_gamma", "p", 5.263767265173527, 0.5146468319492049),
+            (run_id, as_of, "gamma_gamma", "q", 4.6282528747368215, 0.19543456744155951),
+            (run_id, as_of, "gamma_gamma", "gamma", 46.25594937918027, 6.183337682112537),
+            (run_id, as_of, "gamma_gamma", "penalizer", 0.0, None),
+        ]
+        + ([(OLD_RUN_ID, date(2025, 11, 30), "bgnbd", "r", 0.5555, 0.1)] if with_old_run else []),
+    )
 
     con.execute("""create table if not exists marts.model_metrics (run_id varchar,
         as_of date, model varchar, metric varchar, value double, baseline double,
@@ -167,8 +269,12 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, run_id: str = RUN_ID, as_of:
         ("bgnbd", "holdout_customers", 160.0, 160.0),
         ("bgnbd", "holdout_mae_repeat_purchases", 0.36569475100844184, 0.5878062565184419),
         ("bgnbd", "holdout_predicted_repeat_purchases", 1078.2819026740917, 1965.8491444953345),
-        ("bgnbd", "holdout_total_purchases_relative_error", 0.006799162160683217,
-         0.8355267455605364),
+        (
+            "bgnbd",
+            "holdout_total_purchases_relative_error",
+            0.006799162160683217,
+            0.8355267455605364,
+        ),
         ("gamma_gamma", "repeat_buyers", 141.0, None),
         ("churn", "churn_rate", 0.8096666666666666, None),
         ("churn", "n_customers", 150.0, None),
@@ -176,43 +282,85 @@ def build_warehouse(con: duckdb.DuckDBPyConnection, run_id: str = RUN_ID, as_of:
         ("next_order_date", "customers_scored", 44.0, 44.0),
         ("next_order_date", "mae_days", 47.64932126696833, 47.31221719457014),
     ]
-    model = {"roc_auc": 0.9007627478533972, "pr_auc": 0.9738232604402259,
-             "brier_score": 0.09294795208336154, "log_loss": 0.29506099788056644,
-             "top_decile_lift": 1.23095924248662, "top_decile_capture_rate": 0.123095924248662}
-    recency = {"roc_auc": 0.842208385395675, "pr_auc": 0.9518159639509121,
-               "brier_score": 0.11355245368730607, "log_loss": 0.36819286145874625,
-               "top_decile_lift": 1.2186084808563196, "top_decile_capture_rate": 0.12186084808563195}
-    bgnbd = {"roc_auc": 0.7515269016603952, "pr_auc": 0.9387683354085072,
-             "brier_score": 0.13689242420689526, "log_loss": 0.41765919796535705,
-             "top_decile_lift": 1.2350761630300535, "top_decile_capture_rate": 0.12350761630300536}
+    model = {
+        "roc_auc": 0.9007627478533972,
+        "pr_auc": 0.9738232604402259,
+        "brier_score": 0.09294795208336154,
+        "log_loss": 0.29506099788056644,
+        "top_decile_lift": 1.23095924248662,
+        "top_decile_capture_rate": 0.123095924248662,
+    }
+    recency = {
+        "roc_auc": 0.842208385395675,
+        "pr_auc": 0.9518159639509121,
+        "brier_score": 0.11355245368730607,
+        "log_loss": 0.36819286145874625,
+        "top_decile_lift": 1.2186084808563196,
+        "top_decile_capture_rate": 0.12186084808563195,
+    }
+    bgnbd = {
+        "roc_auc": 0.7515269016603952,
+        "pr_auc": 0.9387683354085072,
+        "brier_score": 0.13689242420689526,
+        "log_loss": 0.41765919796535705,
+        "top_decile_lift": 1.2350761630300535,
+        "top_decile_capture_rate": 0.12350761630300536,
+    }
     for metric, value in model.items():
         metrics.append(("churn_vs_recency", metric, value, recency[metric]))
         metrics.append(("churn_vs_bgnbd", metric, value, bgnbd[metric]))
     for k in range(1, 11):
         for baseline_name, shift in (("churn_vs_recency", 0.05), ("churn_vs_bgnbd", -0.04)):
             predicted = 0.05 + 0.09 * k
-            metrics.append((baseline_name, f"calibration_bin_{k}_predicted", predicted,
-                            predicted + shift))
-            metrics.append((baseline_name, f"calibration_bin_{k}_observed", predicted + 0.01,
-                            predicted))
-    statuses = [("bgnbd", "fitted: penalizer 0.0"), ("gamma_gamma", "fitted: penalizer 0.0"),
-                ("bgnbd_holdout", "fitted: calibration ends 2025-09-16"),
-                ("churn", "fitted: The churn model beats the best baseline (recency) on test "
-                          "ROC AUC: 0.901 vs 0.842.")]
-    _insert(con, "marts.model_metrics", [(run_id, as_of, *m, None) for m in metrics]
-            + [(run_id, as_of, model, "is_fitted", 1.0, None, message)
-               for model, message in statuses]
-            + ([(OLD_RUN_ID, date(2025, 11, 30), "churn_vs_recency", "roc_auc", 0.4444, 0.3,
-                 None)] if with_old_run else []))
+            metrics.append(
+                (baseline_name, f"calibration_bin_{k}_predicted", predicted, predicted + shift)
+            )
+            metrics.append(
+                (baseline_name, f"calibration_bin_{k}_observed", predicted + 0.01, predicted)
+            )
+    statuses = [
+        ("bgnbd", "fitted: penalizer 0.0"),
+        ("gamma_gamma", "fitted: penalizer 0.0"),
+        ("bgnbd_holdout", "fitted: calibration ends 2025-09-16"),
+        (
+            "churn",
+            "fitted: The churn model beats the best baseline (recency) on test "
+            "ROC AUC: 0.901 vs 0.842.",
+        ),
+    ]
+    _insert(
+        con,
+        "marts.model_metrics",
+        [(run_id, as_of, *m, None) for m in metrics]
+        + [(run_id, as_of, model, "is_fitted", 1.0, None, message) for model, message in statuses]
+        + (
+            [(OLD_RUN_ID, date(2025, 11, 30), "churn_vs_recency", "roc_auc", 0.4444, 0.3, None)]
+            if with_old_run
+            else []
+        ),
+    )
 
     con.execute("""create table if not exists models.churn_importances (run_id varchar,
         feature varchar, importance_mean double, importance_std double)""")
-    features = ["days_since_last_event", "page_view_events_last_180d", "p_alive",
-                "expected_purchases", "email_click_to_open_rate", "gap_mean_days",
-                "days_since_last_order", "revenue_last_180d", "nps_last", "order_count",
-                "csat_last", "age_years"]
-    _insert(con, "models.churn_importances", [
-        (run_id, f, 0.06 / (i + 1) - 0.004, 0.002) for i, f in enumerate(features)])
+    features = [
+        "days_since_last_event",
+        "page_view_events_last_180d",
+        "p_alive",
+        "expected_purchases",
+        "email_click_to_open_rate",
+        "gap_mean_days",
+        "days_since_last_order",
+        "revenue_last_180d",
+        "nps_last",
+        "order_count",
+        "csat_last",
+        "age_years",
+    ]
+    _insert(
+        con,
+        "models.churn_importances",
+        [(run_id, f, 0.06 / (i + 1) - 0.004, 0.002) for i, f in enumerate(features)],
+    )
 
     con.execute("""create table if not exists audit.runs (run_id varchar, started_at timestamp,
         config_path varchar)""")
@@ -259,7 +407,7 @@ def test_report_has_every_section_and_the_key_numbers(report_html):
     assert "transactions.csv" in dq and "1,000" in dq and "985" in dq
     assert "amount_numeric" in dq and "email_shape" in dq and "reader: unterminated quote" in dq
     assert "a1a1a1a1a1a1" in dq
-    assert 'data-field="rows_duplicate">7<' in dq          # 5 + 0 + 2
+    assert 'data-field="rows_duplicate">7<' in dq  # 5 + 0 + 2
     assert 'data-field="customers_unified">18<' in dq and "198" in dq
 
     rfm = _section(html, "rfm-segments")
@@ -275,26 +423,35 @@ def test_report_has_every_section_and_the_key_numbers(report_html):
 
     churn = _section(html, "churn-risk")
     assert _row(churn, "data-metric", "roc_auc") == "ROC AUC 0.901 0.842 0.752 higher is better"
-    assert _row(churn, "data-metric", "brier_score") == "Brier score 0.093 0.114 0.137 lower is better"
-    assert _row(churn, "data-metric", "top_decile_lift").startswith("top-decile lift 1.231 1.219 1.235")
+    assert (
+        _row(churn, "data-metric", "brier_score") == "Brier score 0.093 0.114 0.137 lower is better"
+    )
+    assert _row(churn, "data-metric", "top_decile_lift").startswith(
+        "top-decile lift 1.231 1.219 1.235"
+    )
     assert "<strong>The churn model beats the best baseline (recency)" in churn
     assert [b for b in re.findall(r'data-segment="(\w+)"', churn)] == [
-        "low", "medium", "high", "unassigned"]
+        "low",
+        "medium",
+        "high",
+        "unassigned",
+    ]
     assert "days since last event" in churn and "0.0560" in churn  # top importance
-    assert "age years" not in churn                                 # 12th of 12: not in top 10
+    assert "age years" not in churn  # 12th of 12: not in top 10
 
     kpis = _section(html, "kpi-trends")
     assert "18 months, July 2024 to December 2025" in kpis
-    assert "2025-12 (partial)" in kpis and "13,250" in kpis         # December revenue
+    assert "2025-12 (partial)" in kpis and "13,250" in kpis  # December revenue
     assert "December 2025 is a partial month (as of 2025-12-15)" in kpis
-    assert "87.0%" in kpis                                          # December CSAT share
-    assert "2024-07" not in kpis.split("<table")[1]                 # table: last 12 months
+    assert "87.0%" in kpis  # December CSAT share
+    assert "2024-07" not in kpis.split("<table")[1]  # table: last 12 months
 
     bgnbd = _section(html, "bgnbd")
     assert _row(bgnbd, "data-parameter", "bgnbd.r") == "BG/NBD r 0.8226 0.02604"
     assert _row(bgnbd, "data-parameter", "gamma_gamma.gamma") == "Gamma-Gamma gamma 46.26 6.183"
     assert _row(bgnbd, "data-metric", "holdout_mae_repeat_purchases") == (
-        "MAE per customer (repeat purchases) 0.366 0.588")
+        "MAE per customer (repeat purchases) 0.366 0.588"
+    )
     assert "1,071.0" in bgnbd and "1,078.3" in bgnbd and "1,965.8" in bgnbd
     assert "calibration ends 2025-09-16" in bgnbd
 
@@ -317,7 +474,8 @@ def test_report_is_self_contained_and_references_nothing_outside_the_file(report
     assert not re.search(r"\b(src|srcset)=", html)
     assert "@import" not in html and "@font-face" not in html
     assert re.findall(r"url\(([^)]*)\)", html) and all(
-        u.startswith("#") for u in re.findall(r"url\(([^)]*)\)", html))
+        u.startswith("#") for u in re.findall(r"url\(([^)]*)\)", html)
+    )
     assert all(h.startswith("#") for h in re.findall(r'href="([^"]*)"', html))
     ids = re.findall(r'\sid="([^"]+)"', html)
     assert len(ids) == len(set(ids)), "ids repeat across the inlined charts"
@@ -338,21 +496,28 @@ def test_skipped_clv_and_missing_surveys_are_explained(tmp_path):
     con = duckdb.connect(":memory:")
     build_warehouse(con, with_old_run=False)
     reason = "2 repeat buyers; the BG/NBD needs at least 20"
-    con.execute("update marts.segment_summary set average_predicted_clv = null, "
-                "total_predicted_clv = null")
+    con.execute(
+        "update marts.segment_summary set average_predicted_clv = null, total_predicted_clv = null"
+    )
     con.execute("delete from marts.model_parameters")
-    con.execute("delete from marts.model_metrics where model in ('bgnbd', 'gamma_gamma', "
-                "'bgnbd_holdout')")
-    con.execute("insert into marts.model_metrics values (?, ?, 'bgnbd', 'is_fitted', 0, null, ?)",
-                [RUN_ID, AS_OF, f"skipped: {reason}"])
+    con.execute(
+        "delete from marts.model_metrics where model in ('bgnbd', 'gamma_gamma', 'bgnbd_holdout')"
+    )
+    con.execute(
+        "insert into marts.model_metrics values (?, ?, 'bgnbd', 'is_fitted', 0, null, ?)",
+        [RUN_ID, AS_OF, f"skipped: {reason}"],
+    )
     con.execute("update marts.kpi_monthly set nps = null, csat = null")
     con.execute("delete from models.churn_importances")
-    html = write_report(con, tmp_path / "report.html", run_id=RUN_ID,
-                        as_of=AS_OF).read_text(encoding="utf-8")
+    html = write_report(con, tmp_path / "report.html", run_id=RUN_ID, as_of=AS_OF).read_text(
+        encoding="utf-8"
+    )
     tiers = _section(html, "value-tiers")
-    assert f"Predicted CLV is empty in this run, so tiers rank customers by revenue: BG/NBD " \
-           f"skipped: {reason}." in tiers
-    assert 'data-chart="clv-tiers"' in tiers                      # tiers still shown
+    assert (
+        f"Predicted CLV is empty in this run, so tiers rank customers by revenue: BG/NBD "
+        f"skipped: {reason}." in tiers
+    )
+    assert 'data-chart="clv-tiers"' in tiers  # tiers still shown
     bgnbd = _section(html, "bgnbd")
     assert f"No fitted BG/NBD parameters to show: BG/NBD skipped: {reason}." in bgnbd
     assert "No holdout check to show" in bgnbd
@@ -386,8 +551,10 @@ def test_report_replaces_the_old_file_atomically(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- browser
 
 requires_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: install Debian's 'chromium' package "
-    "to run the real-browser check of the report")
+    not CHROMIUM.exists(),
+    reason=f"{CHROMIUM} is absent: install Debian's 'chromium' package "
+    "to run the real-browser check of the report",
+)
 
 
 class DevToolsError(RuntimeError):
@@ -413,21 +580,41 @@ class Chromium:
         child_write = fcntl.fcntl(replies_write, fcntl.F_DUPFD_CLOEXEC, 10)
         os.close(commands_read)
         os.close(replies_write)
-        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                         0o644)
+        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         null_fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        args = [str(executable), "--headless", "--no-sandbox", "--disable-gpu",
-                "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                "--no-default-browser-check", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-extensions",
-                "--host-resolver-rules=MAP * ~NOTFOUND", "--hide-scrollbars",
-                "--remote-debugging-pipe", f"--user-data-dir={workdir / 'profile'}",
-                "about:blank"]
+        args = [
+            str(executable),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--hide-scrollbars",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={workdir / 'profile'}",
+            "about:blank",
+        ]
         try:
-            self.pid = os.posix_spawn(args[0], args, dict(os.environ), setsid=True, file_actions=[
-                (os.POSIX_SPAWN_DUP2, null_fd, 0), (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                (os.POSIX_SPAWN_DUP2, log_fd, 2), (os.POSIX_SPAWN_DUP2, child_read, 3),
-                (os.POSIX_SPAWN_DUP2, child_write, 4)])
+            self.pid = os.posix_spawn(
+                args[0],
+                args,
+                dict(os.environ),
+                setsid=True,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, null_fd, 0),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                    (os.POSIX_SPAWN_DUP2, child_read, 3),
+                    (os.POSIX_SPAWN_DUP2, child_write, 4),
+                ],
+            )
         finally:
             for fd in (child_read, child_write, log_fd, null_fd):
                 os.close(fd)
@@ -445,10 +632,11 @@ class Chromium:
         data = json.dumps(message).encode() + b"\0"
         try:
             while data:
-                data = data[os.write(self._commands, data):]
+                data = data[os.write(self._commands, data) :]
         except BrokenPipeError:
-            raise DevToolsError(f"Chromium is gone (sending {method}); its log:\n"
-                                f"{self.log_tail()}") from None
+            raise DevToolsError(
+                f"Chromium is gone (sending {method}); its log:\n{self.log_tail()}"
+            ) from None
         deadline = time.monotonic() + self.timeout
         while True:
             reply = self._read(deadline, f"the reply to {method}")
@@ -471,12 +659,16 @@ class Chromium:
             left = deadline - time.monotonic()
             ready = select.select([self._replies], [], [], max(left, 0))[0] if left > 0 else []
             if not ready:
-                raise TimeoutError(f"Chromium sent no {waiting_for} in {self.timeout:.0f} s; "
-                                   f"its log:\n{self.log_tail()}")
+                raise TimeoutError(
+                    f"Chromium sent no {waiting_for} in {self.timeout:.0f} s; "
+                    f"its log:\n{self.log_tail()}"
+                )
             chunk = os.read(self._replies, 1 << 20)
             if not chunk:
-                raise DevToolsError(f"Chromium closed the pipe while we waited for "
-                                    f"{waiting_for}; its log:\n{self.log_tail()}")
+                raise DevToolsError(
+                    f"Chromium closed the pipe while we waited for "
+                    f"{waiting_for}; its log:\n{self.log_tail()}"
+                )
             self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
@@ -553,30 +745,52 @@ def inspect_report(browser: Chromium, path: Path, *, capture: bool = True) -> di
     a full-page screenshot (PNG) and the printed PDF."""
     url = path.resolve().as_uri()
     target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
-    session = browser.send("Target.attachToTarget", {"targetId": target,
-                                                     "flatten": True})["sessionId"]
+    session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
+        "sessionId"
+    ]
     try:
         for domain in ("Page", "Runtime", "Log", "Network"):
             browser.send(f"{domain}.enable", session=session)
-        browser.send("Emulation.setDeviceMetricsOverride", {
-            "width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": False},
-            session=session)
+        browser.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+            session=session,
+        )
         navigation = browser.send("Page.navigate", {"url": url}, session=session)
         browser.wait_for("Page.loadEventFired", session)
-        page = browser.send("Runtime.evaluate", {"expression": INSPECT_PAGE,
-                                                 "returnByValue": True}, session=session)
+        page = browser.send(
+            "Runtime.evaluate", {"expression": INSPECT_PAGE, "returnByValue": True}, session=session
+        )
         if "exceptionDetails" in page:
             raise DevToolsError(f"the page inspection failed: {page['exceptionDetails']}")
         facts = page["result"]["value"]
         screenshot = pdf = None
         if capture:
             size = browser.send("Page.getLayoutMetrics", session=session)["cssContentSize"]
-            screenshot = base64.b64decode(browser.send("Page.captureScreenshot", {
-                "format": "png", "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"],
-                         "scale": 1}}, session=session)["data"])
-            pdf = base64.b64decode(browser.send("Page.printToPDF", {
-                "printBackground": True, "preferCSSPageSize": True}, session=session)["data"])
+            screenshot = base64.b64decode(
+                browser.send(
+                    "Page.captureScreenshot",
+                    {
+                        "format": "png",
+                        "captureBeyondViewport": True,
+                        "clip": {
+                            "x": 0,
+                            "y": 0,
+                            "width": size["width"],
+                            "height": size["height"],
+                            "scale": 1,
+                        },
+                    },
+                    session=session,
+                )["data"]
+            )
+            pdf = base64.b64decode(
+                browser.send(
+                    "Page.printToPDF",
+                    {"printBackground": True, "preferCSSPageSize": True},
+                    session=session,
+                )["data"]
+            )
         events = browser.events(session)
     finally:
         browser.send("Target.closeTarget", {"targetId": target})
@@ -588,11 +802,15 @@ def inspect_report(browser: Chromium, path: Path, *, capture: bool = True) -> di
         method, params = event.get("method"), event.get("params", {})
         if method == "Runtime.exceptionThrown":
             details = params["exceptionDetails"]
-            problems.append("uncaught exception: " + details.get("exception", {}).get(
-                "description", details.get("text", "")))
+            problems.append(
+                "uncaught exception: "
+                + details.get("exception", {}).get("description", details.get("text", ""))
+            )
         elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
-            problems.append(f"console {params['type']}: " + " ".join(
-                str(a.get("value", a.get("description", ""))) for a in params["args"]))
+            problems.append(
+                f"console {params['type']}: "
+                + " ".join(str(a.get("value", a.get("description", ""))) for a in params["args"])
+            )
         elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
             entry = params["entry"]
             problems.append(f"log {entry['level']} ({entry['source']}): {entry['text']}")
@@ -602,11 +820,15 @@ def inspect_report(browser: Chromium, path: Path, *, capture: bool = True) -> di
             problems.append(f"loading failed: {params.get('errorText')}")
     for chart in facts["charts"]:
         if chart["expected"] < 1 or chart["marks"] != chart["expected"] or chart["drawn"] < 1:
-            problems.append(f"chart {chart['key']} drew {chart['drawn']} of {chart['marks']} "
-                            f"marks, expected {chart['expected']}")
+            problems.append(
+                f"chart {chart['key']} drew {chart['drawn']} of {chart['marks']} "
+                f"marks, expected {chart['expected']}"
+            )
         if chart["width"] < 200 or chart["height"] < 60 or chart["texts"] < 3:
-            problems.append(f"chart {chart['key']} is {chart['width']:.0f}x"
-                            f"{chart['height']:.0f} px with {chart['texts']} drawn texts")
+            problems.append(
+                f"chart {chart['key']} is {chart['width']:.0f}x"
+                f"{chart['height']:.0f} px with {chart['texts']} drawn texts"
+            )
     for word in ("NaN", "None", "undefined", "{{", "{%"):
         if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", facts["text"]):
             problems.append(f"the page text contains {word!r}")
@@ -658,16 +880,20 @@ def test_report_renders_in_headless_chromium_without_errors(browser, report_html
 @requires_chromium
 @pytest.mark.browser
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("damage, expected", [
-    pytest.param(damage, expected, id=damage) for damage, expected in [
-        ("external_image", "network request: https://cdn.example.com/logo.png"),
-        ("script", "Content Security Policy"),
-        ("broken_path", "attribute d"),
-        ("empty_chart", "chart rfm-segments drew 0 of 0 marks, expected 14"),
-        ("missing_value", "the page text contains 'NaN'"),
-    ]])
-def test_browser_check_fails_on_a_broken_report(browser, report_html, tmp_path, damage,
-                                                expected):
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        pytest.param(damage, expected, id=damage)
+        for damage, expected in [
+            ("external_image", "network request: https://cdn.example.com/logo.png"),
+            ("script", "Content Security Policy"),
+            ("broken_path", "attribute d"),
+            ("empty_chart", "chart rfm-segments drew 0 of 0 marks, expected 14"),
+            ("missing_value", "the page text contains 'NaN'"),
+        ]
+    ],
+)
+def test_browser_check_fails_on_a_broken_report(browser, report_html, tmp_path, damage, expected):
     _, html = report_html
     if damage == "external_image":
         html = html.replace("</main>", '<img src="https://cdn.example.com/logo.png" alt=""></main>')
@@ -676,7 +902,7 @@ def test_browser_check_fails_on_a_broken_report(browser, report_html, tmp_path, 
     elif damage == "broken_path":
         html = html.replace('d="M ', 'd="Q oops ', 1)
     elif damage == "empty_chart":
-        html = re.sub(r'<g id="rfm-segments-mark-\d+">', '<g>', html)
+        html = re.sub(r'<g id="rfm-segments-mark-\d+">', "<g>", html)
     elif damage == "missing_value":
         html = html.replace(">0.901<", ">NaN<", 1)
     broken = tmp_path / "broken.html"

@@ -39,7 +39,12 @@ ROWS = [
     ("C", "2024-01-05 12:00", 25.0, "cancelled"),  # no completed order: no row
     ("Z", "2024-01-05 12:00", 0.0, "completed"),  # zero amount is not a purchase: no row
     ("N", "2024-01-10 08:00", 100.0, "completed"),
-    ("N", "2024-01-12 08:00", -30.0, "completed"),  # negative amount delivered with the default status
+    (
+        "N",
+        "2024-01-12 08:00",
+        -30.0,
+        "completed",
+    ),  # negative amount delivered with the default status
     ("N", "2024-01-13 08:00", -10.0, "cancelled"),  # a cancelled return: ignored
 ]
 
@@ -56,8 +61,11 @@ def con():
                 $status, $status = 'completed' and $amount > 0, null, null, null, 1
             """,
             {
-                "customer_id": customer_id, "order_id": f"o{index:02d}", "order_at": order_at,
-                "amount": amount, "status": status,
+                "customer_id": customer_id,
+                "order_id": f"o{index:02d}",
+                "order_at": order_at,
+                "amount": amount,
+                "status": status,
             },
         )
     yield connection
@@ -75,8 +83,17 @@ def test_rfm_sql_has_one_row_per_customer_with_a_completed_order(con):
     assert sorted(rows) == ["A", "B", "N"]
     con.execute(RFM_SQL, {"as_of": AS_OF})
     assert con.sql("select * from models.rfm").columns == [
-        "customer_id", "recency_days", "frequency", "monetary_value", "average_order_value", "orders_total",
-        "revenue_total", "average_gap_days", "last_gap_days", "first_purchase_at", "last_purchase_at",
+        "customer_id",
+        "recency_days",
+        "frequency",
+        "monetary_value",
+        "average_order_value",
+        "orders_total",
+        "revenue_total",
+        "average_gap_days",
+        "last_gap_days",
+        "first_purchase_at",
+        "last_purchase_at",
     ]
 
 
@@ -96,7 +113,12 @@ def test_rfm_sql_values_follow_the_documented_definitions(con):
 
 def test_rfm_sql_counts_negative_rows_as_returns_and_ignores_cancelled_ones(con):
     n = build_rfm(con)["N"]
-    assert (n["frequency"], n["revenue_total"], n["monetary_value"], n["orders_total"]) == (1, 100.0, 70.0, 3)
+    assert (n["frequency"], n["revenue_total"], n["monetary_value"], n["orders_total"]) == (
+        1,
+        100.0,
+        70.0,
+        3,
+    )
     assert n["average_gap_days"] is None and n["last_gap_days"] is None
 
 
@@ -143,7 +165,9 @@ def test_scores_are_quintiles_of_customers_strictly_below():
 
 
 def test_equal_values_share_a_score_and_the_lowest_value_scores_one():
-    scored = score_rfm(frame([0, 1, 1, 5, 10, 20, 30, 30, 100, 400], [1, 1, 1, 1, 1, 1, 2, 2, 3, 9], [1.0] * 10))
+    scored = score_rfm(
+        frame([0, 1, 1, 5, 10, 20, 30, 30, 100, 400], [1, 1, 1, 1, 1, 1, 2, 2, 3, 9], [1.0] * 10)
+    )
     assert scored["r_score"].to_list() == [5, 4, 4, 4, 3, 3, 2, 2, 1, 1]
     # 60% one-time buyers all get 1; then 2 orders: 6 of 10 below -> 4
     assert scored["f_score"].to_list() == [1, 1, 1, 1, 1, 1, 4, 4, 5, 5]
@@ -165,16 +189,32 @@ def test_scores_do_not_depend_on_row_order():
 
 
 def test_segments_come_from_the_default_grid():
-    scored = score_rfm(frame([0, 1, 1, 5, 10, 20, 30, 30, 100, 400], [1, 1, 1, 1, 1, 1, 2, 2, 3, 9], [1.0] * 10))
+    scored = score_rfm(
+        frame([0, 1, 1, 5, 10, 20, 30, 30, 100, 400], [1, 1, 1, 1, 1, 1, 2, 2, 3, 9], [1.0] * 10)
+    )
     assert scored["rfm_segment"].to_list() == [
-        "new_customers", "promising", "promising", "promising", "about_to_sleep", "about_to_sleep",
-        "at_risk", "at_risk", "cannot_lose_them", "cannot_lose_them",
+        "new_customers",
+        "promising",
+        "promising",
+        "promising",
+        "about_to_sleep",
+        "about_to_sleep",
+        "at_risk",
+        "at_risk",
+        "cannot_lose_them",
+        "cannot_lose_them",
     ]
 
 
 def test_default_grid_is_the_documented_eleven_segment_grid():
     table = {
-        5: ["new_customers", "potential_loyalists", "potential_loyalists", "champions", "champions"],
+        5: [
+            "new_customers",
+            "potential_loyalists",
+            "potential_loyalists",
+            "champions",
+            "champions",
+        ],
         4: ["promising", "potential_loyalists", "potential_loyalists", "loyal", "loyal"],
         3: ["about_to_sleep", "about_to_sleep", "need_attention", "loyal", "loyal"],
         2: ["hibernating", "hibernating", "at_risk", "at_risk", "cannot_lose_them"],
@@ -189,7 +229,10 @@ def test_default_grid_is_the_documented_eleven_segment_grid():
 
 def test_configured_grid_replaces_the_default():
     grid = RfmGrid.from_dict(
-        {"best": {"r": [4, 5], "f": [4, 5]}, "rest": [{"r": [1, 3], "f": [1, 5]}, {"r": [4, 5], "f": [1, 3]}]}
+        {
+            "best": {"r": [4, 5], "f": [4, 5]},
+            "rest": [{"r": [1, 3], "f": [1, 5]}, {"r": [4, 5], "f": [1, 3]}],
+        }
     )
     assert grid.segments == ("best", "rest")
     scored = score_rfm(frame(list(range(10)), list(range(1, 11)), [1.0] * 10), grid=grid)
@@ -201,7 +244,10 @@ def test_configured_grid_replaces_the_default():
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"x": {"r": [1, 5], "f": [1, 4]}}, r"rfm\.segments: cell r=1, f=5 is not covered by any segment"),
+        (
+            {"x": {"r": [1, 5], "f": [1, 4]}},
+            r"rfm\.segments: cell r=1, f=5 is not covered by any segment",
+        ),
         (
             {"x": {"r": [1, 5], "f": [1, 5]}, "y": {"r": 3, "f": 3}},
             r"rfm\.segments: cell r=3, f=3 is covered twice, by 'x' and 'y'",
@@ -229,6 +275,8 @@ def test_missing_or_null_inputs_are_rejected():
 
 
 def test_empty_frame_scores_to_an_empty_frame():
-    empty = frame([], [], []).cast({"recency_days": pl.Int64, "frequency": pl.Int64, "monetary_value": pl.Float64})
+    empty = frame([], [], []).cast(
+        {"recency_days": pl.Int64, "frequency": pl.Int64, "monetary_value": pl.Float64}
+    )
     scored = score_rfm(empty)
     assert scored.height == 0 and "rfm_segment" in scored.columns

@@ -44,7 +44,9 @@ def test_top_five_and_next_fifteen_percent_of_active_buyers_are_strategic_and_ke
     tiers = assign_value_tiers(customers)["value_tier"].to_list()
     assert tiers == ["strategic"] * 5 + ["key"] * 15 + ["general"] * 80
     # 0.07 x 100 is 7.000000000000001 in floating point: still 7 customers
-    tiers = assign_value_tiers(customers, rules=TierRules(strategic_share=0.07, key_share=0.14))["value_tier"]
+    tiers = assign_value_tiers(customers, rules=TierRules(strategic_share=0.07, key_share=0.14))[
+        "value_tier"
+    ]
     assert tiers.to_list() == ["strategic"] * 7 + ["key"] * 14 + ["general"] * 79
     # few buyers: each tier with a share still gets ceil(share x n) customers
     tiers = assign_value_tiers(buyers(list(range(10, 0, -1))))["value_tier"].to_list()
@@ -64,15 +66,26 @@ def test_inactive_buyers_are_general_and_customers_without_orders_are_potential(
         [
             buyers([1000, 10], recency=[400, 10], ids=["old_whale", "recent"]),
             pl.DataFrame(
-                {"customer_id": ["prospect"], "has_completed_order": [False], "revenue_total": [None],
-                 "recency_days": [None], "predicted_clv": [None]},
-                schema_overrides={"revenue_total": pl.Float64, "recency_days": pl.Int64, "predicted_clv": pl.Float64},
+                {
+                    "customer_id": ["prospect"],
+                    "has_completed_order": [False],
+                    "revenue_total": [None],
+                    "recency_days": [None],
+                    "predicted_clv": [None],
+                },
+                schema_overrides={
+                    "revenue_total": pl.Float64,
+                    "recency_days": pl.Int64,
+                    "predicted_clv": pl.Float64,
+                },
             ),
         ]
     )
     out = assign_value_tiers(customers)
     assert dict(out.select("customer_id", "value_tier").rows()) == {
-        "old_whale": "general", "recent": "strategic", "prospect": "potential",
+        "old_whale": "general",
+        "recent": "strategic",
+        "prospect": "potential",
     }
 
 
@@ -82,19 +95,30 @@ def test_ties_are_broken_by_customer_id_not_row_order():
     out = assign_value_tiers(customers, rules=rules)
     assert out["customer_id"].to_list() == ["d", "b", "a", "c"]  # input order kept
     assert dict(out.select("customer_id", "value_tier").rows()) == {
-        "a": "strategic", "b": "key", "c": "general", "d": "general",
+        "a": "strategic",
+        "b": "key",
+        "c": "general",
+        "d": "general",
     }
 
 
 def test_tier_rules_from_config_validate_with_the_key_name():
     assert TierRules.from_dict({"strategic_share": 0.1}) == TierRules(strategic_share=0.1)
-    with pytest.raises(ValueError, match=r"^tiers\.strategic_share must be between 0 and 1, got 1\.5$"):
+    with pytest.raises(
+        ValueError, match=r"^tiers\.strategic_share must be between 0 and 1, got 1\.5$"
+    ):
         TierRules.from_dict({"strategic_share": 1.5})
-    with pytest.raises(ValueError, match=r"tiers\.top_share is not a known setting; allowed: strategic_share"):
+    with pytest.raises(
+        ValueError, match=r"tiers\.top_share is not a known setting; allowed: strategic_share"
+    ):
         TierRules.from_dict({"top_share": 0.1})
-    with pytest.raises(ValueError, match=r"value\.tiers\.active_within_days must be a whole number"):
+    with pytest.raises(
+        ValueError, match=r"value\.tiers\.active_within_days must be a whole number"
+    ):
         TierRules.from_dict({"active_within_days": 30.5}, key="value.tiers")
-    with pytest.raises(ValueError, match=r"tiers\.strategic_share \+ tiers\.key_share must be at most 1"):
+    with pytest.raises(
+        ValueError, match=r"tiers\.strategic_share \+ tiers\.key_share must be at most 1"
+    ):
         TierRules.from_dict({"strategic_share": 0.6, "key_share": 0.5})
 
 
@@ -102,14 +126,29 @@ def test_tier_rules_from_config_validate_with_the_key_name():
 
 
 def lifecycle_frame(rows) -> pl.DataFrame:
-    columns = ["customer_id", "has_completed_order", "recency_days", "first_purchase_at", "average_gap_days",
-               "last_gap_days", "p_alive", "churn_probability"]
+    columns = [
+        "customer_id",
+        "has_completed_order",
+        "recency_days",
+        "first_purchase_at",
+        "average_gap_days",
+        "last_gap_days",
+        "p_alive",
+        "churn_probability",
+    ]
     return pl.DataFrame(
-        rows, schema={
-            "customer_id": pl.String, "has_completed_order": pl.Boolean, "recency_days": pl.Int64,
-            "first_purchase_at": pl.Datetime, "average_gap_days": pl.Float64, "last_gap_days": pl.Float64,
-            "p_alive": pl.Float64, "churn_probability": pl.Float64,
-        }, orient="row",
+        rows,
+        schema={
+            "customer_id": pl.String,
+            "has_completed_order": pl.Boolean,
+            "recency_days": pl.Int64,
+            "first_purchase_at": pl.Datetime,
+            "average_gap_days": pl.Float64,
+            "last_gap_days": pl.Float64,
+            "p_alive": pl.Float64,
+            "churn_probability": pl.Float64,
+        },
+        orient="row",
     ).select(columns)
 
 
@@ -138,9 +177,16 @@ def test_lifecycle_stages_follow_the_documented_rules():
         ]
     )
     assert stages == {
-        "prospect": "prospect", "new": "new", "reactivated": "reactivated", "lapsed": "lapsed",
-        "risk_by_churn_model": "at_risk", "safe_by_churn_model": "active", "risk_by_p_alive": "at_risk",
-        "risk_by_gap": "at_risk", "risk_one_order": "at_risk", "active": "active",
+        "prospect": "prospect",
+        "new": "new",
+        "reactivated": "reactivated",
+        "lapsed": "lapsed",
+        "risk_by_churn_model": "at_risk",
+        "safe_by_churn_model": "active",
+        "risk_by_p_alive": "at_risk",
+        "risk_by_gap": "at_risk",
+        "risk_one_order": "at_risk",
+        "active": "active",
         "active_one_order": "active",
     }
 
@@ -149,15 +195,19 @@ def test_lifecycle_thresholds_are_configurable():
     row = ("x", True, 100, datetime(2024, 4, 1), None, None, None, None)  # first order 90 days ago
     assert stages_of([row]) == {"x": "new"}
     assert stages_of([row], LifecycleRules.from_dict({"new_within_days": 30})) == {"x": "active"}
-    assert stages_of([row], LifecycleRules.from_dict({"new_within_days": 30, "at_risk_after_days": 60})) == {
-        "x": "at_risk"
-    }
-    with pytest.raises(ValueError, match=r"lifecycle\.at_risk_p_alive must be between 0 and 1, got 2"):
+    assert stages_of(
+        [row], LifecycleRules.from_dict({"new_within_days": 30, "at_risk_after_days": 60})
+    ) == {"x": "at_risk"}
+    with pytest.raises(
+        ValueError, match=r"lifecycle\.at_risk_p_alive must be between 0 and 1, got 2"
+    ):
         LifecycleRules.from_dict({"at_risk_p_alive": 2})
 
 
 def test_lifecycle_works_without_model_columns():
-    frame = lifecycle_frame([("x", True, 70, LONG_AGO, 30.0, 30.0, None, None)]).drop("p_alive", "churn_probability")
+    frame = lifecycle_frame([("x", True, 70, LONG_AGO, 30.0, 30.0, None, None)]).drop(
+        "p_alive", "churn_probability"
+    )
     out = assign_lifecycle_stages(frame, as_of=AS_OF)
     assert out.columns == [*frame.columns, "lifecycle_stage"]
     assert out["lifecycle_stage"].to_list() == ["at_risk"]
@@ -169,8 +219,13 @@ def test_lifecycle_works_without_model_columns():
 def action_frame(rows) -> pl.DataFrame:
     return pl.DataFrame(
         rows,
-        schema={"customer_id": pl.String, "value_tier": pl.String, "lifecycle_stage": pl.String,
-                "rfm_segment": pl.String, "expected_next_order_date": pl.Date},
+        schema={
+            "customer_id": pl.String,
+            "value_tier": pl.String,
+            "lifecycle_stage": pl.String,
+            "rfm_segment": pl.String,
+            "expected_next_order_date": pl.Date,
+        },
         orient="row",
     )
 
@@ -234,7 +289,10 @@ def test_configured_playbook_replaces_the_default():
 
 def test_playbook_segments_are_checked_against_the_configured_grid():
     config = {"rules": [{"action": "x", "segments": ["whales"]}, {"action": "y"}]}
-    with pytest.raises(ValueError, match=r"playbook\.rules\[0\]\.segments: unknown value 'whales'; allowed: champions"):
+    with pytest.raises(
+        ValueError,
+        match=r"playbook\.rules\[0\]\.segments: unknown value 'whales'; allowed: champions",
+    ):
         Playbook.from_dict(config)
     playbook = Playbook.from_dict(config, segments=("whales", "minnows"))
     assert playbook.rules[0] == PlaybookRule("x", segments=("whales",))
@@ -243,18 +301,31 @@ def test_playbook_segments_are_checked_against_the_configured_grid():
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"rules": [{"action": "x", "tiers": ["vip"]}, {"action": "y"}]},
-         r"playbook\.rules\[0\]\.tiers: unknown value 'vip'; allowed: strategic, key, general, potential"),
-        ({"rules": [{"action": "x", "stages": ["churned"]}, {"action": "y"}]},
-         r"playbook\.rules\[0\]\.stages: unknown value 'churned'; allowed: prospect, new, active"),
-        ({"rules": [{"action": "x"}, {"action": "y", "stages": ["new"]}]},
-         r"playbook\.rules: the last rule must have no conditions"),
-        ({"rules": [{"action": "Call Them"}]}, r"playbook\.rules\[0\]\.action must be a lower-case name"),
+        (
+            {"rules": [{"action": "x", "tiers": ["vip"]}, {"action": "y"}]},
+            r"playbook\.rules\[0\]\.tiers: unknown value 'vip'; allowed: strategic, key, general, potential",
+        ),
+        (
+            {"rules": [{"action": "x", "stages": ["churned"]}, {"action": "y"}]},
+            r"playbook\.rules\[0\]\.stages: unknown value 'churned'; allowed: prospect, new, active",
+        ),
+        (
+            {"rules": [{"action": "x"}, {"action": "y", "stages": ["new"]}]},
+            r"playbook\.rules: the last rule must have no conditions",
+        ),
+        (
+            {"rules": [{"action": "Call Them"}]},
+            r"playbook\.rules\[0\]\.action must be a lower-case name",
+        ),
         ({"rules": [{"tiers": ["key"]}]}, r"playbook\.rules\[0\]\.action is required"),
-        ({"rules": [{"action": "x", "when": "always"}]},
-         r"playbook\.rules\[0\]\.when is not a known setting; allowed: action, tiers"),
-        ({"rules": [{"action": "x", "order_due_within_days": -1}, {"action": "y"}]},
-         r"playbook\.rules\[0\]\.order_due_within_days must be between 0 and"),
+        (
+            {"rules": [{"action": "x", "when": "always"}]},
+            r"playbook\.rules\[0\]\.when is not a known setting; allowed: action, tiers",
+        ),
+        (
+            {"rules": [{"action": "x", "order_due_within_days": -1}, {"action": "y"}]},
+            r"playbook\.rules\[0\]\.order_due_within_days must be between 0 and",
+        ),
         ({"rules": []}, r"playbook\.rules must be a non-empty list"),
         ({"actions": []}, r"playbook\.actions is not a known setting"),
     ],
@@ -286,8 +357,15 @@ def test_segment_customers_adds_tier_stage_and_action_one_row_per_customer():
         schema_overrides={"churn_probability": pl.Float64},
     )
     out = segment_customers(customers, as_of=AS_OF)
-    assert out.columns == [*customers.columns, "value_tier", "lifecycle_stage", "recommended_action"]
-    assert out.select("customer_id", "value_tier", "lifecycle_stage", "recommended_action").rows() == [
+    assert out.columns == [
+        *customers.columns,
+        "value_tier",
+        "lifecycle_stage",
+        "recommended_action",
+    ]
+    assert out.select(
+        "customer_id", "value_tier", "lifecycle_stage", "recommended_action"
+    ).rows() == [
         ("whale", "strategic", "active", "vip_care"),
         ("fading", "key", "at_risk", "personal_call_account_manager"),
         ("fresh", "general", "new", "onboarding"),
