@@ -43,9 +43,10 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probes import (  # noqa: E402

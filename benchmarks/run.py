@@ -50,10 +50,11 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -139,7 +140,7 @@ class StageResult:
 @dataclass(frozen=True)
 class Stage:
     name: str
-    run: Callable[["Bench"], StageResult]
+    run: Callable[[Bench], StageResult]
     requires: tuple[str, ...]
     doc: str
 
@@ -150,7 +151,7 @@ STAGES: list[Stage] = []
 def stage(name: str, requires: tuple[str, ...] = ()):
     """Register a stage; stages run in registration order (the flow's order)."""
 
-    def register(fn: Callable[["Bench"], StageResult]) -> Callable[["Bench"], StageResult]:
+    def register(fn: Callable[[Bench], StageResult]) -> Callable[[Bench], StageResult]:
         unknown = set(requires) - {s.name for s in STAGES}
         if unknown:
             raise ValueError(f"stage {name!r} requires unregistered stages {sorted(unknown)}")
@@ -600,7 +601,7 @@ class SqlTimer:
     def __init__(
         self,
         profile_dir: Path | None = None,
-        bench_ref: Callable[[], "Bench | None"] = lambda: None,
+        bench_ref: Callable[[], Bench | None] = lambda: None,
     ):
         self.records: list[dict] = []
         self.stage = ""
@@ -695,7 +696,7 @@ class FunctionTimer:
     """Records the wall and CPU time of each call of :data:`TRACED_FUNCTIONS` as a
     substep of the running stage."""
 
-    def __init__(self, bench_ref: Callable[[], "Bench | None"]):
+    def __init__(self, bench_ref: Callable[[], Bench | None]):
         self._bench_ref = bench_ref
         self._patched: list[tuple[Any, str, Any]] = []
         self.missing: list[str] = []
@@ -800,7 +801,7 @@ def git_info() -> dict:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def fmt_bytes(n: float | None) -> str:
@@ -946,7 +947,10 @@ def print_table(result: dict) -> None:
     if result["stages"]:
         print(head)
         print("-" * len(head))
-    num = lambda v: "-" if v is None else f"{v:,}"
+
+    def num(v):
+        return "-" if v is None else f"{v:,}"
+
     for s in result["stages"]:
         line = (
             f"{s['stage']:<10} {s['wall_s']:>8.2f} {s['cpu_s']:>8.2f} "
@@ -1209,7 +1213,10 @@ def print_comparison(result: dict) -> None:
         )
     print("-" * len(head))
     sh, tot = cmp["shared_total"], cmp["totals"]
-    ratio = lambda a, b: r(round(a / b, 2) if a is not None and b else None)
+
+    def ratio(a, b):
+        return r(round(a / b, 2) if a is not None and b else None)
+
     print(
         f"{'shared':<12} {f(sh['ours_wall_s'])} {f(sh['notebook_wall_s'])} "
         f"{ratio(sh['notebook_wall_s'], sh['ours_wall_s']):>7} {f(sh['ours_cpu_s'], '>9.2f')} "
@@ -1480,7 +1487,7 @@ def main(argv: list[str] | None = None) -> int:
             # own so the validate figures scale with the data.
             t0 = time.perf_counter()
             con = connect_warehouse(settings)
-            started = datetime.now(timezone.utc).replace(tzinfo=None)
+            started = datetime.now(UTC).replace(tzinfo=None)
             ctx = steps.RunContext(
                 settings=settings, con=con, run_id=runlog.new_run_id(started), started_at=started
             )

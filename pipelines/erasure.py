@@ -32,10 +32,10 @@ import re
 import secrets
 import unicodedata
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import duckdb
 
@@ -300,7 +300,7 @@ def _purge(con, ids: set[str], reason: str, run_id: str) -> tuple[dict[str, int]
         {
             "run_id": run_id,
             "reason": reason,
-            "now": datetime.now(timezone.utc).replace(tzinfo=None),
+            "now": datetime.now(UTC).replace(tzinfo=None),
         },
     )
     erased = con.execute(
@@ -419,7 +419,7 @@ def _purge_phone_cache(con, ids: set[str]) -> int:
 
 def _write_tombstones(con, salt: str, ids: set[str], emails: set[str], phones: set[str]) -> int:
     before = con.execute("select count(*) from audit.erasure_tombstones").fetchall()[0][0]
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     for kind, values, expr in (
         ("customer_id", ids, _ID_SQL),
         ("email", emails, _EMAIL_SQL),
@@ -666,12 +666,7 @@ def forget(settings: Settings, customer_ids: list[str]) -> ForgetReport:
     from pipelines.publish import exports
     from pipelines.warehouse import connect_warehouse
 
-    run_id = (
-        "forget-"
-        + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-        + "-"
-        + uuid.uuid4().hex[:8]
-    )
+    run_id = "forget-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     export_root = settings.exports.path
     con = _connect(settings, connect_warehouse)
     try:

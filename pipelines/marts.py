@@ -31,7 +31,7 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -96,7 +96,7 @@ class MartContract:
         return tuple(name for name, _ in self.columns if not _PLACEHOLDER.search(name))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _column_pattern(name: str) -> re.Pattern[str]:
     parts = _PLACEHOLDER.split(name)  # literal, placeholder, literal, ...
     return re.compile(
@@ -106,7 +106,7 @@ def _column_pattern(name: str) -> re.Pattern[str]:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_contract(path: Path) -> MartContract:
     """Read and check one contract file; raises ValueError naming the file and the key."""
     with path.open("rb") as file:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from importlib import metadata
 
 import duckdb
@@ -90,7 +90,7 @@ def record_run_end(
         "update audit.runs set ended_at = ?, status = ?, as_of = ?, rows_per_step = ?, "
         "message = ? where run_id = ?",
         [
-            datetime.now(timezone.utc).replace(tzinfo=None),
+            datetime.now(UTC).replace(tzinfo=None),
             status,
             as_of,
             json.dumps(rows_per_step, default=str),

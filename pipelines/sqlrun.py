@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import duckdb
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_sql(name: str) -> str:
     """Text of ``sql/<name>.sql`` (``name`` like ``core/transactions``)."""
     return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
@@ -38,7 +39,7 @@ def run_sql(
 MACRO_FILES = ("macros", "macros_core")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _macro_names(file: str) -> tuple[str, ...]:
     return tuple(re.findall(r"create or replace (?:temp )?macro (\w+)", read_sql(file)))
 

@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +261,7 @@ def open_run(
     """Open the warehouse and log a run as running; on leaving, log it as succeeded, or
     as failed with the error, and close the warehouse."""
     settings = load_settings(config_path)
-    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    started = datetime.now(UTC).replace(tzinfo=None)
     ctx = RunContext(
         settings=settings,
         con=warehouse.connect_warehouse(settings),

@@ -6,7 +6,7 @@ about 20 s per process, so the determinism and kill tests run ``pipelines.steps.
 from __future__ import annotations
 
 import os
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -70,7 +70,7 @@ def write_sample_deliveries(
 
     def event_date(line: str) -> date:
         stamp = datetime.fromisoformat(json.loads(line)["timestamp"].replace("Z", "+00:00"))
-        return stamp.astimezone(timezone.utc).date()
+        return stamp.astimezone(UTC).date()
 
     (directory / "events_1.jsonl").write_text(
         "".join(x for x in lines if event_date(x) <= as_of), encoding="utf-8"

@@ -165,7 +165,7 @@ def choose_published_scorer(metrics: pl.DataFrame) -> tuple[str, bool, str]:
     prefix = f"{MODEL_NAME}_vs_"
     auc = metrics.filter((pl.col("metric") == "roc_auc") & pl.col("model").str.starts_with(prefix))
     if auc.is_empty():
-        model_auc = metrics.filter((pl.col("metric") == "roc_auc"))["value"][0]
+        model_auc = metrics.filter(pl.col("metric") == "roc_auc")["value"][0]
         return (
             "model",
             True,

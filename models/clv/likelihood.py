@@ -170,7 +170,7 @@ class _BetaGeoLikelihood:
     def __call__(self, log_params, *, hessian: bool = False):
         params = np.exp(np.asarray(log_params, dtype=float))
         r, alpha, a, b = params
-        xs, wx = self.xs, self.wx
+        wx = self.wx
         W = self.total
         # per distinct frequency: A1 + A2 and their derivatives, from the rising factorials
         # lnG(c + x) - lnG(c) and their derivatives in c

@@ -92,36 +92,43 @@ class ValidationReport:
 def suite_rules(source: str, settings: Settings) -> list[Rule]:
     """The rules of one source's suite, in the order they are reported."""
     earliest = datetime.combine(settings.validation.earliest_date, datetime.min.time())
-    present = lambda col: Rule(f"{col}_present", "ExpectColumnValuesToNotBeNull", col, "row")
-    ts_rules = lambda col, field: [
-        Rule(f"{field}_parseable", "ExpectColumnValuesToNotBeNull", col, "row"),
-        Rule(
-            f"{field}_not_before_earliest_date",
-            "ExpectColumnValuesToBeBetween",
-            col,
-            "row",
-            (("min_value", earliest),),
-        ),
-        Rule(
-            f"{field}_not_after_ingestion",
-            "ExpectColumnPairValuesAToBeGreaterThanB",
-            None,
-            "row",
-            (
-                ("column_A", "_ingested_at"),
-                ("column_B", col),
-                ("or_equal", True),
-                ("ignore_row_if", "either_value_is_missing"),
+
+    def present(col: str) -> Rule:
+        return Rule(f"{col}_present", "ExpectColumnValuesToNotBeNull", col, "row")
+
+    def ts_rules(col: str, field: str) -> list[Rule]:
+        return [
+            Rule(f"{field}_parseable", "ExpectColumnValuesToNotBeNull", col, "row"),
+            Rule(
+                f"{field}_not_before_earliest_date",
+                "ExpectColumnValuesToBeBetween",
+                col,
+                "row",
+                (("min_value", earliest),),
             ),
-        ),
-    ]
-    numeric = lambda col, severity="row": Rule(
-        f"{col}_numeric",
-        "ExpectColumnValuesToNotBeNull",
-        col,
-        severity,
-        only_if_present=f"{col}_text",
-    )
+            Rule(
+                f"{field}_not_after_ingestion",
+                "ExpectColumnPairValuesAToBeGreaterThanB",
+                None,
+                "row",
+                (
+                    ("column_A", "_ingested_at"),
+                    ("column_B", col),
+                    ("or_equal", True),
+                    ("ignore_row_if", "either_value_is_missing"),
+                ),
+            ),
+        ]
+
+    def numeric(col: str, severity: str = "row") -> Rule:
+        return Rule(
+            f"{col}_numeric",
+            "ExpectColumnValuesToNotBeNull",
+            col,
+            severity,
+            only_if_present=f"{col}_text",
+        )
+
     if source == "transactions":
         rules = [
             present("customer_id"),

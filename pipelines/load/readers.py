@@ -13,9 +13,9 @@ import io
 import json
 import logging
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -447,7 +447,7 @@ class _Lines:
         self.taken: list[str] = []
         self.first = 1
 
-    def __iter__(self) -> "_Lines":
+    def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:

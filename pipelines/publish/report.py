@@ -17,7 +17,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +171,7 @@ def collect_report_context(
     return {
         "run_id": run_id,
         "as_of": as_of,
-        "generated_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "currency": currency,
         "money_unit": money_unit,
         "run": _run_header(con, run_id),

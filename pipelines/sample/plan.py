@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import polars as pl
@@ -79,9 +79,7 @@ class _Plan:
                 )
         # Numbers in e-mail addresses: one per person plus one per second address.
         email_modulus = 10 ** max(4, len(str(2 * persons)))
-        start_epoch = int(
-            datetime(start.year, start.month, start.day, tzinfo=timezone.utc).timestamp()
-        )
+        start_epoch = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
         return cls(
             customers,
             prospects,

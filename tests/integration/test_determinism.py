@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from pipelines.marts import GRAINS
 from pipelines.sqlrun import run_sql
 from tests.helpers import run_to_core, write_config
-from tests.pipeline_steps import STEPS, run_pipeline, write_sample_deliveries
+from tests.pipeline_steps import run_pipeline, write_sample_deliveries
 
 AS_OF = date(2024, 10, 31)
 # Columns that say which run wrote a row, not what the data is.

@@ -14,7 +14,7 @@ from pipelines.core.identity import cluster_pairs
 from pipelines.load import ingest
 from pipelines.load.clean import build_staging, normalise_phone, normalise_phones
 from pipelines.warehouse import connect_warehouse
-from tests.helpers import assert_reconciled, run_to_core, write_config
+from tests.helpers import assert_reconciled, run_to_core
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 

@@ -217,7 +217,9 @@ class ExportWatcher:
                 contents = {}
                 for name in names:
                     try:
-                        with open(name, "rb", opener=lambda p, f: os.open(p, f, dir_fd=fd)) as fh:
+                        with open(
+                            name, "rb", opener=lambda p, f, fd=fd: os.open(p, f, dir_fd=fd)
+                        ) as fh:
                             contents[name] = fh.read()
                     except FileNotFoundError:
                         pass  # deleted since the listing: see `replaced` below

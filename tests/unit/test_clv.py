@@ -1092,7 +1092,7 @@ def test_fast_discounted_purchases_equal_the_step_by_step_sum(
         )
         f, r, t = (summary[c].to_numpy() for c in ("frequency", "recency", "T"))
         slow = discounted_expected_purchases(
-            lambda days: model.expected_purchases_units(days / unit_days, f, r, t),
+            lambda days, f=f, r=r, t=t: model.expected_purchases_units(days / unit_days, f, r, t),
             horizon_days=horizon_days,
             step_days=unit_days,
             annual_discount_rate=rate,

@@ -15,7 +15,6 @@ import pytest
 from pipelines import marts
 from pipelines.errors import StepError
 from pipelines.sqlrun import run_sql
-from tests.helpers import run_to_core, write_config
 
 AS_OF = date(2024, 3, 15)
 RUN = "r1"

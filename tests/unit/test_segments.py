@@ -155,7 +155,10 @@ def lifecycle_frame(rows) -> pl.DataFrame:
 LONG_AGO = datetime(2020, 1, 1)
 
 
-def stages_of(rows, rules=LifecycleRules()):
+DEFAULT_LIFECYCLE = LifecycleRules()
+
+
+def stages_of(rows, rules=DEFAULT_LIFECYCLE):
     out = assign_lifecycle_stages(lifecycle_frame(rows), as_of=AS_OF, rules=rules)
     return dict(out.select("customer_id", "lifecycle_stage").rows())
 
