@@ -315,3 +315,22 @@ def test_empty_exports_say_why_in_the_summary_and_the_report(tmp_path):
     assert "no customer has an e-mail address or marketing consent" in note
     assert 'data-field="exports_reason"' in html
     assert "no customer has an e-mail address or marketing consent" in html
+
+
+def test_a_rerun_after_a_failed_run_lists_each_file_once(tmp_path):
+    import duckdb
+
+    from pipelines.summary import format_summary
+
+    config = _shop(tmp_path, with_events=False)
+    # the first run loads the file and stops after core (as a failed run would)
+    run_pipeline(config, date(2024, 6, 30), ["ingest", "clean", "validate", "core"])
+    run_id = run_pipeline(config, date(2024, 6, 30), write_report=False)
+    con = duckdb.connect(str(tmp_path / "wh" / "crm.duckdb"), read_only=True)
+    try:
+        text = format_summary(con, run_id, date(2024, 6, 30))
+    finally:
+        con.close()
+    assert text.count("tx.csv") == 1
+    assert "earlier run" in text.split("tx.csv", 1)[1].splitlines()[0]
+    assert "already ingested" not in text
