@@ -1,0 +1,224 @@
+"""The report's sections on the models: churn risk (bands, model quality against the
+baselines, calibration, permutation importances) and the BG/NBD and Gamma-Gamma fit with
+its holdout check.
+
+Like :mod:`pipelines.publish.report_sections`, each builder returns the dict its template
+block shows, charts included, or a one-sentence reason when its rows are absent.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pipelines.publish.charts import (
+    BAND_COLOURS,
+    GREY,
+    _chart_bars,
+    _chart_calibration,
+    _chart_churn_metrics,
+    _chart_holdout,
+    _chart_importances,
+)
+from pipelines.publish.formatting import _missing, label
+from pipelines.publish.report_data import _load, _metric_cells, _ordered, _why
+
+# Display order of the known churn bands (that of the value tiers and lifecycle stages is
+# models.segments'); values not listed follow, largest first.
+CHURN_BANDS = ("low", "medium", "high")
+CHURN_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "brier_score",
+    "log_loss",
+    "top_decile_lift",
+    "top_decile_capture_rate",
+)
+# Metrics where a lower value is the better model.
+LOWER_IS_BETTER = {"brier_score", "log_loss"}
+TOP_IMPORTANCES = 10
+
+
+def _churn_section(
+    con, run_id, by_dimension, segments_reason, metrics, metrics_reason, runs
+) -> dict:
+    bands = _ordered(by_dimension.get("churn_band", []), CHURN_BANDS)
+    cells = _metric_cells(metrics)
+    quality = []
+    for metric in CHURN_METRICS:
+        vs_recency, vs_bgnbd = (
+            cells.get(("churn_vs_recency", metric)),
+            cells.get(("churn_vs_bgnbd", metric)),
+        )
+        alone = cells.get(("churn", metric))
+        model_value = (vs_recency or vs_bgnbd or alone or {}).get("value")
+        if model_value is None:
+            continue
+        row = {
+            "metric": metric,
+            "model": model_value,
+            "recency": vs_recency["baseline"] if vs_recency else None,
+            "bgnbd": vs_bgnbd["baseline"] if vs_bgnbd else None,
+            "lower_is_better": metric in LOWER_IS_BETTER,
+        }
+        present = [v for v in (row["model"], row["recency"], row["bgnbd"]) if not _missing(v)]
+        row["best"] = (min if row["lower_is_better"] else max)(present)
+        quality.append(row)
+    test_set = {
+        k: cells[("churn", k)]["value"]
+        for k in ("n_customers", "churn_rate")
+        if ("churn", k) in cells
+    }
+    charts = []
+    if bands:
+        charts.append(
+            _chart_bars(
+                "churn-bands",
+                "Customers by churn band",
+                [label(b["segment"]) for b in bands],
+                [[b["customers"] for b in bands]],
+                ["customers"],
+                colours=[[BAND_COLOURS.get(b["segment"], GREY) for b in bands]],
+                xlabel="customers",
+                horizontal=False,
+            )
+        )
+    if quality:
+        charts.append(_chart_churn_metrics(quality))
+    calibration = _calibration_points(metrics)
+    if calibration:
+        charts.append(_chart_calibration(calibration))
+    importances, importances_reason = _load(
+        con,
+        "models.churn_importances",
+        ("feature", "importance_mean", "importance_std"),
+        run_id,
+        order_by="importance_mean desc, feature",
+    )
+    importances = importances[:TOP_IMPORTANCES]
+    if importances:
+        charts.append(_chart_importances(importances))
+    why_no_model = None
+    if not quality:
+        why_no_model = (
+            "No churn model quality to show: "
+            + (
+                _why(runs, "churn")
+                or metrics_reason
+                or "marts.model_metrics has no churn rows for this run"
+            )
+            + "."
+        )
+    return {
+        "bands": bands,
+        "bands_reason": None
+        if bands
+        else "No churn bands to show: "
+        + (segments_reason or "marts.segment_summary has no churn_band rows for this run")
+        + ".",
+        "quality": quality,
+        "quality_reason": why_no_model,
+        "published": runs.get("churn", {}).get("message"),
+        "test_set": test_set,
+        "importances": importances,
+        "importances_reason": None
+        if importances
+        else (
+            "No permutation importances to show: "
+            + (
+                (runs.get("churn", {}).get("status") != "fitted" and _why(runs, "churn"))
+                or importances_reason
+                or "the churn model was not fitted"
+            )
+            + "."
+        ),
+        "charts": charts,
+    }
+
+
+def _calibration_points(metrics: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """Mean predicted vs observed churn per decile of each scorer's own probability."""
+    pattern = re.compile(r"calibration_bin_(\d+)_(predicted|observed)")
+    bins: dict[str, dict[int, dict[str, float]]] = {}
+    for m in metrics:
+        match = pattern.fullmatch(m["metric"])
+        if not match or m["model"] not in ("churn_vs_recency", "churn_vs_bgnbd", "churn"):
+            continue
+        number, kind = int(match.group(1)), match.group(2)
+        scorers = [("model", m["value"])]
+        if m["model"] != "churn":
+            scorers.append(
+                ("recency" if m["model"] == "churn_vs_recency" else "bgnbd", m["baseline"])
+            )
+        for scorer, value in scorers:
+            if not _missing(value):
+                bins.setdefault(scorer, {}).setdefault(number, {})[kind] = value
+    points = {}
+    for scorer in ("model", "recency", "bgnbd"):
+        pairs = [
+            (b["predicted"], b["observed"])
+            for _, b in sorted(bins.get(scorer, {}).items())
+            if "predicted" in b and "observed" in b
+        ]
+        if pairs:
+            points[scorer] = pairs
+    return points
+
+
+def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs) -> dict:
+    fitted = [p for p in parameters if p["model"] in ("bgnbd", "gamma_gamma")]
+    fitted.sort(key=lambda p: (p["model"] != "bgnbd", p["parameter"] == "penalizer"))
+    reason = None
+    if not any(p["model"] == "bgnbd" for p in fitted):
+        reason = (
+            "No fitted BG/NBD parameters to show: "
+            + (
+                _why(runs, "bgnbd")
+                or parameters_reason
+                or "marts.model_parameters has no bgnbd rows for this run"
+            )
+            + "."
+        )
+    cells = _metric_cells(metrics)
+    get = lambda model, metric: cells.get((model, metric), {})  # noqa: E731
+    fit = {
+        "customers": get("bgnbd", "customers").get("value"),
+        "repeat_buyers": get("gamma_gamma", "repeat_buyers").get("value"),
+    }
+    holdout = None
+    actual = get("bgnbd", "holdout_actual_repeat_purchases").get("value")
+    if actual is not None:
+        holdout = {
+            "customers": get("bgnbd", "holdout_customers").get("value"),
+            "actual": actual,
+            "predicted": get("bgnbd", "holdout_predicted_repeat_purchases"),
+            "mae": get("bgnbd", "holdout_mae_repeat_purchases"),
+            "relative_error": get("bgnbd", "holdout_total_purchases_relative_error"),
+            "window": (runs.get("bgnbd_holdout") or {}).get("message"),
+        }
+    next_order = None
+    if get("next_order_date", "mae_days"):
+        next_order = {
+            k: get("next_order_date", k) for k in ("mae_days", "coverage", "customers_scored")
+        }
+    holdout_reason = None
+    if holdout is None:
+        holdout_reason = (
+            "No holdout check to show: "
+            + (
+                _why(runs, "bgnbd_holdout")
+                or _why(runs, "bgnbd")
+                or metrics_reason
+                or "the holdout check runs only when the BG/NBD model is fitted"
+            )
+            + "."
+        )
+    charts = [_chart_holdout(holdout)] if holdout else []
+    return {
+        "reason": reason,
+        "parameters": fitted,
+        "fit": fit,
+        "holdout": holdout,
+        "holdout_reason": holdout_reason,
+        "next_order": next_order,
+        "charts": charts,
+    }
