@@ -22,17 +22,18 @@ raw rows of tombstoned ids, so a re-sent export does not bring the person back.
 
 What stays outside the warehouse and needs the operator: the source export files
 themselves, HTML reports, backups, and copies BI users made.
+
+This module holds the procedure (the transactions, the order of the stages) and is
+the public face; the lower-level parts live in pipelines/erasure_rows.py (salt,
+hashing, finding and deleting a person's rows, tombstones) and
+pipelines/erasure_compact.py (:func:`compact_database`), re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
-import secrets
-import unicodedata
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,28 +41,55 @@ from pathlib import Path
 import duckdb
 
 from pipelines.config import Settings
-from pipelines.errors import CrmError, StepError
-from pipelines.publish.serving import (
-    copy_permissions,
-    fsync_dir,
-    fsync_file,
-    publish_serving_database,
+from pipelines.erasure_compact import compact_database
+from pipelines.erasure_rows import (
+    _ID_SQL,
+    ERASABLE_SCHEMAS,
+    ERASURE_TABLES,
+    EXTRA_ID_COLUMNS,
+    LINEAGE_COLUMNS,
+    SALT_KEY,
+    _contact_matches,
+    _exclusive_contacts,
+    _has_table,
+    _hash_sql,
+    _new_lineage_table,
+    _purge,
+    _purge_phone_cache,
+    _q,
+    _raw_sources,
+    _rejected_by_hash,
+    _rejected_matches,
+    _tables,
+    _write_tombstones,
+    ensure_erasure_tables,
+    id_columns,
+    normalise_id,
+    resolve_source_ids,
 )
-from pipelines.sqlrun import ensure_bookkeeping_tables
+from pipelines.errors import CrmError, StepError
+from pipelines.publish.serving import publish_serving_database
+
+# Re-exported: the names other modules and the tests use from pipelines.erasure.
+__all__ = [
+    "ERASABLE_SCHEMAS",
+    "ERASURE_TABLES",
+    "EXTRA_ID_COLUMNS",
+    "LINEAGE_COLUMNS",
+    "SALT_KEY",
+    "ForgetReport",
+    "TombstoneReport",
+    "apply_tombstones",
+    "compact_database",
+    "ensure_erasure_tables",
+    "forget",
+    "forget_customers",
+    "id_columns",
+    "normalise_id",
+    "resolve_source_ids",
+]
 
 log = logging.getLogger(__name__)
-
-ERASABLE_SCHEMAS = ("raw", "staging", "quarantine", "core", "models", "marts", "audit")
-# Columns that hold a customer id besides *customer_id*: the identity cluster id is the
-# smallest customer id of the cluster.
-EXTRA_ID_COLUMNS = frozenset({"cluster_id"})
-LINEAGE_COLUMNS = ("_file_sha256", "_row_number")
-# The erasure's own bookkeeping holds no personal data and is never purged.
-ERASURE_TABLES = frozenset(
-    {("audit", "settings"), ("audit", "erasure_tombstones"), ("audit", "erased_rows")}
-)
-SALT_KEY = "erasure_salt"
-_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 @dataclass(frozen=True)
@@ -88,248 +116,7 @@ class TombstoneReport:
     contact_matches: int  # raw customer records of untombstoned ids with an erased e-mail/phone
 
 
-# --- bookkeeping tables -------------------------------------------------------------------
-
-
-def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> str:
-    """Create the erasure's audit tables (idempotent); returns the warehouse's salt.
-
-    - ``audit.settings(key, value)``: holds the per-warehouse random salt.
-    - ``audit.erasure_tombstones(kind, value_sha256, erased_at)``: kind is customer_id,
-      email or phone; value_sha256 = sha256(salt || normalised value).
-    - ``audit.erased_rows(run_id, source, file_sha256, rows, reason, erased_at)``: input
-      rows removed per file, for reconciliation (read = loaded + quarantined + duplicates
-      + erased).
-    """
-    ensure_bookkeeping_tables(con)
-    salt = con.execute("select value from audit.settings where key = ?", [SALT_KEY]).fetchall()
-    if salt:
-        return salt[0][0]
-    value = secrets.token_hex(32)
-    con.execute("insert into audit.settings values (?, ?)", [SALT_KEY, value])
-    return value
-
-
-def normalise_id(value: str) -> str:
-    """Customer ids as ingest stores them: trimmed text (NFC), case and zeros kept."""
-    return unicodedata.normalize("NFC", str(value)).strip()
-
-
-# SQL twins of the normalisations, for hashing inside DuckDB.
-_ID_SQL = "nfc_normalize(trim({}))"
-_EMAIL_SQL = "lower(trim(nfc_normalize({})))"
-
-
-def _hash_sql(expr: str) -> str:
-    return f"sha256($salt || {expr})"
-
-
-# --- discovering where customers live ------------------------------------------------------
-
-
-def id_columns(columns: Iterable[str]) -> list[str]:
-    """Columns that hold a customer id: customer_id, *_customer_id, customer_id_*,
-    cluster_id."""
-    return [
-        c
-        for c in columns
-        if c == "customer_id"
-        or c.endswith("_customer_id")
-        or c.startswith("customer_id_")
-        or c in EXTRA_ID_COLUMNS
-    ]
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, list[str]]]:
-    """(schema, table, columns) of every base table of the erasable schemas."""
-    rows = con.execute(
-        "select table_schema, table_name, list(column_name order by ordinal_position) "
-        "from information_schema.columns c "
-        "where table_catalog = current_database() and table_schema in "
-        "(select unnest($schemas::varchar[])) and exists (select 1 from "
-        "information_schema.tables t where t.table_catalog = c.table_catalog and "
-        "t.table_schema = c.table_schema and t.table_name = c.table_name and "
-        "t.table_type = 'BASE TABLE') group by all order by 1, 2",
-        {"schemas": list(ERASABLE_SCHEMAS)},
-    ).fetchall()
-    return [(s, t, cols) for s, t, cols in rows if (s, t) not in ERASURE_TABLES]
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _has_table(con, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select 1 from information_schema.tables where table_catalog = current_database() "
-            "and table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchall()
-    )
-
-
-def _raw_sources(tables) -> list[str]:
-    """raw.<source> tables: input rows with a customer id and lineage."""
-    return [
-        t
-        for s, t, cols in tables
-        if s == "raw" and "customer_id" in cols and set(LINEAGE_COLUMNS) <= set(cols)
-    ]
-
-
 # --- forgetting -----------------------------------------------------------------------------
-
-
-def resolve_source_ids(
-    con: duckdb.DuckDBPyConnection, customer_ids: list[str]
-) -> tuple[set[str], set[str]]:
-    """Every source id of the people behind ``customer_ids``, and the ids found nowhere.
-
-    A given id may be a surviving customer_id or a source id; through core.customer_map
-    the whole cluster is taken (all records of the same person).
-    """
-    given = sorted({normalise_id(i) for i in customer_ids if normalise_id(i)})
-    ids = set(given)
-    if _has_table(con, "core", "customer_map"):
-        rows = con.execute(
-            """
-            with survivors as (
-                select distinct customer_id from core.customer_map
-                where source_customer_id in (select unnest($ids::varchar[]))
-                   or customer_id in (select unnest($ids::varchar[]))
-            )
-            select source_customer_id from core.customer_map
-            where customer_id in (select customer_id from survivors)
-            union
-            select customer_id from survivors""",
-            {"ids": given},
-        ).fetchall()
-        ids |= {r[0] for r in rows}
-    found: set[str] = set()
-    for schema, table, cols in _tables(con):
-        for col in id_columns(cols):
-            found |= {
-                r[0]
-                for r in con.execute(
-                    f"select distinct {_q(col)} from {_q(schema)}.{_q(table)} "
-                    f"where {_q(col)} in (select unnest($ids::varchar[]))",
-                    {"ids": sorted(ids)},
-                ).fetchall()
-            }
-    return ids, set(given) - found
-
-
-def _exclusive_contacts(con, ids: set[str]) -> tuple[set[str], set[str]]:
-    """E-mails and phones of these ids that no other customer id uses.
-
-    A shared address (a family or office mailbox, a placeholder) is not erased from other
-    people's rows, exports or rejected records.
-    """
-    records = []
-    for schema, table in (
-        ("raw", "customers"),
-        ("staging", "customers"),
-        ("core", "customer_records"),
-    ):
-        if _has_table(con, schema, table):
-            cols = {
-                r[0]
-                for r in con.execute(
-                    "select column_name from information_schema.columns where table_catalog = "
-                    "current_database() and table_schema = ? and table_name = ?",
-                    [schema, table],
-                ).fetchall()
-            }
-            phone = "phone" if "phone" in cols else "null"
-            email = "email" if "email" in cols else "null"
-            records.append(
-                f"select customer_id, {_EMAIL_SQL.format(email)} as email, "
-                f"{phone}::varchar as phone from {schema}.{table}"
-            )
-    if not records:
-        return set(), set()
-    rows = con.execute(
-        f"""
-        with records as ({" union all ".join(records)}),
-        mine as (select * from records where customer_id in (select unnest($ids::varchar[])))
-        select 'email', email from mine where email is not null
-          and email not in (select email from records where email is not null
-                            and customer_id not in (select unnest($ids::varchar[])))
-        union
-        select 'phone', phone from mine where phone is not null
-          and phone not in (select phone from records where phone is not null
-                            and customer_id not in (select unnest($ids::varchar[])))""",
-        {"ids": sorted(ids)},
-    ).fetchall()
-    emails = {v for k, v in rows if k == "email"}
-    # raw phones are as delivered; keep only E.164 forms (staging/core) for tombstones
-    phones = {v for k, v in rows if k == "phone" and _E164.fullmatch(v)}
-    return emails, phones
-
-
-def _rejected_matches(con, ids: set[str], emails: set[str]) -> None:
-    """Add raw.rejected_rows records that mention an id (as a whole field) or an e-mail
-    to ``_erase_lineage``: the reader could not split them, so they have no customer_id."""
-    if not _has_table(con, "raw", "rejected_rows") or not (ids or emails):
-        return
-    con.execute(
-        """
-        insert into _erase_lineage
-        select distinct source, _file_sha256, _row_number from raw.rejected_rows r
-        where raw_line is not null and (
-            list_has_any(regexp_split_to_array(raw_line, '[,;|\t"'' ]+'),
-                         $ids::varchar[])
-            or list_has_any(regexp_split_to_array(lower(raw_line), '[,;|\t"'' <>]+'),
-                            $emails::varchar[]))""",
-        {"ids": sorted(ids), "emails": sorted(emails)},
-    )
-
-
-def _purge(con, ids: set[str], reason: str, run_id: str) -> tuple[dict[str, int], int]:
-    """Delete the rows of ``ids`` and of the input rows in ``_erase_lineage`` everywhere.
-
-    Records input rows per file in audit.erased_rows. Returns rows deleted per table and
-    input rows erased.
-    """
-    con.execute(
-        """
-        insert into audit.erased_rows
-        select $run_id, source, _file_sha256, count(*), $reason, $now
-        from (select distinct * from _erase_lineage) group by all""",
-        {
-            "run_id": run_id,
-            "reason": reason,
-            "now": datetime.now(UTC).replace(tzinfo=None),
-        },
-    )
-    erased = con.execute(
-        "select count(*) from (select distinct _file_sha256, _row_number from _erase_lineage)"
-    ).fetchall()[0][0]
-    deleted: dict[str, int] = {}
-    for schema, table, cols in _tables(con):
-        conditions = [f"{_q(c)} in (select unnest($ids::varchar[]))" for c in id_columns(cols)]
-        params: dict = {"ids": sorted(ids)} if conditions else {}
-        if set(LINEAGE_COLUMNS) <= set(cols):
-            conditions.append(
-                "(_file_sha256, _row_number) in "
-                "(select (_file_sha256, _row_number) from _erase_lineage)"
-            )
-        if not conditions:
-            continue
-        n = con.execute(
-            f"delete from {_q(schema)}.{_q(table)} where " + " or ".join(conditions), params
-        ).fetchall()[0][0]
-        if n:
-            deleted[f"{schema}.{table}"] = n
-    return deleted, erased
-
-
-def _new_lineage_table(con) -> None:
-    con.execute(
-        "create or replace temp table _erase_lineage (source varchar, "
-        "_file_sha256 varchar, _row_number bigint)"
-    )
 
 
 def forget_customers(
@@ -395,45 +182,6 @@ def _forget(
         tombstones=tombstones,
     )
     return report, ids | not_found, emails
-
-
-def _purge_phone_cache(con, ids: set[str]) -> int:
-    """Delete these people's numbers from the phone-normalisation cache
-    (``raw.phone_numbers`` holds phone texts, not customer ids, so the id-column sweep
-    does not find them); numbers another customer also uses stay."""
-    if not (_has_table(con, "raw", "phone_numbers") and _has_table(con, "raw", "customers")):
-        return 0
-    before = con.execute("select count(*) from raw.phone_numbers").fetchall()[0][0]
-    con.execute(
-        """
-        delete from raw.phone_numbers
-        where phone_text in (select phone from raw.customers
-                             where customer_id in (select unnest($ids::varchar[])))
-          and phone_text not in (select phone from raw.customers
-                                 where phone is not null
-                                   and customer_id not in (select unnest($ids::varchar[])))""",
-        {"ids": sorted(ids)},
-    )
-    return before - con.execute("select count(*) from raw.phone_numbers").fetchall()[0][0]
-
-
-def _write_tombstones(con, salt: str, ids: set[str], emails: set[str], phones: set[str]) -> int:
-    before = con.execute("select count(*) from audit.erasure_tombstones").fetchall()[0][0]
-    now = datetime.now(UTC).replace(tzinfo=None)
-    for kind, values, expr in (
-        ("customer_id", ids, _ID_SQL),
-        ("email", emails, _EMAIL_SQL),
-        ("phone", phones, "trim({})"),
-    ):
-        if values:
-            con.execute(
-                f"""
-                insert or ignore into audit.erasure_tombstones
-                select $kind, {_hash_sql(expr.format("v"))}, $now
-                from (select unnest($values::varchar[]) as v)""",
-                {"kind": kind, "values": sorted(values), "salt": salt, "now": now},
-            )
-    return con.execute("select count(*) from audit.erasure_tombstones").fetchall()[0][0] - before
 
 
 # --- keeping them out -----------------------------------------------------------------------
@@ -506,148 +254,6 @@ def apply_tombstones(
         raise
     log.info("tombstones: %d input rows of forgotten customers removed", erased)
     return TombstoneReport(erased, by_file, 0 if match_contacts else len(contact_ids))
-
-
-def _contact_matches(con, salt: str, known: set[str]) -> set[str]:
-    """Ids of raw customer records, not tombstoned themselves, whose e-mail or phone is."""
-    from pipelines.load.clean import normalise_phone
-
-    rows = con.execute(
-        f"""
-        select distinct customer_id from raw.customers
-        where email is not null and customer_id is not null
-          and {_hash_sql(_EMAIL_SQL.format("email"))} in (
-              select value_sha256 from audit.erasure_tombstones where kind = 'email')""",
-        {"salt": salt},
-    ).fetchall()
-    ids = {r[0] for r in rows}
-    phone_tombs = con.execute(
-        "select count(*) from audit.erasure_tombstones where kind = 'phone'"
-    ).fetchall()[0][0]
-    if phone_tombs:
-        pairs = con.execute(
-            "select distinct customer_id, phone, country from raw.customers "
-            "where phone is not null and customer_id is not null"
-        ).fetchall()
-        candidates = {}
-        for cid, phone, country in pairs:
-            e164 = normalise_phone(phone, country)
-            if e164:
-                candidates.setdefault(e164, set()).add(cid)
-        if candidates:
-            hits = con.execute(
-                f"""
-                select v from (select unnest($values::varchar[]) as v)
-                where {_hash_sql("v")} in (select value_sha256 from audit.erasure_tombstones
-                                           where kind = 'phone')""",
-                {"values": sorted(candidates), "salt": salt},
-            ).fetchall()
-            for (value,) in hits:
-                ids |= candidates[value]
-    return ids - known
-
-
-def _rejected_by_hash(con, salt: str) -> list[tuple[str, str, int]]:
-    """Rejected records with a field (or e-mail) that hashes to a tombstone."""
-    if not _has_table(con, "raw", "rejected_rows"):
-        return []
-    return con.execute(
-        f"""
-        with tokens as (
-            select source, _file_sha256, _row_number,
-                   unnest(regexp_split_to_array(raw_line, '[,;|\t"'' <>]+')) as token
-            from raw.rejected_rows where raw_line is not null
-        )
-        select distinct source, _file_sha256, _row_number from tokens
-        where token <> '' and (
-            {_hash_sql(_ID_SQL.format("token"))} in (select value_sha256
-                from audit.erasure_tombstones where kind = 'customer_id')
-            or {_hash_sql(_EMAIL_SQL.format("token"))} in (select value_sha256
-                from audit.erasure_tombstones where kind = 'email'))""",
-        {"salt": salt},
-    ).fetchall()
-
-
-# --- compaction -----------------------------------------------------------------------------
-
-
-def compact_database(path: Path) -> Path:
-    """Rewrite the DuckDB database at ``path`` into a fresh file and swap it in.
-
-    DuckDB reuses freed blocks but neither shrinks the file nor zeroes them, so deleted
-    values stay readable in the file's bytes. ``COPY FROM DATABASE`` into a new file copies
-    the live rows only (with schemas, views, sequences, macros, constraints and comments);
-    the new file then replaces the old one with :func:`os.replace`.
-
-    No connection to ``path`` may be open, in this process or another: the function
-    fails with a clear error otherwise (DuckDB's file lock), instead of swapping the file
-    under a writer. Returns ``path``.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.compact-{uuid.uuid4().hex[:8]}")
-    for p in (tmp, tmp.with_name(tmp.name + ".wal")):
-        if p.exists():
-            p.unlink()
-    con = duckdb.connect(":memory:")
-    src_attached = False
-    try:
-        try:
-            # Read-write: the lock it takes keeps every other process out until the swap.
-            con.execute(f"attach '{_sql_text(path)}' as compact_src")
-        except duckdb.Error as exc:
-            raise StepError(
-                f"Cannot compact {path}: it is open elsewhere ({exc}). Stop the "
-                "pipeline or the program holding it and retry."
-            ) from exc
-        src_attached = True
-        con.execute("checkpoint compact_src")
-        con.execute(f"attach '{_sql_text(tmp)}' as compact_dst")
-        con.execute("copy from database compact_src to compact_dst")
-        _check_copy(con)
-        con.execute("checkpoint compact_dst")
-        con.execute("detach compact_dst")
-        copy_permissions(path, tmp)
-        fsync_file(tmp)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-        con.execute("detach compact_src")  # the old inode; it has no unsaved changes
-        src_attached = False
-    except BaseException:
-        if src_attached:
-            con.execute("detach compact_src")
-        for p in (tmp, tmp.with_name(tmp.name + ".wal")):
-            if p.exists():
-                p.unlink()
-        raise
-    finally:
-        con.close()
-    wal = path.with_name(path.name + ".wal")
-    if wal.exists():  # a WAL of the old file must not be replayed onto the new one
-        wal.unlink()
-    return path
-
-
-def _sql_text(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
-def _check_copy(con) -> None:
-    tables = con.execute(
-        "select schema_name, table_name from duckdb_tables() "
-        "where database_name = 'compact_src' order by 1, 2"
-    ).fetchall()
-    for schema, table in tables:
-        a = con.execute(f"select count(*) from compact_src.{_q(schema)}.{_q(table)}").fetchall()[0][
-            0
-        ]
-        b = con.execute(f"select count(*) from compact_dst.{_q(schema)}.{_q(table)}").fetchall()[0][
-            0
-        ]
-        if a != b:
-            raise StepError(
-                f"Compaction copied {b} of {a} rows of {schema}.{table}; the "
-                "database was left as it was."
-            )
 
 
 # --- the whole procedure ----------------------------------------------------------------------
