@@ -1,4 +1,4 @@
-"""The ``crm`` command: run, serve, generate-sample, status."""
+"""The ``crm`` command: run, serve, status, forget, generate-sample (exit codes in errors.py)."""
 
 from __future__ import annotations
 

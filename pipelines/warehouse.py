@@ -1,4 +1,5 @@
-"""The working DuckDB database: connection settings and the run log."""
+"""The working DuckDB database: one connection with the configured memory limit, spill
+directory and threads."""
 
 from __future__ import annotations
 
