@@ -49,9 +49,9 @@ def main(config: str, as_of: str, steps: str, pause_at: str, marker: str) -> Non
         readers._insert_staged = insert_then_pause
     elif pause_at == "ingest-chunk":
         from pipelines import warehouse
-        from pipelines.load import readers
+        from pipelines.load import exact_reader
 
-        readers._CHUNK_ROWS = 50
+        exact_reader._CHUNK_ROWS = 50
         connect = warehouse.connect_warehouse
 
         class PausingConnection:

@@ -33,7 +33,7 @@ create table if not exists raw.deliveries (
 create table if not exists raw.phone_numbers (
     phone_text varchar, country varchar, phone varchar);
 
--- quarantine: fields blanked in kept rows (pipelines/load/quality.py); the rows themselves go to
+-- quarantine: fields blanked in kept rows (pipelines/load/quarantine.py); the rows themselves go to
 -- quarantine.<source>, rebuilt by each validation
 create table if not exists quarantine.field_issues (
     run_id varchar, source varchar, _file_sha256 varchar, _row_number bigint,

@@ -800,16 +800,16 @@ def test_a_json_record_nested_too_deep_is_rejected_and_the_rest_loads(tmp_path):
 def test_a_json_value_too_deep_to_write_as_text_rejects_its_record(tmp_path, monkeypatch):
     """json.dumps recurses as json.loads does; a value it cannot write (here: made to
     fail) rejects its record, not the run."""
-    from pipelines.load import readers
+    from pipelines.load import exact_reader
 
-    json_text = readers._json_text
+    json_text = exact_reader._json_text
 
     def failing(value):
         if value == ["deep"]:
             raise RecursionError("maximum recursion depth exceeded")
         return json_text(value)
 
-    monkeypatch.setattr(readers, "_json_text", failing)
+    monkeypatch.setattr(exact_reader, "_json_text", failing)
     data = (
         _GOOD_JSON + b'{"id": "A4", "cid": "7", "ts": "2024-01-05 10:00:00", "amt": 5, '
         b'"item": ["deep"]}\n{"x": 1' + b"\n"
