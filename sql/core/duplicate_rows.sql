@@ -28,7 +28,7 @@ valid_events as (
 
 final as (
     select 'transactions' as source, v._file_sha256, v._row_number,
-           case when v.order_id is null then 'identical row in an earlier delivery'
+           case when v.order_id is null then 'identical row delivered again in a later file'
                 -- the order's kept lines come from this very file: the line was a repeat
                 when exists (select 1 from core.transaction_lines k
                              where k._file_sha256 = v._file_sha256 and k.order_id = v.order_id
@@ -38,11 +38,11 @@ final as (
     from valid_transactions v
     anti join core.transaction_lines k using (_file_sha256, _row_number)
     union all
-    select 'customers', v._file_sha256, v._row_number, 'identical record already loaded'
+    select 'customers', v._file_sha256, v._row_number, 'identical record delivered again'
     from valid_customers v
     anti join core.customer_records k using (_file_sha256, _row_number)
     union all
-    select 'events', v._file_sha256, v._row_number, 'event already loaded'
+    select 'events', v._file_sha256, v._row_number, 'event delivered again in a later file'
     from valid_events v
     anti join core.events k using (_file_sha256, _row_number)
 )

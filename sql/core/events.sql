@@ -17,8 +17,11 @@ keyed as (
     union all by name
     select
         *,
-        'evt-' || md5(concat_ws('|', customer_id, event_at, event_type, channel, value,
-                                properties))
+        -- each value length-prefixed, a missing one written '-' (concat_ws skips NULLs,
+        -- so two events whose missing fields differed got one key and one was dropped)
+        'evt-' || md5(array_to_string(list_transform(
+            [customer_id, event_at::varchar, event_type, channel, value::varchar, properties],
+            lambda v: coalesce(length(v) || ':' || v, '-')), '|'))
         || '-' || row_number() over (
             partition by _file_sha256, customer_id, event_at, event_type, channel, value,
                 properties

@@ -1,8 +1,10 @@
 -- core.transaction_lines: valid transaction rows after deduplication, keyed to the
 -- surviving customer_id.
--- An order is delivered whole in one file: when an order id arrives again in a later
--- delivery (a re-sent or corrected export), the latest delivery's lines replace the
--- earlier ones. Rows without an order id are their own order. Within one file,
+-- An order is delivered whole in one file: when a customer's order id arrives again in a
+-- later delivery (a re-sent or corrected export), the latest delivery's lines replace the
+-- earlier ones. The customer is part of the key, as in core.transactions: exports that
+-- reuse order ids (one shop's numbering restarting, two shops in one feed) must not let
+-- one customer's delivery replace another customer's order. Rows without an order id are their own order. Within one file,
 -- identical rows without an order id are separate purchases (two of the same on one day);
 -- across files, the k-th copy of a row in a later delivery is the k-th copy of an earlier
 -- one, re-sent. An order line repeated exactly (every field the same) inside one file is a
@@ -82,26 +84,26 @@ file_numbers as (
 ),
 
 redelivered_orders as (
-    select k.order_key
+    select k.customer_id, k.order_key
     from keyed k
     join file_numbers f using (_file_sha256)
     where (select count(*) from raw.files where source = 'transactions' and rows_read > 0) > 1
-    group by k.order_key
+    group by k.customer_id, k.order_key
     having min(f.file_no) <> max(f.file_no)
 ),
 
 latest_delivery as (
-    select order_key,
+    select customer_id, order_key,
            arg_max(_file_sha256, (_ingested_at, _source_file, _file_sha256)) as _file_sha256
     from keyed
-    semi join redelivered_orders using (order_key)
-    group by order_key
+    semi join redelivered_orders using (customer_id, order_key)
+    group by customer_id, order_key
 ),
 
 kept as (
-    select k.* from keyed k anti join redelivered_orders r using (order_key)
+    select k.* from keyed k anti join redelivered_orders r using (customer_id, order_key)
     union all
-    select k.* from keyed k join latest_delivery l using (order_key, _file_sha256)
+    select k.* from keyed k join latest_delivery l using (customer_id, order_key, _file_sha256)
 ),
 
 final as (

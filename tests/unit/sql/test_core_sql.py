@@ -296,6 +296,36 @@ def test_transaction_lines_latest_delivery_of_an_order_wins(
     ]
 
 
+def test_transaction_lines_a_reused_order_id_of_another_customer_replaces_nothing(
+    con, staged_tx, tx_files, customer_map, rows
+):
+    # O1 of C1 in f1, and an O1 of C2 in the next day's f2 (the shop's numbering restarted):
+    # two customers' orders, both kept; a redelivery replaces only the same customer's order.
+    staged_tx(
+        [
+            {"_row_number": 1, "order_id": "O1", "amount": 5.0},
+            {
+                "_file_sha256": "f2",
+                "_source_file": "f2.csv",
+                "_ingested_at": DAY2,
+                "_row_number": 1,
+                "order_id": "O1",
+                "customer_id": "C2",
+                "amount": 6.0,
+            },
+        ]
+    )
+    tx_files([("f1", "f1.csv", 1), ("f2", "f2.csv", 1)])
+    customer_map([("C1", "C1"), ("C2", "C2")])
+    run_sql(con, "core/transaction_lines")
+    assert rows("""
+        select _file_sha256, customer_id, order_id, amount
+        from core.transaction_lines order by all""") == [
+        ("f1", "C1", "O1", 5.0),
+        ("f2", "C2", "O1", 6.0),
+    ]
+
+
 def test_transaction_lines_same_ingestion_time_later_file_name_wins(
     con, staged_tx, tx_files, customer_map, rows
 ):
@@ -662,6 +692,33 @@ def test_events_without_id_keyed_by_values_and_occurrence(con, staged_events, cu
     ]
 
 
+def test_events_without_id_whose_missing_fields_differ_are_two_events(
+    con, staged_events, customer_map, rows
+):
+    # One event has channel 'web' and no properties, the other no channel and properties
+    # 'web': skipping NULLs while joining the values gave them one key, and the later
+    # file's event replaced the earlier one.
+    staged_events(
+        [
+            {"_row_number": 1, "channel": "web", "properties": None},
+            {
+                "_file_sha256": "f2",
+                "_source_file": "f2.csv",
+                "_ingested_at": DAY2,
+                "_row_number": 1,
+                "channel": None,
+                "properties": "web",
+            },
+        ]
+    )
+    customer_map([("C1", "C1")])
+    run_sql(con, "core/events")
+    assert rows("select _file_sha256, channel, properties from core.events order by 1") == [
+        ("f1", "web", None),
+        ("f2", None, "web"),
+    ]
+
+
 # -- core/duplicate_rows.sql -------------------------------------------------------------
 
 
@@ -713,11 +770,11 @@ def test_duplicate_rows_reasons(con, duplicate_inputs, rows):
     )
     run_sql(con, "core/duplicate_rows", FIND_ALL)
     assert rows("select * from core.duplicate_rows order by all") == [
-        ("customers", "c1", 2, "identical record already loaded"),
-        ("events", "e1", 1, "event already loaded"),
+        ("customers", "c1", 2, "identical record delivered again"),
+        ("events", "e1", 1, "event delivered again in a later file"),
         ("transactions", "f1", 2, "identical line repeated in the same file"),
         ("transactions", "f1", 3, "order re-delivered in a later file"),
-        ("transactions", "f1", 4, "identical row in an earlier delivery"),
+        ("transactions", "f1", 4, "identical row delivered again in a later file"),
     ]
 
 
