@@ -16,8 +16,6 @@ collects the context, renders the template and writes the file; the rows are rea
 
 from __future__ import annotations
 
-import contextlib
-import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import duckdb
 import jinja2
 
+from pipelines.files import write_text_atomically
 from pipelines.publish.formatting import (
     format_count,
     format_money,
@@ -86,7 +85,10 @@ def write_report(
     The path written.
     """
     context = collect_report_context(con, run_id=run_id, as_of=as_of, currency=currency)
-    return _write_atomically(Path(out_path), render_report(context), run_id)
+    # A report is meant to be shared (no personal data): a new one is 0644.
+    return write_text_atomically(
+        Path(out_path), render_report(context), run_id, new_file_mode=0o644
+    )
 
 
 def render_report(context: dict[str, Any]) -> str:
@@ -165,27 +167,3 @@ def collect_report_context(
         "bgnbd": _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs),
         "lifecycle": _lifecycle_section(by_dimension, segments_reason),
     }
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _write_atomically(path: Path, text: str, run_id: str) -> Path:
-    """Write beside ``path`` under publish's temporary name, then swap it in with
-    :func:`pipelines.publish.serving.publish_file_atomically` (readers see the old report or the
-    new one, never a part; a failure leaves the old one). Leftovers of a crashed run are
-    removed first."""
-    from pipelines.publish import serving as publish
-
-    temporary = publish.temp_path_for(path, run_id)
-    publish.remove_stale_temp_files(path)
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        if not path.exists():
-            os.chmod(temporary, 0o644)  # a report is meant to be shared; no personal data
-        return publish.publish_file_atomically(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
