@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import jinja2
 
+from pipelines.config import Settings
 from pipelines.files import write_text_atomically
 from pipelines.publish.formatting import (
     format_count,
@@ -47,18 +48,26 @@ from pipelines.publish.report_sections import (
 
 __all__ = [
     "FILE_MEASURES",
+    "REPORT_FILE_NAME",
     "TEMPLATE_DIR",
     "TEMPLATE_NAME",
     "collect_report_context",
     "render_report",
+    "report_path",
     "write_report",
 ]
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "reports" / "templates"
 TEMPLATE_NAME = "report.html.j2"
+REPORT_FILE_NAME = "report.html"
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+def report_path(settings: Settings, as_of: date) -> Path:
+    """Where the report of ``as_of`` is published: ``<report.path>/<as_of>/report.html``."""
+    return settings.report.path / as_of.isoformat() / REPORT_FILE_NAME
 
 
 def write_report(

@@ -1,4 +1,4 @@
-"""Publish: the serving database, replaced in one atomic step (and where the report goes).
+"""Publish: the serving database, replaced in one atomic step.
 
 BI tools open ``warehouse.serving_path`` read-only while the pipeline runs. DuckDB lets
 several processes open a file read-only, but a process that holds it read-only stops any
@@ -26,7 +26,6 @@ import logging
 import os
 import re
 import uuid
-from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -48,15 +47,6 @@ SERVING_SCHEMA = "marts"
 # Metabase, the ODBC driver behind Power BI) often lag a major version behind. The serving
 # file is written in the 1.0 storage format, which every DuckDB since 1.0 reads.
 SERVING_STORAGE_VERSION = "v1.0.0"
-REPORT_FILE_NAME = "report.html"
-
-
-# --- report files -------------------------------------------------------------------------
-
-
-def report_path(settings: Settings, as_of: date) -> Path:
-    """Where the report of ``as_of`` is published: ``<report.path>/<as_of>/report.html``."""
-    return settings.report.path / as_of.isoformat() / REPORT_FILE_NAME
 
 
 # --- serving database ---------------------------------------------------------------------

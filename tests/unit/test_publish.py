@@ -17,6 +17,7 @@ import pytest
 from pipelines import files
 from pipelines.config import load_settings
 from pipelines.errors import ConfigError, StepError
+from pipelines.publish import report
 from pipelines.publish import serving as publish
 from tests.helpers import TX_COLUMNS, write_config
 
@@ -323,7 +324,7 @@ def test_leftovers_of_a_crashed_publish_are_removed(settings, con):
 
 
 def test_publish_file_atomically_replaces_the_report(tmp_path, settings):
-    dest = publish.report_path(settings, date(2025, 12, 31))
+    dest = report.report_path(settings, date(2025, 12, 31))
     assert dest == tmp_path / "reports" / "2025-12-31" / "report.html"
     tmp = files.temp_path_for(dest, "run-1")
     assert tmp.parent == dest.parent and tmp.name.startswith(".")
@@ -348,7 +349,7 @@ def test_report_path_is_validated_and_relative_to_the_config(tmp_path):
     settings = load_settings(write_config(tmp_path, body))
     assert settings.report.path == tmp_path / "out" / "reports"
     assert (
-        publish.report_path(settings, date(2025, 12, 31))
+        report.report_path(settings, date(2025, 12, 31))
         == tmp_path / "out" / "reports" / "2025-12-31" / "report.html"
     )
     (tmp_path / "bad").mkdir()
@@ -370,12 +371,12 @@ def test_a_publish_keeps_the_permissions_an_administrator_set(settings, con):
     plant(con, 2)
     publish.publish_serving_database(con, settings, "run-2")
     assert stat.S_IMODE(serving.stat().st_mode) == 0o640
-    report = publish.report_path(settings, date(2025, 12, 31))
-    tmp = files.temp_path_for(report, "run-1")
+    report_file = report.report_path(settings, date(2025, 12, 31))
+    tmp = files.temp_path_for(report_file, "run-1")
     tmp.write_text("old")
-    files.publish_file_atomically(tmp, report)
-    os.chmod(report, 0o600)
-    tmp = files.temp_path_for(report, "run-2")
+    files.publish_file_atomically(tmp, report_file)
+    os.chmod(report_file, 0o600)
+    tmp = files.temp_path_for(report_file, "run-2")
     tmp.write_text("new")
-    files.publish_file_atomically(tmp, report)
-    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    files.publish_file_atomically(tmp, report_file)
+    assert stat.S_IMODE(report_file.stat().st_mode) == 0o600
