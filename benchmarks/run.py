@@ -431,10 +431,10 @@ def run_serving(b: Bench) -> StageResult:
 
 @stage("report", requires=("marts",))
 def run_report(b: Bench) -> StageResult:
-    """pipelines.publish.report.write_report to publish.report_path (the HTML report)."""
+    """pipelines.publish.report.write_report to report.report_path (the HTML report)."""
     path = report.write_report(
         b.con,
-        publish.report_path(b.settings, b.ctx.as_of),
+        report.report_path(b.settings, b.ctx.as_of),
         run_id=b.run_id,
         as_of=b.ctx.as_of,
         currency=b.settings.currency.base,

@@ -13,7 +13,7 @@ import duckdb
 
 from pipelines.erasure_rows import _q
 from pipelines.errors import StepError
-from pipelines.publish.serving import copy_permissions, fsync_dir, fsync_file
+from pipelines.files import copy_permissions, fsync_dir, fsync_file
 
 
 def compact_database(path: Path) -> Path:

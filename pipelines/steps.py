@@ -195,7 +195,7 @@ def publish_outputs(ctx: RunContext) -> StepReport:
         published["report"] = str(
             report.write_report(
                 ctx.con,
-                publish.report_path(ctx.settings, ctx.as_of),
+                report.report_path(ctx.settings, ctx.as_of),
                 run_id=ctx.run_id,
                 as_of=ctx.as_of,
                 currency=ctx.settings.currency.base,

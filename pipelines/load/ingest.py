@@ -15,7 +15,6 @@ latest delivery of an order id replaces the earlier one (see ``sql/core/transact
 from __future__ import annotations
 
 import glob
-import hashlib
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.config import CANONICAL_FIELDS, SourceConfig
+from pipelines.files import file_sha256
 from pipelines.load.readers import FileReport, read_file
 from pipelines.sqlrun import ensure_bookkeeping_tables
 
@@ -71,14 +71,6 @@ def _migrate_files_key(con: duckdb.DuckDBPyConnection) -> None:
 def list_source_files(source: SourceConfig) -> list[Path]:
     """Files matching the source's glob, sorted by name so runs are reproducible."""
     return sorted(Path(p) for p in glob.glob(source.path, recursive=True) if Path(p).is_file())
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def ingest_source(

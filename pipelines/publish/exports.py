@@ -30,26 +30,22 @@ validated on load into ``Settings.exports``, :class:`pipelines.config.ExportSett
     follow_up_after_days = 90
     contact_event_types = ["support_ticket", "survey_response", "call"]
 
-Publishing is atomic per directory (:func:`publish_directory`): the files are written to
-the hidden ``.<as_of>.tmp-<run_id>/`` beside the final directory and swapped in; a crash
-at any point leaves either the old or the new complete directory under ``<as_of>/`` (or,
-in the fallback swap's one gap, none: the next run restores the old one) plus hidden
-leftovers that :func:`recover_export_dirs` removes.
+Publishing is atomic per directory (:func:`pipelines.files.publish_directory`): the files
+are written to the hidden ``.<as_of>.tmp-<run_id>/`` beside the final directory and
+swapped in; a crash at any point leaves either the old or the new complete directory
+under ``<as_of>/`` (or, in the fallback swap's one gap, none: the next run restores the
+old one) plus hidden leftovers that :func:`recover_export_dirs` removes.
 """
 
 from __future__ import annotations
 
 import csv
-import ctypes
-import errno
-import hashlib
 import io
 import json
 import logging
 import os
 import re
 import shutil
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -62,7 +58,13 @@ import pyarrow.parquet as pq
 
 from pipelines.config import Settings
 from pipelines.errors import StepError
-from pipelines.publish.serving import fsync_dir, safe_token
+from pipelines.files import (
+    file_sha256,
+    fsync_dir,
+    publish_directory,
+    recover_directory_swaps,
+    safe_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +108,8 @@ ACTION_LISTS: Mapping[str, str] = {
     "and c.customer_id not in (select customer_id from contacted)",
 }
 
-_AS_OF_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_LEFTOVER = re.compile(r"^\.(?P<name>\d{4}-\d{2}-\d{2})\.(?P<kind>tmp|old)-[A-Za-z0-9_.-]+$")
+_AS_OF = r"\d{4}-\d{2}-\d{2}"
+_AS_OF_DIR = re.compile(rf"^{_AS_OF}$")
 
 
 @dataclass(frozen=True)
@@ -319,14 +321,6 @@ def write_parquet(table: pa.Table, path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_directory(
     directory: Path,
     tables: Mapping[str, pa.Table],
@@ -407,108 +401,13 @@ def ensure_private_root(root: Path) -> None:
         os.chmod(root, DIR_MODE)
 
 
-# --- atomic directory swap ----------------------------------------------------------------
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two directory entries atomically (Linux renameat2 RENAME_EXCHANGE).
-
-    Returns False where the system or file system cannot (other OS, old kernel or libc,
-    some network file systems); the caller then falls back to two renames.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_uint,
-    ]
-    renameat2.restype = ctypes.c_int
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
-
-
-def publish_directory(tmp: Path, final: Path) -> None:
-    """Put the completely written directory ``tmp`` in place of ``final``.
-
-    POSIX cannot rename a directory over a non-empty one, so:
-
-    1. ``final`` absent: rename ``tmp`` to ``final`` (atomic).
-    2. Linux: exchange ``tmp`` and ``final`` in one atomic step, then delete ``tmp`` (which
-       now holds the old files). A crash before the delete leaves the new directory in
-       place and the old one under the hidden tmp name, removed by the next run.
-    3. Elsewhere: rename ``final`` to ``.<name>.old-<token>``, rename ``tmp`` to ``final``,
-       delete the old one. A crash between the two renames leaves no ``final`` for a
-       moment: :func:`recover_export_dirs` (run first by every export) renames the old
-       directory back. A crash after them leaves a hidden ``.old-`` that it removes.
-
-    ``tmp`` and ``final`` must be siblings.
-    """
-    tmp, final = Path(tmp), Path(final)
-    if tmp.parent != final.parent:
-        raise ValueError("publish_directory needs tmp and final in one directory")
-    root = final.parent
-    if not final.exists():
-        os.rename(tmp, final)
-    elif _exchange(tmp, final):
-        fsync_dir(root)
-        shutil.rmtree(tmp)
-    else:
-        token = tmp.name.split(".tmp-", 1)[-1] if ".tmp-" in tmp.name else "swap"
-        old = root / f".{final.name}.old-{safe_token(token)}"
-        if old.exists():
-            shutil.rmtree(old)
-        os.rename(final, old)
-        os.rename(tmp, final)
-        fsync_dir(root)
-        shutil.rmtree(old)
-    fsync_dir(root)
+# --- recovery ------------------------------------------------------------------------------
 
 
 def recover_export_dirs(root: Path) -> list[str]:
-    """Repair what a crashed export left in ``root``; returns what was done.
-
-    - ``<as_of>/`` missing but ``.<as_of>.old-*/`` present (crash between the fallback's
-      two renames): the newest old directory is renamed back, restoring the last good
-      export.
-    - every other ``.<as_of>.tmp-*`` or ``.<as_of>.old-*`` is a leftover and is deleted
-      (a tmp directory is never promoted: it may be half written).
-    """
-    actions: list[str] = []
-    if not root.is_dir():
-        return actions
-    leftovers = sorted(
-        (p for p in root.iterdir() if _LEFTOVER.match(p.name)),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for path in leftovers:
-        match = _LEFTOVER.match(path.name)
-        assert match is not None
-        final = root / match["name"]
-        if match["kind"] == "old" and not final.exists():
-            os.rename(path, final)
-            actions.append(f"restored {final.name} from {path.name}")
-        else:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-            actions.append(f"removed {path.name}")
-    if actions:
-        fsync_dir(root)
-        log.warning("exports: recovered from an interrupted publish: %s", "; ".join(actions))
-    return actions
+    """Repair what a crashed export left in ``root`` (the ``<as_of>/`` directories, see
+    :func:`pipelines.files.recover_directory_swaps`); returns what was done."""
+    return recover_directory_swaps(root, _AS_OF, "exports")
 
 
 # --- erasure ------------------------------------------------------------------------------

@@ -16,8 +16,6 @@ collects the context, renders the template and writes the file; the rows are rea
 
 from __future__ import annotations
 
-import contextlib
-import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,8 @@ from typing import Any
 import duckdb
 import jinja2
 
+from pipelines.config import Settings
+from pipelines.files import write_text_atomically
 from pipelines.publish.formatting import (
     format_count,
     format_money,
@@ -48,18 +48,26 @@ from pipelines.publish.report_sections import (
 
 __all__ = [
     "FILE_MEASURES",
+    "REPORT_FILE_NAME",
     "TEMPLATE_DIR",
     "TEMPLATE_NAME",
     "collect_report_context",
     "render_report",
+    "report_path",
     "write_report",
 ]
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "reports" / "templates"
 TEMPLATE_NAME = "report.html.j2"
+REPORT_FILE_NAME = "report.html"
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+def report_path(settings: Settings, as_of: date) -> Path:
+    """Where the report of ``as_of`` is published: ``<report.path>/<as_of>/report.html``."""
+    return settings.report.path / as_of.isoformat() / REPORT_FILE_NAME
 
 
 def write_report(
@@ -86,7 +94,10 @@ def write_report(
     The path written.
     """
     context = collect_report_context(con, run_id=run_id, as_of=as_of, currency=currency)
-    return _write_atomically(Path(out_path), render_report(context), run_id)
+    # A report is meant to be shared (no personal data): a new one is 0644.
+    return write_text_atomically(
+        Path(out_path), render_report(context), run_id, new_file_mode=0o644
+    )
 
 
 def render_report(context: dict[str, Any]) -> str:
@@ -165,27 +176,3 @@ def collect_report_context(
         "bgnbd": _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs),
         "lifecycle": _lifecycle_section(by_dimension, segments_reason),
     }
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _write_atomically(path: Path, text: str, run_id: str) -> Path:
-    """Write beside ``path`` under publish's temporary name, then swap it in with
-    :func:`pipelines.publish.serving.publish_file_atomically` (readers see the old report or the
-    new one, never a part; a failure leaves the old one). Leftovers of a crashed run are
-    removed first."""
-    from pipelines.publish import serving as publish
-
-    temporary = publish.temp_path_for(path, run_id)
-    publish.remove_stale_temp_files(path)
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        if not path.exists():
-            os.chmod(temporary, 0o644)  # a report is meant to be shared; no personal data
-        return publish.publish_file_atomically(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise

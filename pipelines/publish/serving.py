@@ -1,11 +1,12 @@
-"""Publish: the serving database and report files, each replaced in one atomic step.
+"""Publish: the serving database, replaced in one atomic step.
 
 BI tools open ``warehouse.serving_path`` read-only while the pipeline runs. DuckDB lets
 several processes open a file read-only, but a process that holds it read-only stops any
 other process from opening it read-write (and the other way round). So the pipeline never
 writes into the serving file: it writes a complete new database beside it under a hidden
 temporary name, checkpoints and closes it, flushes it to disk, and renames it over the
-serving path with :func:`os.replace`, which is atomic on POSIX file systems.
+serving path with :func:`os.replace`, which is atomic on POSIX file systems (the file
+primitives are in :mod:`pipelines.files`).
 
 - A reader that already has the old file open keeps reading the old file (its inode lives
   on until the reader closes it): it never blocks the run and never sees a mix.
@@ -24,15 +25,20 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 import uuid
-from datetime import date
 from pathlib import Path
 
 import duckdb
 
 from pipelines.config import Settings
 from pipelines.errors import StepError
+from pipelines.files import (
+    copy_permissions,
+    fsync_dir,
+    fsync_file,
+    remove_stale_temp_files,
+    temp_path_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,122 +47,6 @@ SERVING_SCHEMA = "marts"
 # Metabase, the ODBC driver behind Power BI) often lag a major version behind. The serving
 # file is written in the 1.0 storage format, which every DuckDB since 1.0 reads.
 SERVING_STORAGE_VERSION = "v1.0.0"
-REPORT_FILE_NAME = "report.html"
-_TEMP_MARKER = ".tmp-"
-
-
-# --- file system helpers (shared with pipelines/publish/exports.py) -------------------------------
-
-
-def fsync_file(path: Path) -> None:
-    """Flush a closed file's data to disk, so a rename never publishes an empty file."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry change (a rename) to disk; a no-op where unsupported."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
-
-
-def copy_permissions(existing: Path, new: Path) -> None:
-    """Give ``new`` the mode (and group, where allowed) of the file it will replace.
-
-    A rename replaces the inode, so without this an administrator's ``chmod 640`` /
-    ``chgrp bi`` on the serving database would be undone by every publish.
-    """
-    try:
-        st = os.stat(existing)
-    except FileNotFoundError:
-        return
-    os.chmod(new, stat.S_IMODE(st.st_mode))
-    try:
-        os.chown(new, -1, st.st_gid)
-    except (PermissionError, AttributeError):  # not a member of that group; not POSIX
-        pass
-
-
-def safe_token(text: str) -> str:
-    """``text`` reduced to characters that are safe in a file name (run ids, as-of dates)."""
-    token = re.sub(r"[^A-Za-z0-9_.-]", "_", str(text))
-    return token or "run"
-
-
-def temp_path_for(dest: Path, run_id: str) -> Path:
-    """The hidden temporary name beside ``dest`` that a writer fills before publishing.
-
-    Same directory, hence same file system, so :func:`publish_file_atomically` can rename
-    it into place. Creates the directory.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return dest.with_name(f".{dest.name}{_TEMP_MARKER}{safe_token(run_id)}")
-
-
-def publish_file_atomically(src_tmp: Path, dest: Path) -> Path:
-    """Move a completely written ``src_tmp`` over ``dest`` in one atomic step.
-
-    ``src_tmp`` must be closed and on the same file system as ``dest`` (write it at
-    :func:`temp_path_for` ``(dest, run_id)``). Readers see the old file or the new one,
-    never a partial file. An existing ``dest`` passes its mode and group on. Returns
-    ``dest``.
-    """
-    src_tmp, dest = Path(src_tmp), Path(dest)
-    if not src_tmp.is_file():
-        raise StepError(f"Cannot publish {dest}: the temporary file {src_tmp} does not exist.")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if os.stat(src_tmp).st_dev != os.stat(dest.parent).st_dev:
-        raise StepError(
-            f"Cannot publish {dest} atomically: the temporary file {src_tmp} is "
-            "on another file system. Write it beside the destination "
-            "(pipelines.publish.serving.temp_path_for)."
-        )
-    copy_permissions(dest, src_tmp)
-    fsync_file(src_tmp)
-    os.replace(src_tmp, dest)
-    fsync_dir(dest.parent)
-    return dest
-
-
-def remove_stale_temp_files(dest: Path, keep: Path | None = None) -> list[Path]:
-    """Delete leftovers of crashed publishes of ``dest`` (``.<name>.tmp-*`` beside it).
-
-    Runs on one warehouse are serialised by DuckDB's lock on the working database, so a
-    temporary file that exists when a publish starts belongs to a run that died.
-    """
-    removed = []
-    directory = Path(dest).parent
-    if not directory.is_dir():
-        return removed
-    for path in directory.glob(f".{Path(dest).name}{_TEMP_MARKER}*"):
-        if keep is not None and path == keep:
-            continue
-        if path.is_file():
-            path.unlink()
-            removed.append(path)
-    if removed:
-        log.info("removed %d leftover temporary file(s) of %s", len(removed), dest)
-    return removed
-
-
-# --- report files -------------------------------------------------------------------------
-
-
-def report_path(settings: Settings, as_of: date) -> Path:
-    """Where the report of ``as_of`` is published: ``<report.path>/<as_of>/report.html``."""
-    return settings.report.path / as_of.isoformat() / REPORT_FILE_NAME
 
 
 # --- serving database ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import erasure
+from pipelines import erasure, files
 from pipelines.config import load_settings
 from pipelines.core import build as core
 from pipelines.errors import CrmError, StepError
@@ -262,7 +262,7 @@ def test_a_redelivered_export_does_not_bring_them_back(con, settings, workdir):
         ).fetchall()[0][0]
         == 0
     )
-    sha = ingest.file_sha256(workdir / "transactions_2.csv")
+    sha = files.file_sha256(workdir / "transactions_2.csv")
     assert (
         con.execute(
             "select sum(rows) from audit.erased_rows where file_sha256 = ? and "

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines import files
 from pipelines.config import load_settings
 from pipelines.errors import ConfigError
 from pipelines.publish import exports
@@ -335,13 +336,13 @@ def test_config_errors_name_the_key(make_settings, table, key):
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
 def test_a_rerun_replaces_the_whole_directory(tmp_path, make_settings, con, monkeypatch, exchange):
     calls = []
-    real = exports._exchange
+    real = files._exchange
 
     def spy(a, b):
         calls.append(a)
         return real(a, b) if exchange else False
 
-    monkeypatch.setattr(exports, "_exchange", spy)
+    monkeypatch.setattr(files, "_exchange", spy)
     root = tmp_path / "out"
     exports.write_exports(con, make_settings(), AS_OF, "run-1", root)
     (root / "2025-06-15" / "stray.csv").write_text("from an older version")

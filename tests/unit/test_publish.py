@@ -14,8 +14,10 @@ from datetime import date
 import duckdb
 import pytest
 
+from pipelines import files
 from pipelines.config import load_settings
 from pipelines.errors import ConfigError, StepError
+from pipelines.publish import report
 from pipelines.publish import serving as publish
 from tests.helpers import TX_COLUMNS, write_config
 
@@ -322,22 +324,22 @@ def test_leftovers_of_a_crashed_publish_are_removed(settings, con):
 
 
 def test_publish_file_atomically_replaces_the_report(tmp_path, settings):
-    dest = publish.report_path(settings, date(2025, 12, 31))
+    dest = report.report_path(settings, date(2025, 12, 31))
     assert dest == tmp_path / "reports" / "2025-12-31" / "report.html"
-    tmp = publish.temp_path_for(dest, "run-1")
+    tmp = files.temp_path_for(dest, "run-1")
     assert tmp.parent == dest.parent and tmp.name.startswith(".")
     tmp.write_text("<html>old</html>")
-    publish.publish_file_atomically(tmp, dest)
+    files.publish_file_atomically(tmp, dest)
     old_reader = dest.open()  # a reader with the old file open keeps it whole
-    tmp = publish.temp_path_for(dest, "run-2")
+    tmp = files.temp_path_for(dest, "run-2")
     tmp.write_text("<html>new</html>")
-    publish.publish_file_atomically(tmp, dest)
+    files.publish_file_atomically(tmp, dest)
     assert old_reader.read() == "<html>old</html>"
     old_reader.close()
     assert dest.read_text() == "<html>new</html>"
     assert sorted(p.name for p in dest.parent.iterdir()) == ["report.html"]
     with pytest.raises(StepError, match="does not exist"):
-        publish.publish_file_atomically(tmp, dest)
+        files.publish_file_atomically(tmp, dest)
 
 
 def test_report_path_is_validated_and_relative_to_the_config(tmp_path):
@@ -347,7 +349,7 @@ def test_report_path_is_validated_and_relative_to_the_config(tmp_path):
     settings = load_settings(write_config(tmp_path, body))
     assert settings.report.path == tmp_path / "out" / "reports"
     assert (
-        publish.report_path(settings, date(2025, 12, 31))
+        report.report_path(settings, date(2025, 12, 31))
         == tmp_path / "out" / "reports" / "2025-12-31" / "report.html"
     )
     (tmp_path / "bad").mkdir()
@@ -356,7 +358,7 @@ def test_report_path_is_validated_and_relative_to_the_config(tmp_path):
 
 
 def test_temp_names_are_safe_file_names(tmp_path):
-    tmp = publish.temp_path_for(tmp_path / "x" / "crm.duckdb", "../../etc/passwd run")
+    tmp = files.temp_path_for(tmp_path / "x" / "crm.duckdb", "../../etc/passwd run")
     assert tmp.parent == tmp_path / "x"
     assert "/" not in tmp.name and " " not in tmp.name
     assert os.path.isdir(tmp_path / "x")
@@ -369,12 +371,12 @@ def test_a_publish_keeps_the_permissions_an_administrator_set(settings, con):
     plant(con, 2)
     publish.publish_serving_database(con, settings, "run-2")
     assert stat.S_IMODE(serving.stat().st_mode) == 0o640
-    report = publish.report_path(settings, date(2025, 12, 31))
-    tmp = publish.temp_path_for(report, "run-1")
+    report_file = report.report_path(settings, date(2025, 12, 31))
+    tmp = files.temp_path_for(report_file, "run-1")
     tmp.write_text("old")
-    publish.publish_file_atomically(tmp, report)
-    os.chmod(report, 0o600)
-    tmp = publish.temp_path_for(report, "run-2")
+    files.publish_file_atomically(tmp, report_file)
+    os.chmod(report_file, 0o600)
+    tmp = files.temp_path_for(report_file, "run-2")
     tmp.write_text("new")
-    publish.publish_file_atomically(tmp, report)
-    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    files.publish_file_atomically(tmp, report_file)
+    assert stat.S_IMODE(report_file.stat().st_mode) == 0o600

@@ -28,6 +28,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines import files
 from pipelines.publish import report
 from pipelines.publish.report import write_report
 
@@ -535,7 +536,7 @@ def test_report_replaces_the_old_file_atomically(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     with monkeypatch.context() as patched:
-        patched.setattr(report.os, "replace", fail)
+        patched.setattr(files.os, "replace", fail)
         with pytest.raises(OSError, match="disk full"):
             write_report(warehouse, target, run_id=RUN_ID, as_of=AS_OF)
     assert target.read_text(encoding="utf-8") == "old report"
