@@ -94,8 +94,8 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     )
     if customers is not None and customers != people:
         lines.append(
-            f"  core.customers holds {people} people: {people - customers} are known "
-            "only from events or from records dated after the as-of date"
+            f"  core.customers holds {people} people; {people - customers} of them are no "
+            "customers yet as of this date (known only from events, or from later records)"
         )
     lines.append(
         f"Orders: {orders} completed ({other_rows} cancelled, refunded or returned "
