@@ -334,7 +334,37 @@ def _newton_polish(likelihood, x, tol, steps: int = 10):
 # plain lifetimes fits (test_fitter_subclasses_fit_what_plain_lifetimes_fits).
 
 
-class BetaGeoFitter(lifetimes.BetaGeoFitter):
+class _ClosedFormObjective:
+    """The ``_fit`` hook both fitters below override: minimise the closed-form likelihood
+    ``_likelihood(*minimizing_function_args)`` (value, gradient, Hessian) instead of
+    lifetimes' autograd objective, and keep the minimum as ``neg_log_likelihood_``."""
+
+    _likelihood: type
+
+    def _fit(
+        self,
+        minimizing_function_args,
+        initial_params,
+        params_size,
+        disp,
+        tol=1e-7,
+        bounds=None,
+        **kwargs,
+    ):
+        log_params, value, hessian = _minimize_likelihood(
+            self._likelihood(*minimizing_function_args),
+            initial_params,
+            params_size,
+            disp,
+            tol,
+            bounds,
+            **kwargs,
+        )
+        self.neg_log_likelihood_ = float(value)
+        return log_params, value, hessian
+
+
+class BetaGeoFitter(_ClosedFormObjective, lifetimes.BetaGeoFitter):
     """lifetimes' BetaGeoFitter minimising :class:`_BetaGeoLikelihood` instead of its autograd one.
 
     Only the objective changes; the rest is lifetimes' own ``BetaGeoFitter.fit``: input checks,
@@ -366,30 +396,10 @@ class BetaGeoFitter(lifetimes.BetaGeoFitter):
         included); lifetimes keeps the same number in its private ``_negative_log_likelihood_``.
     """
 
-    def _fit(
-        self,
-        minimizing_function_args,
-        initial_params,
-        params_size,
-        disp,
-        tol=1e-7,
-        bounds=None,
-        **kwargs,
-    ):
-        log_params, value, hessian = _minimize_likelihood(
-            _BetaGeoLikelihood(*minimizing_function_args),
-            initial_params,
-            params_size,
-            disp,
-            tol,
-            bounds,
-            **kwargs,
-        )
-        self.neg_log_likelihood_ = float(value)
-        return log_params, value, hessian
+    _likelihood = _BetaGeoLikelihood
 
 
-class GammaGammaFitter(lifetimes.GammaGammaFitter):
+class GammaGammaFitter(_ClosedFormObjective, lifetimes.GammaGammaFitter):
     """lifetimes' GammaGammaFitter minimising :class:`_GammaGammaLikelihood` instead of its autograd one.
 
     Only the objective changes; the rest is lifetimes' own ``GammaGammaFitter.fit``: input
@@ -419,24 +429,4 @@ class GammaGammaFitter(lifetimes.GammaGammaFitter):
         The minimised objective, as in :class:`BetaGeoFitter`.
     """
 
-    def _fit(
-        self,
-        minimizing_function_args,
-        initial_params,
-        params_size,
-        disp,
-        tol=1e-7,
-        bounds=None,
-        **kwargs,
-    ):
-        log_params, value, hessian = _minimize_likelihood(
-            _GammaGammaLikelihood(*minimizing_function_args),
-            initial_params,
-            params_size,
-            disp,
-            tol,
-            bounds,
-            **kwargs,
-        )
-        self.neg_log_likelihood_ = float(value)
-        return log_params, value, hessian
+    _likelihood = _GammaGammaLikelihood
