@@ -61,3 +61,37 @@ def assert_reconciled(con: duckdb.DuckDBPyConnection) -> None:
         "rows_duplicate from audit.file_reconciliation where not is_balanced"
     ).fetchall()
     assert bad == []
+
+
+CORE_TRANSACTIONS_DDL = """
+create schema if not exists core;
+create schema if not exists models;
+create or replace table core.transactions (
+    customer_id varchar, order_id varchar, order_at timestamp, order_date date, amount double,
+    quantity double, status varchar, is_completed_order boolean, currency varchar, channel varchar,
+    payment_method varchar, line_count integer
+);
+"""
+
+
+def load_core_transactions(con: duckdb.DuckDBPyConnection, rows, order_id_digits: int = 3) -> None:
+    """(customer_id, order_at 'YYYY-MM-DD HH:MM', amount[, status]) rows -> a fresh
+    core.transactions with the columns the pipeline gives it; order ids o000, o001, ..."""
+    con.execute(CORE_TRANSACTIONS_DDL)
+    for index, row in enumerate(rows):
+        customer_id, order_at, amount, *rest = row
+        status = rest[0] if rest else "completed"
+        con.execute(
+            """
+            insert into core.transactions
+            select $customer_id, $order_id, $order_at::timestamp, $order_at::timestamp::date, $amount, 1,
+                $status, $status = 'completed' and $amount > 0, null, null, null, 1
+            """,
+            {
+                "customer_id": customer_id,
+                "order_id": f"o{index:0{order_id_digits}d}",
+                "order_at": order_at,
+                "amount": amount,
+                "status": status,
+            },
+        )

@@ -33,6 +33,7 @@ from models.clv import (
     predict_naive_next_order_dates,
     score_next_order_dates,
 )
+from tests.helpers import load_core_transactions
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -47,40 +48,8 @@ SUMMARY_SQL = (ROOT / "sql/models/clv_summary.sql").read_text()
 HOLDOUT_SQL = (ROOT / "sql/models/clv_holdout.sql").read_text()
 DATASETS = Path(os.path.dirname(lifetimes.__file__)) / "datasets"
 
+
 # core.transactions as documented in docs/core_tables.md
-CORE_TRANSACTIONS = """
-create schema if not exists core;
-create schema if not exists models;
-create or replace table core.transactions (
-    customer_id varchar, order_id varchar, order_at timestamp, order_date date, amount double,
-    quantity double, status varchar, is_completed_order boolean, currency varchar, channel varchar,
-    payment_method varchar, line_count integer
-);
-"""
-
-
-def load_transactions(con, rows):
-    """rows: (customer_id, order_at 'YYYY-MM-DD HH:MM', amount[, status]) -> core.transactions."""
-    con.execute(CORE_TRANSACTIONS)
-    for index, row in enumerate(rows):
-        customer_id, order_at, amount, *rest = row
-        status = rest[0] if rest else "completed"
-        con.execute(
-            """
-            insert into core.transactions
-            select $customer_id, $order_id, $order_at::timestamp, $order_at::timestamp::date, $amount, 1,
-                $status, $status = 'completed' and $amount > 0, null, null, null, 1
-            """,
-            {
-                "customer_id": customer_id,
-                "order_id": f"o{index:03d}",
-                "order_at": order_at,
-                "amount": amount,
-                "status": status,
-            },
-        )
-
-
 def load_cdnow(con, path: Path, columns: list[str], *, zero_amount_is_purchase: bool = False):
     """A whitespace-aligned CDNOW file -> core.transactions (dates only, all completed)."""
     lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
@@ -223,7 +192,7 @@ def rows_by_customer(frame: pl.DataFrame) -> dict[str, tuple]:
 
 
 def test_period_summary_counts_same_day_orders_once_and_sums_their_amounts(con):
-    load_transactions(con, HAND_ROWS)
+    load_core_transactions(con, HAND_ROWS)
     summary = rows_by_customer(build_summary(con, AS_OF))
     assert summary == {
         "A": (1, 10.0, 30.0, 30.0),  # days 01-01 (10 + 20) and 01-11 (30)
@@ -234,7 +203,7 @@ def test_period_summary_counts_same_day_orders_once_and_sums_their_amounts(con):
 
 
 def test_weekly_period_summary_uses_iso_weeks_and_whole_weeks(con):
-    load_transactions(con, HAND_ROWS)
+    load_core_transactions(con, HAND_ROWS)
     summary = rows_by_customer(build_summary(con, AS_OF, unit_days=7, period_days=7))
     assert summary == {
         "A": (1, 1.0, 4.0, 30.0),  # weeks of 01-01 and 01-08; T from 01-01 to 01-29
@@ -245,7 +214,7 @@ def test_weekly_period_summary_uses_iso_weeks_and_whole_weeks(con):
 
 
 def test_exact_summary_counts_every_order_with_fractional_days_to_the_end_of_as_of(con):
-    load_transactions(con, HAND_ROWS)
+    load_core_transactions(con, HAND_ROWS)
     summary = rows_by_customer(build_summary(con, AS_OF, resolution="exact"))
     frequency, recency, age, monetary = summary["A"]
     assert frequency == 2
@@ -259,7 +228,7 @@ def test_exact_summary_counts_every_order_with_fractional_days_to_the_end_of_as_
 
 
 def test_clv_summary_has_one_row_per_customer_and_resolution_with_purchase_timestamps(con):
-    load_transactions(con, HAND_ROWS)
+    load_core_transactions(con, HAND_ROWS)
     con.execute(
         SUMMARY_SQL, {"as_of": AS_OF, "unit_days": 1, "period_days": 1, "resolution": "both"}
     )
@@ -283,7 +252,7 @@ def test_clv_summary_has_one_row_per_customer_and_resolution_with_purchase_times
 
 
 def test_hand_made_summary_equals_lifetimes_for_days_and_weeks(con):
-    load_transactions(con, HAND_ROWS)
+    load_core_transactions(con, HAND_ROWS)
     assert_same_as_lifetimes(build_summary(con, AS_OF), lifetimes_summary(con, AS_OF, "D"))
     assert_same_as_lifetimes(
         build_summary(con, AS_OF, unit_days=7, period_days=7), lifetimes_summary(con, AS_OF, "W")
@@ -291,7 +260,7 @@ def test_hand_made_summary_equals_lifetimes_for_days_and_weeks(con):
 
 
 def test_clv_summary_rejects_units_other_than_days_and_weeks(con):
-    load_transactions(con, HAND_ROWS)
+    load_core_transactions(con, HAND_ROWS)
     with pytest.raises(duckdb.Error, match="unit_days must be 1 or 7"):
         con.execute(
             SUMMARY_SQL, {"as_of": AS_OF, "unit_days": 30, "period_days": 1, "resolution": "both"}
@@ -386,7 +355,7 @@ def test_holdout_sql_equals_lifetimes_calibration_and_holdout_data(
 
 
 def test_holdout_sql_on_hand_made_rows(con):
-    load_transactions(con, HAND_ROWS)
+    load_core_transactions(con, HAND_ROWS)
     con.execute(
         HOLDOUT_SQL,
         {
@@ -410,7 +379,7 @@ def test_holdout_sql_on_hand_made_rows(con):
 
 
 def test_holdout_sql_carries_the_last_order_before_and_the_first_order_in_the_window(con):
-    load_transactions(con, HAND_ROWS)
+    load_core_transactions(con, HAND_ROWS)
     con.execute(
         HOLDOUT_SQL,
         {
@@ -459,7 +428,7 @@ def test_holdout_metrics_of_a_fitted_model_equal_those_of_a_refit(cdnow_sample):
 
 
 def test_summary_and_holdout_sql_build_only_the_resolution_asked_for(con):
-    load_transactions(con, HAND_ROWS)
+    load_core_transactions(con, HAND_ROWS)
     params = {
         "as_of": AS_OF,
         "calibration_end": date(2024, 1, 10),

@@ -11,19 +11,11 @@ import polars as pl
 import pytest
 
 from models.rfm import DEFAULT_RFM_GRID, RfmGrid, SegmentRule, score_rfm
+from tests.helpers import load_core_transactions
 
 RFM_SQL = (Path(__file__).resolve().parents[2] / "sql/models/rfm.sql").read_text()
 
 # core.transactions as documented in docs/core_tables.md
-CORE_TRANSACTIONS = """
-create schema if not exists core;
-create schema if not exists models;
-create or replace table core.transactions (
-    customer_id varchar, order_id varchar, order_at timestamp, order_date date, amount double,
-    quantity double, status varchar, is_completed_order boolean, currency varchar, channel varchar,
-    payment_method varchar, line_count integer
-);
-"""
 
 AS_OF = date(2024, 1, 31)
 ROWS = [
@@ -52,22 +44,7 @@ ROWS = [
 @pytest.fixture
 def con():
     connection = duckdb.connect()
-    connection.execute(CORE_TRANSACTIONS)
-    for index, (customer_id, order_at, amount, status) in enumerate(ROWS):
-        connection.execute(
-            """
-            insert into core.transactions
-            select $customer_id, $order_id, $order_at::timestamp, $order_at::timestamp::date, $amount, 1,
-                $status, $status = 'completed' and $amount > 0, null, null, null, 1
-            """,
-            {
-                "customer_id": customer_id,
-                "order_id": f"o{index:02d}",
-                "order_at": order_at,
-                "amount": amount,
-                "status": status,
-            },
-        )
+    load_core_transactions(connection, ROWS, order_id_digits=2)
     yield connection
     connection.close()
 
