@@ -37,9 +37,23 @@ TASKS = {name: _task(name, step) for name, step in steps.STEPS.items()}
 
 
 @flow(name="crm_pipeline")
-def crm_pipeline(config_path: str | None = None, as_of: str | None = None) -> str:
-    """Run the whole pipeline once; returns the run summary text."""
-    with steps.open_run(config_path, date.fromisoformat(as_of) if as_of else None) as run:
+def crm_pipeline(
+    config_path: str | None = None,
+    as_of: str | None = None,
+    full_refresh: bool = False,
+    as_of_from_schedule: bool = False,
+) -> str:
+    """Run the whole pipeline once; returns the run summary text.
+
+    ``full_refresh`` processes every delivered file again and retrains the churn model;
+    ``as_of_from_schedule`` (set by the ``crm serve`` deployment) makes the run's
+    scheduled date, in the schedule's time zone, the as-of date.
+    """
+    if as_of is None and as_of_from_schedule:
+        as_of = str(_scheduled_as_of(config_path))
+    with steps.open_run(
+        config_path, date.fromisoformat(as_of) if as_of else None, full_refresh=full_refresh
+    ) as run:
         for task_run in TASKS.values():
             run.record(task_run(run.ctx))
         text = run.summary()
@@ -49,6 +63,26 @@ def crm_pipeline(config_path: str | None = None, as_of: str | None = None) -> st
             description=f"CRM run {run.ctx.run_id}, as of {run.ctx.as_of}",
         )
     return text
+
+
+@flow(name="crm_backfill")
+def crm_backfill(config_path: str | None, start: str, end: str, every_days: int = 1) -> list[str]:
+    """Run :func:`crm_pipeline` as of ``start``, ``start + every_days``, ... up to ``end``
+    (ISO dates, both included), in order, each as its own flow run; stops at the first
+    failure. Returns the run summaries."""
+    return [
+        crm_pipeline(config_path=config_path, as_of=str(day))
+        for day in steps.backfill_dates(
+            date.fromisoformat(start), date.fromisoformat(end), every_days
+        )
+    ]
+
+
+def _scheduled_as_of(config_path: str | None) -> date:
+    from prefect.runtime import flow_run
+
+    settings = load_settings(config_path)
+    return steps.scheduled_as_of(flow_run.scheduled_start_time, settings.schedule.timezone)
 
 
 def build_deployment(config_path: str | None):
@@ -68,6 +102,6 @@ def build_deployment(config_path: str | None):
     return crm_pipeline.to_deployment(
         name=schedule.deployment_name,
         schedule=Cron(schedule.cron, timezone=schedule.timezone),
-        parameters={"config_path": str(settings.config_path)},
+        parameters={"config_path": str(settings.config_path), "as_of_from_schedule": True},
         description="CRM analytics pipeline on the config's schedule",
     )

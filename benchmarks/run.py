@@ -268,19 +268,15 @@ def run_ingest(b: Bench) -> StageResult:
 def run_clean(b: Bench) -> StageResult:
     """pipelines.load.clean.build_staging (staging.*, phones to E.164)."""
     raw = sum(b.count(f"raw.{name}") for name in clean.STAGING_ORDER)
-    counts = clean.build_staging(b.con, b.settings)
+    counts = clean.build_staging(b.con, b.settings).rows
     return StageResult(rows_in=raw, rows_out=sum(counts.values()), detail={"staging_rows": counts})
 
 
 @stage("validate", requires=("clean",))
 def run_validate(b: Bench) -> StageResult:
-    """pipelines.load.quality.validate_source per source + check_batch_limits (quarantine.*)."""
-    reports = []
-    for name in clean.STAGING_ORDER:
-        with b.substep(f"validate_source[{name}]"):
-            reports.append(quality.validate_source(b.con, name, b.settings, b.run_id))
-    with b.substep("check_batch_limits"):
-        quality.check_batch_limits(b.con, b.settings, b.run_id)
+    """pipelines.load.quality.validate_pending: each source's suite over the rows staged
+    this run, then the batch limits (quarantine.*)."""
+    reports = quality.validate_pending(b.con, b.settings, b.run_id)
     checked = sum(r.rows_checked for r in reports)
     quarantined = sum(r.rows_quarantined for r in reports)
     return StageResult(
@@ -658,6 +654,7 @@ TRACED_FUNCTIONS = (
     "pipelines.load.ingest:_ingest_file",
     "pipelines.load.clean:write_fx_rates",
     "pipelines.load.clean:normalise_phones",
+    "pipelines.load.quality:validate_source",
     "pipelines.load.quality:_apply_failures",
     "pipelines.core.build:resolve_identities",
     "pipelines.core.identity:cluster_pairs",

@@ -34,9 +34,7 @@ def _date(text: str) -> str:
     try:
         date.fromisoformat(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"--as-of must be a date like 2025-12-31, got {text!r}"
-        ) from exc
+        raise argparse.ArgumentTypeError(f"a date like 2025-12-31 is needed, got {text!r}") from exc
     return text
 
 
@@ -55,6 +53,26 @@ def build_parser() -> argparse.ArgumentParser:
         type=_date,
         default=None,
         help="observation date YYYY-MM-DD (default: latest completed order)",
+    )
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="process every delivered file again and retrain the churn model "
+        "(default: only what is new since the last run)",
+    )
+    backfill = sub.add_parser(
+        "backfill", help="run the pipeline as of each date of a range, in order"
+    )
+    backfill.add_argument("--from", dest="start", type=_date, required=True, metavar="DATE")
+    backfill.add_argument("--to", dest="end", type=_date, required=True, metavar="DATE")
+    backfill.add_argument(
+        "--every", type=int, default=1, metavar="N", help="days between runs (default 1)"
+    )
+    backfill.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="crm.toml (default: the bundled sample in data/sample)",
     )
     serve = sub.add_parser("serve", help="serve the flow on the config's [schedule]")
     serve.add_argument(
@@ -105,9 +123,34 @@ def main(argv: list[str] | None = None) -> int:
 
             print(
                 crm_pipeline(
-                    config_path=str(args.config) if args.config else None, as_of=args.as_of
+                    config_path=str(args.config) if args.config else None,
+                    as_of=args.as_of,
+                    full_refresh=args.full_refresh,
                 )
             )
+            return 0
+        if args.command == "backfill":
+            from pipelines.config import load_settings
+            from pipelines.steps import backfill_dates
+
+            load_settings(str(args.config) if args.config else None)
+            try:
+                days = backfill_dates(
+                    date.fromisoformat(args.start), date.fromisoformat(args.end), args.every
+                )
+            except ValueError as exc:
+                raise CrmError(str(exc)) from exc
+            _quiet_prefect()
+            from flows import crm_backfill
+
+            summaries = crm_backfill(
+                config_path=str(args.config) if args.config else None,
+                start=str(days[0]),
+                end=str(days[-1]),
+                every_days=args.every,
+            )
+            print("\n\n".join(summaries))
+            print(f"\nBackfilled {len(days)} run(s), as of {days[0]} to {days[-1]}.")
             return 0
         if args.command == "serve":
             _quiet_prefect()

@@ -132,10 +132,16 @@ def _churn(data: Mapping[str, Any]) -> ChurnConfig:
     if minimum < 10:
         raise ConfigError(f"churn.min_labelled_customers must be at least 10, got {minimum}.")
     seed = _get(data, "seed", "churn", int, 0)
+    every = _get(data, "retrain_every_days", "churn", int, 7)
+    if not 1 <= every <= 366:
+        raise ConfigError(
+            f"churn.retrain_every_days must be a whole number of days from 1 to 366, got {every}."
+        )
     return ChurnConfig(
         band_cutoffs=(float(cutoffs[0]), float(cutoffs[1])),
         min_labelled_customers=minimum,
         seed=seed,
+        retrain_every_days=every,
     )
 
 

@@ -146,9 +146,14 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class ChurnConfig:
+    """``[churn]``: ``retrain_every_days`` is the calendar cadence of training (days
+    since 2000-01-03, a Monday, in steps of it); between training dates the saved model
+    scores."""
+
     band_cutoffs: tuple[float, float] = (0.33, 0.66)
     min_labelled_customers: int = 200
     seed: int = 0
+    retrain_every_days: int = field(default=7, metadata={"minimum": 1, "maximum": 366})
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ MARTS_ORDER = (
     "data_quality",
     "model_parameters",
     "model_metrics",
+    "customer_id_changes",
 )
 HISTORY_TABLES = MARTS_ORDER[1:]
 

@@ -64,7 +64,8 @@ def record_run_start(
         [INTERRUPTED_MESSAGE],
     )
     con.execute(
-        "insert into audit.runs values (?, ?, null, 'running', null, ?, ?, ?, ?, null, null)",
+        "insert into audit.runs (run_id, started_at, status, requested_as_of, config_path, "
+        "config_sha256, package_versions) values (?, ?, 'running', ?, ?, ?, ?)",
         [
             run_id,
             started_at,
@@ -83,18 +84,22 @@ def record_run_end(
     as_of: date | None,
     rows_per_step: dict,
     message: str | None = None,
+    *,
+    step_seconds: dict | None = None,
 ) -> None:
-    """Log the run's end: status (succeeded | failed), as-of date, counts per step."""
+    """Log the run's end: status (succeeded | failed), as-of date, counts per step (files
+    processed and reused among them), wall seconds per step done."""
     ensure_bookkeeping_tables(con)
     con.execute(
         "update audit.runs set ended_at = ?, status = ?, as_of = ?, rows_per_step = ?, "
-        "message = ? where run_id = ?",
+        "message = ?, step_seconds = ? where run_id = ?",
         [
             datetime.now(UTC).replace(tzinfo=None),
             status,
             as_of,
             json.dumps(rows_per_step, default=str),
             message,
+            json.dumps(step_seconds or {}),
             run_id,
         ],
     )

@@ -21,10 +21,12 @@ kill harness's children, ``crm status``) never needs.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ class RunContext:
     as_of: date | None = None
     clv_resolution: str | None = None
     write_report: bool = True
+    full_refresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class StepReport:
     rows: dict[str, Any]
     message: str
     decided: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
 
 
 def ingest(ctx: RunContext) -> StepReport:
@@ -84,28 +88,41 @@ def ingest(ctx: RunContext) -> StepReport:
 
 
 def clean(ctx: RunContext) -> StepReport:
-    """Type and normalise ``raw.*`` into ``staging.*``."""
+    """Type and normalise the rows of files not processed yet (all with a full refresh)
+    from ``raw.*`` into ``staging.*``; stop while a rejected file is still delivered."""
     from pipelines.load import clean as staging
+    from pipelines.load import processing
 
-    counts = staging.build_staging(ctx.con, ctx.settings)
-    return StepReport("clean", counts, {"staging": counts}, f"staging rows: {counts}")
+    processing.check_rejected_files_replaced(ctx.con, ctx.run_id)
+    report = staging.build_staging(ctx.con, ctx.settings, full_refresh=ctx.full_refresh)
+    files = {
+        name: {"processed": len(f.pending), "reused": f.reused, "changed": len(f.changed)}
+        for name, f in report.files.items()
+    }
+    return StepReport(
+        "clean",
+        report,
+        {"staging": report.rows, "files": files},
+        f"staging rows: {report.rows}; files processed/reused: "
+        + ", ".join(f"{k} {v['processed']}/{v['reused']}" for k, v in files.items()),
+    )
 
 
 def validate(ctx: RunContext) -> StepReport:
-    """Run the Great Expectations suites; quarantine failing rows; stop on bad batches."""
+    """Run the Great Expectations suites over the rows staged this run; quarantine failing
+    rows; stop on bad batches (and reject the file)."""
     from pipelines.load import quality
-    from pipelines.load.clean import STAGING_ORDER
 
-    reports = [
-        quality.validate_source(ctx.con, name, ctx.settings, ctx.run_id) for name in STAGING_ORDER
-    ]
-    quality.check_batch_limits(ctx.con, ctx.settings, ctx.run_id)
+    reports = quality.validate_pending(
+        ctx.con, ctx.settings, ctx.run_id, full_refresh=ctx.full_refresh
+    )
     quarantined = {r.source: r.rows_quarantined for r in reports}
+    checked = {r.source: r.rows_checked for r in reports}
     return StepReport(
         "validate",
         reports,
-        {"quarantine": quarantined},
-        f"validate: {quarantined} rows quarantined",
+        {"quarantine": quarantined, "validated_rows": checked},
+        f"validate: {checked} rows checked, {quarantined} quarantined",
     )
 
 
@@ -151,11 +168,19 @@ def churn(ctx: RunContext) -> StepReport:
         ctx.as_of,
         ctx.run_id,
         value.make_bgnbd_scorer(ctx.con, ctx.settings, ctx.as_of, ctx.clv_resolution),
+        full_refresh=ctx.full_refresh,
     )
     return StepReport(
         "churn",
         result,
-        {"churn": {"scored": result.scores.height, "published": result.published_scorer}},
+        {
+            "churn": {
+                "scored": result.scores.height,
+                "published": result.published_scorer,
+                "trained_as_of": str(result.training_date),
+                "reused_saved_scorer": result.reused,
+            }
+        },
         f"churn: {result.scores.height} customers scored; {result.message}",
     )
 
@@ -209,17 +234,32 @@ def publish_outputs(ctx: RunContext) -> StepReport:
     )
 
 
+def _timed(step: Callable[[RunContext], StepReport]) -> Callable[[RunContext], StepReport]:
+    """``step``, with its wall seconds in its report (``audit.runs.step_seconds``)."""
+
+    @functools.wraps(step)
+    def timed(ctx: RunContext) -> StepReport:
+        started = time.perf_counter()
+        report = step(ctx)
+        return dataclasses.replace(report, seconds=round(time.perf_counter() - started, 3))
+
+    return timed
+
+
 # The run order; the keys are the Prefect tasks' names.
 STEPS: dict[str, Callable[[RunContext], StepReport]] = {
-    "ingest": ingest,
-    "clean": clean,
-    "validate": validate,
-    "core": core,
-    "customer value": customer_value,
-    "churn": churn,
-    "segments": segments,
-    "marts": build_marts,
-    "publish": publish_outputs,
+    name: _timed(step)
+    for name, step in {
+        "ingest": ingest,
+        "clean": clean,
+        "validate": validate,
+        "core": core,
+        "customer value": customer_value,
+        "churn": churn,
+        "segments": segments,
+        "marts": build_marts,
+        "publish": publish_outputs,
+    }.items()
 }
 
 
@@ -242,6 +282,11 @@ class Run:
         """What ``audit.runs.rows_per_step`` records: every step's ``rows``, in run order."""
         return {key: n for report in self.reports.values() for key, n in report.rows.items()}
 
+    @property
+    def step_seconds(self) -> dict[str, float | None]:
+        """What ``audit.runs.step_seconds`` records: wall seconds per step done."""
+        return {name: report.seconds for name, report in self.reports.items()}
+
     def summary(self) -> str:
         """The end-of-run summary text (what ``crm run`` prints)."""
         from pipelines import summary
@@ -251,12 +296,17 @@ class Run:
             self.ctx.run_id,
             self.ctx.as_of,
             {k: r.result for k, r in self.reports.items()},
+            self.step_seconds,
         )
 
 
 @contextmanager
 def open_run(
-    config_path: str | Path | None, as_of: date | None = None, *, write_report: bool = True
+    config_path: str | Path | None,
+    as_of: date | None = None,
+    *,
+    write_report: bool = True,
+    full_refresh: bool = False,
 ) -> Iterator[Run]:
     """Open the warehouse and log a run as running; on leaving, log it as succeeded, or
     as failed with the error, and close the warehouse."""
@@ -270,15 +320,29 @@ def open_run(
         requested_as_of=as_of,
         as_of=as_of,
         write_report=write_report,
+        full_refresh=full_refresh,
     )
     run = Run(ctx)
     try:
         runlog.record_run_start(ctx.con, settings, ctx.run_id, started, as_of)
         yield run
-        runlog.record_run_end(ctx.con, ctx.run_id, "succeeded", run.ctx.as_of, run.rows_per_step)
+        runlog.record_run_end(
+            ctx.con,
+            ctx.run_id,
+            "succeeded",
+            run.ctx.as_of,
+            run.rows_per_step,
+            step_seconds=run.step_seconds,
+        )
     except Exception as exc:
         runlog.record_run_end(
-            ctx.con, ctx.run_id, "failed", run.ctx.as_of, run.rows_per_step, str(exc)
+            ctx.con,
+            ctx.run_id,
+            "failed",
+            run.ctx.as_of,
+            run.rows_per_step,
+            str(exc),
+            step_seconds=run.step_seconds,
         )
         raise
     finally:
@@ -291,8 +355,10 @@ def run_steps(
     names: Iterable[str] = tuple(STEPS),
     *,
     write_report: bool = True,
+    full_refresh: bool = False,
 ) -> Run:
-    """Run the steps ``names`` (default: all, always in run order) without Prefect.
+    """Run the steps ``names`` (default: all, always in run order) without Prefect;
+    ``full_refresh`` processes every delivered file again.
 
     Returns the finished :class:`Run` (its context's connection is closed).
     """
@@ -300,8 +366,30 @@ def run_steps(
     unknown = set(names) - set(STEPS)
     if unknown:
         raise ValueError(f"unknown steps {sorted(unknown)}; known: {list(STEPS)}")
-    with open_run(config_path, as_of, write_report=write_report) as run:
+    with open_run(config_path, as_of, write_report=write_report, full_refresh=full_refresh) as run:
         for name, step in STEPS.items():
             if name in names:
                 run.record(step(run.ctx))
     return run
+
+
+def backfill_dates(start: date, end: date, every_days: int = 1) -> list[date]:
+    """The as-of dates of ``crm backfill``: ``start``, ``start + every_days``, ... up to
+    and including ``end``. Raises ``ValueError`` for an empty or endless range."""
+    if every_days < 1:
+        raise ValueError(f"--every must be at least 1 day, got {every_days}")
+    if end < start:
+        raise ValueError(f"--to {end} is before --from {start}")
+    days = (end - start).days // every_days + 1
+    return [start + timedelta(days=i * every_days) for i in range(days)]
+
+
+def scheduled_as_of(scheduled_start: datetime, timezone: str) -> date:
+    """The as-of date of a scheduled run: the calendar date of its scheduled start in the
+    schedule's time zone (a run scheduled for 06:00 Europe/Berlin on 2 March is as of 2
+    March, whenever it actually starts)."""
+    from zoneinfo import ZoneInfo
+
+    if scheduled_start.tzinfo is None:
+        scheduled_start = scheduled_start.replace(tzinfo=UTC)
+    return scheduled_start.astimezone(ZoneInfo(timezone)).date()

@@ -14,24 +14,39 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     lines.append("")
     lines.append("Files (rows read = loaded + quarantined + duplicates + erased):")
     # Each file once: its status says whether this run loaded it or an earlier one did (a
-    # rerun after a failed run, a daily run over the same folder).
-    for source, path, status, read, loaded, quarantined, dup, erased, ok in con.execute(
+    # rerun after a failed run, a daily run over the same folder). After years of daily
+    # deliveries, files neither loaded nor processed this run are one line per source.
+    earlier: dict[str, list[int]] = {}
+    for source, path, status, read, loaded, quarantined, dup, erased, ok, this_run in con.execute(
         """
             select r.source, r.file_path,
                    case when f.run_id is distinct from $run_id and r.status = 'loaded'
                         then 'earlier run' else r.status end,
                    r.rows_read, r.rows_loaded, r.rows_quarantined, r.rows_duplicate,
-                   r.rows_erased, r.is_balanced
+                   r.rows_erased, r.is_balanced,
+                   f.run_id is not distinct from $run_id or p.run_id is not distinct from $run_id
             from audit.file_reconciliation r
             left join raw.files f on f.file_sha256 = r.file_sha256 and f.source = r.source
+            left join audit.file_processing p
+              on p.file_sha256 = r.file_sha256 and p.source = r.source
             order by r.source, r.file_path""",
         {"run_id": run_id},
     ).fetchall():
+        if ok and not this_run:
+            files_rows = earlier.setdefault(source, [0, 0])
+            files_rows[0] += 1
+            files_rows[1] += read
+            continue
         name = path.rsplit("/", 1)[-1]
         mark = "ok" if ok else "UNBALANCED"
         lines.append(
             f"  {source:<12} {name:<28} {status:<12} {read:>9} = {loaded:>9} + "
             f"{quarantined:>6} + {dup:>6} + {erased:>4}  {mark}"
+        )
+    for source, (files, read) in earlier.items():
+        lines.append(
+            f"  {source:<12} {files} file(s) of earlier runs, {read} rows, all balanced "
+            "(kept as processed then)"
         )
     # Only a copy under another name needs a line of its own: the file itself is above.
     redelivered = con.execute(
@@ -104,9 +119,16 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     return "\n".join(lines)
 
 
-def format_run_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of, results: dict) -> str:
-    """The whole end-of-run text: data summary, customer value, churn risk and what was
-    published. ``results`` maps a step name to its result (``pipelines.steps``)."""
+def format_run_summary(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    as_of,
+    results: dict,
+    step_seconds: dict | None = None,
+) -> str:
+    """The whole end-of-run text: data summary, customer value, churn risk, what was
+    published, and what the run processed and reused. ``results`` maps a step name to
+    its result (``pipelines.steps``), ``step_seconds`` a step name to its wall seconds."""
     parts = [format_summary(con, run_id, as_of)]
     if "customer value" in results and "segments" in results:
         parts.append(format_value_summary(results["customer value"], results["segments"]))
@@ -118,7 +140,45 @@ def format_run_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of, resul
             + "\n".join(f"  {k:<8} {v}" for k, v in results["publish"].items())
             + format_exports_note(con)
         )
+    parts.append(format_work_summary(results, step_seconds or {}))
     return "\n\n".join(parts)
+
+
+def format_work_summary(results: dict, step_seconds: dict) -> str:
+    """What this run processed and what it reused from earlier runs, and the seconds per
+    step (the same as audit.runs.rows_per_step and step_seconds)."""
+    lines = ["This run:"]
+    staging = results.get("clean")
+    if staging is not None:
+        for name, files in staging.files.items():
+            if not (files.pending or files.reused):
+                continue
+            line = (
+                f"  {name:<12} {len(files.pending)} file(s) processed, "
+                f"{files.reused} reused as processed by earlier runs"
+            )
+            if files.changed:
+                line += (
+                    f"; {len(files.changed)} processed again because the source's settings "
+                    "or rules changed"
+                )
+            lines.append(line)
+    churn = results.get("churn")
+    if churn is not None and churn.model is not None:
+        how = (
+            "the scorer saved by an earlier run on the same training data"
+            if churn.reused
+            else "trained this run"
+        )
+        lines.append(f"  churn model  trained as of {churn.training_date}: {how}")
+    if step_seconds:
+        lines.append(
+            "  seconds      "
+            + ", ".join(
+                f"{name} {sec:.1f}" for name, sec in step_seconds.items() if sec is not None
+            )
+        )
+    return "\n".join(lines)
 
 
 def format_exports_note(con: duckdb.DuckDBPyConnection) -> str:

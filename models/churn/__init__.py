@@ -42,7 +42,12 @@ id and label columns, and the conversions and checks shared by the others). Impo
 ``models.churn``: this face re-exports the public names.
 """
 
-from models.churn.artifacts import load_churn_model, save_churn_model
+from models.churn.artifacts import (
+    load_churn_model,
+    load_churn_training,
+    save_churn_model,
+    save_churn_training,
+)
 from models.churn.baselines import BASELINE_SCORES, BaselineChurnModel, score_without_labels
 from models.churn.evaluation import (
     DEFAULT_MAX_IMPORTANCE_CUSTOMERS,
@@ -58,6 +63,8 @@ from models.churn.model import DEFAULT_MAX_TRAIN_CUSTOMERS, ChurnModel
 from models.churn.scores import SCORES_SCHEMA, assign_churn_bands, build_churn_scores
 
 __all__ = [
+    "load_churn_training",
+    "save_churn_training",
     "BASELINE_SCORES",
     "DEFAULT_MAX_IMPORTANCE_CUSTOMERS",
     "DEFAULT_MAX_TRAIN_CUSTOMERS",

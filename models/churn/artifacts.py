@@ -15,6 +15,7 @@ from models.churn.baselines import BaselineChurnModel
 from models.churn.model import ChurnModel
 
 _ARTIFACT_KIND = "crm-pipeline churn model"
+_TRAINING_KIND = "crm-pipeline churn training"
 _ARTIFACT_FORMAT = 1
 
 
@@ -67,3 +68,40 @@ def load_churn_model(path: str | Path) -> ChurnModel | BaselineChurnModel:
     if list(model.feature_names_in_) != header["feature_names"]:
         raise ValueError(f"{path} is inconsistent: its header and model list different features")
     return model
+
+
+def save_churn_training(path: str | Path, training: dict) -> None:
+    """Write a validated churn scorer with what its validation found (``training``: model,
+    metrics, importances, published, beats, message), so that a later run trained on the
+    same data can publish it without fitting again. Other saved trainings in the same
+    directory are removed: only the latest is ever reused."""
+    path = Path(path)
+    check_is_fitted(training["model"])
+    header = {"kind": _TRAINING_KIND, "format": _ARTIFACT_FORMAT, "versions": _versions()}
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        pickle.dump(header, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(training, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    # a run killed while writing leaves a .partial file, never a truncated training
+    partial.replace(path)
+    for other in path.parent.glob("churn-training-*.pkl"):
+        if other != path:
+            other.unlink(missing_ok=True)
+
+
+def load_churn_training(path: str | Path) -> dict | None:
+    """The training saved by :func:`save_churn_training` at ``path``, or None when there
+    is none or it was written under other package versions (it is then trained again)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with open(path, "rb") as handle:
+        header = pickle.load(handle)
+        if (
+            not isinstance(header, dict)
+            or header.get("kind") != _TRAINING_KIND
+            or header.get("format") != _ARTIFACT_FORMAT
+            or header.get("versions") != _versions()
+        ):
+            return None
+        return pickle.load(handle)

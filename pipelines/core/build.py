@@ -69,7 +69,21 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: str) -> CoreReport:
     Stops the run if any file's rows read differ from loaded + quarantined + duplicates:
     that would mean a row was lost, which no published number may rest on.
     """
+    had_map = bool(
+        con.execute(
+            "select 1 from information_schema.tables "
+            "where table_schema = 'core' and table_name = 'customer_map'"
+        ).fetchall()
+    )
+    if had_map:
+        con.execute(
+            "create or replace temp table previous_customer_map as "
+            "select source_customer_id, customer_id from core.customer_map"
+        )
     identity = build_core_tables(con)
+    if had_map:
+        run_sql(con, "audit/customer_id_changes", {"run_id": run_id})
+        con.execute("drop table temp.main.previous_customer_map")
     run_sql(con, "audit/file_reconciliation", {"run_id": run_id})
     con.execute("""
         create table if not exists audit.reconciliation_history as

@@ -8,12 +8,14 @@ the region for numbers written in national format.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import duckdb
 import phonenumbers
 import pyarrow as pa
 
 from pipelines.config import Settings, SourceConfig
+from pipelines.load import processing
 from pipelines.sqlrun import ensure_bookkeeping_tables, install_macros, run_sql
 
 log = logging.getLogger(__name__)
@@ -36,20 +38,64 @@ def source_params(source: SourceConfig | None) -> dict:
     }
 
 
-def build_staging(con: duckdb.DuckDBPyConnection, settings: Settings) -> dict[str, int]:
-    """Build ``staging.transactions``, ``staging.customers`` and ``staging.events``.
+@dataclass(frozen=True)
+class StagingReport:
+    """``rows``: rows in each ``staging.<source>`` after the step; ``files``: per source,
+    which files were staged this run and which were kept from earlier runs."""
 
-    Returns rows per staged table. Sources absent from the config give empty tables, so
-    later layers need no special cases.
+    rows: dict[str, int]
+    files: dict[str, processing.SourceFiles]
+
+
+def build_staging(
+    con: duckdb.DuckDBPyConnection, settings: Settings, *, full_refresh: bool = False
+) -> StagingReport:
+    """Bring ``staging.transactions``, ``staging.customers`` and ``staging.events`` up to
+    date: stage the rows of every file not yet processed under its source's current
+    fingerprint (all files with ``full_refresh``), keep the rest as they are.
+
+    Sources absent from the config give empty tables, so later layers need no special
+    cases.
     """
     install_macros(con)
+    ensure_bookkeeping_tables(con)
     write_fx_rates(con, settings)
-    counts = {}
+    rows, files = {}, {}
     for name in STAGING_ORDER:
-        run_sql(con, f"staging/{name}", source_params(settings.sources.get(name)))
-        counts[name] = con.execute(f"select count(*) from staging.{name}").fetchall()[0][0]
-    normalise_phones(con)
-    return counts
+        found = processing.find_source_files(con, settings, name, full_refresh=full_refresh)
+        processing.set_pending(con, found)
+        _stage_pending(con, name, source_params(settings.sources.get(name)), found)
+        files[name] = found
+        rows[name] = con.execute(f"select count(*) from staging.{name}").fetchall()[0][0]
+    return StagingReport(rows, files)
+
+
+def _stage_pending(
+    con: duckdb.DuckDBPyConnection, name: str, params: dict, found: processing.SourceFiles
+) -> None:
+    """Stage the pending files' rows into ``staging.<name>``, replacing what earlier runs
+    staged from them. With every file pending the table is rebuilt, so a changed staging
+    model (new columns) never meets rows of the old shape."""
+    con.execute("create schema if not exists staging")
+    exists = bool(
+        con.execute(
+            "select 1 from information_schema.tables "
+            "where table_schema = 'staging' and table_name = ?",
+            [name],
+        ).fetchall()
+    )
+    if exists:
+        processing.remove_rows_of_pending(con, name)
+    if exists and not found.pending:
+        return
+    run_sql(con, f"staging/{name}", params)
+    if name == "customers":
+        normalise_phones(con)
+    if exists and not found.is_everything:
+        con.execute(f"insert into staging.{name} by name select * from staged_{name}")
+    else:
+        con.execute(f"create or replace table staging.{name} as select * from staged_{name}")
+    con.execute(f"drop table staged_{name}")
 
 
 def write_fx_rates(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
@@ -102,7 +148,8 @@ def normalise_phone(text: str | None, country: str | None) -> str | None:
 
 
 def normalise_phones(con: duckdb.DuckDBPyConnection) -> int:
-    """Add ``phone`` (E.164) to ``staging.customers``; returns numbers parsed this run.
+    """Add ``phone`` (E.164) to ``staged_customers`` (the customer rows this run stages);
+    returns the numbers parsed this time.
 
     libphonenumber costs ~0.1 ms a number, which is minutes for a million customers, so
     each distinct (text, country) pair is parsed once, ever: results are kept in
@@ -112,7 +159,7 @@ def normalise_phones(con: duckdb.DuckDBPyConnection) -> int:
     ensure_bookkeeping_tables(con)
     pairs = con.execute("""
         select distinct c.phone_text, c.country
-        from staging.customers c
+        from staged_customers c
         where c.phone_text is not null
           and not exists (select 1 from raw.phone_numbers p
                           where p.phone_text = c.phone_text
@@ -131,9 +178,9 @@ def normalise_phones(con: duckdb.DuckDBPyConnection) -> int:
         con.execute("insert into raw.phone_numbers select * from _phones")
         con.unregister("_phones")
     con.execute("""
-        create or replace table staging.customers as
+        create or replace temp table staged_customers as
         select c.*, p.phone
-        from staging.customers c
+        from staged_customers c
         left join raw.phone_numbers p
           on p.phone_text = c.phone_text and p.country is not distinct from c.country""")
     return len(pairs)

@@ -10,12 +10,14 @@ share of failing rows is over the limit or no transaction row is usable.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import duckdb
 
 from pipelines.config import Settings
 from pipelines.errors import InputError
+from pipelines.load.processing import PENDING_TABLE, SourceFiles
 from pipelines.load.rules import Rule, suite_rules
 from pipelines.sqlrun import ensure_bookkeeping_tables
 
@@ -24,24 +26,43 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ValidationReport:
+    """One source's validation this run: the rows checked (those of ``files.pending``),
+    quarantined and blanked, failures per rule, and ``per_file``: sha256 ->
+    {"rows", "quarantined", "blanked"} for the files checked."""
+
     source: str
     rows_checked: int
     rows_quarantined: int
     fields_blanked: int
     failures_by_rule: dict[str, int]
+    files: SourceFiles
+    per_file: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class FileOverLimitError(InputError):
+    """A file's share of failing rows is over ``max_failed_share`` (``file_sha256`` None
+    when no usable transaction row is left at all)."""
+
+    def __init__(self, message: str, source: str, file_sha256: str | None):
+        super().__init__(message)
+        self.source = source
+        self.file_sha256 = file_sha256
 
 
 def _apply_failures(
     con,
-    source: str,
+    files: SourceFiles,
     rows_checked: int,
     failing: dict[str, list[tuple[str, int]]],
     rules: dict[str, Rule],
     run_id: str,
 ) -> ValidationReport:
-    """Write the suite's verdicts: ``failing`` maps a rule to the (file sha256, row
-    number) keys of the rows that broke it."""
+    """Write the suite's verdicts on the pending files of ``files``: ``failing`` maps a
+    rule to the (file sha256, row number) keys of the rows that broke it. Verdicts an
+    earlier run wrote for those files were removed by the clean step."""
     import pyarrow as pa
+
+    source = files.source
 
     row_fail: dict[tuple[str, int], list[str]] = {}
     field_fail: list[tuple[str, int, str, str]] = []
@@ -53,9 +74,11 @@ def _apply_failures(
             else:
                 field_fail.append((key[0], key[1], name, rule.column))
     con.execute(f"""
-        create or replace table quarantine.{source} as
+        create table if not exists quarantine.{source} as
         select null::varchar as run_id, null::varchar as rules, r.*
         from raw.{source} r limit 0""")
+    pending = f"(select file_sha256 from {PENDING_TABLE})"
+    con.execute(f"delete from quarantine.{source} where _file_sha256 in {pending}")
     if row_fail:
         keys = sorted(row_fail)
         failures = pa.table(
@@ -76,7 +99,10 @@ def _apply_failures(
         )
         con.unregister("_failures")
     ensure_bookkeeping_tables(con)
-    con.execute("delete from quarantine.field_issues where source = ?", [source])
+    con.execute(
+        f"delete from quarantine.field_issues where source = ? and _file_sha256 in {pending}",
+        [source],
+    )
     if field_fail:
         field_fail.sort()
         issues = pa.table(
@@ -109,7 +135,19 @@ def _apply_failures(
             )
         con.unregister("_issues")
     counts = {name: len(keys) for name, keys in failing.items()}
-    report = ValidationReport(source, rows_checked, len(row_fail), len(field_fail), counts)
+    per_file: dict[str, dict[str, int]] = {}
+    for sha, n in con.execute(
+        f"select _file_sha256, count(*) from staging.{source} "
+        f"where _file_sha256 in {pending} group by all"
+    ).fetchall():
+        per_file[sha] = {"rows": n, "quarantined": 0, "blanked": 0}
+    for sha, _ in row_fail:
+        per_file[sha]["quarantined"] += 1
+    for sha, *_ in field_fail:
+        per_file[sha]["blanked"] += 1
+    report = ValidationReport(
+        source, rows_checked, len(row_fail), len(field_fail), counts, files, per_file
+    )
     log.info(
         "validate %s: %d rows, %d quarantined, %d fields blanked",
         source,
@@ -126,20 +164,36 @@ def _original_column(source: str, column: str) -> str:
     return originals.get(column, column)
 
 
-def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> None:
+def check_batch_limits(
+    con: duckdb.DuckDBPyConnection, settings: Settings, checked: Iterable[tuple[str, str]]
+) -> None:
     """Stop the run when a file is mostly bad or there are no usable transactions.
 
     The share counts rows the reader rejected plus rows the suite quarantined, over the
-    rows read, per file ingested in this run.
+    rows read, per file in ``checked`` ((source, file sha256) pairs: the files validated
+    this run). Raises :class:`FileOverLimitError`.
     """
     limit = settings.validation.max_failed_share
+    import pyarrow as pa
+
+    checked = sorted(set(checked))
+    con.register(
+        "_checked_files",
+        pa.table(
+            {
+                "source": pa.array([c[0] for c in checked], pa.string()),
+                "file_sha256": pa.array([c[1] for c in checked], pa.string()),
+            }
+        ),
+    )
     # Failing rows are matched to their file by source and sha256: one file can feed
     # several sources (raw.files has a row per source).
     rows = con.execute(
         """
         with files as (
             select file_sha256, source, file_path, rows_read
-            from raw.files where run_id = $run_id and rows_read > 0
+            from raw.files join _checked_files using (source, file_sha256)
+            where rows_read > 0
         ),
         quarantined as (
             select 'transactions' as source, _file_sha256, rules from quarantine.transactions
@@ -156,7 +210,8 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings, run_i
                 select source, _file_sha256, rule, count(*) as n from per_rule group by all)
             group by all
         )
-        select f.source, f.file_path, f.rows_read, count(q._file_sha256) as failed,
+        select f.source, f.file_sha256, f.file_path, f.rows_read,
+               count(q._file_sha256) as failed,
                any_value(t.rule) as top_rule,
                count(q._file_sha256) filter (where q.rules like 'reader: %') as unreadable
         from files f
@@ -165,13 +220,14 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings, run_i
         group by all
         having count(q._file_sha256) > $limit * f.rows_read
         order by f.file_path, f.source""",
-        {"run_id": run_id, "limit": limit},
+        {"limit": limit},
     ).fetchall()
+    con.unregister("_checked_files")
     if rows:
-        source, path, read, failed, rule, unreadable = rows[0]
+        source, sha, path, read, failed, rule, unreadable = rows[0]
         if unreadable * 2 > failed:
             # Mostly records the reader could not split: the file's format, not its values.
-            raise InputError(
+            raise FileOverLimitError(
                 f"File {path} (source '{source}'): {failed} of {read} rows "
                 f"({failed / read:.0%}) failed, more than the allowed {limit:.0%}; "
                 f"{unreadable} of them could not be read as records (most often: "
@@ -179,16 +235,20 @@ def check_batch_limits(con: duckdb.DuckDBPyConnection, settings: Settings, run_i
                 f"encoding options in [sources.{source}] and that the file is not "
                 "truncated, or raise [validation].max_failed_share. The unreadable lines "
                 "are listed, with their line numbers, in raw.rejected_rows of the working "
-                "database."
+                "database.",
+                source,
+                sha,
             )
         hint = _failure_hint(rule, source, settings)
-        raise InputError(
+        raise FileOverLimitError(
             f"File {path} (source '{source}'): {failed} of {read} rows "
             f"({failed / read:.0%}) failed validation, more than the allowed "
             f"{limit:.0%}. {hint}Check the column mapping and the timestamp_format, "
             "delimiter, encoding and decimal_comma options in [sources." + source + "], "
             "or raise [validation].max_failed_share. Failing rows are listed in "
-            f"quarantine.{source} of the working database."
+            f"quarantine.{source} of the working database.",
+            source,
+            sha,
         )
     usable = con.execute("""
         select count(*) from staging.transactions s

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -36,7 +37,9 @@ from models.churn import (
     choose_published_scorer,
     compute_churn_metrics,
     compute_permutation_importances,
+    load_churn_training,
     save_churn_model,
+    save_churn_training,
     score_without_labels,
     select_feature_columns,
 )
@@ -79,9 +82,15 @@ class ChurnResult:
     message : str
         One sentence for the run log: the publish decision or the fallback reason.
     as_of, train_cutoff, test_cutoff : date
-        Scoring date and the two validation cutoffs (as_of - 2H, as_of - H).
+        Scoring date and the two validation cutoffs (training_date - 2H, training_date - H).
     horizon_days : int
         H.
+    training_date : date
+        The date the scorer was trained as of (the latest date of the retraining grid on
+        or before as_of; as_of itself without a grid).
+    reused : bool
+        Whether the scorer and its metrics were those saved by an earlier run trained on
+        identical data (see :func:`run_churn`).
     """
 
     scores: pl.DataFrame
@@ -96,6 +105,8 @@ class ChurnResult:
     train_cutoff: date
     test_cutoff: date
     horizon_days: int
+    training_date: date
+    reused: bool = False
 
 
 # --------------------------------------------------------------------------- SQL
@@ -277,6 +288,49 @@ class _Timer:
         return ", ".join(f"{part} {seconds:.1f} s" for part, seconds in self.seconds.items())
 
 
+# Bump when the protocol or the model changes what the same training frames give.
+TRAINING_VERSION = 1
+# The retraining grid: dates 2000-01-03 (a Monday) + k * retrain_every_days.
+RETRAIN_EPOCH = date(2000, 1, 3)
+
+
+def churn_training_date(as_of: date, retrain_every_days: int) -> date:
+    """The latest date of the retraining grid on or before ``as_of``: the churn model is
+    trained as of that date, so that every run between two grid dates, and a full refresh
+    at any of them, trains on the same cutoffs."""
+    as_of = _as_date(as_of)
+    if retrain_every_days < 1:
+        raise ValueError(f"retrain_every_days must be at least 1, got {retrain_every_days}")
+    steps = (as_of - RETRAIN_EPOCH).days // retrain_every_days
+    return RETRAIN_EPOCH + timedelta(days=steps * retrain_every_days)
+
+
+def _training_key(
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    features: list[str],
+    horizon_days: int,
+    seed: int,
+    training_date: date,
+) -> str:
+    """Digest of everything that decides the validated scorer: both labelled frames
+    (features, BG/NBD inputs and labels, in customer order), the protocol's settings, and
+    the versions of the code and of scikit-learn."""
+    import hashlib
+    import io
+
+    import sklearn
+
+    digest = hashlib.sha256()
+    header = [TRAINING_VERSION, sklearn.__version__, horizon_days, seed, str(training_date)]
+    digest.update(repr((header, features)).encode())
+    for frame in (train, test):
+        buffer = io.BytesIO()
+        frame.write_ipc(buffer, compression="uncompressed")
+        digest.update(buffer.getvalue())
+    return digest.hexdigest()[:24]
+
+
 # --------------------------------------------------------------------------- the step
 
 
@@ -288,6 +342,8 @@ def run_churn(
     band_cutoffs: tuple[float, float] = (0.33, 0.66),
     min_labelled: int = 200,
     seed: int = 0,
+    training_date: date | None = None,
+    model_store: Path | None = None,
 ) -> ChurnResult:
     """Validate the churn model out of time and score every customer at ``as_of``.
 
@@ -311,6 +367,15 @@ def run_churn(
         Fewest labelled customers at each of the two validation cutoffs.
     seed : int
         Seeds the model and the permutation importances.
+    training_date : date, optional
+        The date the protocol runs at (cutoffs training_date - 2H and - H); default as_of.
+        The published scorer, trained there, scores the features at as_of.
+    model_store : directory, optional
+        Where a validated scorer is saved with its metrics, keyed by a digest of exactly
+        what trained it (the labelled frames at both cutoffs, the protocol's settings and
+        the code's version). A later run whose training frames are identical reuses it
+        instead of fitting again, which gives the same scores a fit would (the fits are
+        seeded), so a daily run and a full refresh publish the same scores.
 
     Returns
     -------
@@ -321,10 +386,17 @@ def run_churn(
     assign_churn_bands([], band_cutoffs)  # refuse bad cut-offs before any work
     if min_labelled < 1:
         raise ValueError(f"min_labelled must be at least 1, got {min_labelled}")
-    train_cutoff = as_of - timedelta(days=2 * horizon_days)
-    test_cutoff = as_of - timedelta(days=horizon_days)
+    training_date = _as_date(training_date or as_of)
+    if training_date > as_of:
+        raise ValueError(f"training_date {training_date} is after as_of {as_of}")
+    train_cutoff = training_date - timedelta(days=2 * horizon_days)
+    test_cutoff = training_date - timedelta(days=horizon_days)
     context = dict(
-        as_of=as_of, train_cutoff=train_cutoff, test_cutoff=test_cutoff, horizon_days=horizon_days
+        as_of=as_of,
+        train_cutoff=train_cutoff,
+        test_cutoff=test_cutoff,
+        horizon_days=horizon_days,
+        training_date=training_date,
     )
 
     _check_core_tables(con)
@@ -339,7 +411,7 @@ def run_churn(
         reason = (
             f"History too short for out-of-time validation: the first completed order is on "
             f"{first_order_date}, after the training cutoff {train_cutoff} "
-            f"(two {horizon_days}-day horizons before the as-of date {as_of})"
+            f"(two {horizon_days}-day horizons before the training date {training_date})"
         )
     # Features at as_of first: they stay in models.churn_features, and building them defines
     # the macro that gives the features at the two validation cutoffs without storing them.
@@ -382,6 +454,27 @@ def run_churn(
         train = _join_bgnbd(train, bgnbd_scorer, train_cutoff)
         test = _join_bgnbd(test, bgnbd_scorer, test_cutoff)
     features = select_feature_columns(train)
+    with timer("training data digest"):
+        key = _training_key(train, test, features, horizon_days, seed, training_date)
+    saved = load_churn_training(model_store / f"churn-training-{key}.pkl") if model_store else None
+    if saved is not None:
+        final = saved["model"]
+        with timer("scores at as_of (saved scorer)"):
+            frame = current.select(features) if saved["published"] == "model" else current
+            probabilities = final.predict_proba(frame)[:, 1]
+        log.info("churn: reused the scorer trained as of %s (%s)", training_date, key)
+        return ChurnResult(
+            scores=build_churn_scores(current["customer_id"], probabilities, band_cutoffs),
+            metrics=saved["metrics"],
+            importances=saved["importances"],
+            model=final,
+            fallback_reason=None,
+            published_scorer=saved["published"],
+            model_beats_baselines=saved["beats"],
+            message=saved["message"],
+            reused=True,
+            **context,
+        )
     y_train, y_test = train[LABEL_COLUMN], test[LABEL_COLUMN]
 
     with timer("model fit at the training cutoff"):
@@ -434,6 +527,18 @@ def run_churn(
             final = BaselineChurnModel(published).fit(test, y_test)
             probabilities = final.predict_proba(current)[:, 1]
     log.info("churn step times: %s", timer)
+    if model_store is not None:
+        save_churn_training(
+            model_store / f"churn-training-{key}.pkl",
+            {
+                "model": final,
+                "metrics": metrics,
+                "importances": importances,
+                "published": published,
+                "beats": beats,
+                "message": message,
+            },
+        )
 
     return ChurnResult(
         scores=build_churn_scores(current["customer_id"], probabilities, band_cutoffs),
@@ -457,14 +562,20 @@ def score_churn_risk(
     as_of: date,
     run_id: str,
     bgnbd_scorer: BgnbdScorer | None = None,
+    *,
+    full_refresh: bool = False,
 ) -> ChurnResult:
     """The pipeline's churn step: run :func:`run_churn` with the configured horizon, bands
-    and seed, then write ``models.churn_scores`` (one row per buyer), append the run's
+    and seed, trained as of the retraining grid's date (``[churn] retrain_every_days``),
+    reusing the scorer saved by an earlier run on identical training data unless
+    ``full_refresh``; then write ``models.churn_scores`` (one row per buyer), append the run's
     metrics, importances and status to ``models.model_metrics``,
     ``models.churn_importances`` and ``models.model_runs``, and save the fitted model
     (with its feature list and versions) under ``<warehouse dir>/models/``."""
 
     cfg = settings.churn
+    directory = settings.warehouse.path.parent / "models"
+    directory.mkdir(parents=True, exist_ok=True)
     result = run_churn(
         con,
         as_of,
@@ -473,6 +584,8 @@ def score_churn_risk(
         band_cutoffs=cfg.band_cutoffs,
         min_labelled=cfg.min_labelled_customers,
         seed=cfg.seed,
+        training_date=churn_training_date(as_of, cfg.retrain_every_days),
+        model_store=None if full_refresh else directory,
     )
     con.register(
         "_churn_scores", result.scores.select("customer_id", "churn_probability", "churn_band")
@@ -495,7 +608,5 @@ def score_churn_risk(
         )
         con.unregister("_importances")
     if result.model is not None:
-        directory = settings.warehouse.path.parent / "models"
-        directory.mkdir(parents=True, exist_ok=True)
         save_churn_model(result.model, directory / f"churn-{run_id}.model")
     return result

@@ -5,7 +5,9 @@ create or replace table audit.file_reconciliation as
 -- One file can feed several sources (raw.files is keyed by source and sha256), so every
 -- count is matched to its file by source and sha256.
 with files as (
+    -- a rejected file's rows never reach staging (pipelines/load/processing.py)
     select file_sha256 as _file_sha256, source, file_path, status, rows_read from raw.files
+    where status <> 'rejected'
 ),
 
 loaded as (

@@ -1,8 +1,11 @@
 -- staging.customers: every raw customer record, typed and normalised; no row dropped.
+-- Stages the rows of the pending files only (temp.main.pending_files, written by
+-- pipelines/load/processing.py); pipelines/load/clean.py merges them into staging.customers.
 -- Phones are normalised to E.164 in Python (libphonenumber) into staging.phone_numbers.
-create or replace table staging.customers as
+create or replace temp table staged_customers as
 with source as (
     select * from raw.customers
+    where _file_sha256 in (select file_sha256 from temp.main.pending_files)
 ),
 
 final as (

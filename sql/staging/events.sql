@@ -1,7 +1,10 @@
 -- staging.events: every raw behaviour event, typed and normalised; no row dropped.
-create or replace table staging.events as
+-- Stages the rows of the pending files only (temp.main.pending_files, written by
+-- pipelines/load/processing.py); pipelines/load/clean.py merges them into staging.events.
+create or replace temp table staged_events as
 with source as (
     select * from raw.events
+    where _file_sha256 in (select file_sha256 from temp.main.pending_files)
 ),
 
 final as (

@@ -1,8 +1,11 @@
 -- staging.transactions: every raw transaction row, typed and normalised; no row dropped.
+-- Stages the rows of the pending files only (temp.main.pending_files, written by
+-- pipelines/load/processing.py); pipelines/load/clean.py merges them into staging.transactions.
 -- Values that fail to parse are NULL here and quarantined by the validation suite.
-create or replace table staging.transactions as
+create or replace temp table staged_transactions as
 with source as (
     select * from raw.transactions
+    where _file_sha256 in (select file_sha256 from temp.main.pending_files)
 ),
 
 parsed as (

@@ -45,11 +45,31 @@ create table if not exists audit.runs (
     status varchar, as_of date, requested_as_of date, config_path varchar,
     config_sha256 varchar, package_versions json, rows_per_step json,
     message varchar);
+-- added with incremental runs; a warehouse made before gains it here
+alter table audit.runs add column if not exists step_seconds json;
 
 create table if not exists audit.validation_results (
     run_id varchar, source varchar, rule varchar, expectation_type varchar,
     column_name varchar, severity varchar, success boolean, element_count bigint,
     unexpected_count bigint, validated_at timestamp);
+
+-- each delivered file's staging and validation, once per fingerprint of what decides them
+-- (pipelines/load/processing.py); a file without a row under the current fingerprint is
+-- processed by the next run
+create table if not exists audit.file_processing (
+    source varchar, file_sha256 varchar, fingerprint varchar, run_id varchar,
+    processed_at timestamp, rows_staged bigint, rows_quarantined bigint,
+    fields_blanked bigint, primary key (source, file_sha256));
+
+-- files whose rows stopped a run (more failing rows than allowed): left out from then on
+create table if not exists audit.rejected_files (
+    source varchar, file_sha256 varchar, run_id varchar, message varchar,
+    rejected_at timestamp);
+
+-- customer ids that changed (merge or split), per run (sql/audit/customer_id_changes.sql)
+create table if not exists audit.customer_id_changes (
+    run_id varchar, previous_customer_id varchar, customer_id varchar, reason varchar,
+    source_customer_ids bigint, changed_at timestamp);
 
 create table if not exists audit.settings (key varchar primary key, value varchar);
 

@@ -115,8 +115,7 @@ def byte_hits(path: Path) -> list[bytes]:
 def rebuild_to_core(con, settings, run_id: str) -> None:
     """Staging, validation, core and the reconciliation table, as a run does after ingest."""
     clean.build_staging(con, settings)
-    for name in clean.STAGING_ORDER:
-        quality.validate_source(con, name, settings, run_id)
+    quality.validate_pending(con, settings, run_id)
     core.build_core_tables(con)
     run_sql(con, "audit/file_reconciliation", {"run_id": run_id})
 

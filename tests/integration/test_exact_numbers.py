@@ -170,7 +170,7 @@ def test_implausible_profile_values_are_blanked_with_a_rule(tmp_path):
     assert rows(con, "select rule, original_value from quarantine.field_issues order by 1") == [
         ("city_printable", "Lon\x1bdon"),
         ("full_name_printable", "Ada\x00Lovelace"),
-        ("signup_ts_plausible", "9999-12-31"),
+        ("signup_ts_not_after_ingestion", "9999-12-31"),
     ]
     assert_reconciled(con)
 

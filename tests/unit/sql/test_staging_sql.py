@@ -25,6 +25,17 @@ PARAMS = {
 }
 
 
+def stage(con, source: str, params: dict) -> None:
+    """Run sql/staging/<source>.sql over every file of raw.<source> (the clean step's
+    pending files: pipelines/load/processing.py) and keep its rows as staging.<source>."""
+    con.execute(
+        "create or replace temp table pending_files as "
+        f"select distinct _file_sha256 as file_sha256 from raw.{source}"
+    )
+    run_sql(con, f"staging/{source}", params)
+    con.execute(f"create or replace table staging.{source} as select * from staged_{source}")
+
+
 @pytest.fixture
 def raw(table):
     """``raw(source, [{field: text, ...}, ...])``: raw.<source> with every canonical field
@@ -87,7 +98,7 @@ def test_transactions_parses_and_normalises_text(con, raw, fx, rows):
         ],
     )
     fx([("EUR", 1.0, True)])
-    run_sql(con, "staging/transactions", PARAMS)
+    stage(con, "transactions", PARAMS)
     assert rows("""
         select _file_sha256, _row_number, customer_id, order_id, product_id, quantity,
                unit_price, amount_in_currency, amount, currency, unconvertible_currency,
@@ -129,7 +140,7 @@ def test_transactions_converts_to_the_base_currency(con, raw, fx, rows):
         ],
     )
     fx([("EUR", 1.0, True), ("GBP", 0.8, True)])
-    run_sql(con, "staging/transactions", PARAMS)
+    stage(con, "transactions", PARAMS)
     assert rows("""
         select _row_number, amount_in_currency, amount, currency, unconvertible_currency
         from staging.transactions order by _row_number""") == [
@@ -151,7 +162,7 @@ def test_transactions_mixed_currencies_without_configured_rates(con, raw, fx, ro
         ],
     )
     fx([("EUR", 1.0, False), ("GBP", 1.0, False)])
-    run_sql(con, "staging/transactions", PARAMS)
+    stage(con, "transactions", PARAMS)
     assert rows("""
         select _row_number, amount, unconvertible_currency
         from staging.transactions order by _row_number""") == [
@@ -174,7 +185,7 @@ def test_transactions_negative_completed_line_is_a_return(con, raw, fx, rows):
         ],
     )
     fx([])
-    run_sql(con, "staging/transactions", PARAMS)
+    stage(con, "transactions", PARAMS)
     assert rows("select _row_number, amount, status from staging.transactions order by 1") == [
         (1, -5.0, "returned"),
         (2, -5.0, "returned"),
@@ -194,7 +205,7 @@ def test_transactions_missing_value_markers_are_no_id(con, raw, fx, rows):
         ],
     )
     fx([])
-    run_sql(con, "staging/transactions", PARAMS)
+    stage(con, "transactions", PARAMS)
     assert rows(
         "select _row_number, customer_id, order_id, product_id from staging.transactions order by 1"
     ) == [(1, None, None, None), (2, "C2", "O2", "N/A")]
@@ -215,7 +226,7 @@ def test_transactions_large_quantity_times_price_does_not_overflow(con, raw, fx,
         ],
     )
     fx([])
-    run_sql(con, "staging/transactions", PARAMS)
+    stage(con, "transactions", PARAMS)
     assert rows("select amount_in_currency, amount from staging.transactions") == [
         (Decimal("1000000000000000.0000"), 1e15)
     ]
@@ -234,7 +245,7 @@ def test_transactions_decimal_comma_and_timestamp_format(con, raw, fx, rows):
         "timestamp_format": "%d/%m/%Y %H:%M",
         "timezone": "Europe/Berlin",
     }
-    run_sql(con, "staging/transactions", params)
+    stage(con, "transactions", params)
     assert rows("select amount, order_at from staging.transactions") == [
         (1234.5, datetime(2025, 1, 2, 9, 30))
     ]
@@ -266,7 +277,7 @@ def test_customers_normalises_fields(con, raw, rows):
             {"customer_id": "null", "birth_date": "not a date", "marketing_consent": "maybe"},
         ],
     )
-    run_sql(con, "staging/customers", PARAMS)
+    stage(con, "customers", PARAMS)
     assert rows("""
         select _row_number, customer_id, email, phone_text, full_name, name_key,
                birth_date_text, birth_date, gender, city, country, marketing_consent_text,
@@ -322,7 +333,7 @@ def test_customers_date_format(con, raw, rows):
             {"customer_id": "C2", "birth_date": "1990-04-05"},
         ],
     )
-    run_sql(con, "staging/customers", PARAMS | {"date_format": "%d.%m.%Y"})
+    stage(con, "customers", PARAMS | {"date_format": "%d.%m.%Y"})
     assert rows("select customer_id, birth_date from staging.customers order by 1") == [
         ("C1", datetime(1990, 4, 5).date()),
         ("C2", None),
@@ -358,7 +369,7 @@ def test_events_normalises_fields(con, raw, rows):
             },
         ],
     )
-    run_sql(con, "staging/events", PARAMS)
+    stage(con, "events", PARAMS)
     assert rows("""
         select _row_number, customer_id, event_id, event_type, channel, value_text, value,
                properties, survey, event_at
@@ -385,5 +396,5 @@ def test_events_decimal_comma(con, raw, rows):
         "events",
         [{"customer_id": "C1", "event_ts": "2025-02-03", "event_type": "x", "value": "1,5"}],
     )
-    run_sql(con, "staging/events", PARAMS | {"decimal_comma": True})
+    stage(con, "events", PARAMS | {"decimal_comma": True})
     assert rows("select value from staging.events") == [(1.5,)]
