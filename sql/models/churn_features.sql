@@ -174,21 +174,40 @@ answers as (
     group by customer_id
 ),
 
--- core.customers holds the latest version of each profile. A version written after
--- the cutoff was not known then, so such a profile counts as missing at this cutoff
--- (a version without any timestamp is taken as always known).
+-- The profile as known at the end of the cutoff day: of the customer's record versions
+-- (core.customer_records, every delivered version) those written on or before it, each
+-- field from the latest version that has one, as core.customers does over all versions
+-- (a version without any timestamp is taken as always known). A version delivered later
+-- never changes the features at an earlier cutoff, so the churn model trained there
+-- stays the same model (pipelines/scoring/churn.py reuses it).
+profile_versions as (
+    select
+        m.customer_id,
+        r.birth_date,
+        r.gender,
+        r.country,
+        r.marketing_consent,
+        row_number() over (
+            order by coalesce(r.updated_at, r.signup_at, timestamp '1900-01-01'), r._ingested_at,
+                     r._source_file, r._file_sha256, r._row_number) as recency_key
+    from core.customer_records r
+    join core.customer_map m on m.source_customer_id = r.customer_id
+    where coalesce(r.updated_at, r.signup_at) is null
+       or cast(coalesce(r.updated_at, r.signup_at) as date) <= cast(cutoff as date)
+),
+
 customers as (
     select
         customer_id,
-        birth_date,
-        gender,
-        country,
-        marketing_consent,
-        coalesce(updated_at, signup_at) as known_at
-    from core.customers
-    where coalesce(updated_at, signup_at) is null
-       or cast(coalesce(updated_at, signup_at) as date) <= cast(cutoff as date)
-    qualify row_number() over (partition by customer_id order by known_at desc nulls last) = 1
+        arg_max(birth_date, recency_key) filter (where birth_date is not null) as birth_date,
+        arg_max(gender, recency_key) filter (where gender is not null) as gender,
+        arg_max(country, recency_key) filter (where country is not null) as country,
+        coalesce(
+            arg_max(marketing_consent, recency_key) filter (where marketing_consent is not null),
+            false
+        ) as marketing_consent
+    from profile_versions
+    group by customer_id
 ),
 
 final as (
