@@ -102,6 +102,21 @@ def check_freshness(
     return results
 
 
+def describe_staleness(
+    source: str,
+    age_days: int | None,
+    status: str,
+    warn_after_days: int | None,
+    error_after_days: int | None,
+) -> str:
+    """A stale source in a few words, for the run summary and the report: e.g. "events is
+    9 days old (warn after 7 days)". ``status`` is 'warn' or 'error'; ages in days."""
+    limit = _days(warn_after_days if status == "warn" else error_after_days)
+    if age_days is None:
+        return f"{source} has no row dated on or before the as-of date ({status} after {limit})"
+    return f"{source} is {_days(age_days)} old ({status} after {limit})"
+
+
 def _newest_row(
     con: duckdb.DuckDBPyConnection, source: str, as_of: date
 ) -> tuple[int, datetime | None]:

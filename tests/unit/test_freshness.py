@@ -221,3 +221,17 @@ def test_checking_a_run_again_replaces_its_rows(con, tmp_path):
     check_freshness(con, settings, AS_OF, RUN_ID)
     assert [row[2] for row in _stored(con)] == [1]
     assert [row[2] for row in _stored(con, "run-2")] == [12]
+
+
+def test_the_run_summary_has_a_line_per_stale_source(con, tmp_path):
+    from pipelines.summary import format_freshness_summary
+
+    _lines(con, "2024-03-12 10:00")
+    _events(con, "2024-03-04 10:00")
+    settings = _settings(tmp_path, transactions=(3, None), events=(7, 30), customers=(1, None))
+    check_freshness(con, settings, AS_OF, RUN_ID)
+    assert format_freshness_summary(con, RUN_ID).splitlines() == [
+        "Freshness: customers has no row dated on or before the as-of date (warn after 1 day)",
+        "Freshness: events is 9 days old (warn after 7 days)",
+    ]
+    assert format_freshness_summary(con, "another-run") == ""
