@@ -18,8 +18,8 @@ from pipelines.errors import InputError
 from pipelines.sqlrun import ensure_bookkeeping_tables
 
 # Per source: the core table of its validated rows and the UTC timestamp that dates a
-# row. Transactions are dated per line (core.transaction_lines): core.transactions keeps
-# an order's first line's time, which would make a re-sent order look older than it is.
+# row. Transactions are dated per line (core.transaction_lines), as delivered:
+# core.transactions dates an order by its earliest line, so a later line would not count.
 # Customer records are dated by their last update, else their signup.
 NEWEST_ROW: dict[str, tuple[str, str]] = {
     "transactions": ("core.transaction_lines", "order_at"),
