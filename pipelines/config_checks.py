@@ -309,6 +309,7 @@ def _source(name: str, data: Mapping[str, Any], base_dir: Path) -> SourceConfig:
             f"{prefix}.missing_values must be a list of strings such as "
             f'["NA", "NULL"], got {missing_values!r}.'
         )
+    warn_after, error_after = _freshness(data, name, prefix, columns)
     return SourceConfig(
         name=name,
         path=str(_path(path, base_dir)),
@@ -327,7 +328,41 @@ def _source(name: str, data: Mapping[str, Any], base_dir: Path) -> SourceConfig:
             tuple(missing_values) if missing_values is not None else SourceConfig.missing_values
         ),
         keep_identical_lines=_get(data, "keep_identical_lines", prefix, bool, False),
+        warn_after_days=warn_after,
+        error_after_days=error_after,
     )
+
+
+def _freshness(
+    data: Mapping[str, Any], name: str, prefix: str, columns: Mapping[str, str]
+) -> tuple[int | None, int | None]:
+    """``warn_after_days`` and ``error_after_days`` of one source: whole days >= 0, warn
+    not after error, and for customers a mapped timestamp to measure freshness by."""
+    days = {}
+    for key in ("warn_after_days", "error_after_days"):
+        value = _get(data, key, prefix, int, None)
+        if value is not None and value < 0:
+            raise ConfigError(f"{prefix}.{key} must be a whole number of days >= 0, got {value}.")
+        days[key] = value
+    warn_after, error_after = days["warn_after_days"], days["error_after_days"]
+    if warn_after is not None and error_after is not None and warn_after > error_after:
+        raise ConfigError(
+            f"{prefix}.warn_after_days ({warn_after}) must not be more than "
+            f"{prefix}.error_after_days ({error_after}): a source warns before it stops the run."
+        )
+    # Customers are dated by updated_at, else signup_ts; without either there is no
+    # newest row to measure, and every run would fail as "no rows".
+    if (
+        name == "customers"
+        and (warn_after is not None or error_after is not None)
+        and not {"updated_at", "signup_ts"} & set(columns)
+    ):
+        key = "warn_after_days" if warn_after is not None else "error_after_days"
+        raise ConfigError(
+            f"{prefix}.{key} needs {prefix}.columns.updated_at or "
+            f"{prefix}.columns.signup_ts mapped: customers are dated by them."
+        )
+    return warn_after, error_after
 
 
 def _guess_format(path: str) -> str:

@@ -99,6 +99,25 @@ class SourceConfig:
     # An order line repeated exactly inside one file is a duplicated export line unless
     # this is set (for exports where two identical lines are two real purchases).
     keep_identical_lines: bool = False
+    # Source freshness, as dbt's: the run warns, or stops before publishing, when the
+    # source's newest row is more than this many days older than the as-of date
+    # (pipelines/load/freshness.py). Unset: not checked.
+    warn_after_days: int | None = field(
+        default=None,
+        metadata={
+            "minimum": 0,
+            "description": "warn when the newest row is more than this many days before "
+            "the as-of date",
+        },
+    )
+    error_after_days: int | None = field(
+        default=None,
+        metadata={
+            "minimum": 0,
+            "description": "stop the run before publishing when the newest row is more than "
+            "this many days before the as-of date",
+        },
+    )
 
 
 @dataclass(frozen=True)

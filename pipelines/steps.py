@@ -127,15 +127,20 @@ def validate(ctx: RunContext) -> StepReport:
 
 
 def core(ctx: RunContext) -> StepReport:
-    """Deduplicate and resolve identities into ``core.*``; decide the as-of date."""
+    """Deduplicate and resolve identities into ``core.*``; decide the as-of date; check
+    each source's freshness on it."""
     from pipelines.core import build as core_tables
+    from pipelines.load import freshness
 
     report = core_tables.build_core(ctx.con, ctx.run_id)
     as_of = runlog.resolve_as_of(ctx.con, ctx.requested_as_of)
+    # a stale source stops the run here, before any model or output uses its rows
+    fresh = freshness.check_freshness(ctx.con, ctx.settings, as_of, ctx.run_id)
     return StepReport(
         "core",
         report,
-        {"core": {"orders": report.orders, "customers": report.customers, "events": report.events}},
+        {"core": {"orders": report.orders, "customers": report.customers, "events": report.events}}
+        | {"freshness": {f.source: f.status for f in fresh}},
         f"core: {report.orders} orders, {report.customers} customers, "
         f"{report.events} events; as of {as_of}",
         decided={"as_of": as_of},

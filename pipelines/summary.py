@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
+from pipelines.load.freshness import describe_staleness
 from pipelines.publish.exports import empty_exports_reason
 
 
@@ -130,6 +131,9 @@ def format_run_summary(
     published, and what the run processed and reused. ``results`` maps a step name to
     its result (``pipelines.steps``), ``step_seconds`` a step name to its wall seconds."""
     parts = [format_summary(con, run_id, as_of)]
+    freshness = format_freshness_summary(con, run_id)
+    if freshness:
+        parts.append(freshness)
     if "customer value" in results and "segments" in results:
         parts.append(format_value_summary(results["customer value"], results["segments"]))
     if "churn" in results:
@@ -179,6 +183,20 @@ def format_work_summary(results: dict, step_seconds: dict) -> str:
             )
         )
     return "\n".join(lines)
+
+
+def format_freshness_summary(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    """One line per source the run found stale (``audit.source_freshness``, status warn or
+    error), e.g. "Freshness: events is 9 days old (warn after 7 days)"; '' if none."""
+    rows = con.execute(
+        """
+        select source, age_days, status, warn_after_days, error_after_days
+        from audit.source_freshness
+        where run_id = $run_id and status in ('warn', 'error')
+        order by status = 'warn', source""",
+        {"run_id": run_id},
+    ).fetchall()
+    return "\n".join(f"Freshness: {describe_staleness(*row)}" for row in rows)
 
 
 def format_exports_note(con: duckdb.DuckDBPyConnection) -> str:

@@ -3,7 +3,8 @@
 Reads one run's rows (``run_id``) of the published tables ``marts.data_quality``,
 ``marts.segment_summary``, ``marts.kpi_monthly``, ``marts.model_parameters`` and
 ``marts.model_metrics`` (contract: docs/marts.md; the ``is_fitted`` rows of model_metrics
-say why a model was skipped), plus ``models.churn_importances``. A table or rows that are
+say why a model was skipped), plus ``models.churn_importances`` and the stale sources of
+``audit.source_freshness`` (a warning at the top). A table or rows that are
 absent make their section say why in one sentence; they are never an error.
 
 The charts (inline matplotlib SVG) are drawn in :mod:`pipelines.publish.charts`; numbers and names
@@ -40,6 +41,7 @@ from pipelines.publish.report_sections import (
     _clv_section,
     _data_quality_section,
     _exports_reason,
+    _freshness_notes,
     _headline,
     _kpi_section,
     _lifecycle_section,
@@ -166,6 +168,7 @@ def collect_report_context(
         "run": _run_header(con, run_id),
         "headline": _headline(by_dimension),
         "exports_reason": _exports_reason(con),
+        "freshness": _freshness_notes(con, run_id),
         "data_quality": _data_quality_section(con, run_id),
         "segments": _rfm_section(by_dimension, segments_reason, money_unit),
         "clv": _clv_section(by_dimension, segments_reason, runs, money_unit),

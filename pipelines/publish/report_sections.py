@@ -12,6 +12,7 @@ from __future__ import annotations
 import duckdb
 
 from models.segments import LIFECYCLE_STAGES, VALUE_TIERS
+from pipelines.load.freshness import describe_staleness
 from pipelines.publish.charts import (
     BLUE,
     GREEN,
@@ -60,6 +61,21 @@ def _exports_reason(con: duckdb.DuckDBPyConnection) -> str | None:
         return empty_exports_reason(con)
     except duckdb.CatalogException:
         return None
+
+
+def _freshness_notes(con: duckdb.DuckDBPyConnection, run_id: str) -> list[str]:
+    """One sentence per source the run found stale (``audit.source_freshness``), for the
+    top of the page; none when every source is fresh or none is checked."""
+    rows, _ = _load(
+        con,
+        "audit.source_freshness",
+        ("source", "age_days", "status", "warn_after_days", "error_after_days"),
+        run_id,
+        order_by="status = 'warn', source",
+    )
+    return [
+        f"Freshness: {describe_staleness(**r)}." for r in rows if r["status"] in ("warn", "error")
+    ]
 
 
 def _data_quality_section(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:

@@ -39,7 +39,8 @@ create table if not exists quarantine.field_issues (
     run_id varchar, source varchar, _file_sha256 varchar, _row_number bigint,
     rule varchar, field varchar, original_value varchar);
 
--- audit: runs, validation results, erasure (pipelines/runlog.py, quality.py, erasure.py)
+-- audit: runs, validation results, source freshness, erasure (pipelines/runlog.py,
+-- quality.py, freshness.py, erasure.py)
 create table if not exists audit.runs (
     run_id varchar primary key, started_at timestamp, ended_at timestamp,
     status varchar, as_of date, requested_as_of date, config_path varchar,
@@ -70,6 +71,13 @@ create table if not exists audit.rejected_files (
 create table if not exists audit.customer_id_changes (
     run_id varchar, previous_customer_id varchar, customer_id varchar, reason varchar,
     source_customer_ids bigint, changed_at timestamp);
+
+-- one row per source with warn_after_days or error_after_days, per run
+-- (pipelines/load/freshness.py); newest_at and age_days are NULL for a source without rows
+create table if not exists audit.source_freshness (
+    run_id varchar, source varchar, newest_at timestamp, age_days integer,
+    warn_after_days integer, error_after_days integer, status varchar, message varchar,
+    checked_at timestamp);
 
 create table if not exists audit.settings (key varchar primary key, value varchar);
 

@@ -91,6 +91,21 @@ def test_the_base_config_loads(tmp_path):
             {"path": "o.csv"},
             r"[sources.orders] is not a known source; allowed: transactions, customers, events",
         ),
+        (
+            "sources.transactions.warn_after_days",
+            -1,
+            "sources.transactions.warn_after_days must be a whole number of days >= 0, got -1",
+        ),
+        (
+            "sources.transactions.error_after_days",
+            2.5,
+            "sources.transactions.error_after_days must be an integer, got 2.5",
+        ),
+        (
+            "sources.transactions.error_after_days",
+            True,
+            "sources.transactions.error_after_days must be an integer, got True",
+        ),
         ("validation.max_failed_share", 2, "validation.max_failed_share must be between 0 and 1"),
         (
             "validation.earliest_date",
@@ -201,6 +216,61 @@ def test_an_unknown_key_is_rejected(tmp_path, table, message):
     data = _with(f"{table}.typo" if table else "typo", 1)
     with pytest.raises(ConfigError, match=re.escape(message)):
         _load(data, tmp_path)
+
+
+def test_freshness_days_are_read_per_source_and_unset_by_default(tmp_path):
+    data = _with("sources.transactions.warn_after_days", 2)
+    data["sources"]["transactions"]["error_after_days"] = 7
+    data["sources"]["events"] = {
+        "path": "ev.jsonl",
+        "columns": {"customer_id": "user", "event_ts": "ts", "event_type": "type"},
+        "error_after_days": 0,
+    }
+    data["sources"]["customers"] = {"path": "c.csv", "columns": {"customer_id": "id"}}
+    sources = _load(data, tmp_path).sources
+    assert (sources["transactions"].warn_after_days, sources["transactions"].error_after_days) == (
+        2,
+        7,
+    )
+    assert (sources["events"].warn_after_days, sources["events"].error_after_days) == (None, 0)
+    assert (sources["customers"].warn_after_days, sources["customers"].error_after_days) == (
+        None,
+        None,
+    )
+
+
+def test_warn_after_days_over_error_after_days_names_both_keys(tmp_path):
+    data = _with("sources.transactions.warn_after_days", 8)
+    data["sources"]["transactions"]["error_after_days"] = 7
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
+            "sources.transactions.warn_after_days (8) must not be more than "
+            "sources.transactions.error_after_days (7)"
+        ),
+    ):
+        _load(data, tmp_path)
+    data["sources"]["transactions"]["warn_after_days"] = 7  # equal is allowed
+    assert _load(data, tmp_path).sources["transactions"].warn_after_days == 7
+
+
+def test_customer_freshness_needs_a_timestamp_column_to_date_customers_by(tmp_path):
+    data = copy.deepcopy(BASE)
+    data["sources"]["customers"] = {
+        "path": "c.csv",
+        "columns": {"customer_id": "id"},
+        "warn_after_days": 3,
+    }
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(
+            "sources.customers.warn_after_days needs sources.customers.columns.updated_at or "
+            "sources.customers.columns.signup_ts mapped"
+        ),
+    ):
+        _load(data, tmp_path)
+    data["sources"]["customers"]["columns"]["signup_ts"] = "SignupDate"
+    assert _load(data, tmp_path).sources["customers"].warn_after_days == 3
 
 
 def test_unknown_keys_inside_rules_are_rejected(tmp_path):

@@ -527,6 +527,39 @@ def test_skipped_clv_and_missing_surveys_are_explained(tmp_path):
     assert "No permutation importances to show" in _section(html, "churn-risk")
 
 
+def test_a_stale_source_is_warned_about_at_the_top(tmp_path):
+    from pipelines.sqlrun import ensure_bookkeeping_tables
+
+    con = duckdb.connect(":memory:")
+    build_warehouse(con)
+    ensure_bookkeeping_tables(con)  # audit.source_freshness as the pipeline creates it
+    _insert(
+        con,
+        "audit.source_freshness",
+        [
+            (RUN_ID, "events", datetime(2025, 12, 6), 9, 7, None, "warn", "...", None),
+            (RUN_ID, "transactions", datetime(2025, 12, 15), 0, 3, 7, "ok", "...", None),
+            (RUN_ID, "customers", None, None, 1, None, "warn", "...", None),
+            (OLD_RUN_ID, "transactions", datetime(2025, 11, 1), 29, 3, None, "warn", "...", None),
+        ],
+    )
+    html = write_report(con, tmp_path / "report.html", run_id=RUN_ID, as_of=AS_OF).read_text(
+        encoding="utf-8"
+    )
+    notes = re.findall(r'<p class="stale" data-field="freshness">(.*?)</p>', html)
+    assert notes == [
+        "Freshness: customers has no row dated on or before the as-of date (warn after 1 day).",
+        "Freshness: events is 9 days old (warn after 7 days).",
+    ]
+    header = html.split("</header>")[0]
+    assert all(note in header for note in notes)  # at the top, above the sections
+    con.execute("update audit.source_freshness set status = 'ok'")
+    html = write_report(con, tmp_path / "report.html", run_id=RUN_ID, as_of=AS_OF).read_text(
+        encoding="utf-8"
+    )
+    assert 'data-field="freshness"' not in html
+
+
 def test_report_replaces_the_old_file_atomically(tmp_path, monkeypatch):
     warehouse = duckdb.connect(":memory:")  # sections without data: quick to render
     target = tmp_path / "report.html"
