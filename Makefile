@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser run test test-fast lint format bench lock clean
+.PHONY: setup browser run test test-fast lint format bench bench-daily lock clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ format: setup
 # make bench SIZE=S|M|L [BENCH_ARGS="--no-notebook --stages value,churn ..."]; see benchmarks/README.md
 bench: setup
 	$(BIN)/python benchmarks/run.py --size $(or $(SIZE),S) $(BENCH_ARGS)
+
+# make bench-daily SIZE=S|M|L DAYS=10 [BENCH_ARGS="--check-equivalence"]: a first load, then
+# one run per day; see benchmarks/README.md, "Daily mode"
+bench-daily: setup
+	$(BIN)/python benchmarks/daily.py --size $(or $(SIZE),S) --days $(or $(DAYS),10) $(BENCH_ARGS)
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock:
