@@ -37,7 +37,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.errors import StepError
-from pipelines.sqlrun import SQL_DIR, run_sql
+from pipelines.sqlrun import SQL_DIR, ensure_bookkeeping_tables, run_sql
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,8 @@ def build_history_table(
     table's rows of ``run_id`` with them; returns how many rows the run has."""
     if table not in HISTORY_TABLES:
         raise ValueError(f"{table!r} is not a history table; known: {HISTORY_TABLES}")
+    # audit.runs and audit.customer_id_changes, which customer_id_changes reads
+    ensure_bookkeeping_tables(con)
     run_sql(con, f"marts/{table}", {"as_of": as_of, "run_id": run_id})
     check_run_rows(con, table)
     return replace_run_rows(con, table, run_id)

@@ -197,7 +197,7 @@ def test_a_bad_value_names_the_key(tmp_path, path, value, message):
         (
             "churn",
             "Unknown key churn.typo in [churn]; allowed: band_cutoffs, "
-            "min_labelled_customers, seed",
+            "min_labelled_customers, retrain_every_days, seed",
         ),
         (
             "exports",

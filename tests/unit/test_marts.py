@@ -587,6 +587,7 @@ def test_build_marts_returns_rows_per_table_in_order(con):
         "data_quality": 20,
         "model_parameters": 3,
         "model_metrics": 4,
+        "customer_id_changes": 0,
     }
     assert rows(con, "select count(*) from duckdb_tables() where temporary") == [(0,)]
 
@@ -731,7 +732,12 @@ def test_descriptions_reach_the_catalog_verbatim_with_quotes_escaped(con, tmp_pa
 def test_grains_and_invariants_come_from_the_contracts():
     assert marts.GRAINS["customer_360"] == ("customer_id",)
     assert marts.GRAINS["data_quality"] == ("source", "file_sha256", "measure", "rule")
-    assert set(marts.INVARIANTS) == {"kpi_monthly", "segment_summary", "data_quality"}
+    assert set(marts.INVARIANTS) == {
+        "kpi_monthly",
+        "segment_summary",
+        "data_quality",
+        "customer_id_changes",
+    }
     assert marts.INVARIANTS["data_quality"] == (("a count is negative", "rows < 0"),)
 
 

@@ -64,3 +64,33 @@ def test_file_reconciliation_file_with_nothing_kept(con, table, insert, rows):
         "select file_path, rows_read, rows_loaded, rows_quarantined, is_balanced "
         "from audit.file_reconciliation"
     ) == [("a.csv", 2, 0, 2, True), ("b.csv", 1, 1, 0, True)]
+
+
+# -- audit/customer_id_changes.sql --------------------------------------------------------
+
+
+def test_customer_id_changes_records_merges_and_splits_not_unchanged_ids(con, table, rows):
+    # before: A and B were two customers, C held C and D; now B merged into A, and D split
+    # off C into its own customer; E is new
+    con.execute(
+        "create temp table previous_customer_map as select * from (values "
+        "('A', 'A'), ('B', 'B'), ('C', 'C'), ('D', 'C')) v(source_customer_id, customer_id)"
+    )
+    table(
+        "core.customer_map",
+        "source_customer_id varchar, customer_id varchar, match_rule varchar",
+        [
+            ("A", "A", "self"),
+            ("B", "A", "email"),
+            ("C", "C", "self"),
+            ("D", "D", "self"),
+            ("E", "E", "self"),
+        ],
+    )
+    from pipelines.sqlrun import run_sql
+
+    run_sql(con, "audit/customer_id_changes", {"run_id": "r2"})
+    assert rows(
+        "select run_id, previous_customer_id, customer_id, reason, source_customer_ids "
+        "from audit.customer_id_changes order by 2"
+    ) == [("r2", "B", "A", "merged", 1), ("r2", "C", "D", "split", 1)]
