@@ -93,7 +93,10 @@ def clean(ctx: RunContext) -> StepReport:
     from pipelines.load import clean as staging
     from pipelines.load import processing
 
-    processing.check_rejected_files_replaced(ctx.con, ctx.run_id)
+    # this run's exchange rates first: they are part of the transactions' fingerprint,
+    # which decides whether a rejected file gets another chance
+    staging.write_fx_rates(ctx.con, ctx.settings)
+    processing.check_rejected_files_replaced(ctx.con, ctx.settings, ctx.run_id)
     report = staging.build_staging(ctx.con, ctx.settings, full_refresh=ctx.full_refresh)
     files = {
         name: {"processed": len(f.pending), "reused": f.reused, "changed": len(f.changed)}

@@ -83,20 +83,39 @@ def ingest_source(
     """
     ensure_raw_tables(con)
     files = list_source_files(source)
+    fingerprint = reading_fingerprint(source)
     reports = []
     for path in files:
         sha = file_sha256(path)
         known = con.execute(
-            "select status from raw.files where source = ? and file_sha256 = ?", [source.name, sha]
+            "select status, read_fingerprint from raw.files where source = ? and file_sha256 = ?",
+            [source.name, sha],
         ).fetchall()
         known = known[0] if known else None
+        if known is not None and known[1] is None:
+            # read before reading was fingerprinted: taken as read under today's settings
+            con.execute(
+                "update raw.files set read_fingerprint = ? where source = ? and file_sha256 = ?",
+                [fingerprint, source.name, sha],
+            )
+        elif known is not None and known[1] != fingerprint:
+            log.info(
+                "ingest %s %s: the column mapping or reading options changed; reading it again",
+                source.name,
+                path.name,
+            )
+            forget_file(con, source.name, sha)
+            known = None
         if known is not None:
             report = FileReport(source.name, str(path), sha, "already_ingested", 0, 0, "none")
         else:
             remove_partial_load(con, source, sha)
             report = read_file(con, source, path, sha, run_id, ingested_at)
             con.execute(
-                "insert into raw.files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert into raw.files (file_sha256, source, file_path, file_name, size_bytes, "
+                "status, rows_read, rows_rejected, reader, columns_ignored, columns_missing, "
+                "ingested_at, run_id, read_fingerprint) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     sha,
                     source.name,
@@ -111,6 +130,7 @@ def ingest_source(
                     list(report.columns_missing),
                     ingested_at,
                     run_id,
+                    fingerprint,
                 ],
             )
         con.execute(
@@ -127,6 +147,48 @@ def ingest_source(
         )
         reports.append(report)
     return reports
+
+
+# Bump when the readers change what a file's rows become in raw.<source>.
+READER_VERSION = 1
+
+
+def reading_fingerprint(source: SourceConfig) -> str:
+    """A digest of what decides a file's rows in ``raw.<source>``: the format, the column
+    mapping and the reading options. A file delivered again after one of them changed is
+    read again (a file no longer delivered keeps the rows it was read into)."""
+    import hashlib
+    import json
+
+    parts = {
+        "version": READER_VERSION,
+        "format": source.format,
+        "columns": dict(sorted(source.columns.items())),
+        "delimiter": source.delimiter,
+        "encoding": source.encoding,
+        "quote": source.quote,
+        "header": source.header,
+        "names": list(source.names) if source.names else None,
+    }
+    text = json.dumps(parts, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def forget_file(con: duckdb.DuckDBPyConnection, source: str, sha: str) -> None:
+    """Remove what one file of ``source`` put into raw and what was done to it, so that it
+    is read again as a new delivery (in one transaction)."""
+    con.execute("begin transaction")
+    try:
+        con.execute(f"delete from raw.{source} where _file_sha256 = ?", [sha])
+        for table in ("raw.rejected_rows", "audit.erased_rows"):
+            column = "_file_sha256" if table == "raw.rejected_rows" else "file_sha256"
+            con.execute(f"delete from {table} where source = ? and {column} = ?", [source, sha])
+        for table in ("raw.files", "audit.file_processing"):
+            con.execute(f"delete from {table} where source = ? and file_sha256 = ?", [source, sha])
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
 
 
 def remove_partial_load(con: duckdb.DuckDBPyConnection, source: SourceConfig, sha: str) -> int:

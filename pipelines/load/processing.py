@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +30,8 @@ import duckdb
 from pipelines.config import Settings
 from pipelines.errors import InputError
 from pipelines.sqlrun import ensure_bookkeeping_tables, read_sql
+
+log = logging.getLogger(__name__)
 
 # Bump when staging or validation code changes what a file's rows become, so every file
 # is processed again by the next run (SQL and rule changes are fingerprinted by content).
@@ -166,23 +169,50 @@ def remove_rows_of_pending(con: duckdb.DuckDBPyConnection, source: str) -> None:
 
 
 def reject_file(
-    con: duckdb.DuckDBPyConnection, source: str, sha: str, run_id: str, message: str
+    con: duckdb.DuckDBPyConnection,
+    files: SourceFiles,
+    sha: str,
+    run_id: str,
+    message: str,
 ) -> None:
-    """Mark a file whose rows stopped the run; later runs leave its rows out."""
+    """Mark a file whose rows stopped the run; later runs leave its rows out until the
+    source's fingerprint (``files.fingerprint``, its options and rules) changes."""
     con.execute(
         "update raw.files set status = 'rejected' where source = ? and file_sha256 = ?",
-        [source, sha],
+        [files.source, sha],
     )
     con.execute(
-        "insert into audit.rejected_files values (?, ?, ?, ?, ?)",
-        [source, sha, run_id, message, datetime.now()],
+        "insert into audit.rejected_files values (?, ?, ?, ?, ?, ?)",
+        [files.source, sha, run_id, message, datetime.now(), files.fingerprint],
     )
 
 
-def check_rejected_files_replaced(con: duckdb.DuckDBPyConnection, run_id: str) -> list[str]:
+def check_rejected_files_replaced(
+    con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str
+) -> list[str]:
     """Stop the run while a rejected file is still delivered; returns the paths of rejected
-    files left out of this run (replaced or removed since)."""
+    files left out of this run (replaced or removed since).
+
+    A rejected file gets another chance once its source's options or rules changed (the
+    fix its error message suggests): it is then processed again like a new file.
+    """
     ensure_bookkeeping_tables(con)
+    for source, sha, fingerprint in con.execute("""
+            select r.source, r.file_sha256, arg_max(r.fingerprint, r.rejected_at)
+            from audit.rejected_files r
+            join raw.files f on f.source = r.source and f.file_sha256 = r.file_sha256
+            where f.status = 'rejected'
+            group by all""").fetchall():
+        if source_fingerprint(con, settings, source) != fingerprint:
+            log.info(
+                "%s file %s: settings changed since it was rejected; trying it again",
+                source,
+                sha[:12],
+            )
+            con.execute(
+                "update raw.files set status = 'loaded' where source = ? and file_sha256 = ?",
+                [source, sha],
+            )
     still = con.execute(
         """
         select d.source, d.file_path, r.message

@@ -27,6 +27,7 @@ from pipelines.load.quarantine import (
     ValidationReport,
     _apply_failures,
     check_batch_limits,
+    ensure_quarantine_table,
 )
 from pipelines.load.rules import Rule, suite_rules
 from pipelines.sqlrun import ensure_bookkeeping_tables
@@ -89,11 +90,11 @@ def validate_pending(
     try:
         check_batch_limits(con, settings, checked)
     except FileOverLimitError as exc:
-        changed = next(r.files.changed for r in reports if r.source == exc.source)
+        files = next(r.files for r in reports if r.source == exc.source)
         # a file accepted before that fails only because the rules changed is not
         # rejected, so that reverting the change brings it back
-        if exc.file_sha256 and exc.file_sha256 not in changed:
-            processing.reject_file(con, exc.source, exc.file_sha256, run_id, str(exc))
+        if exc.file_sha256 and exc.file_sha256 not in files.changed:
+            processing.reject_file(con, files, exc.file_sha256, run_id, str(exc))
         raise
     for report in reports:
         processing.set_pending(con, report.files)
@@ -121,6 +122,7 @@ def validate_source(
     files = processing.find_source_files(con, settings, source, full_refresh=full_refresh)
     if not files.pending:
         # Nothing new: Great Expectations (10 s to import) is not even loaded.
+        ensure_quarantine_table(con, source)
         return ValidationReport(source, 0, 0, 0, {}, files)
     processing.set_pending(con, files)
     gx, context = _gx()

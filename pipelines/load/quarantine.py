@@ -73,10 +73,7 @@ def _apply_failures(
                 row_fail.setdefault(key, []).append(name)
             else:
                 field_fail.append((key[0], key[1], name, rule.column))
-    con.execute(f"""
-        create table if not exists quarantine.{source} as
-        select null::varchar as run_id, null::varchar as rules, r.*
-        from raw.{source} r limit 0""")
+    ensure_quarantine_table(con, source)
     pending = f"(select file_sha256 from {PENDING_TABLE})"
     con.execute(f"delete from quarantine.{source} where _file_sha256 in {pending}")
     if row_fail:
@@ -156,6 +153,15 @@ def _apply_failures(
         len(field_fail),
     )
     return report
+
+
+def ensure_quarantine_table(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """Create ``quarantine.<source>`` (the raw columns, the run id and the rules broken)."""
+    con.execute("create schema if not exists quarantine")
+    con.execute(f"""
+        create table if not exists quarantine.{source} as
+        select null::varchar as run_id, null::varchar as rules, r.*
+        from raw.{source} r limit 0""")
 
 
 def _original_column(source: str, column: str) -> str:

@@ -19,6 +19,9 @@ create table if not exists raw.files (
     rows_rejected bigint, reader varchar, columns_ignored varchar[],
     columns_missing varchar[], ingested_at timestamp, run_id varchar,
     primary key (source, file_sha256));
+-- the reading fingerprint (pipelines/load/ingest.py reading_fingerprint); added with
+-- incremental runs, NULL for files read before
+alter table raw.files add column if not exists read_fingerprint varchar;
 
 create table if not exists raw.rejected_rows (
     source varchar, _file_sha256 varchar, _source_file varchar, _row_number bigint,
@@ -62,10 +65,11 @@ create table if not exists audit.file_processing (
     processed_at timestamp, rows_staged bigint, rows_quarantined bigint,
     fields_blanked bigint, primary key (source, file_sha256));
 
--- files whose rows stopped a run (more failing rows than allowed): left out from then on
+-- files whose rows stopped a run (more failing rows than allowed): left out from then on,
+-- unless the source's fingerprint (its options or rules) changes
 create table if not exists audit.rejected_files (
     source varchar, file_sha256 varchar, run_id varchar, message varchar,
-    rejected_at timestamp);
+    rejected_at timestamp, fingerprint varchar);
 
 -- customer ids that changed (merge or split), per run (sql/audit/customer_id_changes.sql)
 create table if not exists audit.customer_id_changes (

@@ -139,3 +139,59 @@ def test_a_rejected_day_leaves_the_previous_outputs_and_its_corrected_file_goes_
         copy_delivery(delivery, scratch.parent / "incoming")
     run_pipeline(scratch, day.day, write_report=False)
     assert compare_published(config, scratch) == []
+
+
+def test_a_changed_mapping_reads_a_delivered_file_again_and_only_that_source(tmp_path):
+    from tests.helpers import run_to_core, write_config
+
+    (tmp_path / "tx.csv").write_text(
+        "InvoiceNo,InvoiceDate,CustomerID,Amount,Bonus\n1,2024-01-05 10:00:00,c1,5,7\n"
+    )
+    (tmp_path / "ev.jsonl").write_text('{"u": "c1", "t": "2024-01-06T10:00:00Z", "e": "visit"}\n')
+    events = (
+        '[sources.events]\npath = "ev.jsonl"\nformat = "jsonl"\n'
+        '[sources.events.columns]\ncustomer_id = "u"\nevent_ts = "t"\nevent_type = "e"\n'
+    )
+    body = (
+        '[sources.transactions]\npath = "tx.csv"\nformat = "csv"\n'
+        '[sources.transactions.columns]\ncustomer_id = "CustomerID"\norder_id = "InvoiceNo"\n'
+        'order_ts = "InvoiceDate"\namount = "Amount"\n' + events
+    )
+    config = write_config(tmp_path, body, "[validation]\nmax_failed_share = 1.0\n")
+    con = run_to_core(config)
+    assert con.execute("select amount from core.transactions").fetchall() == [(5,)]
+    con.close()
+    # the shop's amount is now in another column: the same file is read again
+    config.write_text(config.read_text().replace('amount = "Amount"', 'amount = "Bonus"'))
+    con = run_to_core(config, run_id="run-2")
+    assert con.execute("select amount from core.transactions").fetchall() == [(7,)]
+    assert con.execute(
+        "select source, run_id from audit.file_processing order by source"
+    ).fetchall() == [("events", "run-1"), ("transactions", "run-2")]
+    assert con.execute("select count(*) from raw.transactions").fetchall() == [(1,)]
+    con.close()
+
+
+def test_a_rejected_file_is_tried_again_once_the_settings_it_failed_on_change(tmp_path):
+    from tests.helpers import TX_COLUMNS, run_to_core, write_config
+
+    (tmp_path / "tx.csv").write_text(
+        "InvoiceNo,Quantity,InvoiceDate,UnitPrice,CustomerID,Status\n"
+        + "".join(f"{i},1,05.01.2024 10:00,5,c{i},completed\n" for i in range(10))
+    )
+    body = '[sources.transactions]\npath = "tx.csv"\nformat = "csv"\n' + TX_COLUMNS
+    config = write_config(tmp_path, body)
+    with pytest.raises(InputError, match="failed validation"):
+        run_to_core(config)
+    with pytest.raises(InputError, match="rejected by an earlier run"):
+        run_to_core(config, run_id="run-2")
+    # the fix the message suggests: the timestamp format
+    config.write_text(
+        config.read_text().replace(
+            'format = "csv"\n', 'format = "csv"\ntimestamp_format = "%d.%m.%Y %H:%M"\n', 1
+        )
+    )
+    con = run_to_core(config, run_id="run-3")
+    assert con.execute("select count(*) from core.transactions").fetchall() == [(10,)]
+    assert con.execute("select distinct status from raw.files").fetchall() == [("loaded",)]
+    con.close()
