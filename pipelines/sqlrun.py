@@ -36,7 +36,7 @@ def run_sql(
     con.execute(text, given) if given else con.execute(text)
 
 
-MACRO_FILES = ("macros", "macros_core")
+MACRO_FILES = ("macros", "macros_core", "macros_identity")
 
 
 @cache

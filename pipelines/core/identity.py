@@ -7,7 +7,10 @@ enough and far simpler than iterating connected components in SQL.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 
 import duckdb
 import pyarrow as pa
@@ -87,3 +90,67 @@ def resolve_identities(con: duckdb.DuckDBPyConnection) -> IdentityReport:
         ).fetchall()
     )
     return IdentityReport(source_ids, customers, merged, by_rule)
+
+
+@contextmanager
+def identity_as_known_at(con: duckdb.DuckDBPyConnection, known_at: date) -> Iterator[None]:
+    """Within the block, ``core.transactions``, ``core.events``, ``core.customer_records``
+    and ``core.customer_map`` are the warehouse's as far as they were known on
+    ``known_at``: rows dated after it left out, and every row re-keyed to its customer as
+    the customer records known then identify them (records known later, which can merge
+    two customers into one, are not used).
+
+    SQL that names those tables without a database (the churn features and labels, the
+    CLV summary) reads them so. The tables are views in an in-memory database made the
+    default for the block; nothing in the warehouse changes. The churn step trains in
+    here, so a merge found after its training date leaves its training data as they were.
+    """
+    warehouse = (
+        '"' + con.execute("select current_database()").fetchall()[0][0].replace('"', '""') + '"'
+    )
+    pairs = con.execute(
+        "select customer_id_a, customer_id_b, match_rule from identity_edges_at($k, $m)",
+        {"k": known_at, "m": MAX_IDS_PER_CONTACT},
+    ).fetchall()
+    clusters = cluster_pairs(pairs)
+    con.register(
+        "identity_clusters_known_at",
+        pa.table(
+            {
+                "customer_id": pa.array([c[0] for c in clusters], pa.string()),
+                "cluster_id": pa.array([c[1] for c in clusters], pa.string()),
+                "match_rule": pa.array([c[2] for c in clusters], pa.string()),
+            }
+        ),
+    )
+    run_sql(con, "models/customer_map_known_at", {"known_at": known_at})
+    con.unregister("identity_clusters_known_at")
+    known = "known_at"
+    con.execute(f"attach ':memory:' as {known}")
+    try:
+        con.execute(f"create schema {known}.core")
+        con.execute(
+            f"create table {known}.core.customer_map as select * from customer_map_known_at"
+        )
+        day = f"date '{known_at.isoformat()}'"
+        for table, dated, key in (
+            ("transactions", "order_date", "source_customer_id"),
+            ("events", "event_at::date", "source_customer_id"),
+        ):
+            con.execute(f"""
+                create view {known}.core.{table} as
+                select m.customer_id, t.* exclude (customer_id)
+                from {warehouse}.core.{table} t
+                join {known}.core.customer_map m on m.source_customer_id = t.{key}
+                where t.{dated} <= {day}""")
+        con.execute(f"""
+            create view {known}.core.customer_records as
+            select * from {warehouse}.core.customer_records
+            where coalesce(updated_at, signup_at) is null
+               or cast(coalesce(updated_at, signup_at) as date) <= {day}""")
+        con.execute(f"use {known}")
+        yield
+    finally:
+        con.execute(f"use {warehouse}")
+        con.execute(f"detach {known}")
+        con.execute("drop table if exists temp.main.customer_map_known_at")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -43,6 +43,7 @@ from models.churn import (
     score_without_labels,
     select_feature_columns,
 )
+from pipelines.core.identity import identity_as_known_at
 from pipelines.scoring.model_log import record_model_outputs
 from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
 
@@ -344,6 +345,7 @@ def run_churn(
     seed: int = 0,
     training_date: date | None = None,
     model_store: Path | None = None,
+    identity_as_known: bool = False,
 ) -> ChurnResult:
     """Validate the churn model out of time and score every customer at ``as_of``.
 
@@ -376,6 +378,12 @@ def run_churn(
         the code's version). A later run whose training frames are identical reuses it
         instead of fitting again, which gives the same scores a fit would (the fits are
         seeded), so a daily run and a full refresh publish the same scores.
+
+    identity_as_known : bool
+        Build the training frames from the data as known at the training date, customers
+        identified by the records known then (:func:`identity_as_known_at`), so that a
+        record delivered later that merges two customers does not change them (and the
+        saved scorer stays valid). The scores at as_of always use today's identities.
 
     Returns
     -------
@@ -423,12 +431,18 @@ def run_churn(
         current_features = build_churn_features(con, as_of)
     train = test = None
     if first_order_date is not None and reason is None:
-        with timer("features and labels at the validation cutoffs"):
+        with (
+            timer("features, labels and BG/NBD at the validation cutoffs"),
+            identity_as_known_at(con, training_date) if identity_as_known else nullcontext(),
+        ):
             train = _build_labelled(con, train_cutoff, horizon_days)
             test = _build_labelled(con, test_cutoff, horizon_days)
-        reason = _check_labelled(train, "training", train_cutoff, min_labelled) or _check_labelled(
-            test, "test", test_cutoff, min_labelled
-        )
+            reason = _check_labelled(
+                train, "training", train_cutoff, min_labelled
+            ) or _check_labelled(test, "test", test_cutoff, min_labelled)
+            if reason is None:
+                train = _join_bgnbd(train, bgnbd_scorer, train_cutoff)
+                test = _join_bgnbd(test, bgnbd_scorer, test_cutoff)
 
     with timer("BG/NBD at as_of"):
         current = _join_bgnbd(current_features, bgnbd_scorer, as_of)
@@ -450,9 +464,6 @@ def run_churn(
     if reason is not None:
         return _fallback(current, reason, band_cutoffs, **context)
 
-    with timer("BG/NBD at the validation cutoffs"):
-        train = _join_bgnbd(train, bgnbd_scorer, train_cutoff)
-        test = _join_bgnbd(test, bgnbd_scorer, test_cutoff)
     features = select_feature_columns(train)
     with timer("training data digest"):
         key = _training_key(train, test, features, horizon_days, seed, training_date)
@@ -586,6 +597,7 @@ def score_churn_risk(
         seed=cfg.seed,
         training_date=churn_training_date(as_of, cfg.retrain_every_days),
         model_store=None if full_refresh else directory,
+        identity_as_known=True,
     )
     con.register(
         "_churn_scores", result.scores.select("customer_id", "churn_probability", "churn_band")

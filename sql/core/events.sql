@@ -56,7 +56,8 @@ final as (
         d.channel,
         d.value,
         d.properties,
-        d.event_at
+        d.event_at,
+        d.customer_id as source_customer_id
     from deduplicated d
     join core.customer_map m on m.source_customer_id = d.customer_id
 )

@@ -1,44 +1,4 @@
--- core.identity_edges: pairs of customer ids that are the same person.
--- Rules: same normalised e-mail; or same E.164 phone and the same name key (name_key
--- ignores case, accents, punctuation and word order).
--- An e-mail or phone shared by more than $max_shared ids is a placeholder
--- ("noreply@...", "0000000") rather than a person, and links nobody.
+-- core.identity_edges: pairs of customer ids that are the same person, over every record
+-- (the rules are the table macro identity_edges_at, sql/macros_identity.sql).
 create or replace table core.identity_edges as
-with records as (
-    select distinct customer_id, email, phone, name_key from core.customer_records
-),
-
-emails as (
-    select email from records where email is not null
-    group by email having count(distinct customer_id) between 2 and $max_shared
-),
-
-phones as (
-    select phone from records where phone is not null
-    group by phone having count(distinct customer_id) between 2 and $max_shared
-),
-
-email_pairs as (
-    select distinct a.customer_id as customer_id_a, b.customer_id as customer_id_b,
-           'email' as match_rule
-    from records a
-    join records b on a.email = b.email and a.customer_id < b.customer_id
-    where a.email in (select email from emails)
-),
-
-phone_name_pairs as (
-    select distinct a.customer_id as customer_id_a, b.customer_id as customer_id_b,
-           'phone_name' as match_rule
-    from records a
-    join records b
-      on a.phone = b.phone and a.name_key = b.name_key and a.customer_id < b.customer_id
-    where a.phone in (select phone from phones)
-),
-
-final as (
-    select * from email_pairs
-    union all
-    select * from phone_name_pairs
-)
-
-select * from final
+select * from identity_edges_at(null::date, $max_shared)

@@ -20,7 +20,10 @@ orders as (
         arg_min(currency, _row_number) as currency,
         arg_min(channel, _row_number) as channel,
         arg_min(payment_method, _row_number) as payment_method,
-        count(*)::integer as line_count
+        count(*)::integer as line_count,
+        -- the id the order was delivered under (re-keyed as known at a past date by the
+        -- churn step's training, pipelines/core/identity.py)
+        min(source_customer_id) as source_customer_id
     from lines
     group by customer_id, order_id
 ),
@@ -40,7 +43,8 @@ final as (
         currency,
         channel,
         payment_method,
-        line_count
+        line_count,
+        source_customer_id
     from orders
 )
 

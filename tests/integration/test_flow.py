@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -183,9 +184,51 @@ def test_serve_registers_the_configured_schedule(prefect_harness, tmp_path):
 
     deployment = asyncio.run(read())
     assert deployment.name == "crm-scheduled"
-    assert deployment.parameters == {"config_path": str(config)}
+    # a scheduled run is as of its scheduled date
+    assert deployment.parameters == {"config_path": str(config), "as_of_from_schedule": True}
     [schedule] = deployment.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("15 6 * * 1-5", "Europe/Berlin")
+
+
+def test_backfill_runs_each_date_in_order_and_a_scheduled_run_takes_its_date(
+    prefect_harness, tmp_path
+):
+    from datetime import UTC, datetime
+
+    from flows import crm_backfill, crm_pipeline
+
+    (tmp_path / "tx.csv").write_text(
+        "Cust,InvoiceDate,Amount\n"
+        + "".join(f"c{i % 7},2024-01-{1 + i % 20:02d} 10:00:00,{5 + i}\n" for i in range(60))
+    )
+    config = tmp_path / "crm.toml"
+    config.write_text(
+        '[warehouse]\npath = "wh/crm.duckdb"\nserving_path = "s/crm.duckdb"\n'
+        '[exports]\npath = "exports"\n[report]\npath = "reports"\n'
+        '[sources.transactions]\npath = "tx.csv"\n'
+        '[sources.transactions.columns]\ncustomer_id = "Cust"\n'
+        'order_ts = "InvoiceDate"\namount = "Amount"\n'
+    )
+    summaries = crm_backfill(
+        config_path=str(config), start="2024-01-10", end="2024-01-15", every_days=2
+    )
+    assert len(summaries) == 3
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == [
+        "2024-01-10",
+        "2024-01-12",
+        "2024-01-14",
+    ]
+    crm_pipeline(config_path=str(config), as_of_from_schedule=True)
+    con = duckdb.connect(str(tmp_path / "wh" / "crm.duckdb"), read_only=True)
+    runs = con.execute("select as_of, status from audit.runs order by started_at").fetchall()
+    con.close()
+    # an ad-hoc run's scheduled start is when it was created: today
+    assert runs == [
+        (date(2024, 1, 10), "succeeded"),
+        (date(2024, 1, 12), "succeeded"),
+        (date(2024, 1, 14), "succeeded"),
+        (datetime.now(UTC).date(), "succeeded"),
+    ]
 
 
 def test_status_prints_the_latest_run(prefect_harness, tmp_path):

@@ -454,12 +454,13 @@ def test_transaction_lines_row_without_order_id_resent_in_a_later_file(
 def test_transactions_orders_keyed_by_customer_and_order_id(con, table, rows):
     # O1 of C1 has two lines: summed, the earliest time, the first line's status and
     # channel. C2's O1 (an order id reused for another customer) is an order of its own.
-    # O2 is a return (not a completed order); O3, a $0 completed order, still counts.
+    # O2 is a return (not a completed order); O3, a $0 completed order, still counts. An
+    # order keeps the smallest source id its lines were delivered under.
     table(
         "core.transaction_lines",
         "_row_number bigint, customer_id varchar, order_id varchar, amount double, "
         "quantity decimal(18, 4), status varchar, currency varchar, channel varchar, "
-        "payment_method varchar, order_at timestamp",
+        "payment_method varchar, order_at timestamp, source_customer_id varchar",
         [
             (
                 2,
@@ -472,6 +473,7 @@ def test_transactions_orders_keyed_by_customer_and_order_id(con, table, rows):
                 "app",
                 "cash",
                 datetime(2025, 1, 5, 13),
+                "S1b",
             ),
             (
                 1,
@@ -484,9 +486,10 @@ def test_transactions_orders_keyed_by_customer_and_order_id(con, table, rows):
                 "web",
                 "card",
                 datetime(2025, 1, 5, 14),
+                "S1a",
             ),
-            (3, "C2", "O1", 4.0, Decimal("1"), "completed", "EUR", "web", "card", T),
-            (4, "C1", "O2", -5.0, Decimal("1"), "returned", "EUR", "web", "card", T),
+            (3, "C2", "O1", 4.0, Decimal("1"), "completed", "EUR", "web", "card", T, "S2"),
+            (4, "C1", "O2", -5.0, Decimal("1"), "returned", "EUR", "web", "card", T, "S1a"),
             (
                 5,
                 "C1",
@@ -498,6 +501,7 @@ def test_transactions_orders_keyed_by_customer_and_order_id(con, table, rows):
                 None,
                 None,
                 datetime(2025, 1, 6, 23, 59),
+                "S1b",
             ),
         ],
     )
@@ -516,8 +520,10 @@ def test_transactions_orders_keyed_by_customer_and_order_id(con, table, rows):
             "web",
             "card",
             2,
+            "S1a",
         ),
-        ("C1", "O2", T, date(2025, 1, 5), -5.0, 1.0, "returned", False, "EUR", "web", "card", 1),
+        ("C1", "O2", T, date(2025, 1, 5), -5.0, 1.0, "returned", False, "EUR", "web", "card", 1)
+        + ("S1a",),
         (
             "C1",
             "O3",
@@ -531,8 +537,10 @@ def test_transactions_orders_keyed_by_customer_and_order_id(con, table, rows):
             None,
             None,
             1,
+            "S1b",
         ),
-        ("C2", "O1", T, date(2025, 1, 5), 4.0, 1.0, "completed", True, "EUR", "web", "card", 1),
+        ("C2", "O1", T, date(2025, 1, 5), 4.0, 1.0, "completed", True, "EUR", "web", "card", 1)
+        + ("S2",),
     ]
 
 
@@ -664,7 +672,7 @@ def test_events_event_id_seen_again_latest_delivery_wins(con, staged_events, cus
     customer_map([("C1", "C9")])
     run_sql(con, "core/events")
     assert rows("select * from core.events") == [
-        ("f2", 1, "C9", "E1", "page_view", "web", 2.0, None, T)
+        ("f2", 1, "C9", "E1", "page_view", "web", 2.0, None, T, "C1")
     ]
 
 
