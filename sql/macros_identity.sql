@@ -50,3 +50,26 @@ final as (
 )
 
 select * from final;
+
+-- cluster_survivors(clusters, known_at): each cluster's survivor, for the table named
+-- clusters (customer_id, cluster_id): the earliest sign-up among the records known at
+-- known_at (NULL: every record), then the smallest id, so that a person's id stays put
+-- when a newer duplicate record arrives. sql/core/customer_map.sql and
+-- sql/models/customer_map_known_at.sql pick survivors with it.
+create or replace temp macro cluster_survivors(clusters, known_at) as table
+with first_signup as (
+    select customer_id, min(signup_at) as signup_at
+    from core.customer_records
+    where known_at is null
+       or coalesce(updated_at, signup_at) is null
+       or cast(coalesce(updated_at, signup_at) as date) <= known_at
+    group by customer_id
+)
+
+select
+    c.cluster_id,
+    arg_min(c.customer_id, (coalesce(f.signup_at, timestamp '9999-12-31'), c.customer_id))
+        as survivor_id
+from query_table(clusters) c
+left join first_signup f using (customer_id)
+group by c.cluster_id;

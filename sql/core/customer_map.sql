@@ -8,19 +8,8 @@ with clusters as (
     select * from core.identity_clusters
 ),
 
-first_signup as (
-    select customer_id, min(signup_at) as signup_at
-    from core.customer_records group by customer_id
-),
-
 survivors as (
-    select
-        c.cluster_id,
-        arg_min(c.customer_id, (coalesce(f.signup_at, timestamp '9999-12-31'), c.customer_id))
-            as survivor_id
-    from clusters c
-    left join first_signup f using (customer_id)
-    group by c.cluster_id
+    select * from cluster_survivors('core.identity_clusters', null::date)
 ),
 
 -- Only ids of rows that passed validation: an id seen only on quarantined rows is no

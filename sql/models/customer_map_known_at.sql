@@ -8,22 +8,8 @@ with clusters as (
     select * from identity_clusters_known_at
 ),
 
-first_signup as (
-    select customer_id, min(signup_at) as signup_at
-    from core.customer_records
-    where coalesce(updated_at, signup_at) is null
-       or cast(coalesce(updated_at, signup_at) as date) <= $known_at
-    group by customer_id
-),
-
 survivors as (
-    select
-        c.cluster_id,
-        arg_min(c.customer_id, (coalesce(f.signup_at, timestamp '9999-12-31'), c.customer_id))
-            as survivor_id
-    from clusters c
-    left join first_signup f using (customer_id)
-    group by c.cluster_id
+    select * from cluster_survivors('identity_clusters_known_at', $known_at)
 ),
 
 final as (

@@ -193,3 +193,27 @@ def test_publish_timestamps_may_differ(tmp_path, ignored):
         con.close()
 
     assert compare_published(a, b) == []
+
+
+def test_the_id_change_log_is_left_out_and_every_other_mart_compared(tmp_path):
+    a = _publish(tmp_path / "a", ["r1", "r2"])
+    b = _publish(tmp_path / "b", ["r9"])
+    for config, changes in ((a, [("r2", "c7", "c1")]), (b, [])):
+        con = duckdb.connect(str(load_settings(config).warehouse.serving_path))
+        con.execute(
+            "create table marts.customer_id_changes (run_id varchar, "
+            "previous_customer_id varchar, customer_id varchar)"
+        )
+        if changes:
+            con.executemany("insert into marts.customer_id_changes values (?, ?, ?)", changes)
+        con.close()
+    # daily runs log the merge they saw; a full refresh from scratch has nothing to log
+    assert compare_published(a, b) == []
+    c = _publish(tmp_path / "c", ["r9"], kpi=[("2024-02-01", 3), ("2024-03-01", 2)])
+    con = duckdb.connect(str(load_settings(c).warehouse.serving_path))
+    con.execute(
+        "create table marts.customer_id_changes (run_id varchar, previous_customer_id varchar, "
+        "customer_id varchar)"
+    )
+    con.close()
+    assert [d.split(":")[0] for d in compare_published(a, c)] == ["marts.kpi_monthly"]
