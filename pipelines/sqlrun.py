@@ -32,7 +32,7 @@ def run_sql(
     schema = name.split("/")[0]
     if schema in ("staging", "core", "models", "marts", "quarantine", "audit"):
         con.execute(f"create schema if not exists {schema}")
-    _ensure_macros(con, text)
+    ensure_macros(con, text)
     con.execute(text, given) if given else con.execute(text)
 
 
@@ -44,7 +44,7 @@ def _macro_names(file: str) -> tuple[str, ...]:
     return tuple(re.findall(r"create or replace (?:temp )?macro (\w+)", read_sql(file)))
 
 
-def _ensure_macros(con: duckdb.DuckDBPyConnection, text: str) -> None:
+def ensure_macros(con: duckdb.DuckDBPyConnection, text: str) -> None:
     """Install the macro files whose macros ``text`` calls and this database lacks: the
     clean step installs sql/macros.sql, sql/macros_core.sql needs core to exist first."""
     wanted = [

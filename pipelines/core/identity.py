@@ -15,7 +15,7 @@ from datetime import date
 import duckdb
 import pyarrow as pa
 
-from pipelines.sqlrun import run_sql
+from pipelines.sqlrun import ensure_macros, run_sql
 
 # An e-mail or phone shared by more ids than this is a placeholder, not a person.
 MAX_IDS_PER_CONTACT = 5
@@ -108,10 +108,9 @@ def identity_as_known_at(con: duckdb.DuckDBPyConnection, known_at: date) -> Iter
     warehouse = (
         '"' + con.execute("select current_database()").fetchall()[0][0].replace('"', '""') + '"'
     )
-    pairs = con.execute(
-        "select customer_id_a, customer_id_b, match_rule from identity_edges_at($k, $m)",
-        {"k": known_at, "m": MAX_IDS_PER_CONTACT},
-    ).fetchall()
+    query = "select customer_id_a, customer_id_b, match_rule from identity_edges_at($k, $m)"
+    ensure_macros(con, query)
+    pairs = con.execute(query, {"k": known_at, "m": MAX_IDS_PER_CONTACT}).fetchall()
     clusters = cluster_pairs(pairs)
     con.register(
         "identity_clusters_known_at",

@@ -123,3 +123,46 @@ def test_a_changed_rule_setting_changes_the_fingerprint_of_every_source_it_reads
     assert all(prints["before"][s] != prints["after"][s] for s in ("transactions", "events"))
     # the same settings give the same fingerprint, run after run
     assert prints["before"]["events"] == processing.source_fingerprint(con, before, "events")
+
+
+def test_identity_as_known_at_a_date_ignores_records_known_later():
+    from pipelines.core.identity import identity_as_known_at
+    from pipelines.sqlrun import install_macros
+
+    con = duckdb.connect()
+    install_macros(con)
+    con.execute("create schema core")
+    # A and B are one person (same e-mail); B's record is known only from 1 March, and its
+    # earlier sign-up makes B the survivor once known
+    con.execute("""
+        create table core.customer_records as select * from (values
+            ('A', 'p@x.org', null, 'p', timestamp '2024-01-10', timestamp '2024-01-10'),
+            ('B', 'p@x.org', null, 'p', timestamp '2023-06-01', timestamp '2024-03-01'))
+            v(customer_id, email, phone, name_key, signup_at, updated_at)""")
+    con.execute("""
+        create table core.customer_map as select * from (values
+            ('A', 'B', 'email'), ('B', 'B', 'self'), ('C', 'C', 'self'))
+            v(source_customer_id, customer_id, match_rule)""")
+    con.execute("""
+        create table core.transactions as select * from (values
+            ('B', 'o1', date '2024-01-15', 'A'), ('B', 'o2', date '2024-01-20', 'B'),
+            ('C', 'o3', date '2024-01-21', 'C'), ('B', 'o4', date '2024-02-15', 'A'))
+            v(customer_id, order_id, order_date, source_customer_id)""")
+    con.execute("""
+        create table core.events as select * from (values
+            ('B', timestamp '2024-01-16 10:00', 'A'), ('B', timestamp '2024-02-16 10:00', 'B'))
+            v(customer_id, event_at, source_customer_id)""")
+    query = "select customer_id, order_id from core.transactions order by order_id"
+    with identity_as_known_at(con, date(2024, 2, 1)):
+        assert con.execute(query).fetchall() == [("A", "o1"), ("B", "o2"), ("C", "o3")]
+        assert con.execute("select customer_id from core.events").fetchall() == [("A",)]
+        assert con.execute("select customer_id from core.customer_records").fetchall() == [("A",)]
+    # outside the block: the warehouse's own tables, untouched
+    assert con.execute(query).fetchall() == [("B", "o1"), ("B", "o2"), ("C", "o3"), ("B", "o4")]
+    with identity_as_known_at(con, date(2024, 3, 1)):
+        assert con.execute(query).fetchall() == [
+            ("B", "o1"),
+            ("B", "o2"),
+            ("C", "o3"),
+            ("B", "o4"),
+        ]
