@@ -177,6 +177,7 @@ def churn(ctx: RunContext) -> StepReport:
         ctx.run_id,
         value.make_bgnbd_scorer(ctx.con, ctx.settings, ctx.as_of, ctx.clv_resolution),
         full_refresh=ctx.full_refresh,
+        bgnbd_settings=str(ctx.clv_resolution),
     )
     return StepReport(
         "churn",

@@ -332,6 +332,68 @@ def _training_key(
     return digest.hexdigest()[:24]
 
 
+def _training_inputs_key(
+    con: duckdb.DuckDBPyConnection,
+    horizon_days: int,
+    seed: int,
+    training_date: date,
+    training_settings: str,
+) -> str:
+    """Digest of the training data as known at the training date, read inside
+    :func:`identity_as_known_at`: every row of the tables the features, labels and BG/NBD
+    inputs are computed from (a sum of row hashes: order-free), with the protocol's
+    settings and the versions of the SQL that computes them and of the packages."""
+    import hashlib
+
+    import duckdb as duckdb_module
+    import lifetimes
+    import sklearn
+
+    from pipelines.sqlrun import read_sql
+
+    parts = [
+        TRAINING_VERSION,
+        sklearn.__version__,
+        lifetimes.__version__,
+        duckdb_module.__version__,
+        pl.__version__,
+        horizon_days,
+        seed,
+        str(training_date),
+        training_settings,
+    ]
+    parts += [
+        read_sql(name)
+        for name in ("models/churn_features", "models/churn_labels", "models/clv_summary")
+    ]
+    for table in ("core.transactions", "core.events", "core.customer_records"):
+        parts.append(
+            con.execute(f"select count(*), sum(hash(t)::hugeint) from {table} t").fetchall()
+        )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
+
+
+def _score_with_saved(
+    saved: dict, current: pl.DataFrame, band_cutoffs: tuple[float, float], context: dict
+) -> ChurnResult:
+    """The result of a scorer saved by an earlier run, scoring the customers at as_of."""
+    model = saved["model"]
+    frame = current.select(saved["features"]) if saved["published"] == "model" else current
+    probabilities = model.predict_proba(frame)[:, 1]
+    return ChurnResult(
+        scores=build_churn_scores(current["customer_id"], probabilities, band_cutoffs),
+        metrics=saved["metrics"],
+        importances=saved["importances"],
+        model=model,
+        fallback_reason=None,
+        published_scorer=saved["published"],
+        model_beats_baselines=saved["beats"],
+        message=saved["message"],
+        reused=True,
+        **context,
+    )
+
+
 # --------------------------------------------------------------------------- the step
 
 
@@ -346,6 +408,7 @@ def run_churn(
     training_date: date | None = None,
     model_store: Path | None = None,
     identity_as_known: bool = False,
+    training_settings: str = "",
 ) -> ChurnResult:
     """Validate the churn model out of time and score every customer at ``as_of``.
 
@@ -384,6 +447,11 @@ def run_churn(
         identified by the records known then (:func:`identity_as_known_at`), so that a
         record delivered later that merges two customers does not change them (and the
         saved scorer stays valid). The scores at as_of always use today's identities.
+        With a ``model_store`` too, the saved scorer is keyed by a digest of those tables'
+        rows, which finds it without building the frames.
+    training_settings : str
+        What else decides the training data, part of the saved scorer's key: the BG/NBD
+        scorer's settings.
 
     Returns
     -------
@@ -429,20 +497,28 @@ def run_churn(
     timer = _Timer()
     with timer("features at as_of"):
         current_features = build_churn_features(con, as_of)
-    train = test = None
+    train = test = saved = key = None
     if first_order_date is not None and reason is None:
         with (
             timer("features, labels and BG/NBD at the validation cutoffs"),
             identity_as_known_at(con, training_date) if identity_as_known else nullcontext(),
         ):
-            train = _build_labelled(con, train_cutoff, horizon_days)
-            test = _build_labelled(con, test_cutoff, horizon_days)
-            reason = _check_labelled(
-                train, "training", train_cutoff, min_labelled
-            ) or _check_labelled(test, "test", test_cutoff, min_labelled)
-            if reason is None:
-                train = _join_bgnbd(train, bgnbd_scorer, train_cutoff)
-                test = _join_bgnbd(test, bgnbd_scorer, test_cutoff)
+            if identity_as_known and model_store is not None:
+                # the training data as known at the training date are these tables' rows,
+                # so a digest of them finds a saved scorer without building the frames
+                key = _training_inputs_key(
+                    con, horizon_days, seed, training_date, training_settings
+                )
+                saved = load_churn_training(model_store / f"churn-training-{key}.pkl")
+            if saved is None:
+                train = _build_labelled(con, train_cutoff, horizon_days)
+                test = _build_labelled(con, test_cutoff, horizon_days)
+                reason = _check_labelled(
+                    train, "training", train_cutoff, min_labelled
+                ) or _check_labelled(test, "test", test_cutoff, min_labelled)
+                if reason is None:
+                    train = _join_bgnbd(train, bgnbd_scorer, train_cutoff)
+                    test = _join_bgnbd(test, bgnbd_scorer, test_cutoff)
 
     with timer("BG/NBD at as_of"):
         current = _join_bgnbd(current_features, bgnbd_scorer, as_of)
@@ -461,31 +537,20 @@ def run_churn(
             message=sentence,
             **context,
         )
-    if reason is not None:
+    if saved is None and reason is not None:
         return _fallback(current, reason, band_cutoffs, **context)
-
-    features = select_feature_columns(train)
-    with timer("training data digest"):
-        key = _training_key(train, test, features, horizon_days, seed, training_date)
-    saved = load_churn_training(model_store / f"churn-training-{key}.pkl") if model_store else None
+    if saved is None:
+        features = select_feature_columns(train)
+        if key is None:
+            with timer("training data digest"):
+                key = _training_key(train, test, features, horizon_days, seed, training_date)
+            if model_store is not None:
+                saved = load_churn_training(model_store / f"churn-training-{key}.pkl")
     if saved is not None:
-        final = saved["model"]
         with timer("scores at as_of (saved scorer)"):
-            frame = current.select(features) if saved["published"] == "model" else current
-            probabilities = final.predict_proba(frame)[:, 1]
-        log.info("churn: reused the scorer trained as of %s (%s)", training_date, key)
-        return ChurnResult(
-            scores=build_churn_scores(current["customer_id"], probabilities, band_cutoffs),
-            metrics=saved["metrics"],
-            importances=saved["importances"],
-            model=final,
-            fallback_reason=None,
-            published_scorer=saved["published"],
-            model_beats_baselines=saved["beats"],
-            message=saved["message"],
-            reused=True,
-            **context,
-        )
+            result = _score_with_saved(saved, current, band_cutoffs, context)
+        log.info("churn: reused the scorer trained as of %s (%s); %s", training_date, key, timer)
+        return result
     y_train, y_test = train[LABEL_COLUMN], test[LABEL_COLUMN]
 
     with timer("model fit at the training cutoff"):
@@ -543,6 +608,7 @@ def run_churn(
             model_store / f"churn-training-{key}.pkl",
             {
                 "model": final,
+                "features": features,
                 "metrics": metrics,
                 "importances": importances,
                 "published": published,
@@ -575,6 +641,7 @@ def score_churn_risk(
     bgnbd_scorer: BgnbdScorer | None = None,
     *,
     full_refresh: bool = False,
+    bgnbd_settings: str = "",
 ) -> ChurnResult:
     """The pipeline's churn step: run :func:`run_churn` with the configured horizon, bands
     and seed, trained as of the retraining grid's date (``[churn] retrain_every_days``),
@@ -598,6 +665,7 @@ def score_churn_risk(
         training_date=churn_training_date(as_of, cfg.retrain_every_days),
         model_store=None if full_refresh else directory,
         identity_as_known=True,
+        training_settings=repr((settings.models, bgnbd_settings)),
     )
     con.register(
         "_churn_scores", result.scores.select("customer_id", "churn_probability", "churn_band")
