@@ -125,3 +125,19 @@ def test_the_installed_command_exits_2_on_a_config_error(tmp_path):
     assert _one_paragraph(result.stderr).startswith(
         "crm status failed: schedule.cron must be a 5-field cron expression"
     )
+
+
+def test_backfill_refuses_a_reversed_range_and_a_bad_date_before_prefect_starts(
+    tmp_path, capsys
+):
+    config = _config(tmp_path)
+    code = cli.main(
+        ["backfill", "--from", "2025-01-05", "--to", "2025-01-01", "--config", str(config)]
+    )
+    assert code == 1
+    err = _one_paragraph(capsys.readouterr().err)
+    assert "--to 2025-01-01 is before --from 2025-01-05" in err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["backfill", "--from", "2025-13-01", "--to", "2025-12-01"])
+    assert exit_info.value.code == 2
+    assert "a date like 2025-12-31 is needed, got '2025-13-01'" in capsys.readouterr().err
