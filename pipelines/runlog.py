@@ -146,9 +146,15 @@ def format_latest_run(config_path: str | None) -> str:
             "a run may be writing it right now. Try again when it ends."
         ) from exc
     try:
-        rows = con.execute("""
+        # step_seconds came with incremental runs; a warehouse opened read-only cannot
+        # gain the column, so an older one shows none
+        has_seconds = con.execute("""
+            select count(*) from information_schema.columns where table_schema = 'audit'
+              and table_name = 'runs' and column_name = 'step_seconds'""").fetchall()[0][0]
+        seconds = "step_seconds" if has_seconds else "null"
+        rows = con.execute(f"""
             select run_id, status, started_at, ended_at, as_of, config_sha256,
-                   package_versions, rows_per_step, message
+                   package_versions, rows_per_step, message, {seconds}
             from audit.runs order by started_at desc limit 1""").fetchall()
     except duckdb.CatalogException:
         rows = []
@@ -156,7 +162,7 @@ def format_latest_run(config_path: str | None) -> str:
         con.close()
     if not rows:
         return "No run yet. Start one with crm run."
-    run_id, status, started, ended, as_of, sha, versions, steps, message = rows[0]
+    run_id, status, started, ended, as_of, sha, versions, steps, message, seconds = rows[0]
     if status == "running":
         # we could open the database read-only, so no process is writing it: the run died
         status, message = "interrupted", INTERRUPTED_MESSAGE
@@ -165,6 +171,7 @@ def format_latest_run(config_path: str | None) -> str:
         f"  started {started}, ended {ended}",
         f"  as of {as_of}; config sha256 {sha[:12] if sha else '-'}",
         f"  rows per step: {steps}",
+        f"  seconds per step: {seconds or '-'}",
         f"  versions: {versions}",
     ]
     if message:

@@ -46,7 +46,8 @@ class SourceFiles:
     ``pending``: sha256s to stage and validate this run (new, or processed before under
     another fingerprint); ``changed``: those of ``pending`` that were processed before
     under another fingerprint (a config or rule change); ``reused``: files whose staged
-    rows and verdicts are kept as they are; ``fingerprint``: the source's current one.
+    rows and verdicts are kept as they are; ``fingerprint``: the source's current one;
+    ``processed_before``: every file that passed validation once, under any fingerprint.
     """
 
     source: str
@@ -54,6 +55,7 @@ class SourceFiles:
     pending: tuple[str, ...]
     changed: tuple[str, ...]
     reused: int
+    processed_before: tuple[str, ...] = ()
 
     @property
     def is_everything(self) -> bool:
@@ -106,7 +108,12 @@ def find_source_files(
     pending = [sha for sha, done in rows if full_refresh or done != fingerprint]
     changed = [sha for sha, done in rows if done is not None and done != fingerprint]
     return SourceFiles(
-        source, fingerprint, tuple(pending), tuple(changed), len(rows) - len(pending)
+        source,
+        fingerprint,
+        tuple(pending),
+        tuple(changed),
+        len(rows) - len(pending),
+        tuple(sha for sha, done in rows if done is not None),
     )
 
 

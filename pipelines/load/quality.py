@@ -91,9 +91,9 @@ def validate_pending(
         check_batch_limits(con, settings, checked)
     except FileOverLimitError as exc:
         files = next(r.files for r in reports if r.source == exc.source)
-        # a file accepted before that fails only because the rules changed is not
-        # rejected, so that reverting the change brings it back
-        if exc.file_sha256 and exc.file_sha256 not in files.changed:
+        # a file accepted before, which fails now because the rules or the limit changed,
+        # is not rejected: reverting the change brings it back
+        if exc.file_sha256 and exc.file_sha256 not in files.processed_before:
             processing.reject_file(con, files, exc.file_sha256, run_id, str(exc))
         raise
     for report in reports:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import date
 from pathlib import Path
 
 import duckdb
 import pytest
+
+from pipelines import steps as steps_module
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 
@@ -72,7 +75,12 @@ def test_crm_pipeline_runs_end_to_end_on_the_sample(sample_run):
     con.close()
     from pipelines.runlog import format_latest_run
 
-    assert ": succeeded" in format_latest_run(str(config))
+    status_text = format_latest_run(str(config))
+    assert ": succeeded" in status_text
+    # every step's wall seconds, the first run processing every delivered file
+    seconds = json.loads(status_text.split("seconds per step: ")[1].splitlines()[0])
+    assert list(seconds) == list(steps_module.STEPS) and all(v >= 0 for v in seconds.values())
+    assert "This run:" in text and "1 file(s) processed, 0 reused" in text
 
 
 def test_the_run_summary_is_a_prefect_markdown_artifact(sample_run):

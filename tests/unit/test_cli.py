@@ -127,9 +127,7 @@ def test_the_installed_command_exits_2_on_a_config_error(tmp_path):
     )
 
 
-def test_backfill_refuses_a_reversed_range_and_a_bad_date_before_prefect_starts(
-    tmp_path, capsys
-):
+def test_backfill_refuses_a_reversed_range_and_a_bad_date_before_prefect_starts(tmp_path, capsys):
     config = _config(tmp_path)
     code = cli.main(
         ["backfill", "--from", "2025-01-05", "--to", "2025-01-01", "--config", str(config)]
