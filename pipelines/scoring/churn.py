@@ -49,7 +49,13 @@ from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
 
 log = logging.getLogger(__name__)
 
-REQUIRED_TABLES = ("core.transactions", "core.customers", "core.events")
+REQUIRED_TABLES = (
+    "core.transactions",
+    "core.customers",
+    "core.events",
+    "core.customer_records",
+    "core.customer_map",
+)
 BGNBD_COLUMNS = ("customer_id", "p_alive", "expected_purchases")
 # A class this small cannot be split into calibration folds or give a stable AUC.
 MIN_CUSTOMERS_PER_CLASS = 10

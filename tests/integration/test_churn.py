@@ -49,6 +49,17 @@ create table core.events (
     customer_id varchar, event_id varchar, event_at timestamp, event_type varchar,
     channel varchar, value double, properties varchar
 );
+-- one delivered record per customer, every id its own customer: the record versions and
+-- the id map the churn features read the profile through
+create view core.customer_records as
+select customer_id, email, phone, full_name, birth_date, gender, city, country, signup_at,
+       marketing_consent, updated_at, timestamp '2000-01-01' as _ingested_at,
+       'customers.csv' as _source_file, 'f' as _file_sha256,
+       row_number() over (order by customer_id) as _row_number
+from core.customers;
+create view core.customer_map as
+select customer_id as source_customer_id, customer_id, 'self' as match_rule
+from core.customers;
 """
 
 
@@ -1006,7 +1017,8 @@ def test_run_uses_bgnbd_scores_as_features_and_as_a_baseline():
     scorer = make_bgnbd_scorer(connection, 90)
     result = run_churn(connection, as_of, 90, bgnbd_scorer=scorer, min_labelled=100)
     connection.close()
-    assert scorer.calls == [date(2024, 12, 31), date(2024, 7, 4), date(2024, 10, 2)]
+    # once at each date: the two validation cutoffs and as_of
+    assert sorted(scorer.calls) == [date(2024, 7, 4), date(2024, 10, 2), date(2024, 12, 31)]
     assert result.fallback_reason is None
     assert {"p_alive", "expected_purchases"} <= set(result.importances["feature"])
     assert result.metrics["model"].unique().sort().to_list() == [
