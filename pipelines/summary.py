@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import duckdb
 
 from pipelines.load.freshness import describe_staleness
 from pipelines.publish.exports import empty_exports_reason
+
+# A source's files from earlier runs are listed one by one up to this many, else counted.
+EARLIER_FILES_LISTED = 10
 
 
 def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
@@ -16,9 +21,9 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
     lines.append("Files (rows read = loaded + quarantined + duplicates + erased):")
     # Each file once: its status says whether this run loaded it or an earlier one did (a
     # rerun after a failed run, a daily run over the same folder). After years of daily
-    # deliveries, files neither loaded nor processed this run are one line per source.
-    earlier: dict[str, list[int]] = {}
-    for source, path, status, read, loaded, quarantined, dup, erased, ok, this_run in con.execute(
+    # deliveries, a source's many files that this run neither loaded nor processed are one
+    # line.
+    files = con.execute(
         """
             select r.source, r.file_path,
                    case when f.run_id is distinct from $run_id and r.status = 'loaded'
@@ -32,8 +37,11 @@ def format_summary(con: duckdb.DuckDBPyConnection, run_id: str, as_of) -> str:
               on p.file_sha256 = r.file_sha256 and p.source = r.source
             order by r.source, r.file_path""",
         {"run_id": run_id},
-    ).fetchall():
-        if ok and not this_run:
+    ).fetchall()
+    untouched = Counter(f[0] for f in files if f[8] and not f[9])
+    earlier: dict[str, list[int]] = {}
+    for source, path, status, read, loaded, quarantined, dup, erased, ok, this_run in files:
+        if ok and not this_run and untouched[source] > EARLIER_FILES_LISTED:
             files_rows = earlier.setdefault(source, [0, 0])
             files_rows[0] += 1
             files_rows[1] += read

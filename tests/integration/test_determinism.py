@@ -192,6 +192,17 @@ def _plant_core_and_customer_360(con: duckdb.DuckDBPyConnection) -> None:
                'DE' as country, true as marketing_consent, timestamp '2021-01-01' as signup_at,
                timestamp '2021-01-01' as updated_at
         from range(30) r(i)""")
+    # the record versions and id map the churn features read the profile through
+    con.execute("""
+        create table core.customer_records as
+        select customer_id, birth_date, gender, country, marketing_consent, signup_at,
+               updated_at, timestamp '2021-01-02' as _ingested_at, 'c.csv' as _source_file,
+               'f' as _file_sha256, row_number() over (order by customer_id) as _row_number
+        from core.customers""")
+    con.execute("""
+        create table core.customer_map as
+        select customer_id as source_customer_id, customer_id, 'self' as match_rule
+        from core.customers""")
     con.execute(f"""
         create table marts.customer_360 as
         select 'c' || i as customer_id, i % 2 = 0 as marketing_consent,
