@@ -51,7 +51,6 @@ from pipelines.erasure_rows import (
     SALT_KEY,
     _contact_matches,
     _exclusive_contacts,
-    _has_table,
     _hash_sql,
     _new_lineage_table,
     _purge,
@@ -69,6 +68,7 @@ from pipelines.erasure_rows import (
 )
 from pipelines.errors import CrmError, StepError
 from pipelines.publish.serving import publish_serving_database
+from pipelines.sqlrun import has_table
 
 # Re-exported: the names other modules and the tests use from pipelines.erasure.
 __all__ = [
@@ -218,7 +218,7 @@ def apply_tombstones(
                 {"salt": salt},
             ).fetchall()
         }
-    contact_ids = _contact_matches(con, salt, ids) if _has_table(con, "raw", "customers") else set()
+    contact_ids = _contact_matches(con, salt, ids) if has_table(con, "raw", "customers") else set()
     if match_contacts:
         ids |= contact_ids
     rejected = _rejected_by_hash(con, salt)
@@ -285,7 +285,7 @@ def forget(settings: Settings, customer_ids: list[str]) -> ForgetReport:
     try:
         published = (
             publish_serving_database(con, settings, run_id)
-            if _has_table(con, "marts", "customer_360")
+            if has_table(con, "marts", "customer_360")
             else None
         )
         # Exports hold surviving ids (and e-mails): match on every id of the people.

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from pipelines.sqlrun import ensure_bookkeeping_tables
+from pipelines.sqlrun import ensure_bookkeeping_tables, has_table
 
 ERASABLE_SCHEMAS = ("raw", "staging", "quarantine", "core", "models", "marts", "audit")
 # Columns that hold a customer id besides *customer_id*: the identity cluster id is the
@@ -103,16 +103,6 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _has_table(con, schema: str, table: str) -> bool:
-    return bool(
-        con.execute(
-            "select 1 from information_schema.tables where table_catalog = current_database() "
-            "and table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchall()
-    )
-
-
 def _raw_sources(tables) -> list[str]:
     """raw.<source> tables: input rows with a customer id and lineage."""
     return [
@@ -135,7 +125,7 @@ def resolve_source_ids(
     """
     given = sorted({normalise_id(i) for i in customer_ids if normalise_id(i)})
     ids = set(given)
-    if _has_table(con, "core", "customer_map"):
+    if has_table(con, "core", "customer_map"):
         rows = con.execute(
             """
             with survivors as (
@@ -176,7 +166,7 @@ def _exclusive_contacts(con, ids: set[str]) -> tuple[set[str], set[str]]:
         ("staging", "customers"),
         ("core", "customer_records"),
     ):
-        if _has_table(con, schema, table):
+        if has_table(con, schema, table):
             cols = {
                 r[0]
                 for r in con.execute(
@@ -215,7 +205,7 @@ def _exclusive_contacts(con, ids: set[str]) -> tuple[set[str], set[str]]:
 def _rejected_matches(con, ids: set[str], emails: set[str]) -> None:
     """Add raw.rejected_rows records that mention an id (as a whole field) or an e-mail
     to ``_erase_lineage``: the reader could not split them, so they have no customer_id."""
-    if not _has_table(con, "raw", "rejected_rows") or not (ids or emails):
+    if not has_table(con, "raw", "rejected_rows") or not (ids or emails):
         return
     con.execute(
         """
@@ -280,7 +270,7 @@ def _purge_phone_cache(con, ids: set[str]) -> int:
     """Delete these people's numbers from the phone-normalisation cache
     (``raw.phone_numbers`` holds phone texts, not customer ids, so the id-column sweep
     does not find them); numbers another customer also uses stay."""
-    if not (_has_table(con, "raw", "phone_numbers") and _has_table(con, "raw", "customers")):
+    if not (has_table(con, "raw", "phone_numbers") and has_table(con, "raw", "customers")):
         return 0
     before = con.execute("select count(*) from raw.phone_numbers").fetchall()[0][0]
     con.execute(
@@ -359,7 +349,7 @@ def _contact_matches(con, salt: str, known: set[str]) -> set[str]:
 
 def _rejected_by_hash(con, salt: str) -> list[tuple[str, str, int]]:
     """Rejected records with a field (or e-mail) that hashes to a tombstone."""
-    if not _has_table(con, "raw", "rejected_rows"):
+    if not has_table(con, "raw", "rejected_rows"):
         return []
     return con.execute(
         f"""

@@ -64,6 +64,17 @@ def ensure_macros(con: duckdb.DuckDBPyConnection, text: str) -> None:
             con.execute(read_sql(file))
 
 
+def has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether ``schema.table`` exists in the connection's current database."""
+    return bool(
+        con.execute(
+            "select 1 from information_schema.tables where table_catalog = current_database() "
+            "and table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchall()
+    )
+
+
 def ensure_bookkeeping_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create every bookkeeping table the warehouse keeps (``sql/warehouse/bookkeeping.sql``,
     the one list of them) that does not exist yet."""

@@ -8,7 +8,7 @@ import duckdb
 
 from pipelines.core.identity import IdentityReport, resolve_identities
 from pipelines.errors import StepError
-from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
+from pipelines.sqlrun import ensure_bookkeeping_tables, has_table, run_sql
 
 CORE_ORDER = (
     "core/transaction_lines",
@@ -69,12 +69,7 @@ def build_core(con: duckdb.DuckDBPyConnection, run_id: str) -> CoreReport:
     Stops the run if any file's rows read differ from loaded + quarantined + duplicates:
     that would mean a row was lost, which no published number may rest on.
     """
-    had_map = bool(
-        con.execute(
-            "select 1 from information_schema.tables "
-            "where table_schema = 'core' and table_name = 'customer_map'"
-        ).fetchall()
-    )
+    had_map = has_table(con, "core", "customer_map")
     if had_map:
         con.execute(
             "create or replace temp table previous_customer_map as "

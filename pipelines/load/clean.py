@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from pipelines.config import Settings, SourceConfig
 from pipelines.load import processing
-from pipelines.sqlrun import ensure_bookkeeping_tables, install_macros, run_sql
+from pipelines.sqlrun import ensure_bookkeeping_tables, has_table, install_macros, run_sql
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,7 @@ def _stage_pending(
     staged from them. With every file pending the table is rebuilt, so a changed staging
     model (new columns) never meets rows of the old shape."""
     con.execute("create schema if not exists staging")
-    exists = bool(
-        con.execute(
-            "select 1 from information_schema.tables "
-            "where table_schema = 'staging' and table_name = ?",
-            [name],
-        ).fetchall()
-    )
+    exists = has_table(con, "staging", name)
     if exists:
         processing.remove_rows_of_pending(con, name)
     if exists and not found.pending:

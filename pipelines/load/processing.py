@@ -29,7 +29,7 @@ import duckdb
 
 from pipelines.config import Settings
 from pipelines.errors import InputError
-from pipelines.sqlrun import ensure_bookkeeping_tables, read_sql
+from pipelines.sqlrun import ensure_bookkeeping_tables, has_table, read_sql
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def remove_rows_of_pending(con: duckdb.DuckDBPyConnection, source: str) -> None:
         select file_sha256 from raw.files where source = '{source}' and status <> 'rejected'
         except select file_sha256 from {PENDING_TABLE}"""
     for table in (f"staging.{source}", f"quarantine.{source}"):
-        if _exists(con, table):
+        if has_table(con, *table.split(".")):
             con.execute(f"delete from {table} where _file_sha256 not in ({keep})")
     con.execute(
         f"delete from quarantine.field_issues where source = ? and _file_sha256 not in ({keep})",
@@ -244,13 +244,3 @@ def check_rejected_files_replaced(
             "select file_path from raw.files where status = 'rejected' order by file_path"
         ).fetchall()
     ]
-
-
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    schema, name = table.split(".")
-    return bool(
-        con.execute(
-            "select 1 from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, name],
-        ).fetchall()
-    )
