@@ -79,7 +79,7 @@ from probes import (  # noqa: E402
 from pipelines import erasure, marts, runlog, sqlrun, steps
 from pipelines.config import load_settings  # noqa: E402
 from pipelines.core import build as core
-from pipelines.load import clean, ingest, processing, quality
+from pipelines.load import clean, ingest, quality
 from pipelines.publish import exports, report
 from pipelines.publish import serving as publish
 from pipelines.scoring import churn, segments, value
@@ -268,10 +268,7 @@ def run_ingest(b: Bench) -> StageResult:
 def run_clean(b: Bench) -> StageResult:
     """pipelines.load.clean.build_staging (staging.*, phones to E.164)."""
     raw = sum(b.count(f"raw.{name}") for name in clean.STAGING_ORDER)
-    # as the clean step: this run's exchange rates, then whether a rejected file is back
-    clean.write_fx_rates(b.con, b.settings)
-    processing.check_rejected_files_replaced(b.con, b.settings, b.run_id)
-    counts = clean.build_staging(b.con, b.settings).rows
+    counts = clean.build_staging(b.con, b.settings, run_id=b.run_id).rows
     return StageResult(rows_in=raw, rows_out=sum(counts.values()), detail={"staging_rows": counts})
 
 

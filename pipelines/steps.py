@@ -91,13 +91,10 @@ def clean(ctx: RunContext) -> StepReport:
     """Type and normalise the rows of files not processed yet (all with a full refresh)
     from ``raw.*`` into ``staging.*``; stop while a rejected file is still delivered."""
     from pipelines.load import clean as staging
-    from pipelines.load import processing
 
-    # this run's exchange rates first: they are part of the transactions' fingerprint,
-    # which decides whether a rejected file gets another chance
-    staging.write_fx_rates(ctx.con, ctx.settings)
-    processing.check_rejected_files_replaced(ctx.con, ctx.settings, ctx.run_id)
-    report = staging.build_staging(ctx.con, ctx.settings, full_refresh=ctx.full_refresh)
+    report = staging.build_staging(
+        ctx.con, ctx.settings, full_refresh=ctx.full_refresh, run_id=ctx.run_id
+    )
     files = {
         name: {"processed": len(f.pending), "reused": f.reused, "changed": len(f.changed)}
         for name, f in report.files.items()

@@ -48,18 +48,27 @@ class StagingReport:
 
 
 def build_staging(
-    con: duckdb.DuckDBPyConnection, settings: Settings, *, full_refresh: bool = False
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    *,
+    full_refresh: bool = False,
+    run_id: str | None = None,
 ) -> StagingReport:
     """Bring ``staging.transactions``, ``staging.customers`` and ``staging.events`` up to
     date: stage the rows of every file not yet processed under its source's current
     fingerprint (all files with ``full_refresh``), keep the rest as they are.
 
-    Sources absent from the config give empty tables, so later layers need no special
-    cases.
+    With ``run_id`` (the clean step), first stop the run while a file an earlier run
+    rejected is still delivered (:func:`processing.check_rejected_files_replaced`). Sources
+    absent from the config give empty tables, so later layers need no special cases.
     """
     install_macros(con)
     ensure_bookkeeping_tables(con)
+    # this run's exchange rates first: they are part of the transactions' fingerprint,
+    # which decides whether a rejected file gets another chance
     write_fx_rates(con, settings)
+    if run_id is not None:
+        processing.check_rejected_files_replaced(con, settings, run_id)
     rows, files = {}, {}
     for name in STAGING_ORDER:
         found = processing.find_source_files(con, settings, name, full_refresh=full_refresh)
