@@ -312,32 +312,6 @@ def churn_training_date(as_of: date, retrain_every_days: int) -> date:
     return RETRAIN_EPOCH + timedelta(days=steps * retrain_every_days)
 
 
-def _training_key(
-    train: pl.DataFrame,
-    test: pl.DataFrame,
-    features: list[str],
-    horizon_days: int,
-    seed: int,
-    training_date: date,
-) -> str:
-    """Digest of everything that decides the validated scorer: both labelled frames
-    (features, BG/NBD inputs and labels, in customer order), the protocol's settings, and
-    the versions of the code and of scikit-learn."""
-    import hashlib
-    import io
-
-    import sklearn
-
-    digest = hashlib.sha256()
-    header = [TRAINING_VERSION, sklearn.__version__, horizon_days, seed, str(training_date)]
-    digest.update(repr((header, features)).encode())
-    for frame in (train, test):
-        buffer = io.BytesIO()
-        frame.write_ipc(buffer, compression="uncompressed")
-        digest.update(buffer.getvalue())
-    return digest.hexdigest()[:24]
-
-
 def _training_inputs_key(
     con: duckdb.DuckDBPyConnection,
     horizon_days: int,
@@ -345,10 +319,11 @@ def _training_inputs_key(
     training_date: date,
     training_settings: str,
 ) -> str:
-    """Digest of the training data as known at the training date, read inside
-    :func:`identity_as_known_at`: every row of the tables the features, labels and BG/NBD
-    inputs are computed from (a sum of row hashes: order-free), with the protocol's
-    settings and the versions of the SQL that computes them and of the packages."""
+    """Digest of the training data: every row of the tables the features, labels and
+    BG/NBD inputs are computed from (a sum of row hashes: order-free; inside
+    :func:`identity_as_known_at` the tables as known at the training date), with the
+    protocol's settings and the versions of the SQL that computes them and of the
+    packages."""
     import hashlib
 
     import duckdb as duckdb_module
@@ -443,9 +418,10 @@ def run_churn(
         The published scorer, trained there, scores the features at as_of.
     model_store : directory, optional
         Where a validated scorer is saved with its metrics, keyed by a digest of exactly
-        what trained it (the labelled frames at both cutoffs, the protocol's settings and
-        the code's version). A later run whose training frames are identical reuses it
-        instead of fitting again, which gives the same scores a fit would (the fits are
+        what trains it: every row of the tables the training frames are computed from
+        (as known at the training date with ``identity_as_known``), the protocol's
+        settings and the code's version. A later run with the same key reuses it without
+        building the frames or fitting, which gives the scores a fit would (the fits are
         seeded), so a daily run and a full refresh publish the same scores.
 
     identity_as_known : bool
@@ -453,8 +429,6 @@ def run_churn(
         identified by the records known then (:func:`identity_as_known_at`), so that a
         record delivered later that merges two customers does not change them (and the
         saved scorer stays valid). The scores at as_of always use today's identities.
-        With a ``model_store`` too, the saved scorer is keyed by a digest of those tables'
-        rows, which finds it without building the frames.
     training_settings : str
         What else decides the training data, part of the saved scorer's key: the BG/NBD
         scorer's settings.
@@ -509,9 +483,9 @@ def run_churn(
             timer("features, labels and BG/NBD at the validation cutoffs"),
             identity_as_known_at(con, training_date) if identity_as_known else nullcontext(),
         ):
-            if identity_as_known and model_store is not None:
-                # the training data as known at the training date are these tables' rows,
-                # so a digest of them finds a saved scorer without building the frames
+            if model_store is not None:
+                # the training frames are computed from these tables' rows alone, so a
+                # digest of them finds a saved scorer without building the frames
                 key = _training_inputs_key(
                     con, horizon_days, seed, training_date, training_settings
                 )
@@ -545,18 +519,12 @@ def run_churn(
         )
     if saved is None and reason is not None:
         return _fallback(current, reason, band_cutoffs, **context)
-    if saved is None:
-        features = select_feature_columns(train)
-        if key is None:
-            with timer("training data digest"):
-                key = _training_key(train, test, features, horizon_days, seed, training_date)
-            if model_store is not None:
-                saved = load_churn_training(model_store / f"churn-training-{key}.pkl")
     if saved is not None:
         with timer("scores at as_of (saved scorer)"):
             result = _score_with_saved(saved, current, band_cutoffs, context)
         log.info("churn: reused the scorer trained as of %s (%s); %s", training_date, key, timer)
         return result
+    features = select_feature_columns(train)
     y_train, y_test = train[LABEL_COLUMN], test[LABEL_COLUMN]
 
     with timer("model fit at the training cutoff"):
