@@ -57,6 +57,19 @@ def cluster_pairs(pairs: list[tuple[str, str, str]]) -> list[tuple[str, str, str
     return [(x, find(x), rule_of[x]) for x in sorted(parent)]
 
 
+def _clusters_table(pairs: list[tuple[str, str, str]]) -> pa.Table:
+    """:func:`cluster_pairs` of ``pairs`` as an Arrow table (customer_id, cluster_id,
+    match_rule), for DuckDB to read."""
+    clusters = cluster_pairs(pairs)
+    return pa.table(
+        {
+            "customer_id": pa.array([c[0] for c in clusters], pa.string()),
+            "cluster_id": pa.array([c[1] for c in clusters], pa.string()),
+            "match_rule": pa.array([c[2] for c in clusters], pa.string()),
+        }
+    )
+
+
 def resolve_identities(con: duckdb.DuckDBPyConnection) -> IdentityReport:
     """Build ``core.customer_records``, ``core.identity_edges``, ``core.customer_map``.
 
@@ -67,15 +80,7 @@ def resolve_identities(con: duckdb.DuckDBPyConnection) -> IdentityReport:
     pairs = con.execute(
         "select customer_id_a, customer_id_b, match_rule from core.identity_edges"
     ).fetchall()
-    clusters = cluster_pairs(pairs)
-    table = pa.table(
-        {
-            "customer_id": pa.array([c[0] for c in clusters], pa.string()),
-            "cluster_id": pa.array([c[1] for c in clusters], pa.string()),
-            "match_rule": pa.array([c[2] for c in clusters], pa.string()),
-        }
-    )
-    con.register("_clusters", table)
+    con.register("_clusters", _clusters_table(pairs))
     con.execute("create or replace table core.identity_clusters as select * from _clusters")
     con.unregister("_clusters")
     run_sql(con, "core/customer_map")
@@ -111,17 +116,7 @@ def identity_as_known_at(con: duckdb.DuckDBPyConnection, known_at: date) -> Iter
     query = "select customer_id_a, customer_id_b, match_rule from identity_edges_at($k, $m)"
     ensure_macros(con, query)
     pairs = con.execute(query, {"k": known_at, "m": MAX_IDS_PER_CONTACT}).fetchall()
-    clusters = cluster_pairs(pairs)
-    con.register(
-        "identity_clusters_known_at",
-        pa.table(
-            {
-                "customer_id": pa.array([c[0] for c in clusters], pa.string()),
-                "cluster_id": pa.array([c[1] for c in clusters], pa.string()),
-                "match_rule": pa.array([c[2] for c in clusters], pa.string()),
-            }
-        ),
-    )
+    con.register("identity_clusters_known_at", _clusters_table(pairs))
     run_sql(con, "models/customer_map_known_at", {"known_at": known_at})
     con.unregister("identity_clusters_known_at")
     known = "known_at"

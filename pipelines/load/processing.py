@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 # Bump when staging or validation code changes what a file's rows become, so every file
 # is processed again by the next run (SQL and rule changes are fingerprinted by content).
 PROCESSING_VERSION = 1
-PENDING_TABLE = "temp.main.pending_files"
+PENDING_NAME = "pending_files"
+PENDING_TABLE = f"temp.main.{PENDING_NAME}"
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,7 @@ def find_source_files(
 
 def set_pending(con: duckdb.DuckDBPyConnection, files: SourceFiles) -> None:
     """Write the pending sha256s to the temp table the staging SQL and the validation read."""
-    con.execute(
-        f"create or replace temp table {PENDING_TABLE.split('.')[-1]} (file_sha256 varchar)"
-    )
+    con.execute(f"create or replace temp table {PENDING_NAME} (file_sha256 varchar)")
     if files.pending:
         con.executemany(f"insert into {PENDING_TABLE} values (?)", [[sha] for sha in files.pending])
 
