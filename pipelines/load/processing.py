@@ -137,9 +137,8 @@ def record_processed(
         return
     now = datetime.now()
     con.execute(
-        "delete from audit.file_processing where source = ? and file_sha256 in "
-        f"(select file_sha256 from {PENDING_TABLE})",
-        [files.source],
+        "delete from audit.file_processing where source = ? and list_contains(?, file_sha256)",
+        [files.source, list(files.pending)],
     )
     con.executemany(
         "insert into audit.file_processing values (?, ?, ?, ?, ?, ?, ?, ?)",

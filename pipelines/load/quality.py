@@ -97,7 +97,6 @@ def validate_pending(
             processing.reject_file(con, files, exc.file_sha256, run_id, str(exc))
         raise
     for report in reports:
-        processing.set_pending(con, report.files)
         processing.record_processed(con, report.files, run_id, report.per_file)
     return reports
 
