@@ -97,7 +97,8 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="The crm.toml to use (default: the bundled sample in data/sample).",
+        help="The crm.toml to use (default: $CRM_CONFIG, else ./crm.toml, else the bundled "
+        "sample with its outputs under the current folder).",
         dir_okay=False,
         show_default=False,
     ),
@@ -143,8 +144,15 @@ def _guarded(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return wrap
 
 
-def _path(config: Path | None) -> str | None:
-    return str(config) if config else None
+def _config(config: Path | None, announce: bool = True) -> str | None:
+    """The config path to pass on: ``--config``, else ``$CRM_CONFIG`` or ``./crm.toml``,
+    else ``None`` (the bundled sample). Without ``--config`` it prints which one it is."""
+    from pipelines.config import describe_config, find_config
+
+    found, _ = find_config(config)
+    if config is None and announce:
+        print(describe_config(None), flush=True)
+    return str(found) if found is not None else None
 
 
 @app.command("run")
@@ -175,12 +183,13 @@ def run_command(
     """
     from pipelines.config import load_settings
 
+    path = _config(config)
     # a config error exits 2 here, before Prefect's server starts (10-20 s)
-    load_settings(_path(config))
+    load_settings(path)
     _quiet_prefect()
     from flows import crm_pipeline
 
-    print(crm_pipeline(config_path=_path(config), as_of=as_of, full_refresh=full_refresh))
+    print(crm_pipeline(config_path=path, as_of=as_of, full_refresh=full_refresh))
 
 
 @app.command("backfill")
@@ -206,7 +215,8 @@ def backfill_command(
     from pipelines.config import load_settings
     from pipelines.steps import backfill_dates
 
-    load_settings(_path(config))
+    path = _config(config)
+    load_settings(path)
     try:
         days = backfill_dates(date.fromisoformat(start), date.fromisoformat(end), every)
     except ValueError as exc:
@@ -215,7 +225,7 @@ def backfill_command(
     from flows import crm_backfill
 
     summaries = crm_backfill(
-        config_path=_path(config), start=str(days[0]), end=str(days[-1]), every_days=every
+        config_path=path, start=str(days[0]), end=str(days[-1]), every_days=every
     )
     print("\n\n".join(summaries))
     print(f"\nBackfilled {len(days)} run(s), as of {days[0]} to {days[-1]}.")
@@ -230,7 +240,7 @@ def serve_command(config: ConfigOption = None) -> None:
 
     from flows import build_deployment
 
-    prefect_serve(build_deployment(_path(config)))
+    prefect_serve(build_deployment(_config(config)))
 
 
 @app.command("status")
@@ -249,9 +259,9 @@ def status_command(
     from pipelines import runlog
 
     if as_json:
-        print(json.dumps(runlog.latest_run(_path(config)), indent=2))
+        print(json.dumps(runlog.latest_run(_config(config, announce=False)), indent=2))
     else:
-        print(runlog.format_latest_run(_path(config)))
+        print(runlog.format_latest_run(_config(config)))
 
 
 @app.command("forget")
@@ -270,7 +280,7 @@ def forget_command(
     from pipelines.config import load_settings
     from pipelines.erasure import forget
 
-    result = forget(load_settings(_path(config)), list(customer_ids))
+    result = forget(load_settings(_config(config)), list(customer_ids))
     print(
         f"Forgot {result.source_ids} source customer id(s): "
         f"{sum(result.rows_deleted.values())} rows deleted, "
