@@ -69,7 +69,7 @@ def test_the_base_config_loads(tmp_path):
         (
             "sources.transactions.format",
             "xlsx",
-            "sources.transactions.format must be one of csv, parquet, jsonl, text, got 'xlsx'",
+            "sources.transactions.format must be one of csv, parquet, jsonl, text, excel, got 'xlsx'",
         ),
         (
             "sources.transactions.encoding",
@@ -417,3 +417,20 @@ def test_without_config_crm_config_then_local_crm_toml_then_the_sample(tmp_path,
     monkeypatch.setenv("CRM_CONFIG", str(there / "missing.toml"))
     with pytest.raises(ConfigError, match=r"\$CRM_CONFIG is .*missing.toml"):
         load_settings(None)
+
+
+def test_timestamp_format_is_one_format_or_a_list_tried_in_order(tmp_path):
+    from pipelines.load.clean import source_params
+
+    def source(**extra):
+        data = {**BASE, "sources": {"transactions": {**BASE["sources"]["transactions"], **extra}}}
+        return _load(data, tmp_path).sources["transactions"]
+
+    assert source_params(source())["timestamp_format"] == [""]
+    assert source_params(source(timestamp_format="%d.%m.%Y"))["timestamp_format"] == ["%d.%m.%Y"]
+    both = source(timestamp_format=["%d/%m/%Y %H:%M", "%Y-%m-%d"], date_format=["%d.%m.%Y"])
+    assert both.timestamp_format == ("%d/%m/%Y %H:%M", "%Y-%m-%d")
+    assert source_params(both)["date_format"] == ["%d.%m.%Y"]
+    for bad in ([], [""], ["%Y", 3], ""):
+        with pytest.raises(ConfigError, match="sources.transactions.timestamp_format"):
+            source(timestamp_format=bad)
