@@ -314,6 +314,51 @@ def generate_sample_command(
     print(generate_sample(out, customers=customers, seed=seed))
 
 
+@app.command("init")
+@_guarded("init")
+def init_command(
+    export_files: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="EXPORT_FILE...",
+            help="Export files (CSV, Parquet, JSON Lines, Excel) to write a config for.",
+            dir_okay=False,
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Where to write the config.", dir_okay=False)
+    ] = Path("crm.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+) -> None:
+    """Write a commented crm.toml for exports the tool has never seen.
+
+    It maps columns by header name and by content, finds the delimiter, encoding, decimal
+    comma and timestamp formats, sets the validation limits the data needs and says which
+    sources each file can feed.
+
+    Example: crm init orders.csv customers.xlsx --out crm.toml
+    """
+    from pipelines.onboarding.init import init_config
+
+    print(init_config(list(export_files), out, force=force))
+
+
+@app.command("check")
+@_guarded("check")
+def check_command(config: ConfigOption = None) -> None:
+    """Read, map and validate every source and print what a run would quarantine and why.
+
+    Runs ingest, clean and validate on a temporary warehouse: the real one is not opened,
+    no models run, nothing is published. Exit code 3 when a run would stop on the inputs.
+    """
+    from pipelines.onboarding.check import check_config
+
+    result = check_config(_config(config))
+    print(result.text)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs ``crm`` with ``argv`` (default: the process's arguments); returns the exit code.
 
