@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# Installs exactly what requirements.lock pins (hash-checked), then the project itself.
-$(STAMP): requirements.lock pyproject.toml
+# Installs exactly what the locks pin (hash-checked): the runtime (requirements.lock) and
+# the test and lint tools (requirements-dev.lock), then the project itself.
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes requirements.lock
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes requirements.lock requirements-dev.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
@@ -55,9 +56,12 @@ bench: setup
 bench-daily: setup
 	$(BIN)/python benchmarks/daily.py --size $(or $(SIZE),S) --days $(or $(DAYS),10) $(BENCH_ARGS)
 
-# Re-pin after changing dependencies in pyproject.toml.
+# Re-pin after changing dependencies in pyproject.toml. One universal resolution for every
+# platform and Python the project supports (requires-python: 3.11 to 3.13, environment
+# markers where pins differ); the dev tools are pinned apart, constrained by the runtime.
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile --group pyproject.toml:dev -c requirements.lock --universal --python-version 3.11 --generate-hashes -o requirements-dev.lock
 
 clean:
 	rm -rf data/warehouse data/serving exports .pytest_cache

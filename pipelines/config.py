@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pipelines.assets import asset_dir
 from pipelines.config_checks import (
     _business_rules,
     _churn,
@@ -61,7 +63,12 @@ from pipelines.errors import ConfigError
 # Re-exported: the names other modules and the tests import from pipelines.config.
 __all__ = [
     "CANONICAL_FIELDS",
+    "CONFIG_ENV",
     "DEFAULT_CONFIG",
+    "LOCAL_CONFIG",
+    "SAMPLE_OUTPUTS",
+    "describe_config",
+    "find_config",
     "ENCODINGS",
     "FORMATS",
     "RFM_KEYS",
@@ -90,7 +97,7 @@ __all__ = [
     "settings_from_dict",
 ]
 
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
+SAMPLE_DIR = asset_dir("sample")
 DEFAULT_CONFIG = SAMPLE_DIR / "crm.toml"
 
 
@@ -113,12 +120,58 @@ class Settings:
     config_sha256: str = ""
 
 
+CONFIG_ENV = "CRM_CONFIG"
+LOCAL_CONFIG = "crm.toml"
+# the bundled sample, run without a config of one's own, writes here under the current folder
+SAMPLE_OUTPUTS = {
+    ("warehouse", "path"): Path("data") / "warehouse" / "crm.duckdb",
+    ("warehouse", "serving_path"): Path("data") / "serving" / "crm.duckdb",
+    ("exports", "path"): Path("exports"),
+    ("report", "path"): Path("reports"),
+}
+
+
+def find_config(path: str | Path | None = None) -> tuple[Path | None, str]:
+    """Which config a command uses: ``path`` if given, else ``$CRM_CONFIG``, else
+    ``./crm.toml``, else ``None`` (the bundled sample). Returns the path and how it was
+    found, in words (for the line a command prints about it)."""
+    if path is not None:
+        return Path(path).resolve(), "--config"
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        found = Path(env).expanduser().resolve()
+        if not found.is_file():
+            raise ConfigError(
+                f"${CONFIG_ENV} is {env!r}, but {found} does not exist. Point it at a "
+                f"crm.toml, unset it, or pass --config PATH."
+            )
+        return found, f"${CONFIG_ENV}"
+    local = Path.cwd() / LOCAL_CONFIG
+    if local.is_file():
+        return local.resolve(), f"./{LOCAL_CONFIG}"
+    return None, "the bundled sample"
+
+
+def describe_config(path: str | Path | None = None) -> str:
+    """One line saying which config ``path`` (or its absence) leads to, and why."""
+    found, how = find_config(path)
+    if found is None:
+        return (
+            f"Config: the bundled sample ({DEFAULT_CONFIG}); outputs go under {Path.cwd()}. "
+            f"No --config, ${CONFIG_ENV} or ./{LOCAL_CONFIG} was found (crm init writes one)."
+        )
+    return f"Config: {found} (from {how})."
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
-    """Read and validate a `crm.toml`; ``None`` means the bundled sample config.
+    """Read and validate a `crm.toml`. ``None`` means: ``$CRM_CONFIG``, else
+    ``./crm.toml``, else the bundled sample, whose outputs (warehouse, serving database,
+    exports, report) then go under the current folder (:data:`SAMPLE_OUTPUTS`).
 
     Raises :class:`ConfigError` naming the key, the value and the allowed values.
     """
-    config_path = Path(path).resolve() if path is not None else DEFAULT_CONFIG
+    found, _ = find_config(path)
+    config_path = found if found is not None else DEFAULT_CONFIG
     if not config_path.is_file():
         raise ConfigError(
             f"Config file {config_path} does not exist. Pass --config PATH "
@@ -129,6 +182,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
         data = tomllib.loads(raw_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{config_path} is not valid TOML: {exc}.") from exc
+    if found is None:
+        # the sample's own relative paths would write into the installed package
+        for (table, key), relative in SAMPLE_OUTPUTS.items():
+            data.setdefault(table, {})[key] = str(Path.cwd() / relative)
     settings = settings_from_dict(data, base_dir=config_path.parent, config_path=config_path)
     return _replace(settings, config_sha256=hashlib.sha256(raw_bytes).hexdigest())
 

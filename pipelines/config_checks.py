@@ -197,6 +197,21 @@ def _get(
     return value
 
 
+def _formats(data: Mapping[str, Any], key: str, prefix: str) -> str | tuple[str, ...] | None:
+    """A strptime format, or a non-empty list of them (kept as a tuple, tried in order)."""
+    value = _get(data, key, prefix, (str, list), None)
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(
+                f"{prefix}.{key} must be a strptime format or a non-empty list of them, "
+                f'such as ["%d/%m/%Y %H:%M", "%Y-%m-%d"], got {value!r}.'
+            )
+        return tuple(value)
+    if value == "":
+        raise ConfigError(f"{prefix}.{key} is empty: leave it out for ISO 8601.")
+    return value
+
+
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     names = {
@@ -315,8 +330,8 @@ def _source(name: str, data: Mapping[str, Any], base_dir: Path) -> SourceConfig:
         path=str(_path(path, base_dir)),
         format=fmt,
         columns=MappingProxyType(dict(columns)),
-        timestamp_format=_get(data, "timestamp_format", prefix, str, None),
-        date_format=_get(data, "date_format", prefix, str, None),
+        timestamp_format=_formats(data, "timestamp_format", prefix),
+        date_format=_formats(data, "date_format", prefix),
         timezone=timezone,
         delimiter=delimiter,
         encoding=encoding,
@@ -373,6 +388,8 @@ def _guess_format(path: str) -> str:
         (".ndjson", "jsonl"),
         (".json", "jsonl"),
         (".txt", "text"),
+        (".xlsx", "excel"),
+        (".xlsm", "excel"),
     ):
         if lower.endswith(suffix):
             return fmt

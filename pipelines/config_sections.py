@@ -19,7 +19,7 @@ from typing import Any
 from models.rfm import DEFAULT_RFM_GRID, RfmGrid
 from models.segments import DEFAULT_PLAYBOOK, LifecycleRules, Playbook, TierRules
 
-FORMATS = ("csv", "parquet", "jsonl", "text")
+FORMATS = ("csv", "parquet", "jsonl", "text", "excel")
 ENCODINGS = ("utf-8", "latin-1", "cp1252", "utf-16")
 TIME_UNITS = {"D": 1, "W": 7}
 SUMMARY_RESOLUTIONS = ("auto", "periods", "exact")
@@ -77,8 +77,21 @@ class SourceConfig:
     path: str  # absolute glob
     format: str = field(metadata={"enum": FORMATS})
     columns: Mapping[str, str]
-    timestamp_format: str | None = None
-    date_format: str | None = None
+    # strptime formats, tried in order (a list when one export mixes several); absent: ISO 8601
+    timestamp_format: str | tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "description": "strptime format of the timestamps, or a list of them tried in "
+            "order (the first that parses wins); absent: ISO 8601"
+        },
+    )
+    date_format: str | tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "description": "strptime format of date-only fields (birth_date), or a list "
+            "tried in order; absent: ISO 8601"
+        },
+    )
     timezone: str = "UTC"
     delimiter: str | None = None
     encoding: str = field(
@@ -131,7 +144,17 @@ class WarehouseConfig:
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    earliest_date: date = date(2000, 1, 1)
+    # Timestamps before this are implausible. The default accepts real history back to 1970
+    # (CDNOW is 1997) and still catches the sentinels exports write for "no date":
+    # 0001-01-01, 1899-12-30 and 1900-01-01 (spreadsheet day zero) and 1970-01-01 (Unix
+    # time zero), which is why it is the day after.
+    earliest_date: date = field(
+        default=date(1970, 1, 2),
+        metadata={
+            "description": "timestamps before this date are quarantined; the default "
+            "catches the sentinel dates 0001-01-01, 1899-12-30, 1900-01-01 and 1970-01-01"
+        },
+    )
     max_failed_share: float = 0.10
 
 

@@ -126,10 +126,13 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, requested: date | None) -> dat
     return latest
 
 
-def format_latest_run(config_path: str | None) -> str:
-    """The latest run of the configured warehouse, as text for ``crm status``.
+def latest_run(config_path: str | None) -> dict | None:
+    """The latest run of the configured warehouse as a JSON-ready mapping (``crm status
+    --json``), or ``None`` when there has been no run.
 
-    Opens the working database read-only; says so plainly when there has been no run.
+    Keys: warehouse, run_id, status, started_at, ended_at (ISO 8601 text), as_of (a date),
+    config_sha256, rows_per_step, step_seconds (seconds), package_versions, message.
+    Opens the working database read-only.
     """
     from pipelines.config import load_settings
     from pipelines.errors import CrmError
@@ -137,7 +140,7 @@ def format_latest_run(config_path: str | None) -> str:
     settings = load_settings(config_path)
     path = settings.warehouse.path
     if not path.exists():
-        return f"No run yet: {path} does not exist. Start one with crm run."
+        return None
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
@@ -161,19 +164,56 @@ def format_latest_run(config_path: str | None) -> str:
     finally:
         con.close()
     if not rows:
-        return "No run yet. Start one with crm run."
-    run_id, status, started, ended, as_of, sha, versions, steps, message, seconds = rows[0]
+        return None
+    run_id, status, started, ended, as_of, sha, versions, steps, message, step_seconds = rows[0]
     if status == "running":
         # we could open the database read-only, so no process is writing it: the run died
         status, message = "interrupted", INTERRUPTED_MESSAGE
+    return {
+        "warehouse": str(path),
+        "run_id": run_id,
+        "status": status,
+        "started_at": started.isoformat() if started else None,
+        "ended_at": ended.isoformat() if ended else None,
+        "as_of": str(as_of) if as_of else None,
+        "config_sha256": sha,
+        "rows_per_step": _json_or_none(steps),
+        "step_seconds": _json_or_none(step_seconds),
+        "package_versions": _json_or_none(versions),
+        "message": message,
+    }
+
+
+def _json_or_none(text: str | None):
+    return json.loads(text) if text else None
+
+
+def format_latest_run(config_path: str | None) -> str:
+    """The latest run of the configured warehouse, as text for ``crm status``.
+
+    Opens the working database read-only; says so plainly when there has been no run.
+    """
+    from pipelines.config import load_settings
+
+    run = latest_run(config_path)
+    if run is None:
+        path = load_settings(config_path).warehouse.path
+        if not path.exists():
+            return f"No run yet: {path} does not exist. Start one with crm run."
+        return "No run yet. Start one with crm run."
+    sha = run["config_sha256"]
     lines = [
-        f"Latest run {run_id}: {status}",
-        f"  started {started}, ended {ended}",
-        f"  as of {as_of}; config sha256 {sha[:12] if sha else '-'}",
-        f"  rows per step: {steps}",
-        f"  seconds per step: {seconds or '-'}",
-        f"  versions: {versions}",
+        f"Latest run {run['run_id']}: {run['status']}",
+        f"  started {run['started_at']}, ended {run['ended_at']}",
+        f"  as of {run['as_of']}; config sha256 {sha[:12] if sha else '-'}",
+        f"  rows per step: {_compact(run['rows_per_step'])}",
+        f"  seconds per step: {_compact(run['step_seconds']) if run['step_seconds'] else '-'}",
+        f"  versions: {_compact(run['package_versions'])}",
     ]
-    if message:
-        lines.append(f"  message: {message}")
+    if run["message"]:
+        lines.append(f"  message: {run['message']}")
     return "\n".join(lines)
+
+
+def _compact(value) -> str:
+    return json.dumps(value, separators=(", ", ": ")) if value is not None else "-"

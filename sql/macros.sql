@@ -1,26 +1,28 @@
 -- Parsing helpers shared by the staging models. Values that do not parse become NULL;
 -- the validation suite turns those NULLs into quarantine rows with a rule name.
 
--- Text -> UTC timestamp. fmt = '' means ISO 8601. Naive values are read in zone tz;
--- values carrying Z or an offset keep their own zone.
+-- Text -> UTC timestamp. fmt is a list of strptime formats tried in order (the first that
+-- parses wins); [''] means ISO 8601. Naive values are read in zone tz; values carrying Z or
+-- an offset keep their own zone.
 -- (The zone conversion is skipped for UTC sources: it costs more than the parse itself.)
 create or replace macro parse_ts(txt, fmt, tz) as
     case
         when txt is null then null::timestamp
-        when fmt <> '' and tz = 'UTC' then try_strptime(txt, if(fmt = '', '%Y', fmt))::timestamp
-        when fmt <> '' then timezone('UTC', timezone(tz, try_strptime(txt, if(fmt = '', '%Y', fmt))::timestamp))
+        when fmt[1] <> '' and tz = 'UTC' then try_strptime(txt, if(fmt[1] = '', ['%Y'], fmt))::timestamp
+        when fmt[1] <> '' then timezone('UTC', timezone(tz, try_strptime(txt, if(fmt[1] = '', ['%Y'], fmt))::timestamp))
         when regexp_matches(txt, '(Z|[+-]\d\d(:?\d\d)?)$')
             then timezone('UTC', try_cast(txt as timestamptz))
         when tz = 'UTC' then try_cast(txt as timestamp)
         else timezone('UTC', timezone(tz, try_cast(txt as timestamp)))
     end;
 
--- Text -> date. fmt = '' means ISO 8601. (DuckDB binds every CASE branch, so the unused
--- strptime branch gets a harmless format instead of an empty one.)
+-- Text -> date. fmt as for parse_ts: a list tried in order, [''] for ISO 8601. (DuckDB
+-- binds every CASE branch, so the unused strptime branch gets a harmless format instead of
+-- an empty one.)
 create or replace macro parse_date(txt, fmt) as
     case
         when txt is null then null::date
-        when fmt <> '' then try_strptime(txt, if(fmt = '', '%Y', fmt))::date
+        when fmt[1] <> '' then try_strptime(txt, if(fmt[1] = '', ['%Y'], fmt))::date
         else try_cast(txt as date)
     end;
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from pipelines.config import Settings, SourceConfig
 from pipelines.load import processing
+from pipelines.load.countries import normalise_countries
 from pipelines.sqlrun import ensure_bookkeeping_tables, has_table, install_macros, run_sql
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,9 @@ STAGING_ORDER = ("transactions", "customers", "events")
 def source_params(source: SourceConfig | None) -> dict:
     """SQL parameters of one source's staging model (defaults for an absent source)."""
     return {
-        "timestamp_format": (source.timestamp_format if source else None) or "",
-        "date_format": (source.date_format if source else None) or "",
+        # lists tried in order; [''] means ISO 8601 (DuckDB cannot type an empty list)
+        "timestamp_format": _format_list(source.timestamp_format if source else None),
+        "date_format": _format_list(source.date_format if source else None),
         "timezone": source.timezone if source else "UTC",
         "decimal_comma": bool(source.decimal_comma) if source else False,
         # '' keeps the list non-empty (DuckDB cannot type an empty list parameter)
@@ -36,6 +38,12 @@ def source_params(source: SourceConfig | None) -> dict:
         ),
         "keep_identical_lines": bool(source.keep_identical_lines) if source else False,
     }
+
+
+def _format_list(formats: str | tuple[str, ...] | None) -> list[str]:
+    if not formats:
+        return [""]
+    return [formats] if isinstance(formats, str) else list(formats)
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,8 @@ def _stage_pending(
         return
     run_sql(con, f"staging/{name}", params)
     if name == "customers":
+        # the country first: it is the region of national phone numbers
+        normalise_countries(con)
         normalise_phones(con)
     if exists and not found.is_everything:
         con.execute(f"insert into staging.{name} by name select * from staged_{name}")

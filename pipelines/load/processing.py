@@ -68,6 +68,8 @@ def source_fingerprint(con: duckdb.DuckDBPyConnection, settings: Settings, sourc
     """A 16-hex-digit digest of everything that decides ``source``'s staged rows and
     verdicts besides the rows themselves. Needs ``staging.fx_rates`` (the clean step
     writes it first)."""
+    from importlib import metadata
+
     import phonenumbers
 
     from pipelines.load.clean import source_params
@@ -85,6 +87,7 @@ def source_fingerprint(con: duckdb.DuckDBPyConnection, settings: Settings, sourc
         ).fetchall()
     if source == "customers":
         parts["phonenumbers"] = phonenumbers.__version__
+        parts["pycountry"] = metadata.version("pycountry")  # country names to codes
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

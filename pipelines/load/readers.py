@@ -44,6 +44,8 @@ def read_file(
     }
     if source.format == "parquet":
         return _ingest_parquet(con, source, path, lineage)
+    if source.format == "excel":
+        return _ingest_excel(con, source, path, lineage)
     if source.format == "csv":
         try:
             report = _ingest_csv_duckdb(con, source, path, lineage)
@@ -265,6 +267,42 @@ def _ingest_parquet(con, source: SourceConfig, path: Path, lineage: dict) -> Fil
     status = "loaded" if n else "header_only"
     return FileReport(
         source.name, str(path), lineage["_file_sha256"], status, n, 0, "duckdb", ignored, missing
+    )
+
+
+def _ingest_excel(con, source: SourceConfig, path: Path, lineage: dict) -> FileReport:
+    """An Excel workbook's first sheet (header in its first row) as text, like a CSV.
+
+    polars reads it with calamine (through fastexcel) with every cell as text: a whole
+    number stays "1001" (not "1001.0"), a date cell becomes ISO 8601 text
+    ("1997-01-01 10:00:00", so no timestamp_format is needed for it), an empty cell is
+    missing. Row n of the data (the sheet's row n + 1) is row number n.
+    """
+    import polars as pl
+
+    try:
+        frame = pl.read_excel(path, engine="calamine", sheet_id=1, infer_schema_length=0)
+    except Exception as exc:  # fastexcel raises its own types for every kind of bad file
+        raise InputError(
+            f"File {path} (source '{source.name}') is not a readable Excel workbook "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}). "
+            f"Save it again as .xlsx, or set [sources.{source.name}] format to match the file."
+        ) from exc
+    found = [str(c) for c in frame.columns]
+    mapping, ignored, missing = _map_columns(source, path, found)
+    stage = frame.with_row_index("_excel_row", offset=1).to_arrow()
+    con.execute("drop table if exists _ingest_stage")
+    con.register("_excel_frame", stage)
+    try:
+        con.execute("create temp table _ingest_stage as select * from _excel_frame")
+    finally:
+        con.unregister("_excel_frame")
+    n = frame.height
+    _insert_staged(con, source, mapping, lineage, "_excel_row", _trimmed)
+    con.execute("drop table _ingest_stage")
+    status = "loaded" if n else "header_only"
+    return FileReport(
+        source.name, str(path), lineage["_file_sha256"], status, n, 0, "calamine", ignored, missing
     )
 
 

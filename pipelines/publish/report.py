@@ -24,6 +24,7 @@ from typing import Any
 import duckdb
 import jinja2
 
+from pipelines.assets import asset_dir
 from pipelines.config import Settings
 from pipelines.files import write_text_atomically
 from pipelines.publish.formatting import (
@@ -59,7 +60,7 @@ __all__ = [
     "write_report",
 ]
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "reports" / "templates"
+TEMPLATE_DIR = asset_dir("templates")
 TEMPLATE_NAME = "report.html.j2"
 REPORT_FILE_NAME = "report.html"
 

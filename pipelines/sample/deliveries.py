@@ -27,6 +27,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from pipelines.assets import asset_dir
+
 SOURCES = ("transactions", "customers", "events")
 # source -> (generated file name, suffix of a delivery's file)
 _FILES = {
@@ -38,7 +40,7 @@ HISTORY_DIR = "history"
 # "0000-history" sorts before every "YYYY-MM-DD", so history is ingested first.
 HISTORY_TAG = "0000-history"
 INCOMING_DIR = "incoming"
-SAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "data" / "sample" / "crm.toml"
+SAMPLE_CONFIG = asset_dir("sample") / "crm.toml"
 
 _HISTORY = 0
 _LEFT_OUT = -1

@@ -139,3 +139,64 @@ def test_backfill_refuses_a_reversed_range_and_a_bad_date_before_prefect_starts(
         cli.main(["backfill", "--from", "2025-13-01", "--to", "2025-12-01"])
     assert exit_info.value.code == 2
     assert "a date like 2025-12-31 is needed, got '2025-13-01'" in capsys.readouterr().err
+
+
+def test_version_names_crm_and_its_libraries(capsys):
+    assert cli.main(["--version"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("crm ") and "duckdb " in out and "python " in out
+
+
+def test_every_command_and_option_has_help(capsys):
+    import typer
+
+    group = typer.main.get_command(cli.app)
+    names = set(group.commands)
+    assert {"run", "backfill", "serve", "status", "forget", "generate-sample"} <= names
+    for name, command in group.commands.items():
+        assert command.help, name
+        for param in command.params:
+            assert getattr(param, "help", None), f"{name} {param.name}"
+        assert cli.main([name, "--help"]) == 0
+        assert "Usage: crm " + name in capsys.readouterr().out
+
+
+def test_a_usage_error_is_told_apart_from_a_config_error(tmp_path, capsys):
+    # both exit 2; a usage error shows click's usage text, a config error one paragraph
+    with pytest.raises(SystemExit) as info:
+        cli.main(["status", "--no-such-option"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: crm status") and "No such option: --no-such-option" in err
+    bad = _config(tmp_path, "[exports]\nreorder_within_days = -1\n")
+    assert cli.main(["status", "--config", str(bad)]) == 2
+    assert "Usage:" not in capsys.readouterr().err
+
+
+def test_status_json_is_null_without_a_run_and_the_run_log_after_one(tmp_path, capsys):
+    import json
+
+    import duckdb
+
+    config = _config(tmp_path)
+    assert cli.main(["status", "--json", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out) is None
+    (tmp_path / "wh").mkdir()
+    con = duckdb.connect(str(tmp_path / "wh" / "crm.duckdb"))
+    try:
+        from pipelines.sqlrun import ensure_bookkeeping_tables
+
+        ensure_bookkeeping_tables(con)
+        con.execute(
+            "insert into audit.runs (run_id, started_at, ended_at, status, as_of, "
+            "config_sha256, package_versions, rows_per_step, message, step_seconds) values "
+            "('r1', '2025-01-02 06:00:00', '2025-01-02 06:01:00', 'succeeded', '2025-01-01', "
+            "'abc', '{\"duckdb\": \"2.0\"}', '{\"ingest\": 5}', null, '{\"ingest\": 1.5}')"
+        )
+    finally:
+        con.close()
+    assert cli.main(["status", "--json", "--config", str(config)]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["run_id"] == "r1" and run["status"] == "succeeded"
+    assert run["as_of"] == "2025-01-01" and run["rows_per_step"] == {"ingest": 5}
+    assert run["step_seconds"] == {"ingest": 1.5} and run["started_at"] == "2025-01-02T06:00:00"

@@ -69,7 +69,7 @@ def test_the_base_config_loads(tmp_path):
         (
             "sources.transactions.format",
             "xlsx",
-            "sources.transactions.format must be one of csv, parquet, jsonl, text, got 'xlsx'",
+            "sources.transactions.format must be one of csv, parquet, jsonl, text, excel, got 'xlsx'",
         ),
         (
             "sources.transactions.encoding",
@@ -307,19 +307,24 @@ def test_errors_are_config_errors_with_exit_code_2(tmp_path):
         load_settings(path)
 
 
-def test_the_bundled_sample_config_loads_to_its_values():
+def test_the_bundled_sample_config_loads_to_its_values(tmp_path, monkeypatch):
+    monkeypatch.delenv("CRM_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
     settings = load_settings(None)
     sample = DEFAULT_CONFIG.parent
     assert settings.config_path == DEFAULT_CONFIG
-    assert settings.warehouse.path == (sample / "../warehouse/crm.duckdb").resolve()
+    # found by no --config, $CRM_CONFIG or ./crm.toml: outputs under the current folder
+    assert settings.warehouse.path == tmp_path / "data/warehouse/crm.duckdb"
+    assert settings.warehouse.serving_path == tmp_path / "data/serving/crm.duckdb"
+    assert settings.sources["transactions"].path == str(sample / "transactions*.csv")
     assert set(settings.sources) == {"transactions", "customers", "events"}
     assert settings.sources["events"].format == "jsonl"
     assert settings.currency.base == "EUR" and settings.currency.rates["GBP"] == 0.85
     assert settings.validation.earliest_date == date(2000, 1, 1)
-    assert settings.exports.path == (sample / "../../exports").resolve()
+    assert settings.exports.path == tmp_path / "exports"
     assert (settings.exports.reorder_within_days, settings.exports.follow_up_after_days) == (14, 90)
     assert settings.exports.contact_event_types == ("call", "support_ticket", "survey_response")
-    assert settings.report.path == (sample / "../../reports").resolve()
+    assert settings.report.path == tmp_path / "reports"
     assert (settings.schedule.cron, settings.schedule.timezone) == ("0 6 * * *", "Europe/Berlin")
     assert settings.models.clv_horizon_days == 365
     assert settings.rules.tiers == TierRules() and settings.rules.lifecycle == LifecycleRules()
@@ -384,3 +389,48 @@ def test_the_module_prints_the_schema_and_checks_a_config(capsys, tmp_path):
     )
     assert config.main(["--config", str(bad)]) == 2
     assert "report.folder" in capsys.readouterr().err
+
+
+def test_without_config_crm_config_then_local_crm_toml_then_the_sample(tmp_path, monkeypatch):
+    from pipelines.config import describe_config, find_config
+
+    monkeypatch.delenv("CRM_CONFIG", raising=False)
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir()
+    there.mkdir()
+    monkeypatch.chdir(here)
+    assert find_config(None) == (None, "the bundled sample")
+    assert "the bundled sample" in describe_config(None) and str(here) in describe_config(None)
+    text = (
+        '[warehouse]\npath = "wh/crm.duckdb"\nserving_path = "serving/crm.duckdb"\n'
+        '[sources.transactions]\npath = "tx*.csv"\n[sources.transactions.columns]\n'
+        'customer_id = "C"\norder_ts = "T"\namount = "A"\n'
+    )
+    (here / "crm.toml").write_text(text, encoding="utf-8")
+    assert find_config(None) == (here / "crm.toml", "./crm.toml")
+    assert load_settings(None).warehouse.path == here / "wh" / "crm.duckdb"
+    (there / "mine.toml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("CRM_CONFIG", str(there / "mine.toml"))
+    assert find_config(None) == (there / "mine.toml", "$CRM_CONFIG")
+    assert load_settings(None).warehouse.path == there / "wh" / "crm.duckdb"
+    assert find_config(here / "crm.toml") == (here / "crm.toml", "--config")
+    monkeypatch.setenv("CRM_CONFIG", str(there / "missing.toml"))
+    with pytest.raises(ConfigError, match=r"\$CRM_CONFIG is .*missing.toml"):
+        load_settings(None)
+
+
+def test_timestamp_format_is_one_format_or_a_list_tried_in_order(tmp_path):
+    from pipelines.load.clean import source_params
+
+    def source(**extra):
+        data = {**BASE, "sources": {"transactions": {**BASE["sources"]["transactions"], **extra}}}
+        return _load(data, tmp_path).sources["transactions"]
+
+    assert source_params(source())["timestamp_format"] == [""]
+    assert source_params(source(timestamp_format="%d.%m.%Y"))["timestamp_format"] == ["%d.%m.%Y"]
+    both = source(timestamp_format=["%d/%m/%Y %H:%M", "%Y-%m-%d"], date_format=["%d.%m.%Y"])
+    assert both.timestamp_format == ("%d/%m/%Y %H:%M", "%Y-%m-%d")
+    assert source_params(both)["date_format"] == ["%d.%m.%Y"]
+    for bad in ([], [""], ["%Y", 3], ""):
+        with pytest.raises(ConfigError, match="sources.transactions.timestamp_format"):
+            source(timestamp_format=bad)

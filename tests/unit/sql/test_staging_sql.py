@@ -16,8 +16,8 @@ INGESTED = datetime(2025, 3, 1, 8, 0)
 
 # source_params() of pipelines/load/clean.py for a source with no special settings
 PARAMS = {
-    "timestamp_format": "",
-    "date_format": "",
+    "timestamp_format": [""],
+    "date_format": [""],
     "timezone": "UTC",
     "decimal_comma": False,
     "missing_values": ["", "na", "null"],
@@ -242,12 +242,33 @@ def test_transactions_decimal_comma_and_timestamp_format(con, raw, fx, rows):
     fx([])
     params = PARAMS | {
         "decimal_comma": True,
-        "timestamp_format": "%d/%m/%Y %H:%M",
+        "timestamp_format": ["%d/%m/%Y %H:%M"],
         "timezone": "Europe/Berlin",
     }
     stage(con, "transactions", params)
     assert rows("select amount, order_at from staging.transactions") == [
         (1234.5, datetime(2025, 1, 2, 9, 30))
+    ]
+
+
+def test_transactions_timestamp_formats_are_tried_in_order(con, raw, fx, rows):
+    # one export mixing day-first with time and ISO dates: each value gets the first format
+    # that parses it; a value none parses stays NULL (the validation rule quarantines it)
+    raw(
+        "transactions",
+        [
+            {"customer_id": "C1", "order_ts": "02/01/2025 10:30", "amount": "1"},
+            {"customer_id": "C2", "order_ts": "2025-01-03", "amount": "1"},
+            {"customer_id": "C3", "order_ts": "Jan 4th", "amount": "1"},
+        ],
+    )
+    fx([])
+    params = PARAMS | {"timestamp_format": ["%d/%m/%Y %H:%M", "%Y-%m-%d"]}
+    stage(con, "transactions", params)
+    assert rows("select customer_id, order_at from staging.transactions order by 1") == [
+        ("C1", datetime(2025, 1, 2, 10, 30)),
+        ("C2", datetime(2025, 1, 3)),
+        ("C3", None),
     ]
 
 
@@ -333,7 +354,7 @@ def test_customers_date_format(con, raw, rows):
             {"customer_id": "C2", "birth_date": "1990-04-05"},
         ],
     )
-    stage(con, "customers", PARAMS | {"date_format": "%d.%m.%Y"})
+    stage(con, "customers", PARAMS | {"date_format": ["%d.%m.%Y"]})
     assert rows("select customer_id, birth_date from staging.customers order by 1") == [
         ("C1", datetime(1990, 4, 5).date()),
         ("C2", None),
