@@ -1,8 +1,8 @@
 """The ``crm`` command (typer): run, backfill, serve, status, forget, generate-sample.
 
 Exit codes (pipelines/errors.py): 0 success, 1 unexpected or a bad value a command checks
-itself, 2 a usage error (click's "Usage: ... Error: ..." text) or a config error (one
-paragraph starting "crm COMMAND failed:"), 3 input data, 4 a failed step, 130 interrupted.
+itself, 2 a config error (one paragraph starting "crm COMMAND failed:"), 3 input data, 4 a
+failed step, 64 a usage error (click's "Usage: ... Error: ..." text), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def _version(value: bool) -> None:
 app = typer.Typer(
     name="crm",
     help="Analytical CRM batch pipeline: ingest, validate, deduplicate, RFM, CLV, churn "
-    "risk, publish. Exit codes: 0 success, 2 usage or config error, 3 input data, "
-    "4 failed step, 1 anything else, 130 interrupted.",
+    "risk, publish. Exit codes: 0 success, 2 config error, 3 input data, "
+    "4 failed step, 64 usage error, 1 anything else, 130 interrupted.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
@@ -359,11 +359,17 @@ def check_command(config: ConfigOption = None) -> None:
         raise typer.Exit(result.exit_code)
 
 
+# click's own code for a usage error is 2, which crm's config errors have had since the
+# first release; the usage error takes sysexits' EX_USAGE instead.
+USAGE_EXIT_CODE = 64
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs ``crm`` with ``argv`` (default: the process's arguments); returns the exit code.
 
-    A usage error (unknown option, bad date, missing argument) raises ``SystemExit(2)``
-    after click's usage message, as argparse did.
+    A usage error (unknown option, bad date, missing argument) raises
+    ``SystemExit(USAGE_EXIT_CODE)`` after click's usage message: 64 (sysexits' EX_USAGE),
+    so a script can tell a mistyped command from a bad config (2).
     """
     # No telemetry: this machine (and many of our users') has no route to it.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -378,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as exc:  # a usage error (typer vendors click's)
         # click's plain text, unwrapped, rather than a rich box: scripts and tests read it
         exc.show()
-        raise SystemExit(exc.exit_code) from None
+        raise SystemExit(USAGE_EXIT_CODE) from None
     except typer.Abort:
         print("crm interrupted.", file=sys.stderr)
         return 130

@@ -93,8 +93,8 @@ def test_an_unexpected_error_is_one_paragraph_with_exit_1(monkeypatch, capsys):
 
 
 def test_generate_sample_rejects_bad_arguments(tmp_path, capsys):
-    # A value the command checks itself is a CrmError (exit 1); what argparse rejects
-    # (a missing or non-numeric option) exits 2 with argparse's usage message.
+    # A value the command checks itself is a CrmError (exit 1); what the parser rejects
+    # (a missing or non-numeric option) is a usage error: exit 64 with the usage message.
     assert cli.main(["generate-sample", "--customers", "0", "--out", str(tmp_path)]) == 1
     assert "--customers must be at least 1" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
@@ -105,7 +105,7 @@ def test_generate_sample_rejects_bad_arguments(tmp_path, capsys):
     ):
         with pytest.raises(SystemExit) as info:
             cli.main(argv)
-        assert info.value.code == 2
+        assert info.value.code == cli.USAGE_EXIT_CODE
         capsys.readouterr()
 
 
@@ -137,7 +137,7 @@ def test_backfill_refuses_a_reversed_range_and_a_bad_date_before_prefect_starts(
     assert "--to 2025-01-01 is before --from 2025-01-05" in err
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["backfill", "--from", "2025-13-01", "--to", "2025-12-01"])
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == cli.USAGE_EXIT_CODE
     assert "a date like 2025-12-31 is needed, got '2025-13-01'" in capsys.readouterr().err
 
 
@@ -162,10 +162,10 @@ def test_every_command_and_option_has_help(capsys):
 
 
 def test_a_usage_error_is_told_apart_from_a_config_error(tmp_path, capsys):
-    # both exit 2; a usage error shows click's usage text, a config error one paragraph
+    # a usage error exits 64 with click's usage text, a config error 2 with one paragraph
     with pytest.raises(SystemExit) as info:
         cli.main(["status", "--no-such-option"])
-    assert info.value.code == 2
+    assert info.value.code == 64
     err = capsys.readouterr().err
     assert err.startswith("Usage: crm status") and "No such option: --no-such-option" in err
     bad = _config(tmp_path, "[exports]\nreorder_within_days = -1\n")
