@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.config import load_settings
 
             # a config error exits 2 here, before Prefect's server starts (10-20 s)
-            load_settings(str(args.config) if args.config else None)
+            from pipelines.warehouse import raise_if_busy
+
+            raise_if_busy(load_settings(str(args.config) if args.config else None))
             _quiet_prefect()
             from flows import crm_pipeline
 

@@ -274,14 +274,20 @@ def forget(settings: Settings, customer_ids: list[str]) -> ForgetReport:
 
     run_id = "forget-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     export_root = settings.exports.path
-    con = _connect(settings, connect_warehouse)
+    from pipelines.publish.journal import complete_interrupted_publish
+    from pipelines.warehouse import release_holder
+
+    con = _connect(settings, connect_warehouse, run_id)
     try:
+        # an interrupted publish first: the erasure then rewrites one run's outputs
+        complete_interrupted_publish(con, settings)
         report, ids, emails = _forget(con, customer_ids, run_id)
         con.execute("checkpoint")
     finally:
         con.close()
+        release_holder(settings)
     compact_database(settings.warehouse.path)
-    con = _connect(settings, connect_warehouse)
+    con = _connect(settings, connect_warehouse, run_id)
     try:
         published = (
             publish_serving_database(con, settings, run_id)
@@ -292,12 +298,15 @@ def forget(settings: Settings, customer_ids: list[str]) -> ForgetReport:
         removed = exports.remove_customers_from_exports(export_root, ids, emails, run_id)
     finally:
         con.close()
+        release_holder(settings)
     return replace(report, compacted=True, serving_published=published, export_rows_removed=removed)
 
 
-def _connect(settings: Settings, connect_warehouse) -> duckdb.DuckDBPyConnection:
+def _connect(
+    settings: Settings, connect_warehouse, run_id: str | None = None
+) -> duckdb.DuckDBPyConnection:
     try:
-        return connect_warehouse(settings)
+        return connect_warehouse(settings, "crm forget", run_id)
     except duckdb.IOException as exc:
         raise StepError(
             f"The working database {settings.warehouse.path} is in use (a run "

@@ -141,6 +141,18 @@ def format_latest_run(config_path: str | None) -> str:
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
+        from pipelines.warehouse import warehouse_holder
+
+        held = warehouse_holder(settings)
+        if held is not None:
+            # the writer's lock keeps readers out; its holder record says who it is
+            return "\n".join(
+                [
+                    f"Running: {held.get('holder')} {held.get('run_id') or ''}".rstrip(),
+                    f"  since {held.get('since')}, PID {held.get('pid')}",
+                    "  the run log can be read when it ends",
+                ]
+            )
         raise CrmError(
             f"Cannot open {path} to read the run log ({str(exc).splitlines()[0]}); "
             "a run may be writing it right now. Try again when it ends."

@@ -17,6 +17,8 @@ collects the context, renders the template and writes the file; the rows are rea
 
 from __future__ import annotations
 
+import contextlib
+import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,12 @@ import duckdb
 import jinja2
 
 from pipelines.config import Settings
-from pipelines.files import write_text_atomically
+from pipelines.files import (
+    fsync_file,
+    remove_stale_temp_files,
+    temp_path_for,
+    write_text_atomically,
+)
 from pipelines.publish.formatting import (
     format_count,
     format_money,
@@ -56,6 +63,7 @@ __all__ = [
     "collect_report_context",
     "render_report",
     "report_path",
+    "stage_report",
     "write_report",
 ]
 
@@ -100,6 +108,35 @@ def write_report(
     return write_text_atomically(
         Path(out_path), render_report(context), run_id, new_file_mode=0o644
     )
+
+
+def stage_report(
+    con: duckdb.DuckDBPyConnection,
+    out_path: Path,
+    *,
+    run_id: str,
+    as_of: date,
+    currency: str | None = None,
+    file_mode: int = 0o644,
+) -> Path:
+    """Write the run's report (as :func:`write_report`) beside ``out_path`` under its
+    hidden temporary name, flushed to disk; returns that path. Nothing is published:
+    :func:`pipelines.files.publish_file_atomically` moves it into place. A new report
+    gets ``file_mode``; an existing one passes its own mode on when swapped."""
+    context = collect_report_context(con, run_id=run_id, as_of=as_of, currency=currency)
+    out_path = Path(out_path)
+    temporary = temp_path_for(out_path, run_id)
+    remove_stale_temp_files(out_path)
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(render_report(context))
+        os.chmod(temporary, file_mode)
+        fsync_file(temporary)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return temporary
 
 
 def render_report(context: dict[str, Any]) -> str:
