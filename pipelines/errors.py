@@ -46,7 +46,7 @@ _PERMANENT_ERRNOS = frozenset(
     for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "ENOENT", "EISDIR", "ENOTDIR")
     if hasattr(errno, name)
 )
-_PERMANENT_DUCKDB_TEXT = ("no space left", "disk is full", "permission denied", "lock")
+_PERMANENT_DUCKDB_TEXT = ("no space left", "disk is full", "permission denied", "set lock on file")
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -59,6 +59,11 @@ def record_run_start(
     """Log the run as running. Runs still 'running' are dead: DuckDB's lock on the working
     database lets one process write it at a time, so they are marked interrupted."""
     ensure_bookkeeping_tables(con)
+    # a warehouse made before publications were recorded: its succeeded runs published
+    con.execute("""
+        insert into audit.publications
+        select run_id, as_of, ended_at, null from audit.runs
+        where status = 'succeeded' and not exists (select 1 from audit.publications)""")
     con.execute(
         "update audit.runs set status = 'interrupted', message = ? where status = 'running'",
         [INTERRUPTED_MESSAGE],

@@ -38,7 +38,7 @@ def connect_warehouse(
     try:
         con = duckdb.connect(str(wh.path))
     except duckdb.IOException as exc:
-        if "lock" not in str(exc).lower():
+        if "set lock on file" not in str(exc).lower():
             raise
         raise WarehouseBusyError(busy_message(settings, _lock_pid(str(exc)))) from exc
     con.execute("set memory_limit = ?", [wh.memory_limit])

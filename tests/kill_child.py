@@ -74,7 +74,9 @@ def main(config: str, as_of: str, steps: str, pause_at: str, marker: str) -> Non
                     pause()
                 return result
 
-        warehouse.connect_warehouse = lambda settings: PausingConnection(connect(settings))
+        warehouse.connect_warehouse = lambda settings, *args: PausingConnection(
+            connect(settings, *args)
+        )
     elif pause_at == "serving":
         from pipelines.publish import serving as publish
 

@@ -394,6 +394,12 @@ def stage_exports(
     directory is published as a whole by :func:`swap_exports`.
     """
     root = Path(out_root) if out_root is not None else settings.exports.path
+    latest = root / LATEST_NAME
+    if os.path.lexists(latest) and not latest.is_symlink():
+        raise StepError(
+            f"{latest} is a file or folder, not the pointer to the newest lists that "
+            "the pipeline keeps there. Move it away and run again."
+        )
     tables = build_export_lists(con, settings, as_of)
     ensure_private_root(root)
     recover_export_dirs(root)

@@ -57,10 +57,8 @@ alter table audit.runs add column if not exists step_seconds json;
 -- marts keep the rows of these runs only. outputs: the published paths.
 create table if not exists audit.publications (
     run_id varchar primary key, as_of date, published_at timestamp, outputs json);
--- a warehouse made before publications were recorded: its succeeded runs were published
-insert into audit.publications
-select run_id, as_of, ended_at, null from audit.runs
-where status = 'succeeded' and not exists (select 1 from audit.publications);
+-- (a warehouse made before publications were recorded gains its succeeded runs in
+-- pipelines/runlog.py record_run_start)
 
 create table if not exists audit.validation_results (
     run_id varchar, source varchar, rule varchar, expectation_type varchar,

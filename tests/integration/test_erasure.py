@@ -71,7 +71,7 @@ def built(tmp_path_factory) -> Path:
 @pytest.fixture
 def workdir(built, tmp_path) -> Path:
     """A private copy of the built warehouse and its config."""
-    shutil.copytree(built, tmp_path / "w")
+    shutil.copytree(built, tmp_path / "w", symlinks=True)
     return tmp_path / "w"
 
 
@@ -430,7 +430,11 @@ def test_forget_refuses_while_a_run_holds_the_warehouse(settings, con):
     )
     try:
         assert holder.stdout.readline().strip() == "open"
-        with pytest.raises(StepError, match="in use"):
+        from pipelines.errors import WarehouseBusyError
+
+        with pytest.raises(
+            WarehouseBusyError, match=rf"held by another process \(PID {holder.pid}\)"
+        ):
             erasure.forget(settings, ["ZQX0042"])
     finally:
         holder.kill()
