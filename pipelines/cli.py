@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     forget = sub.add_parser("forget", help="erase customers everywhere (right to be forgotten)")
     forget.add_argument("customer_ids", nargs="+", metavar="CUSTOMER_ID")
     forget.add_argument(
+        "--force", action="store_true", help="tombstone ids found nowhere (never seen) too"
+    )
+    forget.add_argument(
         "--config",
         type=Path,
         default=None,
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.config import load_settings
             from pipelines.erasure import forget
 
-            result = forget(load_settings(args.config), list(args.customer_ids))
+            result = forget(load_settings(args.config), list(args.customer_ids), args.force)
             print(
                 f"Forgot {result.source_ids} source customer id(s): "
                 f"{sum(result.rows_deleted.values())} rows deleted, "

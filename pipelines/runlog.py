@@ -193,4 +193,18 @@ def format_latest_run(config_path: str | None) -> str:
     ]
     if message:
         lines.append(f"  message: {message}")
+    from pipelines.erasure import pending_erasure
+    from pipelines.publish.journal import pending_publish
+
+    erasure, publish = pending_erasure(settings), pending_publish(settings)
+    if erasure:
+        lines.append(
+            f"  erasure {erasure['run_id']} (since {erasure['since']}) is not finished: "
+            "the next crm command finishes it first"
+        )
+    if publish:
+        lines.append(
+            f"  the publish of run {publish['run_id']} was interrupted: the next crm "
+            "command completes it first"
+        )
     return "\n".join(lines)

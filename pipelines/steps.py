@@ -354,6 +354,12 @@ def open_run(
     settings = load_settings(config_path)
     started = datetime.now(UTC).replace(tzinfo=None)
     run_id = runlog.new_run_id(started)
+    from pipelines import erasure
+
+    # an erasure that stopped half done is finished before this run reads anything
+    finished = erasure.finish_pending_erasure(settings)
+    if finished:
+        print(finished)
     con = warehouse.connect_warehouse(settings, "crm run", run_id)
     try:
         # a publish a crash interrupted is completed before this run changes anything
