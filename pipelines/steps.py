@@ -246,6 +246,8 @@ def publish_outputs(ctx: RunContext) -> StepReport:
                 run_id=ctx.run_id,
                 as_of=ctx.as_of,
                 currency=settings.currency.base,
+                dir_mode=settings.permissions.dir_mode,
+                group=settings.permissions.group,
             )
             staged.append(journal.StagedOutput("report", str(staged_report), str(final)))
         staged.append(

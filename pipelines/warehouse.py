@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import duckdb
 
 from pipelines.config import Settings
 from pipelines.errors import WarehouseBusyError
+from pipelines.files import make_dirs
 
 
 def connect_warehouse(
@@ -33,8 +35,8 @@ def connect_warehouse(
 
     Raises :class:`WarehouseBusyError` when another process holds the database.
     """
-    wh = settings.warehouse
-    wh.path.parent.mkdir(parents=True, exist_ok=True)
+    wh, perms = settings.warehouse, settings.permissions
+    make_dirs(wh.path.parent, perms.dir_mode, perms.group)
     try:
         con = duckdb.connect(str(wh.path))
     except duckdb.IOException as exc:
@@ -43,14 +45,26 @@ def connect_warehouse(
         raise WarehouseBusyError(busy_message(settings, _lock_pid(str(exc)))) from exc
     con.execute("set memory_limit = ?", [wh.memory_limit])
     temp_dir = wh.temp_directory or wh.path.parent / "duckdb_tmp"
-    temp_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(temp_dir, 0o700)  # spill files: the pipeline's only
     con.execute("set temp_directory = ?", [str(temp_dir)])
     if wh.threads:
         con.execute(f"set threads = {int(wh.threads)}")
     con.execute("set TimeZone = 'UTC'")
+    _apply_warehouse_permissions(settings)
     if holder:
         record_holder(settings, holder, run_id)
     return con
+
+
+def _apply_warehouse_permissions(settings: Settings) -> None:
+    """The working database holds e-mails, phones and birth dates: it and its WAL get the
+    file mode of ``[permissions]`` (default owner-only; its folder when created)."""
+    perms, wh = settings.permissions, settings.warehouse
+    for path in (wh.path, wh.path.with_name(wh.path.name + ".wal")):
+        if path.exists():
+            os.chmod(path, perms.file_mode)
+            if perms.group:
+                shutil.chown(path, group=perms.group)
 
 
 def holder_path(settings: Settings) -> Path:
@@ -73,6 +87,7 @@ def record_holder(settings: Settings, holder: str, run_id: str | None) -> None:
         ),
         encoding="utf-8",
     )
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 

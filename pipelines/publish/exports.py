@@ -61,6 +61,7 @@ from pipelines.errors import StepError
 from pipelines.files import (
     file_sha256,
     fsync_dir,
+    make_dirs,
     publish_directory,
     recover_directory_swaps,
     safe_token,
@@ -401,7 +402,7 @@ def stage_exports(
             "the pipeline keeps there. Move it away and run again."
         )
     tables = build_export_lists(con, settings, as_of)
-    ensure_private_root(root)
+    make_dirs(root, settings.permissions.dir_mode, settings.permissions.group)
     recover_export_dirs(root)
     final = root / as_of.isoformat()
     tmp = root / f".{as_of.isoformat()}.tmp-{safe_token(run_id)}"

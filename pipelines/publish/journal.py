@@ -112,6 +112,17 @@ def publish_staged(
     the new run's and which the previous run's; the journal stays, and the next ``crm``
     command completes the publish.
     """
+    from pipelines.files import apply_permissions
+
+    perms = settings.permissions
+    # the modes of crm.toml's [permissions], set while nobody can see the files yet
+    for output in outputs:
+        if output.kind != "latest":
+            apply_permissions(Path(output.staged), perms.file_mode, perms.dir_mode, perms.group)
+        if output.kind == "report":  # reports/<as_of>/ is the pipeline's own folder
+            os.chmod(Path(output.final).parent, perms.dir_mode)
+            if perms.group:
+                shutil.chown(Path(output.final).parent, group=perms.group)
     journal = journal_path(settings)
     entry = {
         "run_id": run_id,
@@ -191,12 +202,11 @@ def _roll_forward(con: duckdb.DuckDBPyConnection, journal: Path, entry: dict) ->
                 exports.swap_exports(Path(output.staged), final, run_id)
             elif output.kind == "serving":
                 if Path(output.staged).exists():
-                    serving.swap_serving_database(Path(output.staged), final)
+                    serving.swap_serving_database(Path(output.staged), final, keep_mode=False)
             elif output.kind == "report":
                 if Path(output.staged).exists():
-                    from pipelines.files import publish_file_atomically
-
-                    publish_file_atomically(Path(output.staged), final)
+                    os.replace(output.staged, final)
+                    fsync_dir(final.parent)
             elif output.kind == "latest":
                 exports.swap_latest_pointer(final.parent, date.fromisoformat(output.staged), run_id)
             else:

@@ -29,6 +29,7 @@ import jinja2
 from pipelines.config import Settings
 from pipelines.files import (
     fsync_file,
+    make_dirs,
     remove_stale_temp_files,
     temp_path_for,
     write_text_atomically,
@@ -117,14 +118,17 @@ def stage_report(
     run_id: str,
     as_of: date,
     currency: str | None = None,
-    file_mode: int = 0o644,
+    file_mode: int = 0o600,
+    dir_mode: int = 0o700,
+    group: str | None = None,
 ) -> Path:
     """Write the run's report (as :func:`write_report`) beside ``out_path`` under its
     hidden temporary name, flushed to disk; returns that path. Nothing is published:
-    :func:`pipelines.files.publish_file_atomically` moves it into place. A new report
-    gets ``file_mode``; an existing one passes its own mode on when swapped."""
+    the publish journal moves it into place. Folders created for it get ``dir_mode``
+    and ``group`` (the file's mode is set by the journal from ``[permissions]``)."""
     context = collect_report_context(con, run_id=run_id, as_of=as_of, currency=currency)
     out_path = Path(out_path)
+    make_dirs(out_path.parent, dir_mode, group)
     temporary = temp_path_for(out_path, run_id)
     remove_stale_temp_files(out_path)
     try:

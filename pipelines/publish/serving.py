@@ -36,6 +36,7 @@ from pipelines.files import (
     copy_permissions,
     fsync_dir,
     fsync_file,
+    make_dirs,
     remove_stale_temp_files,
     temp_path_for,
 )
@@ -74,10 +75,12 @@ def publish_serving_database(
     return swap_serving_database(staged, settings.warehouse.serving_path)
 
 
-def swap_serving_database(staged: Path, serving: Path) -> Path:
-    """Rename the completely written ``staged`` file over ``serving`` (atomic); it takes
-    the old file's mode and group. Returns ``serving``."""
-    copy_permissions(serving, staged)
+def swap_serving_database(staged: Path, serving: Path, keep_mode: bool = True) -> Path:
+    """Rename the completely written ``staged`` file over ``serving`` (atomic); with
+    ``keep_mode`` it takes the old file's mode and group (else it keeps its own: a run
+    sets it from ``[permissions]``). Returns ``serving``."""
+    if keep_mode:
+        copy_permissions(serving, staged)
     fsync_file(staged)
     os.replace(staged, serving)
     fsync_dir(serving.parent)
@@ -105,7 +108,7 @@ def stage_serving_database(
     the old serving database then stays in place.
     """
     serving = settings.warehouse.serving_path
-    serving.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(serving.parent, settings.permissions.dir_mode, settings.permissions.group)
     tmp = temp_path_for(serving, run_id)
     remove_stale_temp_files(serving)
     _remove_database_files(tmp)

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -117,7 +118,35 @@ def assert_one_published_run(work: Path) -> str:
         if ".tmp-" in p.name or ".old-" in p.name
     ]
     assert leftovers == []
+    assert_owner_only(work)
     return runs[-1]
+
+
+def assert_owner_only(work: Path) -> None:
+    """[permissions] by default: every file the run wrote 0600, every folder 0700."""
+    export_dir = work / "exports" / AS_OF.isoformat()
+    modes = {
+        str(p.relative_to(work)): stat.S_IMODE(p.stat().st_mode)
+        for p in (
+            work / "wh" / "crm.duckdb",
+            work / "serving" / "crm.duckdb",
+            work / "reports" / AS_OF.isoformat() / "report.html",
+            *export_dir.iterdir(),
+        )
+    }
+    assert modes == dict.fromkeys(modes, 0o600)
+    folders = {
+        str(p.relative_to(work)): stat.S_IMODE(p.stat().st_mode)
+        for p in (
+            work / "wh",
+            work / "serving",
+            work / "exports",
+            export_dir,
+            work / "reports",
+            work / "reports" / AS_OF.isoformat(),
+        )
+    }
+    assert folders == dict.fromkeys(folders, 0o700)
 
 
 def kill_child_at(work: Path, pause_at: str, timeout: float = 180) -> None:
@@ -199,3 +228,25 @@ def test_a_kill_at_any_step_boundary_or_inside_publish_leaves_one_runs_outputs(w
     # and a whole run after it publishes its own outputs, with the published history only
     run_id = run_pipeline(work / "crm.toml", AS_OF, PUBLISH_STEPS)
     assert assert_one_published_run(work) == run_id
+
+
+def test_group_readers_get_group_modes_and_the_configured_group(work):
+    config = work / "crm.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + '\n[permissions]\nreaders = "group"\ngroup = "users"\n',
+        encoding="utf-8",
+    )
+    run_pipeline(config, AS_OF, PUBLISH_STEPS)
+    import grp
+
+    users = grp.getgrnam("users").gr_gid
+    export_dir = work / "exports" / AS_OF.isoformat()
+    for path in (
+        work / "serving" / "crm.duckdb",
+        *export_dir.iterdir(),
+        work / "wh" / "crm.duckdb",
+    ):
+        assert (stat.S_IMODE(path.stat().st_mode), path.stat().st_gid) == (0o640, users), path
+    for path in (export_dir, work / "reports" / AS_OF.isoformat()):
+        assert (stat.S_IMODE(path.stat().st_mode), path.stat().st_gid) == (0o750, users), path
