@@ -12,8 +12,19 @@ from prefect.cache_policies import NO_CACHE
 from pipelines import steps
 from pipelines.config import load_settings
 
-# Reading exports and writing outputs touch the file system, where a retry can help.
-RETRIES = {"ingest": 2, "publish": 2}
+# Reading exports touches the file system, where a retry can help (only for a transient
+# failure, see retry_if_transient). Publish is never retried: its failures are either
+# before any swap (a retry would write everything again for the same cause) or after
+# one, where the journal, not a retry, completes the publish.
+RETRIES = {"ingest": 2}
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    """Prefect's ``retry_condition_fn``: retry only failures that may pass
+    (:func:`pipelines.errors.is_transient`), never input, config or full-disk errors."""
+    from pipelines.errors import is_transient
+
+    return isinstance(state.data, BaseException) and is_transient(state.data)
 
 
 def _task(name: str, step):
@@ -30,6 +41,7 @@ def _task(name: str, step):
         cache_policy=NO_CACHE,
         retries=RETRIES.get(name, 0),
         retry_delay_seconds=5,
+        retry_condition_fn=retry_if_transient,
     )
 
 

@@ -182,10 +182,11 @@ def run_command(
     Example: crm run --config crm.toml --as-of 2025-12-31
     """
     from pipelines.config import load_settings
+    from pipelines.warehouse import raise_if_busy
 
     path = _config(config)
-    # a config error exits 2 here, before Prefect's server starts (10-20 s)
-    load_settings(path)
+    # a config error (2) or a busy warehouse exits here, before Prefect's server starts
+    raise_if_busy(load_settings(path))
     _quiet_prefect()
     from flows import crm_pipeline
 
@@ -214,9 +215,10 @@ def backfill_command(
     """
     from pipelines.config import load_settings
     from pipelines.steps import backfill_dates
+    from pipelines.warehouse import raise_if_busy
 
     path = _config(config)
-    load_settings(path)
+    raise_if_busy(load_settings(path))
     try:
         days = backfill_dates(date.fromisoformat(start), date.fromisoformat(end), every)
     except ValueError as exc:
@@ -271,6 +273,14 @@ def forget_command(
         list[str],
         typer.Argument(metavar="CUSTOMER_ID...", help="Source customer ids to erase."),
     ],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Also tombstone ids found nowhere (never seen); without it such an id, "
+            "often a typo, is refused.",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Erase customers everywhere (right to be forgotten) and republish.
@@ -280,7 +290,7 @@ def forget_command(
     from pipelines.config import load_settings
     from pipelines.erasure import forget
 
-    result = forget(load_settings(_config(config)), list(customer_ids))
+    result = forget(load_settings(_config(config)), list(customer_ids), force)
     print(
         f"Forgot {result.source_ids} source customer id(s): "
         f"{sum(result.rows_deleted.values())} rows deleted, "

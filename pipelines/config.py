@@ -29,6 +29,7 @@ from pipelines.config_checks import (
     _currency,
     _exports,
     _models,
+    _permissions,
     _reject_unknown,
     _report,
     _schedule,
@@ -51,6 +52,7 @@ from pipelines.config_sections import (
     CurrencyConfig,
     ExportSettings,
     ModelConfig,
+    PermissionsConfig,
     ReportConfig,
     ScheduleConfig,
     SourceConfig,
@@ -83,6 +85,7 @@ __all__ = [
     "CurrencyConfig",
     "ExportSettings",
     "ModelConfig",
+    "PermissionsConfig",
     "ReportConfig",
     "ScheduleConfig",
     "Settings",
@@ -117,6 +120,7 @@ class Settings:
     rules: BusinessRules = field(default_factory=BusinessRules)
     churn: ChurnConfig = field(default_factory=ChurnConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    permissions: PermissionsConfig = field(default_factory=PermissionsConfig)
     config_sha256: str = ""
 
 
@@ -222,6 +226,7 @@ def settings_from_dict(
         rules=_business_rules(data),
         churn=_churn(_table(data, "churn")),
         schedule=_schedule(_table(data, "schedule")),
+        permissions=_permissions(_table(data, "permissions")),
     )
 
 

@@ -28,6 +28,7 @@ from pipelines.config_sections import (
     CurrencyConfig,
     ExportSettings,
     ModelConfig,
+    PermissionsConfig,
     ReportConfig,
     ScheduleConfig,
     SourceConfig,
@@ -97,6 +98,32 @@ def _report(data: Mapping[str, Any], base_dir: Path) -> ReportConfig:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"report.path must be a directory path (text), got {value!r}.")
     return ReportConfig(path=_path(value, base_dir))
+
+
+def _permissions(data: Mapping[str, Any]) -> PermissionsConfig:
+    _reject_unknown(data, _keys(PermissionsConfig), "permissions")
+    readers = _get(data, "readers", "permissions", str, "owner")
+    if readers not in ("owner", "group"):
+        raise ConfigError(
+            f'permissions.readers must be "owner" (files 0600, folders 0700) or "group" '
+            f"(0640/0750), got {readers!r}."
+        )
+    group = _get(data, "group", "permissions", str, None)
+    if group is not None:
+        import grp
+
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            raise ConfigError(
+                f"permissions.group {group!r} is not a group on this machine."
+            ) from None
+        if readers != "group":
+            raise ConfigError(
+                f'permissions.group {group!r} needs permissions.readers = "group" (with '
+                '"owner" nobody but the pipeline\'s user can read the files).'
+            )
+    return PermissionsConfig(readers=readers, group=group)
 
 
 def _schedule(data: Mapping[str, Any]) -> ScheduleConfig:

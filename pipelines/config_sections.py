@@ -227,6 +227,25 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class PermissionsConfig:
+    """``[permissions]``: who may read the files and folders the pipeline writes (the
+    working and serving databases, exports, report). ``readers = "owner"`` (default):
+    files 0600, folders 0700. ``readers = "group"``: files 0640, folders 0750, and with
+    ``group`` (a group name, e.g. the BI or marketing readers) each gets that group."""
+
+    readers: str = field(default="owner", metadata={"choices": ("owner", "group")})
+    group: str | None = None
+
+    @property
+    def file_mode(self) -> int:
+        return 0o640 if self.readers == "group" else 0o600
+
+    @property
+    def dir_mode(self) -> int:
+        return 0o750 if self.readers == "group" else 0o700
+
+
+@dataclass(frozen=True)
 class BusinessRules:
     """Rules users tune, as data: the RFM grid (``[rfm]``), value tiers, lifecycle stages and
     the playbook of recommended actions (defaults documented in README.md). The classes
@@ -255,6 +274,7 @@ SECTIONS: Mapping[str, type] = MappingProxyType(
         "schedule": ScheduleConfig,
         "report": ReportConfig,
         "currency": CurrencyConfig,
+        "permissions": PermissionsConfig,
     }
 )
 

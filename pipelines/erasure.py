@@ -31,7 +31,9 @@ pipelines/erasure_compact.py (:func:`compact_database`), re-exported here.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -43,6 +45,7 @@ import duckdb
 from pipelines.config import Settings
 from pipelines.erasure_compact import compact_database
 from pipelines.erasure_rows import (
+    _EMAIL_SQL,
     _ID_SQL,
     ERASABLE_SCHEMAS,
     ERASURE_TABLES,
@@ -134,7 +137,10 @@ def forget_customers(
 
 
 def _forget(
-    con: duckdb.DuckDBPyConnection, customer_ids: list[str], run_id: str | None
+    con: duckdb.DuckDBPyConnection,
+    customer_ids: list[str],
+    run_id: str | None,
+    force: bool = True,
 ) -> tuple[ForgetReport, set[str], set[str]]:
     """:func:`forget_customers`, also returning the erased source ids and e-mails (needed
     to clean the export files after the database no longer knows them)."""
@@ -145,6 +151,15 @@ def _forget(
     try:
         salt = ensure_erasure_tables(con)
         ids, not_found = resolve_source_ids(con, customer_ids)
+        unknown = sorted(not_found - _tombstoned_ids(con, salt, not_found))
+        if unknown and not force:
+            raise UnknownIdsError(
+                f"Not found anywhere in {len(unknown)} id(s): {', '.join(unknown)}. "
+                "crm forget keeps a tombstone for ever, so a customer who later gets such "
+                "an id would be erased at every ingest; it refuses ids it has never seen "
+                "(a typo?). Nothing was changed. Check the ids, or pass --force to "
+                "tombstone them all the same."
+            )
         ids -= not_found  # found nowhere: nothing to delete, but tombstoned all the same
         emails, phones = _exclusive_contacts(con, ids)
         tables = _tables(con)
@@ -182,6 +197,27 @@ def _forget(
         tombstones=tombstones,
     )
     return report, ids | not_found, emails
+
+
+class UnknownIdsError(CrmError):
+    """``crm forget`` was given ids never seen, without ``--force``; nothing changed."""
+
+    exit_code = 2
+
+
+def _tombstoned_ids(con: duckdb.DuckDBPyConnection, salt: str, ids: set[str]) -> set[str]:
+    """Those of ``ids`` already tombstoned (forgotten before: not a typo)."""
+    if not ids:
+        return set()
+    return {
+        r[0]
+        for r in con.execute(
+            f"""select v from (select unnest($ids::varchar[]) as v)
+            where {_hash_sql(_ID_SQL.format("v"))} in (
+                select value_sha256 from audit.erasure_tombstones where kind = 'customer_id')""",
+            {"ids": sorted(ids), "salt": salt},
+        ).fetchall()
+    }
 
 
 # --- keeping them out -----------------------------------------------------------------------
@@ -259,45 +295,180 @@ def apply_tombstones(
 # --- the whole procedure ----------------------------------------------------------------------
 
 
-def forget(settings: Settings, customer_ids: list[str]) -> ForgetReport:
+def forget(settings: Settings, customer_ids: list[str], force: bool = False) -> ForgetReport:
     """Forget customers everywhere the pipeline keeps them; the ``crm forget`` command.
 
     Deletes and tombstones them in the working database, compacts it, publishes the
     serving database again (when there are marts) and rewrites every export directory
-    without them. Raises :class:`StepError` when the warehouse is in use (a run is going
-    on). Each stage is idempotent: if one fails, running the same command again completes
-    the erasure (ids already deleted are still tombstoned, compacted and removed from the
-    files).
+    without them. Ids found nowhere (and not forgotten before) are refused with
+    :class:`UnknownIdsError` unless ``force``. Raises :class:`WarehouseBusyError` when a
+    run holds the warehouse.
+
+    The erasure is recorded as pending (:func:`pending_erasure_path`, no personal data in
+    it) before anything is deleted, and the record is removed only when every stage is
+    done; until then every ``crm`` command finishes it first
+    (:func:`finish_pending_erasure`).
     """
-    from pipelines.publish import exports
-    from pipelines.warehouse import connect_warehouse
+    from pipelines.publish.journal import complete_interrupted_publish
+    from pipelines.warehouse import connect_warehouse, release_holder
 
     run_id = "forget-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-    export_root = settings.exports.path
-    con = _connect(settings, connect_warehouse)
+    con = _connect(settings, connect_warehouse, run_id)
     try:
-        report, ids, emails = _forget(con, customer_ids, run_id)
+        # an interrupted publish first: the erasure then rewrites one run's outputs
+        complete_interrupted_publish(con, settings)
+        _mark_pending(settings, run_id, deleted=False)
+        try:
+            report, ids, emails = _forget(con, customer_ids, run_id, force=force)
+        except BaseException:
+            # the transaction rolled back: nothing to finish (a pending older erasure,
+            # if any, was finished before this command started)
+            pending_erasure_path(settings).unlink(missing_ok=True)
+            raise
+        _mark_pending(settings, run_id, deleted=True)
         con.execute("checkpoint")
     finally:
         con.close()
-    compact_database(settings.warehouse.path)
-    con = _connect(settings, connect_warehouse)
-    try:
-        published = (
-            publish_serving_database(con, settings, run_id)
-            if has_table(con, "marts", "customer_360")
-            else None
-        )
-        # Exports hold surviving ids (and e-mails): match on every id of the people.
-        removed = exports.remove_customers_from_exports(export_root, ids, emails, run_id)
-    finally:
-        con.close()
+        release_holder(settings)
+    published, removed = _finish_stages(settings, run_id, ids, emails)
     return replace(report, compacted=True, serving_published=published, export_rows_removed=removed)
 
 
-def _connect(settings: Settings, connect_warehouse) -> duckdb.DuckDBPyConnection:
+def pending_erasure_path(settings: Settings) -> Path:
+    """The record of an erasure not finished yet: beside the working database."""
+    wh = settings.warehouse.path
+    return wh.with_name(f"{wh.name}.erasure-pending.json")
+
+
+def _mark_pending(settings: Settings, run_id: str, *, deleted: bool) -> None:
+    path = pending_erasure_path(settings)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                "rows_deleted": deleted,
+            }
+        ),
+        encoding="utf-8",
+    )
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def pending_erasure(settings: Settings) -> dict | None:
+    """The pending erasure's record (run_id, since, rows_deleted), or None."""
     try:
-        return connect_warehouse(settings)
+        return json.loads(pending_erasure_path(settings).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def finish_pending_erasure(settings: Settings) -> str | None:
+    """Finish an erasure that stopped half done (killed, full disk): compact the working
+    database, publish the serving database again and remove every tombstoned person from
+    the export files; then drop the pending record. Every ``crm`` command that writes
+    calls this first. Returns one sentence saying what was finished, or None.
+
+    Raises :class:`CrmError` when the stopped erasure may not have deleted the rows (it
+    stopped before its transaction was known to commit): only ``crm forget`` with the
+    same ids can finish it, and nothing else runs until then.
+    """
+    pending = pending_erasure(settings)
+    if pending is None:
+        return None
+    if not pending.get("rows_deleted"):
+        raise CrmError(
+            f"The erasure {pending['run_id']} (crm forget, started {pending['since']}) "
+            "stopped before it was known to have deleted the customers' rows, and "
+            f"{pending_erasure_path(settings)} does not hold the ids (it holds no "
+            "personal data). Run the same crm forget again (ids already forgotten are "
+            "accepted); no other command runs until it has finished."
+        )
+    _finish_stages(settings, pending["run_id"], set(), set())
+    return (
+        f"The erasure {pending['run_id']} (started {pending['since']}) had stopped half "
+        "done; it is finished now: the working database is compacted, and the serving "
+        "database and the export files no longer hold the forgotten customers."
+    )
+
+
+def _finish_stages(
+    settings: Settings, run_id: str, ids: set[str], emails: set[str]
+) -> tuple[Path | None, dict[str, int]]:
+    """Compaction, serving database, exports, leftovers: the stages after the deletion.
+    Customers are matched by ``ids``/``emails`` and by every tombstone (so a finish after
+    a crash, which no longer knows the ids, removes them too)."""
+    from pipelines.publish import exports
+    from pipelines.warehouse import connect_warehouse, release_holder
+
+    try:
+        compact_database(settings.warehouse.path)
+        con = _connect(settings, connect_warehouse, run_id)
+        try:
+            remove_compaction_leftovers(settings.warehouse.path)
+            published = (
+                publish_serving_database(con, settings, run_id)
+                if has_table(con, "marts", "customer_360")
+                else None
+            )
+            hashed_ids, hashed_emails = _tombstoned_in_exports(con, settings.exports.path)
+            # Exports hold surviving ids (and e-mails): match on every id of the people.
+            removed = exports.remove_customers_from_exports(
+                settings.exports.path, ids | hashed_ids, emails | hashed_emails, run_id
+            )
+        finally:
+            con.close()
+            release_holder(settings)
+    except CrmError:
+        raise
+    except Exception as exc:
+        raise StepError(
+            f"The erasure {run_id} deleted the customers' rows and wrote their tombstones, "
+            f"but stopped while compacting or rewriting the outputs ({exc}). Until it is "
+            "finished, the old bytes may remain in the working database file, and the "
+            "serving database and export files may still hold the customers. Every crm "
+            "command finishes it first: fix the cause (free disk space?) and run crm "
+            "status or crm forget again."
+        ) from exc
+    pending_erasure_path(settings).unlink(missing_ok=True)
+    return published, removed
+
+
+def remove_compaction_leftovers(path: Path) -> list[Path]:
+    """Delete ``.<name>.compact-*`` files a killed compaction left beside ``path``. Call
+    with the working database open: then no compaction is running."""
+    removed = []
+    for leftover in Path(path).parent.glob(f".{Path(path).name}.compact-*"):
+        leftover.unlink()
+        removed.append(leftover)
+    return removed
+
+
+def _tombstoned_in_exports(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[set[str], set[str]]:
+    """Customer ids and e-mails in the export files whose hash is a tombstone."""
+    files = sorted(str(p) for p in Path(root).glob("[0-9]*/*.parquet"))
+    if not files:
+        return set(), set()
+    salt = ensure_erasure_tables(con)
+    rows = con.execute(
+        f"""
+        select distinct customer_id, email from read_parquet($files)
+        where {_hash_sql(_ID_SQL.format("customer_id"))} in (
+                select value_sha256 from audit.erasure_tombstones where kind = 'customer_id')
+           or {_hash_sql(_EMAIL_SQL.format("email"))} in (
+                select value_sha256 from audit.erasure_tombstones where kind = 'email')""",
+        {"files": files, "salt": salt},
+    ).fetchall()
+    return {r[0] for r in rows if r[0]}, {r[1] for r in rows if r[1]}
+
+
+def _connect(
+    settings: Settings, connect_warehouse, run_id: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    try:
+        return connect_warehouse(settings, "crm forget", run_id)
     except duckdb.IOException as exc:
         raise StepError(
             f"The working database {settings.warehouse.path} is in use (a run "

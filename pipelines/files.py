@@ -283,3 +283,44 @@ def recover_directory_swaps(root: Path, name_pattern: str, what: str) -> list[st
         fsync_dir(root)
         log.warning("%s: recovered from an interrupted publish: %s", what, "; ".join(actions))
     return actions
+
+
+# --- modes from config ---------------------------------------------------------------------
+
+
+def apply_permissions(path: Path, file_mode: int, dir_mode: int, group: str | None) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) ``file_mode`` /
+    ``dir_mode`` and, when ``group`` is set, that group (``[permissions]`` in crm.toml).
+    Symbolic links are left alone (their mode means nothing)."""
+    gid = -1
+    if group:
+        import grp
+
+        gid = grp.getgrnam(group).gr_gid
+    paths = [Path(path)]
+    if Path(path).is_dir() and not Path(path).is_symlink():
+        paths += sorted(Path(path).rglob("*"))
+    for p in paths:
+        if p.is_symlink():
+            continue
+        os.chmod(p, dir_mode if p.is_dir() else file_mode)
+        if gid != -1:
+            os.chown(p, -1, gid)
+
+
+def make_dirs(path: Path, dir_mode: int, group: str | None = None) -> list[Path]:
+    """Create ``path`` and its missing parents; only the folders created here get
+    ``dir_mode`` (and ``group``): a folder that existed (a user's project folder) keeps
+    its mode. Returns the folders created."""
+    missing = []
+    p = Path(path)
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, dir_mode)
+        os.chmod(folder, dir_mode)
+        if group:
+            shutil.chown(folder, group=group)
+    return missing

@@ -1,8 +1,9 @@
 """Build the published tables (``marts.*``) from ``core.*`` and ``models.*``.
 
 ``marts.customer_360`` holds the current run only. The other marts are history tables:
-every run's rows are kept so dashboards can trend, and a rerun with the same run_id
-replaces its own rows. ``sql/marts/<table>.sql`` builds one run's rows in the temporary
+every published run's rows are kept so dashboards can trend (a run that failed or was
+killed after this step leaves none: the next run drops them), and a rerun with the same
+run_id replaces its own rows. ``sql/marts/<table>.sql`` builds one run's rows in the temporary
 table ``temp.main.<table>_run``; they are checked here, then swapped into
 ``marts.<table>`` in one transaction, so a failed check leaves the history untouched.
 
@@ -276,9 +277,11 @@ def _check_segments_cover_customers(con: duckdb.DuckDBPyConnection) -> None:
 
 def replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, run_id: str) -> int:
     """Swap ``temp.main.<table>_run`` into history table ``marts.<table>``: delete the rows
-    of ``run_id``, insert the new ones, in one transaction. Creates the table on first use
+    of ``run_id`` and of every run not in ``audit.publications`` (failed or interrupted
+    after their marts step), insert the new ones, in one transaction. Creates the table on first use
     and adds columns a newer definition brings (older runs get NULL there)."""
     staged, target = f"temp.main.{table}_run", f"marts.{table}"
+    ensure_bookkeeping_tables(con)  # audit.publications
     con.execute("begin transaction")
     try:
         con.execute(f"create table if not exists {target} as select * from {staged} limit 0")
@@ -286,7 +289,13 @@ def replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, run_id: str) ->
         for column, dtype, *_ in con.execute(f"describe {staged}").fetchall():
             if column not in have:
                 con.execute(f'alter table {target} add column "{column}" {dtype}')
-        con.execute(f"delete from {target} where run_id = $run_id", {"run_id": run_id})
+        # only published runs stay in history: rows of a run that failed or was killed
+        # after its marts step go here, before they could reach the next serving copy
+        con.execute(
+            f"delete from {target} where run_id = $run_id or run_id not in "
+            "(select run_id from audit.publications)",
+            {"run_id": run_id},
+        )
         con.execute(f"insert into {target} by name select * from {staged}")
         con.execute("commit")
     except Exception:

@@ -59,6 +59,11 @@ def record_run_start(
     """Log the run as running. Runs still 'running' are dead: DuckDB's lock on the working
     database lets one process write it at a time, so they are marked interrupted."""
     ensure_bookkeeping_tables(con)
+    # a warehouse made before publications were recorded: its succeeded runs published
+    con.execute("""
+        insert into audit.publications
+        select run_id, as_of, ended_at, null from audit.runs
+        where status = 'succeeded' and not exists (select 1 from audit.publications)""")
     con.execute(
         "update audit.runs set status = 'interrupted', message = ? where status = 'running'",
         [INTERRUPTED_MESSAGE],
@@ -131,19 +136,41 @@ def latest_run(config_path: str | None) -> dict | None:
     --json``), or ``None`` when there has been no run.
 
     Keys: warehouse, run_id, status, started_at, ended_at (ISO 8601 text), as_of (a date),
-    config_sha256, rows_per_step, step_seconds (seconds), package_versions, message.
-    Opens the working database read-only.
+    config_sha256, rows_per_step, step_seconds (seconds), package_versions, message,
+    pending_erasure and pending_publish (what the next crm command finishes first, or
+    None). While a run or an erasure holds the warehouse, status is "running" and the
+    mapping says who holds it (holder, pid, since) instead of the run log, which cannot be
+    read until it ends. Opens the working database read-only.
     """
     from pipelines.config import load_settings
+    from pipelines.erasure import pending_erasure
     from pipelines.errors import CrmError
+    from pipelines.publish.journal import pending_publish
 
     settings = load_settings(config_path)
     path = settings.warehouse.path
     if not path.exists():
         return None
+    pending = {
+        "pending_erasure": pending_erasure(settings),
+        "pending_publish": pending_publish(settings),
+    }
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
+        from pipelines.warehouse import warehouse_holder
+
+        held = warehouse_holder(settings)
+        if held is not None:
+            # the writer's lock keeps readers out; its holder record says who it is
+            return {
+                "warehouse": str(path),
+                "run_id": held.get("run_id"),
+                "status": "running",
+                "holder": held.get("holder"),
+                "pid": held.get("pid"),
+                "since": held.get("since"),
+            } | pending
         raise CrmError(
             f"Cannot open {path} to read the run log ({str(exc).splitlines()[0]}); "
             "a run may be writing it right now. Try again when it ends."
@@ -181,7 +208,7 @@ def latest_run(config_path: str | None) -> dict | None:
         "step_seconds": _json_or_none(step_seconds),
         "package_versions": _json_or_none(versions),
         "message": message,
-    }
+    } | pending
 
 
 def _json_or_none(text: str | None):
@@ -191,7 +218,8 @@ def _json_or_none(text: str | None):
 def format_latest_run(config_path: str | None) -> str:
     """The latest run of the configured warehouse, as text for ``crm status``.
 
-    Opens the working database read-only; says so plainly when there has been no run.
+    Opens the working database read-only; says so plainly when there has been no run,
+    and who holds the warehouse while a run or an erasure is under way.
     """
     from pipelines.config import load_settings
 
@@ -201,17 +229,35 @@ def format_latest_run(config_path: str | None) -> str:
         if not path.exists():
             return f"No run yet: {path} does not exist. Start one with crm run."
         return "No run yet. Start one with crm run."
-    sha = run["config_sha256"]
-    lines = [
-        f"Latest run {run['run_id']}: {run['status']}",
-        f"  started {run['started_at']}, ended {run['ended_at']}",
-        f"  as of {run['as_of']}; config sha256 {sha[:12] if sha else '-'}",
-        f"  rows per step: {_compact(run['rows_per_step'])}",
-        f"  seconds per step: {_compact(run['step_seconds']) if run['step_seconds'] else '-'}",
-        f"  versions: {_compact(run['package_versions'])}",
-    ]
-    if run["message"]:
-        lines.append(f"  message: {run['message']}")
+    if "holder" in run:
+        lines = [
+            f"Running: {run['holder']} {run['run_id'] or ''}".rstrip(),
+            f"  since {run['since']}, PID {run['pid']}",
+            "  the run log can be read when it ends",
+        ]
+    else:
+        sha = run["config_sha256"]
+        lines = [
+            f"Latest run {run['run_id']}: {run['status']}",
+            f"  started {run['started_at']}, ended {run['ended_at']}",
+            f"  as of {run['as_of']}; config sha256 {sha[:12] if sha else '-'}",
+            f"  rows per step: {_compact(run['rows_per_step'])}",
+            f"  seconds per step: {_compact(run['step_seconds']) if run['step_seconds'] else '-'}",
+            f"  versions: {_compact(run['package_versions'])}",
+        ]
+        if run["message"]:
+            lines.append(f"  message: {run['message']}")
+    erasure, publish = run["pending_erasure"], run["pending_publish"]
+    if erasure:
+        lines.append(
+            f"  erasure {erasure['run_id']} (since {erasure['since']}) is not finished: "
+            "the next crm command finishes it first"
+        )
+    if publish:
+        lines.append(
+            f"  the publish of run {publish['run_id']} was interrupted: the next crm "
+            "command completes it first"
+        )
     return "\n".join(lines)
 
 

@@ -34,6 +34,7 @@ import duckdb
 
 from pipelines import runlog, warehouse
 from pipelines.config import Settings, load_settings
+from pipelines.publish import journal
 
 
 @dataclass(frozen=True)
@@ -210,33 +211,69 @@ def build_marts(ctx: RunContext) -> StepReport:
 
 
 def publish_outputs(ctx: RunContext) -> StepReport:
-    """Last, after every other step succeeded: exports, serving database, report. Each is
-    swapped into place atomically, so a failure before here publishes nothing."""
-    from pipelines.publish import exports
+    """Last, after every other step succeeded: exports (and ``exports/latest``), serving
+    database, report, published as one unit (:mod:`pipelines.publish.journal`): each is
+    written completely beside its destination first; only then are they swapped in
+    together and the run recorded in ``audit.publications``. A failure while writing
+    publishes nothing, and says so."""
+    from pipelines.publish import exports, journal
     from pipelines.publish import serving as publish
 
-    export_report = exports.write_exports(ctx.con, ctx.settings, ctx.as_of, ctx.run_id)
-    serving = publish.publish_serving_database(ctx.con, ctx.settings, ctx.run_id)
-    published = {"exports": str(export_report.directory), "serving": str(serving)}
-    if ctx.write_report:
-        from pipelines.publish import (
-            report,  # matplotlib: 3 s of imports a killed child never needs
-        )
-
-        published["report"] = str(
-            report.write_report(
-                ctx.con,
-                report.report_path(ctx.settings, ctx.as_of),
-                run_id=ctx.run_id,
-                as_of=ctx.as_of,
-                currency=ctx.settings.currency.base,
+    staged: list[journal.StagedOutput] = []
+    settings, what = ctx.settings, "export lists"
+    try:
+        export_dir = exports.stage_exports(ctx.con, settings, ctx.as_of, ctx.run_id)
+        staged.append(
+            journal.StagedOutput(
+                "exports", str(export_dir.directory), str(export_dir.report.directory)
             )
         )
+        what = "serving database"
+        serving = publish.stage_serving_database(ctx.con, settings, ctx.run_id)
+        staged.append(
+            journal.StagedOutput("serving", str(serving), str(settings.warehouse.serving_path))
+        )
+        if ctx.write_report:
+            from pipelines.publish import (
+                report,  # matplotlib: 3 s of imports a killed child never needs
+            )
+
+            what = "report"
+            final = report.report_path(settings, ctx.as_of)
+            staged_report = report.stage_report(
+                ctx.con,
+                final,
+                run_id=ctx.run_id,
+                as_of=ctx.as_of,
+                currency=settings.currency.base,
+                dir_mode=settings.permissions.dir_mode,
+                group=settings.permissions.group,
+            )
+            staged.append(journal.StagedOutput("report", str(staged_report), str(final)))
+        staged.append(
+            journal.StagedOutput(
+                "latest", ctx.as_of.isoformat(), str(settings.exports.path / exports.LATEST_NAME)
+            )
+        )
+    except Exception as exc:
+        journal.discard_staged(staged)
+        previous = journal.last_published_run(ctx.con)
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0] or type(exc).__name__
+        raise journal.PublishError(
+            f"Nothing was published by run {ctx.run_id}: writing its {what} failed "
+            f"({reason}). The exports, serving database and report stay those of "
+            + (f"run {previous}." if previous else "the last published run (none yet).")
+            + " Free the space or fix the cause and run again."
+        ) from exc
+    except BaseException:
+        journal.discard_staged(staged)
+        raise
+    published = journal.publish_staged(ctx.con, settings, ctx.run_id, ctx.as_of, staged)
     return StepReport(
         "publish",
         published,
-        {"publish": dict(export_report.rows_by_list)},
-        f"published: {published}",
+        {"publish": dict(export_dir.report.rows_by_list)},
+        f"published run {ctx.run_id}: {', '.join(published.values())}",
     )
 
 
@@ -318,10 +355,27 @@ def open_run(
     as failed with the error, and close the warehouse."""
     settings = load_settings(config_path)
     started = datetime.now(UTC).replace(tzinfo=None)
+    run_id = runlog.new_run_id(started)
+    from pipelines import erasure
+
+    # an erasure that stopped half done is finished before this run reads anything
+    finished = erasure.finish_pending_erasure(settings)
+    if finished:
+        print(finished)
+    con = warehouse.connect_warehouse(settings, "crm run", run_id)
+    try:
+        # a publish a crash interrupted is completed before this run changes anything
+        completed = journal.complete_interrupted_publish(con, settings)
+    except BaseException:
+        con.close()
+        warehouse.release_holder(settings)
+        raise
+    if completed:
+        print(completed)
     ctx = RunContext(
         settings=settings,
-        con=warehouse.connect_warehouse(settings),
-        run_id=runlog.new_run_id(started),
+        con=con,
+        run_id=run_id,
         started_at=started,
         requested_as_of=as_of,
         as_of=as_of,
@@ -353,6 +407,7 @@ def open_run(
         raise
     finally:
         ctx.con.close()
+        warehouse.release_holder(settings)
 
 
 def run_steps(

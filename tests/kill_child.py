@@ -17,10 +17,15 @@ Pause points:
   hidden temporary name; it is not yet checkpointed, closed or renamed.
 - ``exports``: three files are written in the hidden temporary export directory; the
   rest and the manifest are not.
+- ``swap-serving``: the new serving database is complete under its temporary name and
+  about to be renamed into place; the run's exports are already swapped in.
+- ``before:<step>``: the steps before ``<step>`` are done, ``<step>`` has not started
+  (a step boundary).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import date
@@ -69,7 +74,9 @@ def main(config: str, as_of: str, steps: str, pause_at: str, marker: str) -> Non
                     pause()
                 return result
 
-        warehouse.connect_warehouse = lambda settings: PausingConnection(connect(settings))
+        warehouse.connect_warehouse = lambda settings, *args: PausingConnection(
+            connect(settings, *args)
+        )
     elif pause_at == "serving":
         from pipelines.publish import serving as publish
 
@@ -92,6 +99,32 @@ def main(config: str, as_of: str, steps: str, pause_at: str, marker: str) -> Non
                 pause()
 
         exports.write_parquet = write_then_pause
+    elif pause_at == "swap-serving":
+        from pipelines.publish import serving as publish
+
+        class PausingOs:
+            """``os`` for the serving module: pauses before the serving file is renamed
+            into place (the exports of the run are swapped in by then)."""
+
+            def __getattr__(self, name):
+                return getattr(os, name)
+
+            @staticmethod
+            def replace(src, dst):
+                pause()
+
+        publish.os = PausingOs()
+    elif pause_at.startswith("before:"):
+        from pipelines import steps as run_steps
+
+        name = pause_at.split(":", 1)[1]
+        step = run_steps.STEPS[name]
+
+        def pause_then_step(ctx):
+            pause()
+            return step(ctx)
+
+        run_steps.STEPS[name] = pause_then_step
     elif pause_at != "none":
         raise SystemExit(f"kill_child: unknown pause point {pause_at!r}")
     pipeline_steps.run_pipeline(config, date.fromisoformat(as_of), steps.split(","))

@@ -61,6 +61,7 @@ from pipelines.errors import StepError
 from pipelines.files import (
     file_sha256,
     fsync_dir,
+    make_dirs,
     publish_directory,
     recover_directory_swaps,
     safe_token,
@@ -361,14 +362,47 @@ def write_exports(
     run_id: str,
     out_root: Path | None = None,
 ) -> ExportReport:
-    """Write and atomically publish ``<out_root>/<as_of>/`` (default root: exports.path).
+    """Write and atomically publish ``<out_root>/<as_of>/`` (default root: exports.path):
+    :func:`stage_exports`, then :func:`swap_exports`. A run publishes through
+    :mod:`pipelines.publish.journal` instead, with the serving database and the report.
+    """
+    staged = stage_exports(con, settings, as_of, run_id, out_root)
+    swap_exports(staged.directory, staged.report.directory, run_id)
+    return staged.report
 
-    Requires ``marts.customer_360``; uses ``core.events`` for the follow-up list. The old
-    directory of the same as_of, if any, is replaced as a whole.
+
+@dataclass(frozen=True)
+class StagedExports:
+    """The export directory of one run, completely written under its hidden temporary
+    name ``directory``; ``report.directory`` is where it will be published."""
+
+    directory: Path
+    report: ExportReport
+
+
+def stage_exports(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    as_of: date,
+    run_id: str,
+    out_root: Path | None = None,
+) -> StagedExports:
+    """Write every list of ``as_of`` into the hidden ``.<as_of>.tmp-<run_id>/`` beside
+    ``<out_root>/<as_of>/`` (default root: exports.path), manifest last; nothing is
+    published yet.
+
+    Requires ``marts.customer_360``; uses ``core.events`` for the follow-up list. The
+    directory is published as a whole by :func:`swap_exports`.
     """
     root = Path(out_root) if out_root is not None else settings.exports.path
+    latest = root / LATEST_NAME
+    if os.path.lexists(latest) and not latest.is_symlink():
+        raise StepError(
+            f"{latest} is a file or folder, not the pointer to the newest lists that "
+            "the pipeline keeps there. Move it away and run again."
+        )
     tables = build_export_lists(con, settings, as_of)
-    ensure_private_root(root)
+    make_dirs(root, settings.permissions.dir_mode, settings.permissions.group)
     recover_export_dirs(root)
     final = root / as_of.isoformat()
     tmp = root / f".{as_of.isoformat()}.tmp-{safe_token(run_id)}"
@@ -381,9 +415,8 @@ def write_exports(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    publish_directory(tmp, final)
-    log.info("exports for %s: %d files in %s", as_of, len(files), final)
-    return ExportReport(
+    log.info("exports for %s: %d files staged in %s", as_of, len(files), tmp)
+    report = ExportReport(
         final,
         as_of,
         run_id,
@@ -391,6 +424,51 @@ def write_exports(
         final / MANIFEST_NAME,
         {stem: t.num_rows for stem, t in tables.items()},
     )
+    return StagedExports(tmp, report)
+
+
+def staged_run_id(directory: Path) -> str | None:
+    """The run id in ``directory``'s manifest, or None without a readable one (a
+    directory that is being deleted, or not an export directory)."""
+    try:
+        return json.loads((directory / MANIFEST_NAME).read_text(encoding="utf-8"))["run_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def swap_exports(staged: Path, final: Path, run_id: str) -> bool:
+    """Publish the staged export directory of ``run_id`` at ``final``; returns whether it
+    swapped anything.
+
+    Safe to call again after a crash: once the Linux exchange has happened, ``staged``
+    holds the *old* directory (another run id in its manifest, or a manifest already
+    deleted), which is then only removed, never swapped back in.
+    """
+    if not staged.exists():
+        return False
+    if staged_run_id(staged) != run_id:
+        shutil.rmtree(staged, ignore_errors=True)
+        fsync_dir(staged.parent)
+        return False
+    publish_directory(staged, final)
+    return True
+
+
+LATEST_NAME = "latest"
+
+
+def swap_latest_pointer(root: Path, as_of: date, run_id: str) -> Path:
+    """Point ``<root>/latest`` at ``<as_of>/`` (a relative symbolic link, replaced in one
+    atomic rename), so marketing tools can read the newest published lists without
+    knowing the date. Returns the link's path."""
+    link = root / LATEST_NAME
+    tmp = root / f".{LATEST_NAME}.tmp-{safe_token(run_id)}"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(as_of.isoformat(), tmp, target_is_directory=True)
+    os.replace(tmp, link)
+    fsync_dir(root)
+    return link
 
 
 def ensure_private_root(root: Path) -> None:

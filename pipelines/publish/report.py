@@ -17,6 +17,8 @@ collects the context, renders the template and writes the file; the rows are rea
 
 from __future__ import annotations
 
+import contextlib
+import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,13 @@ import jinja2
 
 from pipelines.assets import asset_dir
 from pipelines.config import Settings
-from pipelines.files import write_text_atomically
+from pipelines.files import (
+    fsync_file,
+    make_dirs,
+    remove_stale_temp_files,
+    temp_path_for,
+    write_text_atomically,
+)
 from pipelines.publish.formatting import (
     format_count,
     format_money,
@@ -57,6 +65,7 @@ __all__ = [
     "collect_report_context",
     "render_report",
     "report_path",
+    "stage_report",
     "write_report",
 ]
 
@@ -101,6 +110,38 @@ def write_report(
     return write_text_atomically(
         Path(out_path), render_report(context), run_id, new_file_mode=0o644
     )
+
+
+def stage_report(
+    con: duckdb.DuckDBPyConnection,
+    out_path: Path,
+    *,
+    run_id: str,
+    as_of: date,
+    currency: str | None = None,
+    file_mode: int = 0o600,
+    dir_mode: int = 0o700,
+    group: str | None = None,
+) -> Path:
+    """Write the run's report (as :func:`write_report`) beside ``out_path`` under its
+    hidden temporary name, flushed to disk; returns that path. Nothing is published:
+    the publish journal moves it into place. Folders created for it get ``dir_mode``
+    and ``group`` (the file's mode is set by the journal from ``[permissions]``)."""
+    context = collect_report_context(con, run_id=run_id, as_of=as_of, currency=currency)
+    out_path = Path(out_path)
+    make_dirs(out_path.parent, dir_mode, group)
+    temporary = temp_path_for(out_path, run_id)
+    remove_stale_temp_files(out_path)
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(render_report(context))
+        os.chmod(temporary, file_mode)
+        fsync_file(temporary)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return temporary
 
 
 def render_report(context: dict[str, Any]) -> str:

@@ -36,6 +36,7 @@ from pipelines.files import (
     copy_permissions,
     fsync_dir,
     fsync_file,
+    make_dirs,
     remove_stale_temp_files,
     temp_path_for,
 )
@@ -67,11 +68,38 @@ def publish_serving_database(
     *,
     storage_version: str | None = SERVING_STORAGE_VERSION,
 ) -> Path:
-    """Replace the serving database with a fresh copy of the ``marts`` schema.
+    """Write the serving database (:func:`stage_serving_database`) and swap it in at once
+    (:func:`swap_serving_database`); returns the serving path. A run publishes through
+    :mod:`pipelines.publish.journal` instead, with the exports and the report."""
+    staged = stage_serving_database(con, settings, run_id, storage_version=storage_version)
+    return swap_serving_database(staged, settings.warehouse.serving_path)
+
+
+def swap_serving_database(staged: Path, serving: Path, keep_mode: bool = True) -> Path:
+    """Rename the completely written ``staged`` file over ``serving`` (atomic); with
+    ``keep_mode`` it takes the old file's mode and group (else it keeps its own: a run
+    sets it from ``[permissions]``). Returns ``serving``."""
+    if keep_mode:
+        copy_permissions(serving, staged)
+    fsync_file(staged)
+    os.replace(staged, serving)
+    fsync_dir(serving.parent)
+    return serving
+
+
+def stage_serving_database(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    run_id: str,
+    *,
+    storage_version: str | None = SERVING_STORAGE_VERSION,
+) -> Path:
+    """Write a fresh copy of the ``marts`` schema beside the serving database, under its
+    hidden temporary name; returns that path (nothing is published yet).
 
     Every table of ``marts`` (with its table and column comments) and every view is
     copied into a new DuckDB file beside ``warehouse.serving_path``; the file is checked,
-    checkpointed, closed and flushed, then renamed over the serving path. Nothing else of
+    checkpointed, closed and flushed. Nothing else of
     the working database (raw, staging, core, models, audit) reaches BI users.
     ``storage_version`` is the DuckDB storage format of the new file (None: this DuckDB's
     own, which older readers may not open).
@@ -80,7 +108,7 @@ def publish_serving_database(
     the old serving database then stays in place.
     """
     serving = settings.warehouse.serving_path
-    serving.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(serving.parent, settings.permissions.dir_mode, settings.permissions.group)
     tmp = temp_path_for(serving, run_id)
     remove_stale_temp_files(serving)
     _remove_database_files(tmp)
@@ -113,12 +141,9 @@ def publish_serving_database(
     except BaseException:
         _remove_database_files(tmp)
         raise
-    copy_permissions(serving, tmp)
     fsync_file(tmp)
-    os.replace(tmp, serving)
-    fsync_dir(serving.parent)
-    log.info("published %d %s tables to %s", len(tables), SERVING_SCHEMA, serving)
-    return serving
+    log.info("staged %d %s tables in %s", len(tables), SERVING_SCHEMA, tmp)
+    return tmp
 
 
 def _copy_schema(

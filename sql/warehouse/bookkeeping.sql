@@ -52,6 +52,14 @@ create table if not exists audit.runs (
 -- added with incremental runs; a warehouse made before gains it here
 alter table audit.runs add column if not exists step_seconds json;
 
+-- the published runs (pipelines/publish/journal.py): a run is here once every output it
+-- wrote (exports, serving database, report, exports/latest) was swapped in; the history
+-- marts keep the rows of these runs only. outputs: the published paths.
+create table if not exists audit.publications (
+    run_id varchar primary key, as_of date, published_at timestamp, outputs json);
+-- (a warehouse made before publications were recorded gains its succeeded runs in
+-- pipelines/runlog.py record_run_start)
+
 create table if not exists audit.validation_results (
     run_id varchar, source varchar, rule varchar, expectation_type varchar,
     column_name varchar, severity varchar, success boolean, element_count bigint,

@@ -71,7 +71,7 @@ def built(tmp_path_factory) -> Path:
 @pytest.fixture
 def workdir(built, tmp_path) -> Path:
     """A private copy of the built warehouse and its config."""
-    shutil.copytree(built, tmp_path / "w")
+    shutil.copytree(built, tmp_path / "w", symlinks=True)
     return tmp_path / "w"
 
 
@@ -430,7 +430,11 @@ def test_forget_refuses_while_a_run_holds_the_warehouse(settings, con):
     )
     try:
         assert holder.stdout.readline().strip() == "open"
-        with pytest.raises(StepError, match="in use"):
+        from pipelines.errors import WarehouseBusyError
+
+        with pytest.raises(
+            WarehouseBusyError, match=rf"held by another process \(PID {holder.pid}\)"
+        ):
             erasure.forget(settings, ["ZQX0042"])
     finally:
         holder.kill()
@@ -449,3 +453,90 @@ def test_id_columns_are_found_by_name():
             "email",
         ]
     ) == ["customer_id", "source_customer_id", "customer_id_a", "cluster_id"]
+
+
+# --- unknown ids, and an erasure that stops half done (issue 17, items 3 and 4) ----------------
+
+
+def tombstone_count(settings) -> int:
+    con = connect_warehouse(settings)
+    try:
+        return con.execute("select count(*) from audit.erasure_tombstones").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def test_forget_refuses_an_id_never_seen_unless_forced(settings, con):
+    con.close()
+    before = tombstone_count(settings)
+    with pytest.raises(erasure.UnknownIdsError) as refused:
+        erasure.forget(settings, ["ZQX0043", "ZQX9999"])
+    message = str(refused.value)
+    assert "ZQX9999" in message and "ZQX0043" not in message
+    assert "Nothing was changed" in message and "--force" in message
+    assert tombstone_count(settings) == before
+    assert erasure.pending_erasure(settings) is None
+    forced = erasure.forget(settings, ["ZQX9999"], force=True)
+    assert forced.not_found == ("ZQX9999",) and forced.tombstones == 1
+    # an id forgotten before is not unknown: repeating an erasure needs no --force
+    assert erasure.forget(settings, ["ZQX9999"]).tombstones == 0
+
+
+class DiskFullOnRename:
+    """``os`` for the compaction module: the rename of the compacted file fails as on a
+    full disk (the copy itself fits)."""
+
+    def __getattr__(self, name):
+        import os
+
+        return getattr(os, name)
+
+    @staticmethod
+    def replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+
+def test_an_erasure_stopped_half_done_is_recorded_and_the_next_command_finishes_it(
+    settings, con, monkeypatch
+):
+    from pipelines import erasure_compact
+
+    out = exports.write_exports(con, settings, date(2025, 6, 30), "run-1")
+    publish.publish_serving_database(con, settings, "run-1")
+    con.close()
+    monkeypatch.setattr(erasure_compact, "os", DiskFullOnRename())
+    with pytest.raises(StepError) as stopped:
+        erasure.forget(settings, ["ZQX0043"])
+    message = str(stopped.value)
+    assert "deleted the customers' rows" in message and "No space left" in message
+    assert "may still hold the customers" in message and "finishes it first" in message
+    pending = erasure.pending_erasure(settings)
+    assert pending is not None and pending["rows_deleted"] is True
+    # the person is still in the outputs and the file's bytes until the erasure finishes
+    assert byte_hits(settings.warehouse.serving_path)
+    # a compaction killed mid-copy leaves its file beside the database
+    leftover = settings.warehouse.path.with_name(f".{settings.warehouse.path.name}.compact-dead")
+    leftover.write_bytes(b"ZQX0043 erase-me")
+    monkeypatch.undo()
+
+    finished = erasure.finish_pending_erasure(settings)
+    assert finished and "is finished now" in finished
+    files_ = [settings.warehouse.path, settings.warehouse.serving_path, *out.directory.iterdir()]
+    assert {str(f): byte_hits(f) for f in files_} == {str(f): [] for f in files_}
+    assert not leftover.exists()
+    assert erasure.pending_erasure(settings) is None
+    assert erasure.finish_pending_erasure(settings) is None
+
+
+def test_an_erasure_that_may_not_have_deleted_blocks_every_command_until_it_is_rerun(settings, con):
+    con.close()
+    erasure._mark_pending(settings, "forget-killed", deleted=False)
+    with pytest.raises(CrmError, match="Run the same crm forget again"):
+        erasure.finish_pending_erasure(settings)
+    from pipelines.steps import open_run
+
+    with pytest.raises(CrmError, match="forget-killed"):
+        with open_run(settings.config_path):
+            pass
+    report = erasure.forget(settings, ["ZQX0043"])
+    assert report.source_ids > 0 and erasure.pending_erasure(settings) is None

@@ -225,7 +225,9 @@ def test_backfill_runs_each_date_in_order_and_a_scheduled_run_takes_its_date(
         "2024-01-10",
         "2024-01-12",
         "2024-01-14",
+        "latest",
     ]
+    assert (tmp_path / "exports" / "latest").readlink() == Path("2024-01-14")  # the newest
     crm_pipeline(config_path=str(config), as_of_from_schedule=True)
     con = duckdb.connect(str(tmp_path / "wh" / "crm.duckdb"), read_only=True)
     runs = con.execute("select as_of, status from audit.runs order by started_at").fetchall()

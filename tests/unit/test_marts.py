@@ -14,7 +14,7 @@ import pytest
 
 from pipelines import marts
 from pipelines.errors import StepError
-from pipelines.sqlrun import run_sql
+from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
 
 AS_OF = date(2024, 3, 15)
 RUN = "r1"
@@ -592,10 +592,16 @@ def test_build_marts_returns_rows_per_table_in_order(con):
     assert rows(con, "select count(*) from duckdb_tables() where temporary") == [(0,)]
 
 
-def test_history_keeps_other_runs_and_a_rerun_replaces_its_own_rows(con):
+def publish(con, run_id):
+    con.execute("insert into audit.publications (run_id, as_of) values (?, ?)", [run_id, AS_OF])
+
+
+def test_history_keeps_other_published_runs_and_a_rerun_replaces_its_own_rows(con):
     marts.build_marts(con, AS_OF, "r1", RESOLUTION)
+    publish(con, "r1")
     load_model_outputs(con, "r2")
     marts.build_marts(con, AS_OF, "r2", RESOLUTION)
+    publish(con, "r2")
     per_run = "select run_id, count(*) from marts.{} group by 1 order by 1"
     for table, n1, n2 in (
         ("kpi_monthly", 3, 3),
@@ -612,6 +618,20 @@ def test_history_keeps_other_runs_and_a_rerun_replaces_its_own_rows(con):
         con, "select run_id, orders from marts.kpi_monthly where month = '2024-02-01' order by 1"
     ) == [("r1", 2), ("r2", 3)]
     assert rows(con, per_run.format("kpi_monthly")) == [("r1", 3), ("r2", 3)]
+
+
+def test_history_drops_the_rows_of_a_run_that_was_never_published(con):
+    marts.build_marts(con, AS_OF, "r1", RESOLUTION)
+    publish(con, "r1")
+    load_model_outputs(con, "failed")
+    marts.build_marts(con, AS_OF, "failed", RESOLUTION)  # the run then fails: not published
+    load_model_outputs(con, "r3")
+    marts.build_marts(con, AS_OF, "r3", RESOLUTION)
+    for table in marts.HISTORY_TABLES[:-1]:  # customer_id_changes has no rows here
+        assert rows(con, f"select distinct run_id from marts.{table} order by 1") == [
+            ("r1",),
+            ("r3",),
+        ], table
 
 
 def test_a_failed_check_leaves_the_history_unchanged(con, monkeypatch):
@@ -631,6 +651,8 @@ def test_a_history_table_from_an_older_definition_gains_the_new_columns(con):
         "active_customers bigint)"
     )
     con.execute("insert into marts.kpi_monthly values ('r0', '2024-01-31', '2024-01-01', 3)")
+    ensure_bookkeeping_tables(con)
+    publish(con, "r0")
     marts.build_marts(con, AS_OF, RUN, RESOLUTION)
     assert rows(
         con,
