@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from pipelines.errors import CrmError
+from pipelines.failure import release_failure
 
 
 class _NoTracebackForUserErrors(logging.Filter):
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     except CrmError as exc:
         print(f"crm {args.command} failed: {exc}", file=sys.stderr)
+        release_failure(exc)
         return exc.exit_code
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         return 0
@@ -210,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             "CRM_DEBUG=1 for the full traceback, and report it if it persists.",
             file=sys.stderr,
         )
+        release_failure(exc)
         return 1
     return 2
 
