@@ -222,7 +222,10 @@ def publish_outputs(ctx: RunContext) -> StepReport:
         from pipelines.publish import (
             report,  # matplotlib: 3 s of imports a killed child never needs
         )
+        from pipelines.publish.data_docs import write_data_docs
 
+        path = report.report_path(ctx.settings, ctx.as_of)
+        write_data_docs(ctx.con, ctx.settings, ctx.run_id, path.parent)  # linked from it
         published["report"] = str(
             report.write_report(
                 ctx.con,

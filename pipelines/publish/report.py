@@ -96,6 +96,9 @@ def write_report(
     The path written.
     """
     context = collect_report_context(con, run_id=run_id, as_of=as_of, currency=currency)
+    # the run's Data Docs site, when it was built beside the report (publish step)
+    docs = Path(out_path).parent / "data_docs" / "index.html"
+    context["data_docs"] = "data_docs/index.html" if docs.is_file() else None
     # A report is meant to be shared (no personal data): a new one is 0644.
     return write_text_atomically(
         Path(out_path), render_report(context), run_id, new_file_mode=0o644
