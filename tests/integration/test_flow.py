@@ -288,9 +288,21 @@ def test_a_run_is_named_for_its_as_of_date_and_shows_its_tables_and_outputs(samp
     assert sum(r["rows"] for r in quarantine if not r["kept"]) >= dropped
     verdicts = json.loads(artifacts["crm-model-verdicts"].data)
     assert {"bgnbd", "churn"} <= {row["model"] for row in verdicts}
-    assert artifacts["crm-report"].data == (tmp / "reports" / "2025-12-31" / "report.html").as_uri()
-    assert artifacts["crm-exports"].data.startswith((tmp / "exports").as_uri())
+    report_uri = (tmp / "reports" / "2025-12-31" / "report.html").as_uri()
+    assert artifacts["crm-report"].data == f"[report as of 2025-12-31]({report_uri})"
+    exports_uri = (tmp / "exports" / "2025-12-31").as_uri()
+    assert artifacts["crm-exports"].data == f"[exports as of 2025-12-31]({exports_uri})"
     assert artifacts["crm-progress"].data == 100.0
+    # the run's Data Docs, beside the report and linked from it
+    report_dir = tmp / "reports" / "2025-12-31"
+    assert (report_dir / "data_docs" / "index.html").is_file()
+    assert 'href="data_docs/index.html"' in (report_dir / "report.html").read_text("utf-8")
+    pages = list((report_dir / "data_docs" / "validations").rglob("*.html"))
+    assert {p.relative_to(report_dir / "data_docs" / "validations").parts[0] for p in pages} == {
+        "transactions_suite",
+        "customers_suite",
+        "events_suite",
+    }
 
 
 def test_the_deployment_runs_one_flow_run_at_a_time(prefect_harness, tmp_path):
