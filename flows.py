@@ -13,6 +13,10 @@ from datetime import date
 # Prefect's run logs and UI, not only to the console. Prefect reads this when it is
 # imported, so it is set before; a user's own setting wins.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "pipelines,models")
+# The same loggers also log outside flow runs (the steps run without Prefect in tests, the
+# kill harness, the benchmark): there the run-log handler has no run to send to, and says
+# nothing rather than warning.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import (  # noqa: E402
