@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from pipelines.errors import CrmError
+from pipelines.failure import release_failure
 
 
 class _NoTracebackForUserErrors(logging.Filter):
@@ -115,6 +116,7 @@ def _guarded(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                 body(*args, **kwargs)
             except CrmError as exc:
                 print(f"crm {name} failed: {exc}", file=sys.stderr)
+                release_failure(exc)
                 raise typer.Exit(exc.exit_code) from None
             except BrokenPipeError:  # output piped into `head` and the like: not an error
                 raise typer.Exit(0) from None
@@ -137,6 +139,7 @@ def _guarded(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                     "with CRM_DEBUG=1 for the full traceback, and report it if it persists.",
                     file=sys.stderr,
                 )
+                release_failure(exc)
                 raise typer.Exit(1) from None
 
         return run

@@ -216,6 +216,7 @@ def publish_outputs(ctx: RunContext) -> StepReport:
     written completely beside its destination first; only then are they swapped in
     together and the run recorded in ``audit.publications``. A failure while writing
     publishes nothing, and says so."""
+    from pipelines.files import make_dirs
     from pipelines.publish import exports, journal
     from pipelines.publish import serving as publish
 
@@ -235,11 +236,19 @@ def publish_outputs(ctx: RunContext) -> StepReport:
         )
         if ctx.write_report:
             from pipelines.publish import (
+                data_docs,
                 report,  # matplotlib: 3 s of imports a killed child never needs
             )
 
-            what = "report"
             final = report.report_path(settings, ctx.as_of)
+            what = "Data Docs"
+            make_dirs(final.parent, settings.permissions.dir_mode, settings.permissions.group)
+            site = final.parent / data_docs.DATA_DOCS_DIR
+            staged_site = data_docs.staged_site_dir(site, ctx.run_id)
+            index = data_docs.write_data_docs(ctx.con, settings, ctx.run_id, staged_site)
+            if index is not None:
+                staged.append(journal.StagedOutput("data_docs", str(staged_site), str(site)))
+            what = "report"
             staged_report = report.stage_report(
                 ctx.con,
                 final,
@@ -248,6 +257,7 @@ def publish_outputs(ctx: RunContext) -> StepReport:
                 currency=settings.currency.base,
                 dir_mode=settings.permissions.dir_mode,
                 group=settings.permissions.group,
+                data_docs=f"{data_docs.DATA_DOCS_DIR}/index.html" if index else None,
             )
             staged.append(journal.StagedOutput("report", str(staged_report), str(final)))
         staged.append(

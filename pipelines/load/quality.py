@@ -61,16 +61,45 @@ def _gx():
     return gx, _context
 
 
+# The project's rule severities as GX's own (critical / warning / info): a row rule drops
+# the row, a field rule only blanks one field, the canary is informational (it must fail).
+GX_SEVERITY = {"row": "critical", "field": "warning", "canary": "info"}
+
+
 def _expectation(gx, rule: Rule):
+    """The GX expectation of ``rule``: its row condition as a GX condition object and its
+    severity in GX's native field (the string conditions and ``meta`` severities were
+    deprecated in GX 1.9); ``meta.rule`` names the rule in results and Data Docs."""
+    from great_expectations.expectations.row_conditions import Column
+
     cls = getattr(gx.expectations, rule.kind)
     kwargs = dict(rule.kwargs)
     # a column-pair rule names its columns in kwargs; its column is the field it blanks
     if rule.column is not None and "column_B" not in kwargs:
         kwargs["column"] = rule.column
     if rule.only_if_present is not None:
-        kwargs["row_condition"] = f"{rule.only_if_present}.notnull()"
-        kwargs["condition_parser"] = "pandas"
-    return cls(meta={"rule": rule.name, "severity": rule.severity}, **kwargs)
+        kwargs["row_condition"] = Column(rule.only_if_present).is_not_null()
+    return cls(meta={"rule": rule.name}, severity=GX_SEVERITY[rule.severity], **kwargs)
+
+
+def build_suite(gx, source: str, settings: Settings):
+    """The GX expectation suite ``<source>_suite`` of :func:`suite_rules`."""
+    return gx.ExpectationSuite(
+        name=f"{source}_suite",
+        expectations=[_expectation(gx, r) for r in suite_rules(source, settings)],
+    )
+
+
+def suite_json(source: str, settings: Settings) -> dict:
+    """The suite of ``source`` as GX stores it (``gx/expectations/<source>_suite.json``)
+    without the GX version and ids, so the checked-in copy changes only with the rules."""
+    gx, _ = _gx()
+    suite = build_suite(gx, source, settings).to_json_dict()
+    suite.pop("meta", None)
+    suite.pop("id", None)
+    for expectation in suite["expectations"]:
+        expectation.pop("id", None)
+    return suite
 
 
 def validate_pending(
@@ -151,7 +180,7 @@ def validate_source(
         f"from staging.{source} "
         f"where _file_sha256 in (select file_sha256 from {processing.PENDING_TABLE})"
     ).to_arrow_reader(VALIDATION_CHUNK_ROWS)
-    definition = _validation_definition(gx, context, source, [_expectation(gx, r) for r in rules])
+    definition = _validation_definition(gx, context, source, build_suite(gx, source, settings))
     by_name = {r.name: r for r in rules}
     failing: dict[str, list[tuple[str, int]]] = {}
     totals: dict[str, list[int]] = {r.name: [0, 0] for r in rules if r.severity != "canary"}
@@ -305,7 +334,7 @@ def _chunk(table):
     )
 
 
-def _validation_definition(gx, context, source: str, expectations: list):
+def _validation_definition(gx, context, source: str, suite):
     """The source's suite bound to a whole-dataframe batch of the ephemeral context.
 
     ``ValidationDefinition.run`` loads each batch once; ``Batch.validate`` loaded (and
@@ -333,9 +362,7 @@ def _validation_definition(gx, context, source: str, expectations: list):
             store.delete(key)
         except Exception:
             pass
-    suite = context.suites.add(
-        gx.ExpectationSuite(name=f"{source}_suite", expectations=expectations)
-    )
+    suite = context.suites.add(suite)
     return context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{source}_validation", data=batch_def, suite=suite)
     )

@@ -66,6 +66,7 @@ from pipelines.files import (
     recover_directory_swaps,
     safe_token,
 )
+from pipelines.publish import marketing
 
 log = logging.getLogger(__name__)
 
@@ -412,6 +413,7 @@ def stage_exports(
     os.chmod(tmp, DIR_MODE)
     try:
         files = _write_directory(tmp, tables, as_of, run_id)
+        marketing.write_marketing_files(con, tmp, tables)  # tool-ready profiles, suppression
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

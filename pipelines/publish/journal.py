@@ -43,6 +43,7 @@ import duckdb
 from pipelines.config import Settings
 from pipelines.errors import StepError
 from pipelines.files import fsync_dir, fsync_file
+from pipelines.publish.data_docs import DATA_DOCS_DIR
 from pipelines.sqlrun import ensure_bookkeeping_tables
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,10 @@ class PublishError(StepError):
     """Publishing stopped; the message says exactly what was and was not published."""
 
 
-# The kinds of output, in the order they are swapped in. "latest" comes last: the pointer
-# names a directory that must already hold the run's lists.
-OUTPUT_KINDS = ("exports", "serving", "report", "latest")
+# The kinds of output, in the order they are swapped in. The Data Docs come before the
+# report that links them; "latest" comes last: the pointer names a directory that must
+# already hold the run's lists.
+OUTPUT_KINDS = ("exports", "serving", "data_docs", "report", "latest")
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,8 @@ def remove_unpublished_staging(settings: Settings) -> None:
         for directory in settings.report.path.iterdir():
             if directory.is_dir():
                 remove_stale_temp_files(directory / "report.html")
+                for site in directory.glob(f".{DATA_DOCS_DIR}.tmp-*"):
+                    shutil.rmtree(site, ignore_errors=True)
 
 
 def pending_publish(settings: Settings) -> dict | None:
@@ -191,7 +195,7 @@ def pending_publish(settings: Settings) -> dict | None:
 
 
 def _roll_forward(con: duckdb.DuckDBPyConnection, journal: Path, entry: dict) -> dict[str, str]:
-    from pipelines.publish import exports, serving
+    from pipelines.publish import data_docs, exports, serving
 
     run_id = entry["run_id"]
     swapped: dict[str, str] = {}
@@ -203,6 +207,8 @@ def _roll_forward(con: duckdb.DuckDBPyConnection, journal: Path, entry: dict) ->
             elif output.kind == "serving":
                 if Path(output.staged).exists():
                     serving.swap_serving_database(Path(output.staged), final, keep_mode=False)
+            elif output.kind == "data_docs":
+                data_docs.swap_data_docs(Path(output.staged), final, run_id)
             elif output.kind == "report":
                 if Path(output.staged).exists():
                     os.replace(output.staged, final)

@@ -106,6 +106,9 @@ def write_report(
     The path written.
     """
     context = collect_report_context(con, run_id=run_id, as_of=as_of, currency=currency)
+    # the run's Data Docs site, when it was built beside the report (publish step)
+    docs = Path(out_path).parent / "data_docs" / "index.html"
+    context["data_docs"] = "data_docs/index.html" if docs.is_file() else None
     # A report is meant to be shared (no personal data): a new one is 0644.
     return write_text_atomically(
         Path(out_path), render_report(context), run_id, new_file_mode=0o644
@@ -122,12 +125,16 @@ def stage_report(
     file_mode: int = 0o600,
     dir_mode: int = 0o700,
     group: str | None = None,
+    data_docs: str | None = None,
 ) -> Path:
     """Write the run's report (as :func:`write_report`) beside ``out_path`` under its
     hidden temporary name, flushed to disk; returns that path. Nothing is published:
     the publish journal moves it into place. Folders created for it get ``dir_mode``
-    and ``group`` (the file's mode is set by the journal from ``[permissions]``)."""
+    and ``group`` (the file's mode is set by the journal from ``[permissions]``).
+    ``data_docs`` is the link, relative to the report, to the run's Data Docs site
+    published with it (None: the run validated nothing, no link)."""
     context = collect_report_context(con, run_id=run_id, as_of=as_of, currency=currency)
+    context["data_docs"] = data_docs
     out_path = Path(out_path)
     make_dirs(out_path.parent, dir_mode, group)
     temporary = temp_path_for(out_path, run_id)

@@ -40,6 +40,7 @@ from pipelines.files import (
     remove_stale_temp_files,
     temp_path_for,
 )
+from pipelines.publish.serving_views import apply_serving_views, declare_primary_key
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def stage_serving_database(
             f"{settings.warehouse.path}, so there is nothing to publish. The "
             "serving database was left as it was; run the whole pipeline."
         )
+    apply_serving_views(con)
     if storage_version is not None and not re.fullmatch(r"v\d+\.\d+\.\d+", storage_version):
         raise ValueError(f"storage_version must look like v1.0.0, got {storage_version!r}")
     options = f" (storage_version {_literal(storage_version)})" if storage_version else ""
@@ -153,6 +155,7 @@ def _copy_schema(
     con.execute(f"create schema {dst}")
     for table in tables:
         con.execute(f"create table {dst}.{_ident(table)} as select * from {src}.{_ident(table)}")
+        declare_primary_key(con, f"{dst}.{_ident(table)}", table)
         # CREATE TABLE AS copies data, not comments; BI users read the comments.
         comment = con.execute(
             "select comment from duckdb_tables() where database_name = ? and schema_name = ? "

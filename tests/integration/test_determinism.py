@@ -73,10 +73,11 @@ def digest(rows: list[tuple]) -> str:
 
 def export_files(directory: Path) -> dict[str, str]:
     """sha256 per data file, plus the manifest's file entries (its run id aside)."""
+    # the marketing/ folder's files too, by their path in the directory
     files = {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(directory.iterdir())
-        if p.name != "manifest.json"
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
     }
     manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
     files["manifest.json"] = json.dumps(

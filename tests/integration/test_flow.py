@@ -246,3 +246,92 @@ def test_status_prints_the_latest_run(prefect_harness, tmp_path):
 
     config = sample_config(tmp_path)
     assert format_latest_run(str(config)).startswith("No run yet")
+
+
+def test_a_run_is_named_for_its_as_of_date_and_shows_its_tables_and_outputs(sample_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterName,
+    )
+
+    tmp, _, _ = sample_run
+    with get_client(sync_client=True) as client:
+        # started without --as-of, renamed once the core step decided the date
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["crm as of 2025-12-31"]))
+        )
+        completed = [r.id for r in runs if r.state and r.state.is_completed()]
+        assert completed
+        artifacts = {
+            a.key: a
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=completed))
+            )
+            if a.key
+        }
+    reconciliation = json.loads(artifacts["crm-reconciliation"].data)
+    assert {row["source"] for row in reconciliation} == {"transactions", "customers", "events"}
+    assert all(row["is_balanced"] for row in reconciliation)
+    quarantine = json.loads(artifacts["crm-quarantine-by-rule"].data)
+    con = duckdb.connect(str(tmp / "wh" / "crm.duckdb"), read_only=True)
+    try:
+        blanked = con.execute("select count(*) from quarantine.field_issues").fetchall()[0][0]
+        dropped = sum(
+            con.execute(f"select count(*) from quarantine.{s}").fetchall()[0][0]
+            for s in ("transactions", "customers", "events")
+        )
+    finally:
+        con.close()
+    assert sum(r["rows"] for r in quarantine if r["kept"]) == blanked
+    # a row that breaks two rules counts for both
+    assert sum(r["rows"] for r in quarantine if not r["kept"]) >= dropped
+    verdicts = json.loads(artifacts["crm-model-verdicts"].data)
+    assert {"bgnbd", "churn"} <= {row["model"] for row in verdicts}
+    report_uri = (tmp / "reports" / "2025-12-31" / "report.html").as_uri()
+    assert artifacts["crm-report"].data == f"[report as of 2025-12-31]({report_uri})"
+    exports_uri = (tmp / "exports" / "2025-12-31").as_uri()
+    assert artifacts["crm-exports"].data == f"[exports as of 2025-12-31]({exports_uri})"
+    assert artifacts["crm-progress"].data == 100.0
+    # the run's Data Docs, beside the report and linked from it
+    report_dir = tmp / "reports" / "2025-12-31"
+    assert (report_dir / "data_docs" / "index.html").is_file()
+    assert 'href="data_docs/index.html"' in (report_dir / "report.html").read_text("utf-8")
+    pages = list((report_dir / "data_docs" / "validations").rglob("*.html"))
+    assert {p.relative_to(report_dir / "data_docs" / "validations").parts[0] for p in pages} == {
+        "transactions_suite",
+        "customers_suite",
+        "events_suite",
+    }
+
+
+def test_the_deployment_runs_one_flow_run_at_a_time(prefect_harness, tmp_path):
+    from flows import build_deployment
+
+    assert build_deployment(str(sample_config(tmp_path))).concurrency_limit == 1
+
+
+def test_a_failed_run_calls_the_failure_hook_without_masking_the_error(
+    prefect_harness, tmp_path, monkeypatch, caplog
+):
+    from flows import crm_pipeline
+    from pipelines.errors import InputError
+
+    # a block that does not exist: the hook says so in the log, the run's error stays
+    monkeypatch.setenv("CRM_FAILURE_NOTIFICATION_BLOCK", "slack-webhook/no-such-block")
+    (tmp_path / "tx.csv").write_text("InvoiceNo,InvoiceDate\nA1,2024-01-01\n")
+    config = tmp_path / "crm.toml"
+    config.write_text(
+        '[warehouse]\npath = "wh/crm.duckdb"\nserving_path = "s/crm.duckdb"\n'
+        '[sources.transactions]\npath = "tx.csv"\n'
+        '[sources.transactions.columns]\ncustomer_id = "Cust"\n'
+        'order_ts = "InvoiceDate"\namount = "Amount"\n'
+    )
+    with caplog.at_level("WARNING", logger="prefect.crm.failure"):
+        with pytest.raises(InputError, match="Cust"):
+            crm_pipeline(config_path=str(config))
+    messages = [r.getMessage() for r in caplog.records if r.name.endswith("crm.failure")]
+    assert any("failed:" in m and "Cust" in m for m in messages), messages
+    assert any("could not notify" in m and "no-such-block" in m for m in messages), messages

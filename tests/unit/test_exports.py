@@ -203,7 +203,7 @@ def test_one_csv_and_one_parquet_per_segment_and_list(tmp_path, make_settings, c
     stems = {f"segment_{s}" for s in settings.rules.rfm_grid.segments} | {
         f"list_{name}" for name in exports.ACTION_LISTS
     }
-    names = sorted(p.name for p in report.directory.iterdir())
+    names = sorted(p.name for p in report.directory.iterdir() if p.is_file())
     assert names == sorted(
         [f"{s}.csv" for s in stems] + [f"{s}.parquet" for s in stems] + ["manifest.json"]
     )
@@ -219,7 +219,7 @@ def test_manifest_lists_every_file_with_rows_and_sha256(tmp_path, make_settings,
     manifest = json.loads((report.directory / "manifest.json").read_text())
     assert manifest["as_of"] == "2025-06-15" and manifest["run_id"] == "run-1"
     listed = {f["name"]: f for f in manifest["files"]}
-    on_disk = {p.name for p in report.directory.iterdir()} - {"manifest.json"}
+    on_disk = {p.name for p in report.directory.iterdir() if p.is_file()} - {"manifest.json"}
     assert set(listed) == on_disk
     for name, entry in listed.items():
         path = report.directory / name
@@ -238,21 +238,22 @@ def test_files_are_private_to_the_pipeline_user(tmp_path, make_settings, con, um
         os.umask(old)
     assert stat.S_IMODE(report.directory.stat().st_mode) == 0o700
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o700
-    for path in report.directory.iterdir():
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    for path in report.directory.rglob("*"):
+        mode = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path.name
 
 
 def test_rerun_writes_byte_identical_files(tmp_path, make_settings, con):
     settings = make_settings()
     first = exports.write_exports(con, settings, AS_OF, "run-1", tmp_path / "out")
-    before = {p.name: p.read_bytes() for p in first.directory.iterdir()}
+    before = {p.name: p.read_bytes() for p in first.directory.iterdir() if p.is_file()}
     # shuffle the physical row order: the files must not depend on it
     con.execute(
         "create or replace table marts.customer_360 as "
         "select * from marts.customer_360 order by hash(customer_id)"
     )
     second = exports.write_exports(con, settings, AS_OF, "run-2", tmp_path / "out")
-    after = {p.name: p.read_bytes() for p in second.directory.iterdir()}
+    after = {p.name: p.read_bytes() for p in second.directory.iterdir() if p.is_file()}
     assert before.keys() == after.keys()
     changed = [name for name in before if before[name] != after[name]]
     assert changed == ["manifest.json"]  # it names the run; every data file is identical
@@ -358,7 +359,7 @@ def test_a_crash_while_writing_leaves_the_old_export_whole(
 ):
     root = tmp_path / "out"
     first = exports.write_exports(con, make_settings(), AS_OF, "run-1", root)
-    before = {p.name: p.read_bytes() for p in first.directory.iterdir()}
+    before = {p.name: p.read_bytes() for p in first.directory.iterdir() if p.is_file()}
     calls = []
     real = exports.write_parquet
 
@@ -371,7 +372,7 @@ def test_a_crash_while_writing_leaves_the_old_export_whole(
     monkeypatch.setattr(exports, "write_parquet", failing)
     with pytest.raises(OSError, match="disk full"):
         exports.write_exports(con, make_settings(), AS_OF, "run-2", root)
-    assert {p.name: p.read_bytes() for p in first.directory.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in first.directory.iterdir() if p.is_file()} == before
     assert sorted(p.name for p in root.iterdir()) == ["2025-06-15"]
 
 
@@ -429,6 +430,48 @@ def test_erased_customers_are_removed_from_written_exports(tmp_path, make_settin
     # the amended files equal what a run without these customers writes
     con.execute("delete from marts.customer_360 where customer_id in ('K02', 'C01')")
     fresh = exports.write_exports(con, make_settings(), AS_OF, "run-1", tmp_path / "fresh")
+    # the marketing folder goes with the rewrite (the next run writes it again)
+    assert not (report.directory / "marketing").exists()
     for path in fresh.directory.iterdir():
-        if path.name != "manifest.json":
+        if path.is_file() and path.name != "manifest.json":
             assert path.read_bytes() == (report.directory / path.name).read_bytes(), path.name
+
+
+def test_each_list_has_a_tool_ready_profile_file_and_non_consenting_are_suppressed(
+    tmp_path, make_settings, con
+):
+    report = exports.write_exports(con, make_settings(), AS_OF, "run-1", tmp_path / "out")
+    folder = report.directory / "marketing"
+    list_stems = {p.stem for p in report.directory.glob("*.csv")}
+    assert {p.name for p in folder.iterdir()} == {f"{s}_profiles.csv" for s in list_stems} | {
+        "suppression.csv"
+    }
+    header = (folder / "list_win_back_profiles.csv").read_text(encoding="utf-8").splitlines()[0]
+    # Klaviyo wants the e-mail first; the names are the ones the tools map by themselves
+    assert header == "Email,First Name,Last Name,Phone Number,Email Marketing Consent,Tags"
+    rows = read_csv(folder / "list_win_back_profiles.csv")
+    # the same people, in the same order, as the list itself (C02, C03 did not consent)
+    assert [r["Email"] for r in rows] == [
+        r["email"] for r in read_csv(report.directory / "list_win_back.csv")
+    ]
+    assert rows[0] == {
+        "Email": "c04@example.com",
+        "First Name": "Name",
+        "Last Name": "C04",
+        "Phone Number": "+41790000000",
+        "Email Marketing Consent": "yes",
+        "Tags": "list_win_back, general, churn high",
+    }
+    # a name like "-Dash, Danny" stays text, not a spreadsheet formula
+    x02 = next(
+        r
+        for r in read_csv(folder / "segment_loyal_profiles.csv")
+        if r["Email"] == "x02@example.com"
+    )
+    assert x02["First Name"] == "'-Dash,"
+    suppressed = read_csv(folder / "suppression.csv")
+    assert suppressed == [
+        {"Email": "c02@example.com", "Reason": "no_marketing_consent"},
+        {"Email": "c03@example.com", "Reason": "no_marketing_consent"},
+        {"Email": "k06@example.com", "Reason": "no_marketing_consent"},
+    ]
