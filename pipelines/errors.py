@@ -64,3 +64,25 @@ def is_transient(exc: BaseException) -> bool:
         text = str(exc).lower()
         return not any(word in text for word in _PERMANENT_DUCKDB_TEXT)
     return False
+
+
+# How much of a file's content an error message may quote: enough to recognise a header or
+# a value, too little to leak a line of a file that was never meant to be a source (a
+# misconfigured glob matching /etc/passwd, a key file).
+EXCERPT_CHARS = 20
+EXCERPT_ITEMS = 8
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` quoted for an error message as a short, clearly marked excerpt: at most
+    ``limit`` characters between « and », with "…" where it was cut."""
+    text = str(text).replace("\n", " ").replace("\r", " ")
+    cut = text[:limit] + ("…" if len(text) > limit else "")
+    return f"«{cut}»"
+
+
+def excerpt_list(items: list[str], limit: int = EXCERPT_ITEMS) -> str:
+    """Up to ``limit`` items as excerpts, comma-separated, with how many were left out."""
+    shown = ", ".join(excerpt(item) for item in items[:limit])
+    rest = len(items) - limit
+    return shown + (f" and {rest} more" if rest > 0 else "")

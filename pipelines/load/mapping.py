@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.config import CANONICAL_FIELDS, SourceConfig
-from pipelines.errors import InputError
+from pipelines.errors import InputError, excerpt_list
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ def _map_columns(
             raise InputError(
                 f"File {path} (source '{source.name}') has no column '{column}', which "
                 f"[sources.{source.name}.columns] maps to the required field '{canonical}'. "
-                f"Columns found: {', '.join(found) or '(none)'}. Fix the mapping in the "
+                f"Columns found in its header (line 1, excerpts): "
+                f"{excerpt_list(found) or '(none)'}. Fix the mapping in the "
                 "config, or check that the file has a header row (header = false and "
                 "names = [...] for files without one)."
             )
