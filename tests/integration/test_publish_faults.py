@@ -85,7 +85,11 @@ def outputs_state(work: Path) -> dict:
         "bytes": {
             "serving": serving.read_bytes(),
             "report": report.read_bytes(),
-            **{f"exports/{p.name}": p.read_bytes() for p in sorted(export_dir.iterdir())},
+            **{
+                f"exports/{p.relative_to(export_dir)}": p.read_bytes()
+                for p in sorted(export_dir.rglob("*"))
+                if p.is_file()
+            },
         },
     }
 
@@ -125,13 +129,14 @@ def assert_one_published_run(work: Path) -> str:
 def assert_owner_only(work: Path) -> None:
     """[permissions] by default: every file the run wrote 0600, every folder 0700."""
     export_dir = work / "exports" / AS_OF.isoformat()
+    report_dir = work / "reports" / AS_OF.isoformat()
     modes = {
         str(p.relative_to(work)): stat.S_IMODE(p.stat().st_mode)
         for p in (
             work / "wh" / "crm.duckdb",
             work / "serving" / "crm.duckdb",
-            work / "reports" / AS_OF.isoformat() / "report.html",
-            *export_dir.iterdir(),
+            *(p for p in export_dir.rglob("*") if p.is_file()),
+            *(p for p in report_dir.rglob("*") if p.is_file()),
         )
     }
     assert modes == dict.fromkeys(modes, 0o600)
@@ -143,9 +148,12 @@ def assert_owner_only(work: Path) -> None:
             work / "exports",
             export_dir,
             work / "reports",
-            work / "reports" / AS_OF.isoformat(),
+            *(p for p in export_dir.rglob("*") if p.is_dir()),
+            report_dir,
+            *(p for p in report_dir.rglob("*") if p.is_dir()),
         )
     }
+    assert modes and folders
     assert folders == dict.fromkeys(folders, 0o700)
 
 
@@ -244,7 +252,7 @@ def test_group_readers_get_group_modes_and_the_configured_group(work):
     export_dir = work / "exports" / AS_OF.isoformat()
     for path in (
         work / "serving" / "crm.duckdb",
-        *export_dir.iterdir(),
+        *(p for p in export_dir.rglob("*") if p.is_file()),
         work / "wh" / "crm.duckdb",
     ):
         assert (stat.S_IMODE(path.stat().st_mode), path.stat().st_gid) == (0o640, users), path
