@@ -80,7 +80,7 @@ from pipelines import erasure, marts, runlog, sqlrun, steps
 from pipelines.config import load_settings  # noqa: E402
 from pipelines.core import build as core
 from pipelines.load import clean, ingest, quality
-from pipelines.publish import exports, report
+from pipelines.publish import exports, journal, report
 from pipelines.publish import serving as publish
 from pipelines.scoring import churn, segments, value
 from pipelines.warehouse import connect_warehouse  # noqa: E402
@@ -392,11 +392,20 @@ def run_marts(b: Bench) -> StageResult:
     )
 
 
+def _publish_one(b: Bench, output: journal.StagedOutput) -> None:
+    """Swap one staged output in under the publish journal, as the publish step swaps all
+    of its outputs together (journal.publish_staged)."""
+    journal.publish_staged(b.con, b.settings, b.run_id, b.ctx.as_of, [output])
+
+
 @stage("export", requires=("marts",))
 def run_export(b: Bench) -> StageResult:
-    """pipelines.publish.exports.write_exports (one CSV + Parquet file per list, manifest)."""
-    rep = exports.write_exports(b.con, b.settings, b.ctx.as_of, b.run_id)
-    files = [f for f in rep.directory.iterdir() if f.is_file()]
+    """pipelines.publish.exports.stage_exports (one CSV + Parquet file per list, the
+    marketing files, manifest), then its swap into place."""
+    staged = exports.stage_exports(b.con, b.settings, b.ctx.as_of, b.run_id)
+    rep = staged.report
+    _publish_one(b, journal.StagedOutput("exports", str(staged.directory), str(rep.directory)))
+    files = [f for f in rep.directory.rglob("*") if f.is_file()]
     return StageResult(
         rows_in=b.count("marts.customer_360"),
         rows_out=sum(rep.rows_by_list.values()),
@@ -410,7 +419,8 @@ def run_export(b: Bench) -> StageResult:
 
 @stage("serving", requires=("marts",))
 def run_serving(b: Bench) -> StageResult:
-    """pipelines.publish.serving.publish_serving_database (marts.* copied into the serving DB)."""
+    """pipelines.publish.serving.stage_serving_database (marts.* copied into a new serving
+    DB), then its swap into place."""
     tables = [
         r[0]
         for r in b.con.execute(
@@ -419,7 +429,9 @@ def run_serving(b: Bench) -> StageResult:
         ).fetchall()
     ]
     rows = sum(b.count(t) for t in tables)
-    path = publish.publish_serving_database(b.con, b.settings, b.run_id)
+    staged = publish.stage_serving_database(b.con, b.settings, b.run_id)
+    path = b.settings.warehouse.serving_path
+    _publish_one(b, journal.StagedOutput("serving", str(staged), str(path)))
     return StageResult(
         rows_in=rows, rows_out=rows, detail={"tables": len(tables), "bytes": path.stat().st_size}
     )
@@ -427,16 +439,20 @@ def run_serving(b: Bench) -> StageResult:
 
 @stage("report", requires=("marts",))
 def run_report(b: Bench) -> StageResult:
-    """pipelines.publish.report.write_report to report.report_path (the HTML report)."""
-    path = report.write_report(
+    """pipelines.publish.report.stage_report to report.report_path (the HTML report), then
+    its swap into place (the run's Data Docs site, which the publish step stages with
+    the report, is not built or timed here)."""
+    final = report.report_path(b.settings, b.ctx.as_of)
+    staged = report.stage_report(
         b.con,
-        report.report_path(b.settings, b.ctx.as_of),
+        final,
         run_id=b.run_id,
         as_of=b.ctx.as_of,
         currency=b.settings.currency.base,
     )
+    _publish_one(b, journal.StagedOutput("report", str(staged), str(final)))
     return StageResult(
-        rows_in=b.count("marts.customer_360"), rows_out=1, detail={"bytes": path.stat().st_size}
+        rows_in=b.count("marts.customer_360"), rows_out=1, detail={"bytes": final.stat().st_size}
     )
 
 
