@@ -277,19 +277,29 @@ def format_churn_summary(result) -> str:
                 "model", "metric", "value", "baseline"
             ).iter_rows()
         }
-        lines.append(f"  {'metric':<18}{'model':>10}{'recency':>10}{'1-p_alive':>10}")
+        lines.append(f"  {'metric':<18}{'model':>10}{'recency':>10}{'P(no buy)':>10}")
         for metric in wanted:
             model_value = next((v for (m, k), (v, _) in cells.items() if k == metric), None)
             if model_value is None:
                 continue
             recency = cells.get(("churn_vs_recency", metric), (None, None))[1]
-            bgnbd = cells.get(("churn_vs_bgnbd", metric), (None, None))[1]
+            bgnbd = cells.get(("churn_vs_p_no_purchase", metric), (None, None))[1]
             lines.append(
                 f"  {metric:<18}"
                 + "".join(
                     f"{v:>10.3f}" if v is not None else f"{'-':>10}"
                     for v in (model_value, recency, bgnbd)
                 )
+            )
+        verdict = {k: v for (m, k), (v, _) in cells.items() if m == "churn_verdict"}
+        if verdict:
+            lines.append(
+                f"  verdict: ROC AUC margin over the best baseline "
+                f"{verdict['roc_auc_difference']:+.3f} (95% interval "
+                f"{verdict['roc_auc_difference_ci_low']:+.3f} to "
+                f"{verdict['roc_auc_difference_ci_high']:+.3f}), significant "
+                f"{'yes' if verdict['significant'] else 'no'}, published "
+                f"{'the model' if verdict['model_published'] else 'the baseline'}"
             )
     bands = (
         result.scores.group_by("churn_band").len().sort("churn_band")

@@ -31,9 +31,11 @@ Choices:
   importances use at most 20,000 test customers and 3 repeats
   (``DEFAULT_MAX_IMPORTANCE_CUSTOMERS``).
 - Baselines are the scores users reach for without a model: recency (days since the
-  last order) and ``1 - p_alive`` from BG/NBD (Fader, Hardie & Lee 2005). Ranking
-  metrics use their raw scores; probability metrics use the same score Platt-scaled on
-  the training cutoff, so Brier score and log loss compare like with like.
+  last order) and the customer-base model's P(no purchase in the horizon),
+  ``p_no_purchase``. Ranking metrics use their raw scores; probability metrics use the
+  same score Platt-scaled on the training cutoff, so Brier score and log loss compare like
+  with like. The model is published only where the 95% DeLong interval of its ROC AUC
+  minus the best baseline's lies above 0.
 
 Modules: ``model`` (``ChurnModel``), ``baselines`` (the baseline models and the fallback
 score), ``evaluation`` (metrics, the published scorer, permutation importances),
@@ -54,9 +56,13 @@ from models.churn.evaluation import (
     IMPORTANCES_SCHEMA,
     METRICS_SCHEMA,
     MODEL_NAME,
+    VERDICT_MODEL,
     choose_published_scorer,
+    churn_verdict,
     compute_churn_metrics,
     compute_permutation_importances,
+    delong_auc_difference,
+    verdict_metrics,
 )
 from models.churn.frames import ID_COLUMNS, LABEL_COLUMN, select_feature_columns
 from models.churn.model import DEFAULT_MAX_TRAIN_CUSTOMERS, ChurnModel
@@ -74,15 +80,19 @@ __all__ = [
     "METRICS_SCHEMA",
     "MODEL_NAME",
     "SCORES_SCHEMA",
+    "VERDICT_MODEL",
     "BaselineChurnModel",
     "ChurnModel",
     "assign_churn_bands",
     "build_churn_scores",
     "choose_published_scorer",
+    "churn_verdict",
     "compute_churn_metrics",
     "compute_permutation_importances",
+    "delong_auc_difference",
     "load_churn_model",
     "save_churn_model",
     "score_without_labels",
     "select_feature_columns",
+    "verdict_metrics",
 ]

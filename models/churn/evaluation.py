@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import polars as pl
+from scipy.special import ndtri
+from scipy.stats import rankdata
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     average_precision_score,
@@ -22,7 +24,15 @@ from models.churn.frames import _check_labels
 from models.churn.model import ChurnModel
 
 MODEL_NAME = "churn"
-"""``model`` column of the metrics frame: ``churn``, or ``churn_vs_<baseline>``."""
+"""``model`` column of the metrics frame: ``churn``, ``churn_vs_<baseline>`` or
+``churn_verdict``."""
+
+VERDICT_MODEL = f"{MODEL_NAME}_verdict"
+"""``model`` of the rows that say whether the churn model beat its best baseline."""
+
+CONFIDENCE = 0.95
+"""Level of the DeLong interval on the ROC AUC difference; the model is published only where
+the interval's lower bound is above 0."""
 
 METRICS_SCHEMA = {
     "model": pl.String,
@@ -95,6 +105,45 @@ def _score_metrics(
     ]
 
 
+def delong_auc_difference(
+    y_true, score_a, score_b, confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
+    """ROC AUC of ``score_a`` minus that of ``score_b`` on the same customers, with its
+    two-sided DeLong interval (DeLong, DeLong & Clarke-Pearson 1988; the midrank algorithm of
+    Sun & Xu 2014, O(n log n), ties counted one half).
+
+    Parameters
+    ----------
+    y_true : array of 0/1 (1 = churned), with both classes.
+    score_a, score_b : arrays of finite scores, higher = riskier.
+    confidence : level of the interval (0.95).
+
+    Returns
+    -------
+    (difference, low, high) in ROC AUC units.
+    """
+    y = _check_labels(y_true)
+    positives, negatives = y == 1, y == 0
+    m, n = int(positives.sum()), int(negatives.sum())
+    if m == 0 or n == 0:
+        raise ValueError("the DeLong interval needs both churned and retained customers")
+    aucs, v10, v01 = [], [], []
+    for score in (np.asarray(score_a, float), np.asarray(score_b, float)):
+        x, z = score[positives], score[negatives]
+        rank_x, rank_z = rankdata(x), rankdata(z)
+        rank_all = rankdata(np.concatenate([x, z]))
+        aucs.append((rank_all[:m].sum() - m * (m + 1) / 2) / (m * n))
+        # structural components: per churner the share of retained scored lower, per
+        # retained customer the share of churners scored higher
+        v10.append((rank_all[:m] - rank_x) / n)
+        v01.append(1.0 - (rank_all[m:] - rank_z) / m)
+    covariance = np.cov(np.vstack(v10)) / m + np.cov(np.vstack(v01)) / n
+    variance = max(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1], 0.0)
+    difference = float(aucs[0] - aucs[1])
+    half = float(ndtri(0.5 + confidence / 2) * np.sqrt(variance))
+    return difference, difference - half, difference + half
+
+
 def compute_churn_metrics(
     y_true,
     churn_probability,
@@ -118,7 +167,9 @@ def compute_churn_metrics(
     polars.DataFrame: model, metric, value, baseline, the project's metrics layout
     (``models.model_metrics``): ``value`` is the churn model's, ``baseline`` the
     baseline's on the same customers, and ``model`` names the comparison,
-    ``churn_vs_<baseline>`` (``churn_vs_recency``, ``churn_vs_bgnbd``). Rows with
+    ``churn_vs_<baseline>`` (``churn_vs_recency``, ``churn_vs_p_no_purchase``). Each
+    comparison also has ``roc_auc_difference`` (model - baseline) and its 95% DeLong
+    interval ``roc_auc_difference_ci_low`` / ``_ci_high`` (baseline column null). Rows with
     model ``churn`` and no baseline: ``n_customers``, ``churn_rate`` (and every metric
     when no baseline is given). Calibration bins are deciles of each scorer's own
     probability: ``calibration_bin_<k>_predicted`` / ``_observed``.
@@ -146,11 +197,22 @@ def compute_churn_metrics(
             (f"{MODEL_NAME}_vs_{name}", metric, value, baseline_metrics.get(metric))
             for metric, value in model_metrics
         )
+        difference, low, high = delong_auc_difference(y, probability, raw)
+        rows.extend(
+            (f"{MODEL_NAME}_vs_{name}", metric, value, None)
+            for metric, value in (
+                ("roc_auc_difference", difference),
+                ("roc_auc_difference_ci_low", low),
+                ("roc_auc_difference_ci_high", high),
+            )
+        )
     return pl.DataFrame(rows, schema=METRICS_SCHEMA, orient="row")
 
 
 def choose_published_scorer(metrics: pl.DataFrame) -> tuple[str, bool, str]:
-    """Which scores to publish: the model's unless a baseline has at least its test ROC AUC.
+    """Which scores to publish: the model's only where it beats the best baseline (highest
+    test ROC AUC; a tie goes to the first by name) by a margin the test set supports, the
+    lower bound of the 95% DeLong interval on the ROC AUC difference above 0.
 
     Parameters
     ----------
@@ -160,32 +222,87 @@ def choose_published_scorer(metrics: pl.DataFrame) -> tuple[str, bool, str]:
     Returns
     -------
     (scorer, model_beats_baselines, message): scorer is "model" or a baseline name;
-    message is one sentence for the run log and the report.
+    message is one sentence for the run log, the summary and the report.
     """
-    prefix = f"{MODEL_NAME}_vs_"
-    auc = metrics.filter((pl.col("metric") == "roc_auc") & pl.col("model").str.starts_with(prefix))
-    if auc.is_empty():
+    verdict = churn_verdict(metrics)
+    if verdict is None:
         model_auc = metrics.filter(pl.col("metric") == "roc_auc")["value"][0]
         return (
             "model",
             True,
             f"The churn model has test ROC AUC {model_auc:.3f}; no baseline was available.",
         )
-    model_auc = auc["value"][0]
-    best = auc.sort(["baseline", "model"], descending=[True, False]).row(0, named=True)
-    best_name, best_auc = best["model"].removeprefix(prefix), best["baseline"]
-    if model_auc > best_auc:
+    best, model_auc, best_auc, difference, low, high = (
+        verdict[k] for k in ("baseline", "model_auc", "baseline_auc", "difference", "low", "high")
+    )
+    interval = f"{difference:+.3f}, 95% interval {low:+.3f} to {high:+.3f}"
+    if low > 0:
         return (
             "model",
             True,
-            f"The churn model beats the best baseline ({best_name}) on test ROC AUC: "
-            f"{model_auc:.3f} vs {best_auc:.3f}.",
+            f"The churn model beats the best baseline ({best}) on test ROC AUC: "
+            f"{model_auc:.3f} vs {best_auc:.3f} ({interval}, significant), "
+            "so the published scores are the model's.",
         )
     return (
-        best_name,
+        best,
         False,
-        f"The churn model does not beat the {best_name} baseline on test ROC AUC "
-        f"({model_auc:.3f} vs {best_auc:.3f}), so the published scores are the {best_name} baseline's.",
+        f"The churn model does not beat the best baseline ({best}) on test ROC AUC by a "
+        f"significant margin ({model_auc:.3f} vs {best_auc:.3f}, {interval}), "
+        f"so the published scores are the {best} baseline's.",
+    )
+
+
+def churn_verdict(metrics: pl.DataFrame) -> dict | None:
+    """The comparison of the churn model with its best baseline (highest test ROC AUC),
+    from ``compute_churn_metrics``' frame, or None without baselines.
+
+    Returns
+    -------
+    dict: baseline (name), model_auc, baseline_auc, difference, low, high (ROC AUC units),
+    significant (bool, low > 0).
+    """
+    prefix = f"{MODEL_NAME}_vs_"
+    compared = metrics.filter(pl.col("model").str.starts_with(prefix))
+    auc = compared.filter(pl.col("metric") == "roc_auc")
+    if auc.is_empty():
+        return None
+    best = auc.sort(["baseline", "model"], descending=[True, False]).row(0, named=True)
+    cells = {
+        row["metric"]: row["value"]
+        for row in compared.filter(pl.col("model") == best["model"]).iter_rows(named=True)
+    }
+    low = cells["roc_auc_difference_ci_low"]
+    return {
+        "baseline": best["model"].removeprefix(prefix),
+        "model_auc": best["value"],
+        "baseline_auc": best["baseline"],
+        "difference": cells["roc_auc_difference"],
+        "low": low,
+        "high": cells["roc_auc_difference_ci_high"],
+        "significant": bool(low > 0),
+    }
+
+
+def verdict_metrics(metrics: pl.DataFrame, published: str) -> pl.DataFrame:
+    """The verdict rows for ``models.model_metrics``, model ``churn_verdict``: ``roc_auc``
+    (value the model's, baseline the best baseline's), ``roc_auc_difference`` and its
+    interval ``roc_auc_difference_ci_low`` / ``_ci_high``, ``significant`` (1 or 0) and
+    ``model_published`` (1 or 0); no rows without baselines. The best baseline is the
+    comparison ``churn_vs_<name>`` with the highest baseline ROC AUC."""
+    verdict = churn_verdict(metrics)
+    if verdict is None:
+        return pl.DataFrame(schema=METRICS_SCHEMA)
+    rows = [
+        ("roc_auc", verdict["model_auc"], verdict["baseline_auc"]),
+        ("roc_auc_difference", verdict["difference"], None),
+        ("roc_auc_difference_ci_low", verdict["low"], None),
+        ("roc_auc_difference_ci_high", verdict["high"], None),
+        ("significant", float(verdict["significant"]), None),
+        ("model_published", float(published == "model"), None),
+    ]
+    return pl.DataFrame(
+        [(VERDICT_MODEL, *row) for row in rows], schema=METRICS_SCHEMA, orient="row"
     )
 
 

@@ -301,6 +301,24 @@ class BetaGeoModel(BaseEstimator):
             values = self.fitter_.conditional_probability_alive(frequency, recency, age)
         return np.clip(np.asarray(values, dtype=float), 0.0, 1.0)
 
+    def predict_p_no_purchase(self, summary: pl.DataFrame, *, horizon_days: float) -> np.ndarray:
+        """P(no purchase in the ``horizon_days`` days after the end of observation | x, t_x, T),
+        one probability per summary row.
+
+        A dead customer buys nothing; an alive one drops out only right after a purchase, so
+        he buys nothing in (T, T + t] exactly when his Exponential(lambda) wait exceeds t, and
+        given his history and being alive lambda ~ Gamma(r + x, alpha + T):
+        P(0) = 1 - p_alive + p_alive * ((alpha + T) / (alpha + T + t))^(r + x).
+        Unlike 1 - p_alive it is below 1 for one-time buyers who bought long ago.
+        """
+        self.check_fitted()
+        frequency, _, age = self.summary_arrays(summary)
+        r, alpha = self.params_["r"], self.params_["alpha"]
+        t = horizon_days / self.unit_days
+        p_alive = self.predict_p_alive(summary)
+        waiting = np.exp((r + frequency) * (np.log(alpha + age) - np.log(alpha + age + t)))
+        return np.clip(1.0 - p_alive + p_alive * waiting, 0.0, 1.0)
+
     def predict_median_days_to_next_purchase(self, summary: pl.DataFrame) -> np.ndarray:
         """Median days from the end of observation to the next purchase, given the customer is alive.
 

@@ -44,7 +44,7 @@ BLUE, ORANGE, GREEN, VERMILION, SKY, PURPLE, GREY = (
     "#8C8C8C",
 )
 BAND_COLOURS = {"low": GREEN, "medium": ORANGE, "high": VERMILION}
-SCORER_COLOURS = {"model": BLUE, "recency": ORANGE, "bgnbd": GREEN}
+SCORER_COLOURS = {"model": BLUE, "recency": ORANGE, "p_no_purchase": GREEN}
 
 _RC = {
     "svg.fonttype": "none",
@@ -244,7 +244,11 @@ def _chart_churn_metrics(quality: list[dict]) -> Chart:
     shown = [
         q for q in quality if q["metric"] in ("roc_auc", "pr_auc", "brier_score", "top_decile_lift")
     ]
-    scorers = [("model", "churn model"), ("recency", "recency"), ("bgnbd", "1 − p_alive")]
+    scorers = [
+        ("model", "churn model"),
+        ("recency", "recency"),
+        ("p_no_purchase", "P(no purchase)"),
+    ]
 
     # One axis: the four metrics share a 0-1.x scale well enough to compare scorers per group.
     present = [(s, name) for s, name in scorers if any(not _missing(q[s]) for q in shown)]
@@ -280,7 +284,7 @@ def _chart_churn_metrics(quality: list[dict]) -> Chart:
 
 
 def _chart_calibration(points: dict[str, list[tuple[float, float]]]) -> Chart:
-    names = {"model": "churn model", "recency": "recency", "bgnbd": "1 − p_alive"}
+    names = {"model": "churn model", "recency": "recency", "p_no_purchase": "P(no purchase)"}
 
     def draw(fig, marks):
         ax = fig.add_subplot()

@@ -45,22 +45,24 @@ def _churn_section(
     cells = _metric_cells(metrics)
     quality = []
     for metric in CHURN_METRICS:
-        vs_recency, vs_bgnbd = (
+        vs_recency, vs_p_no_purchase = (
             cells.get(("churn_vs_recency", metric)),
-            cells.get(("churn_vs_bgnbd", metric)),
+            cells.get(("churn_vs_p_no_purchase", metric)),
         )
         alone = cells.get(("churn", metric))
-        model_value = (vs_recency or vs_bgnbd or alone or {}).get("value")
+        model_value = (vs_recency or vs_p_no_purchase or alone or {}).get("value")
         if model_value is None:
             continue
         row = {
             "metric": metric,
             "model": model_value,
             "recency": vs_recency["baseline"] if vs_recency else None,
-            "bgnbd": vs_bgnbd["baseline"] if vs_bgnbd else None,
+            "p_no_purchase": vs_p_no_purchase["baseline"] if vs_p_no_purchase else None,
             "lower_is_better": metric in LOWER_IS_BETTER,
         }
-        present = [v for v in (row["model"], row["recency"], row["bgnbd"]) if not _missing(v)]
+        present = [
+            v for v in (row["model"], row["recency"], row["p_no_purchase"]) if not _missing(v)
+        ]
         row["best"] = (min if row["lower_is_better"] else max)(present)
         quality.append(row)
     test_set = {
@@ -118,6 +120,17 @@ def _churn_section(
         "quality": quality,
         "quality_reason": why_no_model,
         "published": runs.get("churn", {}).get("message"),
+        "verdict": {
+            k: cells[("churn_verdict", k)]["value"]
+            for k in (
+                "roc_auc_difference",
+                "roc_auc_difference_ci_low",
+                "roc_auc_difference_ci_high",
+                "significant",
+                "model_published",
+            )
+            if ("churn_verdict", k) in cells
+        },
         "test_set": test_set,
         "importances": importances,
         "importances_reason": None
@@ -141,19 +154,22 @@ def _calibration_points(metrics: list[dict]) -> dict[str, list[tuple[float, floa
     bins: dict[str, dict[int, dict[str, float]]] = {}
     for m in metrics:
         match = pattern.fullmatch(m["metric"])
-        if not match or m["model"] not in ("churn_vs_recency", "churn_vs_bgnbd", "churn"):
+        if not match or m["model"] not in ("churn_vs_recency", "churn_vs_p_no_purchase", "churn"):
             continue
         number, kind = int(match.group(1)), match.group(2)
         scorers = [("model", m["value"])]
         if m["model"] != "churn":
             scorers.append(
-                ("recency" if m["model"] == "churn_vs_recency" else "bgnbd", m["baseline"])
+                (
+                    "recency" if m["model"] == "churn_vs_recency" else "p_no_purchase",
+                    m["baseline"],
+                )
             )
         for scorer, value in scorers:
             if not _missing(value):
                 bins.setdefault(scorer, {}).setdefault(number, {})[kind] = value
     points = {}
-    for scorer in ("model", "recency", "bgnbd"):
+    for scorer in ("model", "recency", "p_no_purchase"):
         pairs = [
             (b["predicted"], b["observed"])
             for _, b in sorted(bins.get(scorer, {}).items())

@@ -42,6 +42,7 @@ from models.churn import (
     save_churn_training,
     score_without_labels,
     select_feature_columns,
+    verdict_metrics,
 )
 from pipelines.core.identity import identity_as_known_at
 from pipelines.scoring.model_log import record_model_outputs
@@ -56,7 +57,7 @@ REQUIRED_TABLES = (
     "core.customer_records",
     "core.customer_map",
 )
-BGNBD_COLUMNS = ("customer_id", "p_alive", "expected_purchases")
+BGNBD_COLUMNS = ("customer_id", "p_alive", "expected_purchases", "p_no_purchase")
 # A class this small cannot be split into calibration folds or give a stable AUC.
 MIN_CUSTOMERS_PER_CLASS = 10
 
@@ -82,10 +83,11 @@ class ChurnResult:
     fallback_reason : str or None
         One sentence when the model could not be validated, else None.
     published_scorer : str
-        "model", "recency" or "bgnbd" (Platt-scaled baselines), or
-        "fallback_bgnbd" / "fallback_recency_rank", or "none" when nobody is scored.
+        "model", "recency" or "p_no_purchase" (Platt-scaled baselines), or
+        "fallback_p_no_purchase" / "fallback_recency_rank", or "none" when nobody is scored.
     model_beats_baselines : bool or None
-        Whether the model's test ROC AUC beat every baseline's (None after a fallback).
+        Whether the model's test ROC AUC beat the best baseline's by a significant margin
+        (the 95% DeLong interval of the difference above 0; None after a fallback).
     message : str
         One sentence for the run log: the publish decision or the fallback reason.
     as_of, train_cutoff, test_cutoff : date
@@ -200,7 +202,8 @@ def _check_horizon(horizon_days: int) -> int:
 def _join_bgnbd(
     features: pl.DataFrame, bgnbd_scorer: BgnbdScorer | None, cutoff: date
 ) -> pl.DataFrame:
-    """Add p_alive and expected_purchases at ``cutoff`` when a BG/NBD scorer is given."""
+    """Add p_alive, expected_purchases and p_no_purchase (P(no purchase in the horizon))
+    at ``cutoff`` when a customer-base model scorer is given."""
     if bgnbd_scorer is None:
         return features
     scores = bgnbd_scorer(cutoff)
@@ -215,6 +218,7 @@ def _join_bgnbd(
         pl.col("customer_id").cast(pl.String),
         pl.col("p_alive").cast(pl.Float64),
         pl.col("expected_purchases").cast(pl.Float64),
+        pl.col("p_no_purchase").cast(pl.Float64),
     )
     if scores["customer_id"].is_duplicated().any():
         raise ValueError(f"the BG/NBD scores at {cutoff} have more than one row for some customers")
@@ -258,8 +262,8 @@ def _fallback(
 ) -> ChurnResult:
     probabilities, source = score_without_labels(current)
     what = (
-        "1 - p_alive from BG/NBD"
-        if source == "bgnbd"
+        "the customer-base model's P(no purchase in the horizon)"
+        if source == "p_no_purchase"
         else "recency percentiles (days since the last order ranked from 0 to 1)"
     )
     sentence = f"{reason}, so the published churn scores are {what}, not a validated model."
@@ -270,7 +274,9 @@ def _fallback(
         importances=pl.DataFrame(schema=IMPORTANCES_SCHEMA),
         model=None,
         fallback_reason=sentence,
-        published_scorer=f"fallback_{source}" if source == "bgnbd" else "fallback_recency_rank",
+        published_scorer=(
+            "fallback_p_no_purchase" if source == "p_no_purchase" else "fallback_recency_rank"
+        ),
         model_beats_baselines=None,
         message=sentence,
         **context,
@@ -296,7 +302,7 @@ class _Timer:
 
 
 # Bump when the protocol or the model changes what the same training frames give.
-TRAINING_VERSION = 1
+TRAINING_VERSION = 2
 # The retraining grid: dates 2000-01-03 (a Monday) + k * retrain_every_days.
 RETRAIN_EPOCH = date(2000, 1, 3)
 
@@ -404,9 +410,10 @@ def run_churn(
         H: a customer churned when they place no completed order in the H days after
         a cutoff.
     bgnbd_scorer : callable (cutoff: date) -> polars.DataFrame, optional
-        customer_id, p_alive, expected_purchases from a BG/NBD model fit on data up to
-        that cutoff only. Used as features, as the ``1 - p_alive`` baseline and as the
-        fallback score. Without it the model and fallback use no BG/NBD inputs.
+        customer_id, p_alive, expected_purchases, p_no_purchase (P(no purchase in the
+        horizon)) from the customer-base model fit on data up to that cutoff only. Used as
+        features, as the ``p_no_purchase`` baseline and as the fallback score. Without it
+        the model and fallback use no customer-base model inputs.
     band_cutoffs : (low, high)
         churn_band is low below ``low``, high at or above ``high``, medium between.
     min_labelled : int
@@ -538,21 +545,22 @@ def run_churn(
     with timer("test-set scores"):
         test_probability = model.predict_proba(test.select(features))[:, 1]
 
-    # The BG/NBD baseline only where the scorer covered customers at all three dates
-    # (a scorer may return an empty frame where its fit failed).
-    has_bgnbd = "p_alive" in features and all(
-        frame["p_alive"].is_not_null().any() for frame in (train, test, current)
+    # The P(no purchase) baseline only where the scorer covered customers at all three
+    # dates (a scorer may return an empty frame where its fit failed).
+    has_p_no_purchase = "p_no_purchase" in features and all(
+        frame["p_no_purchase"].is_not_null().any() for frame in (train, test, current)
     )
-    if bgnbd_scorer is not None and not has_bgnbd:
+    if bgnbd_scorer is not None and not has_p_no_purchase:
         log.warning(
-            "BG/NBD scores are missing at one of %s, %s, %s: no BG/NBD baseline",
+            "customer-base model scores are missing at one of %s, %s, %s: "
+            "no p_no_purchase baseline",
             train_cutoff,
             test_cutoff,
             as_of,
         )
     with timer("baselines and metrics"):
         baselines = {}
-        for name in ("recency", "bgnbd") if has_bgnbd else ("recency",):
+        for name in ("recency", "p_no_purchase") if has_p_no_purchase else ("recency",):
             baseline = BaselineChurnModel(name).fit(train, y_train)
             baselines[name] = (baseline.score_raw(test), baseline.predict_proba(test)[:, 1])
         metrics = compute_churn_metrics(y_test, test_probability, baselines)
@@ -561,6 +569,7 @@ def run_churn(
             model, test.select(features), y_test, random_state=seed
         )
     published, beats, message = choose_published_scorer(metrics)
+    metrics = pl.concat([metrics, verdict_metrics(metrics, published)])
     log.info(message)
 
     # Refit the published scorer on the latest labelled cutoff, then score as_of. The refit

@@ -297,8 +297,8 @@ def _next_order_backtest(
 def make_bgnbd_scorer(
     con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, resolution: str
 ):
-    """A ``cutoff -> frame`` function for the churn step: p_alive and expected purchases
-    over the churn horizon from a BG/NBD fitted on data up to ``cutoff`` only.
+    """A ``cutoff -> frame`` function for the churn step: p_alive, expected purchases and
+    P(no purchase) over the churn horizon from a BG/NBD fitted on data up to ``cutoff`` only.
 
     ``resolution`` is the summary resolution the value step fitted (``ValueReport``). At
     ``as_of`` the scorer reads the summary the value step stored; at earlier cutoffs it
@@ -308,7 +308,12 @@ def make_bgnbd_scorer(
     """
     m = settings.models
     horizon = m.churn_horizon_days
-    schema = {"customer_id": pl.String, "p_alive": pl.Float64, "expected_purchases": pl.Float64}
+    schema = {
+        "customer_id": pl.String,
+        "p_alive": pl.Float64,
+        "expected_purchases": pl.Float64,
+        "p_no_purchase": pl.Float64,
+    }
 
     def score(cutoff: date) -> pl.DataFrame:
         if cutoff == as_of:
@@ -341,6 +346,7 @@ def make_bgnbd_scorer(
                 "customer_id": summary["customer_id"],
                 "p_alive": model.predict_p_alive(summary),
                 "expected_purchases": model.predict(summary, horizon_days=horizon),
+                "p_no_purchase": model.predict_p_no_purchase(summary, horizon_days=horizon),
             },
             schema=schema,
         )

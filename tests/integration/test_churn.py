@@ -317,8 +317,9 @@ def add_regular_buyers(con, customer_ids, first: date, last: date, every_days: i
     )
 
 
-def constant_bgnbd_scorer(p_alive: float):
-    """A stand-in BG/NBD model: every customer with an order by the cutoff gets p_alive."""
+def constant_bgnbd_scorer(p_no_purchase: float):
+    """A stand-in BG/NBD model: every customer with an order by the cutoff gets
+    p_no_purchase (and p_alive 0.8)."""
     calls = []
 
     def score(cutoff: date) -> pl.DataFrame:
@@ -326,8 +327,9 @@ def constant_bgnbd_scorer(p_alive: float):
         return pl.DataFrame(
             {
                 "customer_id": ["late-1", "late-2", "late-3"],
-                "p_alive": [p_alive] * 3,
+                "p_alive": [0.8] * 3,
                 "expected_purchases": [0.5] * 3,
+                "p_no_purchase": [p_no_purchase] * 3,
             }
         )
 
@@ -803,18 +805,28 @@ def test_baseline_is_published_when_the_model_does_not_beat_it():
     y = np.array([0, 0, 1, 1, 0, 1, 0, 1, 1, 0])
     recency = np.array([1, 2, 30, 40, 3, 50, 4, 60, 70, 5])  # perfect ranking
     noisy = np.array([0.2, 0.7, 0.6, 0.9, 0.1, 0.3, 0.4, 0.8, 0.5, 0.6])
-    p_alive = 1 - noisy[::-1]
+    p_none = noisy[::-1]
     metrics = compute_churn_metrics(
-        y, noisy, {"recency": (recency, recency / 100), "bgnbd": (1 - p_alive, 1 - p_alive)}
+        y, noisy, {"recency": (recency, recency / 100), "p_no_purchase": (p_none, p_none)}
     )
     scorer, beats, message = choose_published_scorer(metrics)
     assert (scorer, beats) == ("recency", False)
-    assert message == (
-        "The churn model does not beat the recency baseline on test ROC AUC (0.740 vs 1.000), "
-        "so the published scores are the recency baseline's."
+    assert message.startswith(
+        "The churn model does not beat the best baseline (recency) on test ROC AUC by a "
+        "significant margin (0.740 vs 1.000, -0.260, 95% interval "
     )
+    assert message.endswith("so the published scores are the recency baseline's.")
 
-    good = compute_churn_metrics(y, recency / 100, {"recency": (noisy, noisy)})
+    # on ten customers a perfect ranking against 0.740 is no significant margin ...
+    close = compute_churn_metrics(y, recency / 100, {"recency": (noisy, noisy)})
+    assert choose_published_scorer(close)[:2] == ("recency", False)
+    # ... on 400 customers it is
+    many = np.tile(np.arange(10), 40)
+    good = compute_churn_metrics(
+        np.tile(y, 40),
+        np.tile(recency / 100, 40) + many * 1e-6,
+        {"recency": (np.tile(noisy, 40),) * 2},
+    )
     scorer, beats, message = choose_published_scorer(good)
     assert (scorer, beats) == ("model", True) and "beats the best baseline (recency)" in message
 
@@ -869,7 +881,11 @@ def test_model_beats_the_recency_baseline_on_simulated_fading_churners(simulated
 def test_simulated_run_metrics_are_well_formed(simulated_run):
     result, _, _ = simulated_run
     metrics = result.metrics
-    assert metrics["model"].unique().sort().to_list() == ["churn", "churn_vs_recency"]
+    assert metrics["model"].unique().sort().to_list() == [
+        "churn",
+        "churn_verdict",
+        "churn_vs_recency",
+    ]
     assert metrics.filter(pl.col("metric").str.starts_with("calibration_bin_")).height == 2 * 10
     rows = {
         r["metric"]: (r["value"], r["baseline"])
@@ -908,15 +924,15 @@ def test_run_falls_back_when_labels_have_only_one_class(con):
     assert result.scores.height == 40 and result.model is None
 
 
-def test_run_falls_back_to_bgnbd_when_history_is_shorter_than_two_horizons(con):
+def test_run_falls_back_to_p_no_purchase_when_history_is_shorter_than_two_horizons(con):
     add_regular_buyers(con, ["late-1", "late-2", "late-3"], date(2024, 8, 1), date(2024, 12, 1), 20)
-    scorer = constant_bgnbd_scorer(p_alive=0.8)
+    scorer = constant_bgnbd_scorer(p_no_purchase=0.2)
     result = run_churn(con, date(2024, 12, 31), 90, bgnbd_scorer=scorer)
     assert result.fallback_reason.startswith(
         "History too short for out-of-time validation: the first completed order is on 2024-08-01"
     )
-    assert "1 - p_alive from BG/NBD" in result.fallback_reason
-    assert result.published_scorer == "fallback_bgnbd"
+    assert "the customer-base model's P(no purchase in the horizon)" in result.fallback_reason
+    assert result.published_scorer == "fallback_p_no_purchase"
     assert result.scores["churn_probability"].to_list() == pytest.approx([0.2, 0.2, 0.2])
     assert result.scores["churn_band"].to_list() == ["low"] * 3
     assert scorer.calls == [date(2024, 12, 31)]  # only at as_of: nothing to validate
@@ -948,18 +964,24 @@ def test_run_fits_a_model_from_transactions_alone():
                 "customer_id": ids,
                 "p_alive": [0.5] * len(ids),
                 "expected_purchases": [1.0] * len(ids),
+                "p_no_purchase": [0.5] * len(ids),
             },
             schema={
                 "customer_id": pl.String,
                 "p_alive": pl.Float64,
                 "expected_purchases": pl.Float64,
+                "p_no_purchase": pl.Float64,
             },
         )
 
     result = run_churn(connection, as_of, 90, bgnbd_scorer=failing_before_as_of, min_labelled=100)
     connection.close()
     assert result.fallback_reason is None
-    assert result.metrics["model"].unique().sort().to_list() == ["churn", "churn_vs_recency"]
+    assert result.metrics["model"].unique().sort().to_list() == [
+        "churn",
+        "churn_verdict",
+        "churn_vs_recency",
+    ]
     assert result.published_scorer in ("model", "recency")
     assert result.scores["churn_probability"].is_between(0, 1).all()
     no_data = result.importances.filter(
@@ -993,10 +1015,14 @@ def make_bgnbd_scorer(con, horizon_days: int):
             summary[name].to_numpy().astype(float) for name in ("frequency", "recency", "t")
         )
         fitter = BetaGeoFitter(penalizer_coef=0.001).fit(frequency, recency, t)
+        p_alive = np.asarray(fitter.conditional_probability_alive(frequency, recency, t))
+        r, alpha = fitter.params_["r"], fitter.params_["alpha"]
+        waiting = ((alpha + t) / (alpha + t + horizon_days)) ** (r + frequency)
         return pl.DataFrame(
             {
                 "customer_id": summary["customer_id"],
-                "p_alive": np.asarray(fitter.conditional_probability_alive(frequency, recency, t)),
+                "p_alive": p_alive,
+                "p_no_purchase": 1 - p_alive + p_alive * waiting,
                 "expected_purchases": np.asarray(
                     fitter.conditional_expected_number_of_purchases_up_to_time(
                         horizon_days, frequency, recency, t
@@ -1009,7 +1035,7 @@ def make_bgnbd_scorer(con, horizon_days: int):
     return score
 
 
-def test_run_uses_bgnbd_scores_as_features_and_as_a_baseline():
+def test_run_uses_p_no_purchase_as_a_feature_and_as_a_baseline():
     as_of = date(2024, 12, 31)
     connection = duckdb.connect(":memory:")
     connection.execute(CORE_DDL)
@@ -1020,12 +1046,21 @@ def test_run_uses_bgnbd_scores_as_features_and_as_a_baseline():
     # once at each date: the two validation cutoffs and as_of
     assert sorted(scorer.calls) == [date(2024, 7, 4), date(2024, 10, 2), date(2024, 12, 31)]
     assert result.fallback_reason is None
-    assert {"p_alive", "expected_purchases"} <= set(result.importances["feature"])
+    assert {"p_alive", "expected_purchases", "p_no_purchase"} <= set(result.importances["feature"])
     assert result.metrics["model"].unique().sort().to_list() == [
         "churn",
-        "churn_vs_bgnbd",
+        "churn_verdict",
+        "churn_vs_p_no_purchase",
         "churn_vs_recency",
     ]
+    verdict = dict(
+        result.metrics.filter(pl.col("model") == "churn_verdict")
+        .select("metric", "value")
+        .iter_rows()
+    )
+    assert verdict["model_published"] == float(result.published_scorer == "model")
+    assert verdict["significant"] == float(verdict["roc_auc_difference_ci_low"] > 0)
+    assert verdict["significant"] == float(result.model_beats_baselines)
     if result.published_scorer == "model":
         assert set(result.model.feature_names_in_) >= {"p_alive", "expected_purchases"}
     else:
@@ -1038,3 +1073,25 @@ def test_select_feature_columns_drops_ids_and_label():
         {"customer_id": ["a"], "cutoff_date": [date(2024, 1, 1)], "is_churned": [True], "x": [1]}
     )
     assert select_feature_columns(frame) == ["x"]
+
+
+def test_delong_interval_matches_a_paired_bootstrap():
+    """The DeLong standard error of an AUC difference agrees with a seeded paired bootstrap's,
+    and the difference itself with scikit-learn's AUCs."""
+    from sklearn.metrics import roc_auc_score
+
+    from models.churn import delong_auc_difference
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 600)
+    shared = rng.normal(size=600)
+    a = y + shared + rng.normal(0, 0.8, 600)
+    b = y + shared + rng.normal(0, 1.2, 600)
+    difference, low, high = delong_auc_difference(y, a, b)
+    assert difference == pytest.approx(roc_auc_score(y, a) - roc_auc_score(y, b), abs=1e-12)
+    draws = []
+    for _ in range(400):
+        i = rng.integers(0, 600, 600)
+        draws.append(roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i]))
+    bootstrap_half = 1.959964 * np.std(draws)
+    assert (high - low) / 2 == pytest.approx(bootstrap_half, rel=0.2)

@@ -309,9 +309,9 @@ def build_warehouse(
     }
     for metric, value in model.items():
         metrics.append(("churn_vs_recency", metric, value, recency[metric]))
-        metrics.append(("churn_vs_bgnbd", metric, value, bgnbd[metric]))
+        metrics.append(("churn_vs_p_no_purchase", metric, value, bgnbd[metric]))
     for k in range(1, 11):
-        for baseline_name, shift in (("churn_vs_recency", 0.05), ("churn_vs_bgnbd", -0.04)):
+        for baseline_name, shift in (("churn_vs_recency", 0.05), ("churn_vs_p_no_purchase", -0.04)):
             predicted = 0.05 + 0.09 * k
             metrics.append(
                 (baseline_name, f"calibration_bin_{k}_predicted", predicted, predicted + shift)
