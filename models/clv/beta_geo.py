@@ -309,7 +309,9 @@ class BetaGeoModel(BaseEstimator):
         he buys nothing in (T, T + t] exactly when his Exponential(lambda) wait exceeds t, and
         given his history and being alive lambda ~ Gamma(r + x, alpha + T):
         P(0) = 1 - p_alive + p_alive * ((alpha + T) / (alpha + T + t))^(r + x).
-        Unlike 1 - p_alive it is below 1 for one-time buyers who bought long ago.
+        Unlike 1 - p_alive, which is 0 for every one-time buyer (the BG/NBD cannot see a
+        dropout without a repeat purchase), it grows with the time since a one-time buyer's
+        purchase, so it ranks them as churn risks.
         """
         self.check_fitted()
         frequency, _, age = self.summary_arrays(summary)
