@@ -963,6 +963,37 @@ def test_median_wait_to_next_purchase_matches_simulation(sample_models):
     assert median_days == pytest.approx(np.median(waits), rel=0.02)
 
 
+def test_p_no_purchase_matches_a_simulated_bgnbd_population(sample_models):
+    # customers drawn from the BG/NBD with the fitted parameters: per number of repeat
+    # purchases, the mean predicted P(no purchase in the next 13 weeks) must equal the
+    # share that bought nothing in those weeks
+    bgnbd, _ = sample_models
+    r, alpha, a, b = (bgnbd.params_[k] for k in ("r", "alpha", "a", "b"))
+    rng = np.random.default_rng(11)
+    n, age, horizon = 240_000, 38.0, 13.0
+    rate = rng.gamma(shape=r, scale=1 / alpha, size=n)
+    dropout = rng.beta(a, b, size=n)
+    time, last = np.zeros(n), np.zeros(n)
+    repeats = np.zeros(n, dtype=int)
+    alive, bought_later = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    active = np.ones(n, dtype=bool)
+    while active.any():
+        time[active] += rng.exponential(1 / rate[active])
+        in_calibration = active & (time <= age)
+        repeats[in_calibration] += 1
+        last[in_calibration] = time[in_calibration]
+        # a customer drops out only right after a repeat purchase
+        alive &= ~(in_calibration & (rng.random(n) < dropout))
+        bought_later |= active & (time > age) & (time <= age + horizon)
+        active = in_calibration & alive
+    summary = pl.DataFrame({"frequency": repeats, "recency": last, "T": np.full(n, age)})
+    predicted = bgnbd.predict_p_no_purchase(summary, horizon_days=horizon * 7)
+    for low, high in ((0, 0), (1, 1), (2, 3), (4, 10_000)):
+        group = (repeats >= low) & (repeats <= high)
+        assert group.sum() > 2_000
+        assert predicted[group].mean() == pytest.approx((~bought_later[group]).mean(), abs=0.015)
+
+
 def test_naive_next_order_date_is_last_order_plus_average_gap():
     summary = pl.DataFrame(
         {
