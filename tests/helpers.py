@@ -4,10 +4,15 @@ steps without Prefect, the reconciliation check."""
 from __future__ import annotations
 
 import os
-from datetime import datetime
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import pytest
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
@@ -18,6 +23,8 @@ from pipelines.warehouse import connect_warehouse  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
+# the kill harness: runs steps in a child process that pauses where a test kills it
+KILL_CHILD = ROOT / "tests" / "kill_child.py"
 
 TX_COLUMNS = """
 [sources.transactions.columns]
@@ -95,3 +102,49 @@ def load_core_transactions(con: duckdb.DuckDBPyConnection, rows, order_id_digits
                 "status": status,
             },
         )
+
+
+def run_child_until(
+    directory: Path,
+    as_of: date,
+    steps: tuple[str, ...],
+    pause_at: str,
+    appears: str | None = None,
+    timeout: float = 180,
+) -> None:
+    """Start a child (:data:`KILL_CHILD`) running ``steps`` of ``directory/crm.toml`` as of
+    ``as_of``, wait until it pauses at ``pause_at`` (and a path matching the glob
+    ``appears`` exists), then SIGKILL it."""
+    name = pause_at.replace(":", "-")
+    marker = directory / f"paused-at-{name}"
+    log_path = directory / f"child-{name}.log"
+    with open(log_path, "w", encoding="utf-8") as log:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                str(KILL_CHILD),
+                str(directory / "crm.toml"),
+                as_of.isoformat(),
+                ",".join(steps),
+                pause_at,
+                str(marker),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while not (marker.exists() and (appears is None or list(directory.glob(appears)))):
+            if child.poll() is not None:
+                pytest.fail(
+                    f"the child ended ({child.returncode}) before pausing at "
+                    f"{pause_at}:\n{log_path.read_text(encoding='utf-8')[-3000:]}"
+                )
+            assert time.monotonic() < deadline, f"the child never paused at {pause_at}"
+            time.sleep(0.01)
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL

@@ -17,9 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from datetime import date
@@ -29,10 +26,10 @@ import duckdb
 import pytest
 
 from pipelines.runlog import format_latest_run
+from tests.helpers import run_child_until
 from tests.pipeline_steps import STEPS, run_pipeline, write_sample_deliveries
 
 AS_OF = date(2024, 10, 31)
-CHILD = Path(__file__).resolve().parents[1] / "kill_child.py"
 
 
 @pytest.fixture(scope="module")
@@ -56,49 +53,6 @@ def work(good_run, tmp_path) -> Path:
 
 
 # --- the child ----------------------------------------------------------------------------
-
-
-def run_child_until(
-    directory: Path,
-    steps: tuple[str, ...],
-    pause_at: str,
-    appears: str | None = None,
-    timeout: float = 180,
-) -> None:
-    """Start a child running ``steps``, wait until it pauses at ``pause_at`` (and a path
-    matching the glob ``appears`` exists), then SIGKILL it."""
-    marker = directory / f"paused-at-{pause_at}"
-    log_path = directory / f"child-{pause_at}.log"
-    with open(log_path, "w", encoding="utf-8") as log:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                str(CHILD),
-                str(directory / "crm.toml"),
-                AS_OF.isoformat(),
-                ",".join(steps),
-                pause_at,
-                str(marker),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=directory,
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        while not (marker.exists() and (appears is None or list(directory.glob(appears)))):
-            if child.poll() is not None:
-                pytest.fail(
-                    f"the child ended ({child.returncode}) before pausing at "
-                    f"{pause_at}:\n{log_path.read_text(encoding='utf-8')[-3000:]}"
-                )
-            assert time.monotonic() < deadline, f"the child never paused at {pause_at}"
-            time.sleep(0.01)
-    finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=60)
-    assert child.returncode == -signal.SIGKILL
 
 
 # --- what must hold after a kill -----------------------------------------------------------
@@ -278,9 +232,9 @@ def test_runs_killed_while_ingesting_leave_no_row_twice_and_the_next_run_succeed
     with open(work / "events_2.jsonl", "a", encoding="utf-8") as fh:
         fh.write('{"id": "broken\n')
     # killed after the fast reader inserted transactions_2.csv's rows ...
-    run_child_until(work, tuple(STEPS), "ingest-fast")
+    run_child_until(work, AS_OF, tuple(STEPS), "ingest-fast")
     # ... and after the row-by-row reader inserted the first 50 rows of events_2.jsonl
-    run_child_until(work, tuple(STEPS), "ingest-chunk")
+    run_child_until(work, AS_OF, tuple(STEPS), "ingest-chunk")
     con = duckdb.connect(str(work / "wh" / "crm.duckdb"), read_only=True)
     committed = con.execute(
         "select count(*) from raw.events where _file_sha256 not in "
@@ -313,7 +267,7 @@ def test_runs_killed_while_publishing_leave_whole_outputs_and_the_next_run_succe
         old_sha, old_run, old_rows = serving_state(serving)
         old_manifest = json.loads((export_dir / "manifest.json").read_text(encoding="utf-8"))
         with ExportWatcher(export_dir) as watcher:
-            run_child_until(work, steps, point, appears=temporary)
+            run_child_until(work, AS_OF, steps, point, appears=temporary)
         runs_seen = watcher.assert_only_whole_files_seen(complete)
 
         # the serving database is the old file, whole (every kill is before the rename)

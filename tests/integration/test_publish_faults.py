@@ -14,11 +14,7 @@ import errno
 import json
 import os
 import shutil
-import signal
 import stat
-import subprocess
-import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -28,10 +24,10 @@ import pytest
 from pipelines.config import load_settings
 from pipelines.publish import journal
 from pipelines.publish import serving as publish
+from tests.helpers import run_child_until
 from tests.pipeline_steps import run_pipeline, write_sample_deliveries
 
 AS_OF = date(2024, 10, 31)
-CHILD = Path(__file__).resolve().parents[1] / "kill_child.py"
 PUBLISH_STEPS = ("ingest", "marts", "publish")
 HISTORY = ("segment_summary", "kpi_monthly", "data_quality", "model_parameters", "model_metrics")
 
@@ -157,38 +153,6 @@ def assert_owner_only(work: Path) -> None:
     assert folders == dict.fromkeys(folders, 0o700)
 
 
-def kill_child_at(work: Path, pause_at: str, timeout: float = 180) -> None:
-    marker = work / f"paused-{pause_at.replace(':', '-')}"
-    log_path = work / f"child-{pause_at.replace(':', '-')}.log"
-    with open(log_path, "w", encoding="utf-8") as log:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                str(CHILD),
-                str(work / "crm.toml"),
-                AS_OF.isoformat(),
-                ",".join(PUBLISH_STEPS),
-                pause_at,
-                str(marker),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=work,
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        while not marker.exists():
-            if child.poll() is not None:
-                pytest.fail(f"the child ended before {pause_at}:\n{log_path.read_text()[-3000:]}")
-            assert time.monotonic() < deadline, f"the child never paused at {pause_at}"
-            time.sleep(0.02)
-    finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=60)
-    assert child.returncode == -signal.SIGKILL
-
-
 # --- the tests --------------------------------------------------------------------------------
 
 
@@ -218,7 +182,7 @@ def test_a_full_disk_on_the_serving_path_publishes_nothing_and_says_so(work, mon
 )
 def test_a_kill_at_any_step_boundary_or_inside_publish_leaves_one_runs_outputs(work, pause_at):
     before = outputs_state(work)
-    kill_child_at(work, pause_at)
+    run_child_until(work, AS_OF, PUBLISH_STEPS, pause_at)
     settings = load_settings(work / "crm.toml")
     if pause_at == "swap-serving":
         # killed between two renames: the journal says what the next command completes
