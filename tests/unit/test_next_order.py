@@ -22,7 +22,8 @@ from models.clv.next_order import (
     score_next_order,
 )
 from models.clv.predict import predict_naive_next_order_dates
-from pipelines.scoring.value import _publish_naive_where_model_loses
+from pipelines.scoring.value import ValueReport, _publish_naive_where_model_loses
+from pipelines.summary import format_value_summary
 from tests.unit.test_clv import DATASETS, HOLDOUT_SQL, load_cdnow
 
 
@@ -306,3 +307,35 @@ def test_cdnow_master_next_order_beats_its_naive_rules():
         "p_order_next_90d": "model",
         "expected_next_order_date": "model",
     }
+
+
+def test_the_run_summary_says_which_next_order_values_are_published():
+    metrics = pl.DataFrame(
+        [
+            ("next_order_date", "mae_days", 30.0, 40.0),
+            ("next_order_date", "harrell_c", 0.75, 0.69),
+            ("next_order_verdict", "p_order_next_30d_brier_score", 0.06, 0.05),
+            ("next_order_verdict", "p_order_next_30d_brier_score_margin", -0.01, None),
+            ("next_order_verdict", "p_order_next_30d_brier_score_margin_ci_low", -0.02, None),
+            ("next_order_verdict", "p_order_next_30d_brier_score_margin_ci_high", 0.0, None),
+            ("next_order_verdict", "p_order_next_30d_brier_score_significant", 0.0, None),
+            ("next_order_verdict", "p_order_next_30d_naive_rule", 1.0, None),
+            ("next_order_verdict", "p_order_next_30d_model_published", 0.0, None),
+        ],
+        schema=["model", "metric", "value", "baseline"],
+        orient="row",
+    )
+    report = ValueReport(
+        resolution="periods",
+        customers=10,
+        repeat_buyers=5,
+        clv_status="fitted",
+        clv_message=None,
+        metrics=metrics,
+    )
+    text = format_value_summary(report, {})
+    assert "next-order date Harrell's C" in text and "0.750" in text
+    assert (
+        "  Next order, p_order_next_30d: brier_score 0.06 vs 0.05, margin -0.01 (95% -0.02 to "
+        "+0, significant no); published the naive rule's values (recent_share)." in text
+    )
