@@ -22,7 +22,14 @@ from models.clv.next_order import (
     score_next_order,
 )
 from models.clv.predict import predict_naive_next_order_dates
-from pipelines.scoring.value import ValueReport, _publish_naive_where_model_loses
+from pipelines.config import settings_from_dict
+from pipelines.errors import ConfigError
+from pipelines.scoring.value import (
+    ValueReport,
+    _publish_naive_where_model_loses,
+    _write_predictions,
+)
+from pipelines.sqlrun import ensure_bookkeeping_tables
 from pipelines.summary import format_value_summary
 from tests.unit.test_clv import DATASETS, HOLDOUT_SQL, load_cdnow
 
@@ -339,3 +346,70 @@ def test_the_run_summary_says_which_next_order_values_are_published():
         "  Next order, p_order_next_30d: brier_score 0.06 vs 0.05, margin -0.01 (95% -0.02 to "
         "+0, significant no); published the naive rule's values (recent_share)." in text
     )
+
+
+def _settings(tmp_path, **models):
+    data = {
+        "sources": {
+            "transactions": {
+                "path": "t.csv",
+                "format": "csv",
+                "columns": {"customer_id": "id", "order_ts": "ts", "amount": "amount"},
+            }
+        },
+        "models": models,
+    }
+    return settings_from_dict(data, base_dir=tmp_path)
+
+
+def test_written_predictions_follow_this_runs_verdict(tmp_path):
+    # the model lost p_order_next_90d to the rate rule in this run's holdout, won the rest;
+    # an older run's verdict must not matter
+    as_of = date(2024, 1, 25)
+    summary = pl.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "frequency": [2, 0],
+            "recency": [20.0, 0.0],
+            "T": [24.0, 20.0],
+            "last_purchase_at": [datetime(2024, 1, 21), datetime(2024, 1, 5)],
+        }
+    )
+    predictions = pl.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "p_order_next_30d": [0.9, 0.2],
+            "p_order_next_90d": [0.95, 0.4],
+            "expected_next_order_date": [date(2024, 3, 1), None],
+        }
+    )
+    con = duckdb.connect()
+    try:
+        ensure_bookkeeping_tables(con)
+        con.executemany(
+            "insert into models.model_metrics values (?, 'next_order_verdict', ?, ?, null)",
+            [
+                ("run-1", "p_order_next_30d_model_published", 1.0),
+                ("run-1", "p_order_next_90d_model_published", 0.0),
+                ("run-1", "p_order_next_90d_naive_rule", 0.0),
+                ("run-1", "expected_next_order_date_model_published", 1.0),
+                ("run-0", "p_order_next_30d_model_published", 0.0),
+                ("run-0", "p_order_next_30d_naive_rule", 1.0),
+            ],
+        )
+        _write_predictions(con, _settings(tmp_path), predictions, summary, as_of, "run-1")
+        out = con.sql("select * from models.clv_predictions order by customer_id").pl()
+    finally:
+        con.close()
+    rate = [1 - np.exp(-2 / 24 * 90), 0.0]
+    assert out["p_order_next_30d"].to_list() == [0.9, 0.2]
+    np.testing.assert_allclose(out["p_order_next_90d"].to_numpy(), rate)
+    assert out["expected_next_order_date"].to_list() == [date(2024, 3, 1), None]
+
+
+def test_order_probability_horizons_come_from_the_config(tmp_path):
+    assert _settings(tmp_path).models.order_probability_horizons_days == (30, 90)
+    settings = _settings(tmp_path, order_probability_horizons_days=[60, 7, 60])
+    assert settings.models.order_probability_horizons_days == (7, 60)
+    with pytest.raises(ConfigError, match="models.order_probability_horizons_days"):
+        _settings(tmp_path, order_probability_horizons_days=[0])
