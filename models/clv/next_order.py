@@ -181,13 +181,24 @@ def harrell_c(predicted_time, time, event, *, dense_limit: int = 4_000_000) -> f
     float in [0, 1], or None without a comparable pair.
     """
     predicted = np.asarray(predicted_time, dtype=float)
-    predicted = np.where(np.isnan(predicted), np.inf, predicted)
-    time = np.asarray(time, dtype=float)
-    event = np.asarray(event, dtype=bool)
     if predicted.size == 0:
         return None
-    ranks = np.unique(predicted, return_inverse=True)[1].reshape(-1)  # 0 .. R-1
-    time_ranks = np.unique(time, return_inverse=True)[1].reshape(-1)  # 0 .. K-1
+    ranks, time_ranks = _ranks(predicted, time)
+    return _concordance(ranks, time_ranks, np.asarray(event, dtype=bool), dense_limit)
+
+
+def _ranks(predicted, time) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ranks (from 0) of the predictions (NaN as +inf) and of the times."""
+    predicted = np.asarray(predicted, dtype=float)
+    predicted = np.where(np.isnan(predicted), np.inf, predicted)
+    ranks = np.unique(predicted, return_inverse=True)[1].reshape(-1)
+    time_ranks = np.unique(np.asarray(time, dtype=float), return_inverse=True)[1].reshape(-1)
+    return ranks, time_ranks
+
+
+def _concordance(ranks, time_ranks, event, dense_limit: int = 4_000_000) -> float | None:
+    """Harrell's C from prediction and time ranks (only their order matters: ranks taken once
+    serve every bootstrap resample)."""
     size, times = int(ranks.max()) + 1, int(time_ranks.max()) + 1
     if size * times <= dense_limit:
         concordant, pairs = _concordance_dense(ranks, time_ranks, event, size, times)
@@ -198,8 +209,7 @@ def harrell_c(predicted_time, time, event, *, dense_limit: int = 4_000_000) -> f
 
 def _concordance_dense(ranks, time_ranks, event, size, times) -> tuple[float, int]:
     """(concordant pairs, comparable pairs) from the (time rank x prediction rank) table."""
-    table = np.zeros((times, size), dtype=np.int64)
-    np.add.at(table, (time_ranks, ranks), 1)
+    table = np.bincount(time_ranks * size + ranks, minlength=times * size).reshape(times, size)
     # later[k, r]: customers with a later time than k and prediction rank r
     later = np.cumsum(table[::-1], axis=0)[::-1]
     later = np.vstack([later[1:], np.zeros((1, size), dtype=np.int64)])
@@ -264,11 +274,13 @@ def _bootstrap_c_interval(
     customers (the same resample for both)."""
     rng = np.random.default_rng(seed)
     n = time.size
+    model_ranks, time_ranks = _ranks(model_time, time)
+    naive_ranks, _ = _ranks(naive_time, time)
     differences = []
     for _ in range(resamples):
         pick = rng.integers(0, n, n)
-        c_model = harrell_c(model_time[pick], time[pick], event[pick])
-        c_naive = harrell_c(naive_time[pick], time[pick], event[pick])
+        c_model = _concordance(model_ranks[pick], time_ranks[pick], event[pick])
+        c_naive = _concordance(naive_ranks[pick], time_ranks[pick], event[pick])
         if c_model is not None and c_naive is not None:
             differences.append(c_model - c_naive)
     if len(differences) < 2:
