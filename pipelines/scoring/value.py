@@ -363,15 +363,19 @@ def _next_order_backtest(
         next_days,
         window_days=(as_of - calibration_end).days,
     )
-    dates = pl.DataFrame(
-        {
-            "customer_id": summary["customer_id"],
-            "expected_next_order_date": [
-                None if np.isnan(d) else calibration_end + timedelta(days=int(d)) for d in offsets
-            ],
-        },
-        schema={"customer_id": pl.String, "expected_next_order_date": pl.Date},
-    ).join(naive, on="customer_id", how="left")
+    dates = (
+        pl.DataFrame({"customer_id": summary["customer_id"], "offset": offsets})
+        .select(
+            "customer_id",
+            (
+                pl.lit(calibration_end)
+                + pl.duration(days=pl.col("offset").fill_nan(None).cast(pl.Int64))
+            )
+            .cast(pl.Date)
+            .alias("expected_next_order_date"),
+        )
+        .join(naive, on="customer_id", how="left")
+    )
     actual = holdout.select(
         "customer_id", pl.col("first_holdout_order_date").alias("next_order_date")
     )

@@ -255,11 +255,14 @@ def test_naive_values_replace_the_columns_the_model_lost():
 # --------------------------------------------------------------------------- CDNOW master target
 
 
-def test_cdnow_master_next_order_beats_its_naive_rules():
+@pytest.mark.parametrize("cutoff", [date(1998, 3, 31), date(1997, 12, 31)])
+def test_cdnow_master_next_order_beats_its_naive_rules(cutoff):
     """Issue 14 targets: as of 1998-03-31 with H = 90 days, p_order_next_90d has a lower Brier
     score than the naive rules and the next order date ranks the real next orders at
-    Harrell's C >= 0.70; the verdict publishes the model's values."""
-    cutoff, window = date(1998, 3, 31), 90
+    Harrell's C >= 0.70; the verdict publishes the model's values. Predicting from 1998-03-31
+    the next 90 days (to the file's end) is the target; 1997-12-31 is the holdout a run as of
+    1998-03-31 makes (holdout_days = 90)."""
+    window = 90
     con = duckdb.connect()
     try:
         load_cdnow(con, DATASETS / "CDNOW_master.txt", ["customer_id", "date", "cds", "amount"])
@@ -276,7 +279,8 @@ def test_cdnow_master_next_order_beats_its_naive_rules():
         holdout = con.sql("select * from models.clv_holdout order by customer_id").pl()
     finally:
         con.close()
-    assert holdout.height == 23_502  # CDNOW's 23,570 minus the buyers whose orders are all $0
+    # CDNOW's 23,570 customers all bought before 1997-04; a few orders are $0 (not purchases)
+    assert 23_400 < holdout.height <= 23_570
     summary = holdout.select(
         "customer_id",
         pl.col("frequency_cal").alias("frequency"),
