@@ -267,25 +267,40 @@ def _paired_interval(differences: np.ndarray) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+#: customers per bootstrap resample of Harrell's C at most (m-out-of-n above it)
+BOOTSTRAP_MAX_CUSTOMERS = 20_000
+
+
 def _bootstrap_c_interval(
     model_time, naive_time, time, event, *, resamples: int, seed: int
 ) -> tuple[float, float]:
-    """95% percentile interval of C(model) - C(naive) over paired bootstrap resamples of
-    customers (the same resample for both)."""
+    """95% interval of C(model) - C(naive) from paired bootstrap resamples of customers (the
+    same resample for both), around the full-sample difference.
+
+    Resamples hold m = min(n, BOOTSTRAP_MAX_CUSTOMERS) customers and their deviations from
+    their mean are scaled by sqrt(m / n): the m-out-of-n bootstrap, valid here because C is a
+    ratio of U-statistics whose spread falls as 1 / sqrt(n); it keeps the cost of a run with a
+    million customers that of one with 20,000 (200 full resamples took 3.6 s at 100,000)."""
     rng = np.random.default_rng(seed)
     n = time.size
+    m = min(n, BOOTSTRAP_MAX_CUSTOMERS)
     model_ranks, time_ranks = _ranks(model_time, time)
     naive_ranks, _ = _ranks(naive_time, time)
+    full_model = _concordance(model_ranks, time_ranks, event)
+    full_naive = _concordance(naive_ranks, time_ranks, event)
+    if full_model is None or full_naive is None:
+        return float("nan"), float("nan")
     differences = []
     for _ in range(resamples):
-        pick = rng.integers(0, n, n)
+        pick = rng.integers(0, n, m)
         c_model = _concordance(model_ranks[pick], time_ranks[pick], event[pick])
         c_naive = _concordance(naive_ranks[pick], time_ranks[pick], event[pick])
         if c_model is not None and c_naive is not None:
             differences.append(c_model - c_naive)
     if len(differences) < 2:
         return float("nan"), float("nan")
-    low, high = np.percentile(differences, [2.5, 97.5])
+    deviations = (np.asarray(differences) - np.mean(differences)) * np.sqrt(m / n)
+    low, high = np.percentile(deviations, [2.5, 97.5]) + (full_model - full_naive)
     return float(low), float(high)
 
 

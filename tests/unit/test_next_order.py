@@ -417,3 +417,30 @@ def test_order_probability_horizons_come_from_the_config(tmp_path):
     assert settings.models.order_probability_horizons_days == (7, 60)
     with pytest.raises(ConfigError, match="models.order_probability_horizons_days"):
         _settings(tmp_path, order_probability_horizons_days=[0])
+
+
+def test_the_subsampled_bootstrap_of_c_is_as_wide_as_the_full_one(monkeypatch):
+    # m-out-of-n resamples scaled by sqrt(m / n) must give the interval full resamples give
+    from models.clv import next_order
+
+    rng = np.random.default_rng(8)
+    n = 10_000
+    rate = rng.gamma(1.0, 1 / 60, n)
+    wait = rng.exponential(1 / rate)
+    event = wait <= 90
+    time = np.where(event, np.ceil(wait), 90.5)
+    model_days = np.ceil(np.log(2) / rate * rng.lognormal(0, 1.0, n))
+    naive_days = np.ceil(np.log(2) / rate * rng.lognormal(0, 1.5, n))
+
+    def width(max_customers):
+        monkeypatch.setattr(next_order, "BOOTSTRAP_MAX_CUSTOMERS", max_customers)
+        low, high = next_order._bootstrap_c_interval(
+            model_days, naive_days, time, event, resamples=400, seed=1
+        )
+        return low, high
+
+    full_low, full_high = width(n)
+    sub_low, sub_high = width(1_000)
+    difference = harrell_c(model_days, time, event) - harrell_c(naive_days, time, event)
+    assert full_low < difference < full_high and sub_low < difference < sub_high
+    assert (sub_high - sub_low) == pytest.approx(full_high - full_low, rel=0.25)
