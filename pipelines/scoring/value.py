@@ -4,8 +4,9 @@ Reads ``core.*`` as of the run's as-of date and writes ``models.*``:
 
 - ``models.rfm`` (SQL) and ``models.rfm_scores``: scores and segment per buyer,
 - ``models.clv_summary`` (SQL; only the resolution the models use is kept),
-  ``models.clv_predictions``: p_alive, expected purchases, predicted CLV, expected next order
-  date,
+  ``models.clv_predictions``: p_alive, expected purchases, P(order within h days), predicted
+  CLV, expected next order date (the next-order ones the naive rule's where the model lost
+  this run's next-order verdict),
 - ``models.model_parameters`` and ``models.model_metrics``: one set per run (run_id),
 - ``models.model_runs``: per model whether it was fitted, skipped or failed, and why.
 
