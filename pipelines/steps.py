@@ -78,7 +78,7 @@ def ingest(ctx: RunContext) -> StepReport:
     for source in ctx.settings.sources.values():
         reports += ingest_files.ingest_source(ctx.con, source, ctx.run_id, ctx.started_at)
     # forgotten customers (crm forget) must not come back with a re-sent export
-    erased = erasure.apply_tombstones(ctx.con, ctx.run_id)
+    erased = erasure.apply_tombstones(ctx.con, ctx.run_id, ring=erasure.key_ring(ctx.settings))
     rows = {r.path.rsplit("/", 1)[-1]: r.rows_read for r in reports}
     return StepReport(
         "ingest",
