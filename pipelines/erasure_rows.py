@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
@@ -434,3 +435,42 @@ def _rejected_by_hash(con, keys: list[TombstoneKey]) -> list[tuple[str, str, int
         where token <> '' and ({id_match} or {email_match})""",
         params,
     ).fetchall()
+
+
+# --- keeping them out at ingest (before a row is written) -----------------------------------
+
+
+@dataclass(frozen=True)
+class KeepOut:
+    """Tombstone matching for rows a reader has not written yet: SQL conditions the readers
+    put in their INSERT, so a forgotten customer's re-sent rows never reach a page of the
+    working database (or its WAL). ``keys``: the keys the warehouse's tombstones use."""
+
+    keys: tuple[TombstoneKey, ...]
+
+    def id_condition(self, expr: str) -> tuple[str, dict]:
+        """SQL true when the customer id ``expr`` is tombstoned, and its parameters."""
+        params: dict = {}
+        return _match_sql(list(self.keys), "customer_id", _ID_SQL.format(expr), params), params
+
+    def line_condition(self, expr: str) -> tuple[str, dict]:
+        """SQL true when a field of the rejected line ``expr`` (a column of the outer
+        query, split as :func:`_rejected_by_hash` splits it) is a tombstoned id or e-mail."""
+        params: dict = {}
+        id_match = _match_sql(list(self.keys), "customer_id", _ID_SQL.format("token"), params)
+        email_match = _match_sql(list(self.keys), "email", _EMAIL_SQL.format("token"), params)
+        sql = (
+            f"exists (select 1 from (select unnest(regexp_split_to_array({expr}, "
+            f"'[,;|\t\"'' <>]+')) as token) where token <> '' and ({id_match} or {email_match}))"
+        )
+        return sql, params
+
+
+def keep_out(con: duckdb.DuckDBPyConnection, ring: KeyRing) -> KeepOut | None:
+    """The ingest filter of this warehouse's tombstones, or None when there are none (the
+    readers then insert as they always did). Raises :class:`MissingKeyError` when a key the
+    tombstones use is not in ``ring``."""
+    ensure_erasure_tables(con)
+    if not con.execute("select count(*) from audit.erasure_tombstones").fetchall()[0][0]:
+        return None
+    return KeepOut(tuple(matching_keys(con, ring)))

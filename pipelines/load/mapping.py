@@ -64,3 +64,20 @@ def _map_columns(
     used = set(mapping.values())
     ignored = tuple(c for c in found if c not in used)
     return mapping, ignored, tuple(missing)
+
+
+LINEAGE_PARAMS = ("_file_sha256", "_source_file", "_ingested_at", "_run_id")
+
+
+def keep_out_rows(select: str, lineage: dict) -> tuple[str, dict]:
+    """``select`` (rows of raw.<source>, with a ``customer_id`` column) and its parameters,
+    without the rows of tombstoned customers when ``lineage["keep_out"]`` is set."""
+    params = {k: lineage[k] for k in LINEAGE_PARAMS}
+    keep_out = lineage.get("keep_out")
+    if keep_out is None:
+        return select, params
+    condition, extra = keep_out.id_condition("customer_id")
+    return f"select * from ({select}) where not coalesce({condition}, false)", {
+        **params,
+        **extra,
+    }

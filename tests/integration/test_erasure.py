@@ -258,14 +258,15 @@ def test_a_redelivered_export_does_not_bring_them_back(con, settings, workdir):
     )
     for source in settings.sources.values():
         ingest.ingest_source(con, source, "run-2", datetime.now())
+    # left out as they were read (issue 17, item 5): never written to raw
     assert (
         con.execute(
             "select count(*) from raw.transactions where customer_id like 'ZQX%'"
         ).fetchall()[0][0]
-        == 2
+        == 0
     )
     report = erasure.apply_tombstones(con, "run-2")
-    assert report.input_rows_erased == 2
+    assert report.input_rows_erased == 0  # nothing left to delete
     assert report.contact_matches == 2  # same e-mail under NEW-77, same phone under C004
     assert (
         con.execute(
@@ -584,16 +585,21 @@ def test_without_the_key_the_tombstones_do_not_reveal_a_seven_digit_id(con, sett
     assert brute_force(con, [prefix], 4_000_000, 4_999_999) == {"4711042"}
 
 
-def redeliver(workdir: Path, settings, con, run_id: str, ring=None):
-    """An old export sent again (a new file name), ingested, tombstones applied."""
+def redeliver(workdir: Path, settings, con, run_id: str, ring=None) -> int:
+    """An old export sent again (a new file name), ingested, tombstones applied, as the
+    ingest step does; returns the input rows erased by this run (audit.erased_rows)."""
     (workdir / f"transactions_{run_id}.csv").write_text(
         "CustomerID,InvoiceNo,InvoiceDate,Quantity,UnitPrice,Status\n"
         f"ZQX0042,I4-{run_id},2025-01-10 12:00:00,1,99.00,completed\n"
         f"C001,I9-{run_id},2025-07-05 10:00:00,1,10.00,completed\n"
         f"C002,I10-{run_id},2025-07-10 12:00:00,1,5.00,completed\n"
     )  # a new file each time (the run id in the order ids): not a re-delivery
-    ingest.ingest_source(con, settings.sources["transactions"], run_id, datetime.now())
-    return erasure.apply_tombstones(con, run_id, ring=ring or erasure.key_ring(settings))
+    ring = ring or erasure.key_ring(settings)
+    ingest.ingest_source(con, settings.sources["transactions"], run_id, datetime.now(), ring=ring)
+    erasure.apply_tombstones(con, run_id, ring=ring)
+    return con.execute(
+        "select coalesce(sum(rows), 0) from audit.erased_rows where run_id = ?", [run_id]
+    ).fetchall()[0][0]
 
 
 def test_rotating_the_key_keeps_old_erasures_effective(con, settings, workdir, monkeypatch):
@@ -606,8 +612,7 @@ def test_rotating_the_key_keeps_old_erasures_effective(con, settings, workdir, m
         con.execute("select key_id, count(*) from audit.erasure_tombstones group by all").fetchall()
     )
     assert len(ids) == 2  # one key id per key
-    report = redeliver(workdir, settings, con, "run-2")
-    assert report.input_rows_erased == 2  # ZQX0042 (old key) and C001 (new key)
+    assert redeliver(workdir, settings, con, "run-2") == 2  # ZQX0042 (old key), C001 (new)
     assert con.execute(
         "select customer_id from raw.transactions where _run_id = 'run-2'"
     ).fetchall() == [("C002",)]
@@ -655,7 +660,7 @@ def test_legacy_salted_tombstones_keep_matching_until_forgotten_again(
     )
     monkeypatch.delenv("CRM_ERASURE_KEY")  # legacy tombstones alone need no key
     # ZQX0042's rows, the re-sent one among them, go (the legacy tombstone matched)
-    assert redeliver(workdir, settings, con, "run-2").input_rows_erased > 1
+    assert redeliver(workdir, settings, con, "run-2") > 1
     zqx = "select count(*) from raw.transactions where customer_id = 'ZQX0042'"
     assert con.execute(zqx).fetchall() == [(0,)]
     monkeypatch.setenv("CRM_ERASURE_KEY", KEY)
@@ -664,5 +669,59 @@ def test_legacy_salted_tombstones_keep_matching_until_forgotten_again(
         "select count(*) from audit.erasure_tombstones where key_id = 'salt-v0'"
     ).fetchall() == [(0,)]
     assert con.execute("select count(*) from audit.settings").fetchall() == [(0,)]
-    assert redeliver(workdir, settings, con, "run-3").input_rows_erased == 1  # now keyed
+    assert redeliver(workdir, settings, con, "run-3") == 1  # now keyed
     assert con.execute(zqx).fetchall() == [(0,)]
+
+
+# --- re-sent rows never reach a written page (issue 17, item 5) ---------------------------------
+
+
+def test_a_resent_export_of_a_forgotten_person_leaves_no_byte_in_the_database_or_wal(
+    settings, con, workdir
+):
+    con.close()
+    erasure.forget(settings, ["ZQX0042"])  # the whole person (ZQX0043 too), compacted
+    assert byte_hits(settings.warehouse.path) == []
+    # the old exports sent again: the same files, copies under new names (same content:
+    # known by their sha256), and a re-export (rows in another order, so a new file, and
+    # a broken line that only the row-by-row reader can quarantine)
+    for name in ("transactions.csv", "customers.csv", "events.jsonl"):
+        lines = (FIXTURES / name).read_text().splitlines()
+        stem, ext = name.split(".")
+        (workdir / f"{stem}_copy.{ext}").write_text((FIXTURES / name).read_text())
+        header, body = ([lines[0]], lines[1:]) if ext == "csv" else ([], lines)
+        extra = ["ZQX0042;I99;oops"] if stem == "transactions" else []
+        (workdir / f"{stem}_reexport.{ext}").write_text(
+            "\n".join(header + body[::-1] + extra) + "\n"
+        )
+    again = connect_warehouse(settings)
+    try:
+        ring = erasure.key_ring(settings)
+        reports = []
+        for source in settings.sources.values():
+            reports += ingest.ingest_source(again, source, "run-2", datetime.now(), ring=ring)
+        erasure.apply_tombstones(again, "run-2", ring=ring)
+        wal = settings.warehouse.path.with_name(settings.warehouse.path.name + ".wal")
+        assert wal.exists() and byte_hits(wal) == []  # before the checkpoint: in the WAL
+        read = {Path(r.path).name: r.rows_read for r in reports if r.status == "loaded"}
+        assert read == {
+            "transactions_reexport.csv": 9,
+            "customers_reexport.csv": 5,
+            "events_reexport.jsonl": 4,
+        }
+        erased = dict(
+            again.execute(
+                "select source, sum(rows) from audit.erased_rows where run_id = 'run-2' "
+                "and reason = 'tombstone' group by all"
+            ).fetchall()
+        )
+        # ZQX0042/43: 3 transactions, 2 customer records, 2 events; the broken line is
+        # quarantined without its text (CSV rejects keep no raw_line)
+        assert erased == {"transactions": 3, "customers": 2, "events": 2}
+        rebuild_to_core(again, settings, "run-2")
+        assert unbalanced_with_erased(again) == []
+        assert rows_mentioning(again) == {}
+        again.execute("checkpoint")
+    finally:
+        again.close()
+    assert byte_hits(settings.warehouse.path) == []
