@@ -67,3 +67,52 @@ def guard_temporary_server() -> bool:
         return False
     server.subprocess = _PopenWithParentDeath(server.subprocess)
     return True
+
+
+def mark_crashed_run(settings) -> str | None:
+    """Mark the Prefect flow run of a killed ``crm`` run Crashed; call at the start of a
+    flow run, before it opens the warehouse. Returns the flow run id marked, or None.
+
+    A SIGKILLed run cannot report its end, so Prefect kept its flow run RUNNING for ever.
+    The working database's holder record (pipelines/warehouse.py) of a process that is no
+    longer alive names its flow run; unless that flow run already ended, it is set
+    Crashed with a message saying so. Prefect being unreachable is logged, not raised:
+    the new run matters more than the old run's label.
+    """
+    import logging
+
+    from pipelines.warehouse import dead_holder
+
+    held = dead_holder(settings)
+    flow_run_id = (held or {}).get("prefect_flow_run_id")
+    if not flow_run_id:
+        return None
+    log = logging.getLogger(__name__)
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.runtime import flow_run
+        from prefect.states import Crashed
+
+        if str(flow_run.id) == flow_run_id:
+            return None
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+            if state is not None and state.is_final():
+                return None
+            client.set_flow_run_state(
+                flow_run_id,
+                Crashed(
+                    message=(
+                        f"The process running it ({held.get('holder', 'crm')} "
+                        f"{held.get('run_id') or ''}, PID {held.get('pid')}, since "
+                        f"{held.get('since')}) ended without finishing (killed?); marked "
+                        "crashed by the next run."
+                    )
+                ),
+                force=True,
+            )
+    except Exception as exc:  # an old flow run Prefect no longer knows, no API, ...
+        log.warning("could not mark flow run %s crashed: %s", flow_run_id, exc)
+        return None
+    log.warning("flow run %s of a killed run marked crashed", flow_run_id)
+    return flow_run_id

@@ -1,5 +1,6 @@
-"""A SIGKILLed process running a Prefect flow leaves no temporary Prefect server behind
-(issue 17, item 9): the server gets a parent-death signal (pipelines/prefect_server.py)."""
+"""A SIGKILLed process running a Prefect flow leaves no temporary Prefect server behind,
+and the next run marks its flow run crashed (issue 17, item 9; pipelines/prefect_server.py).
+One test (two processes, each starting Prefect's temporary server: ~40 s)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import TX_COLUMNS, write_config
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # The child starts a flow the way `crm run` does (no API configured: Prefect starts its
@@ -23,17 +26,44 @@ _quiet_prefect()  # what crm run and crm backfill call before the flow starts
 from prefect import flow
 
 @flow
-def sleeper(marker: str) -> None:
+def sleeper(config: str, marker: str) -> None:
+    import os
+    from prefect.runtime import flow_run
     from prefect.server.api.server import SubprocessASGIServer
+    from pipelines.config import load_settings
+    from pipelines.warehouse import record_holder
+
+    # what crm run records when it opens the warehouse
+    record_holder(load_settings(config), "crm run", "run-killed")
     pids = [s.server_process.pid for s in SubprocessASGIServer._instances.values()
             if s.server_process is not None]
     with open(marker + ".tmp", "w") as fh:
-        fh.write(",".join(map(str, pids)))
-    import os
+        fh.write(str(flow_run.id) + " " + ",".join(map(str, pids)))
     os.replace(marker + ".tmp", marker)
     time.sleep(300)
 
-sleeper(sys.argv[1])
+sleeper(sys.argv[1], sys.argv[2])
+"""
+
+# The next run: what crm_pipeline does first, then the old flow run's state.
+NEXT = """
+import sys
+from pipelines.cli import _quiet_prefect
+_quiet_prefect()
+from prefect import flow
+
+@flow
+def next_run(config: str, old: str) -> None:
+    from prefect.client.orchestration import get_client
+    from pipelines import prefect_server
+    from pipelines.config import load_settings
+
+    marked = prefect_server.mark_crashed_run(load_settings(config))
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(old).state
+    print("RESULT", marked, state.type.value, state.message, flush=True)
+
+next_run(sys.argv[1], sys.argv[2])
 """
 
 
@@ -53,12 +83,18 @@ def alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
 def test_a_killed_flow_process_leaves_no_prefect_server(tmp_path):
     marker = tmp_path / "server-pids"
+    config = write_config(tmp_path, f'[sources.transactions]\npath = "tx*.csv"\n{TX_COLUMNS}')
+    (tmp_path / "wh").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), PYTHONPATH=str(ROOT))
     env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     log = open(tmp_path / "child.log", "w")
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(marker)], env=env, stdout=log, stderr=log, cwd=ROOT
+        [sys.executable, "-c", CHILD, str(config), str(marker)],
+        env=env,
+        stdout=log,
+        stderr=log,
+        cwd=ROOT,
     )
     try:
         deadline = time.monotonic() + 150
@@ -66,7 +102,8 @@ def test_a_killed_flow_process_leaves_no_prefect_server(tmp_path):
             assert child.poll() is None, (tmp_path / "child.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the flow never started"
             time.sleep(0.1)
-        pids = [int(p) for p in marker.read_text().split(",") if p]
+        flow_run_id, server_pids = marker.read_text().split(" ")
+        pids = [int(p) for p in server_pids.split(",") if p]
         assert pids and all(alive(p) for p in pids)  # a server, running
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -82,3 +119,17 @@ def test_a_killed_flow_process_leaves_no_prefect_server(tmp_path):
     for pid in left:  # clean up before failing: never leave our own server behind
         os.kill(pid, signal.SIGKILL)
     assert left == [], "the temporary Prefect server outlived the killed process"
+    # the next run marks the killed run's flow run crashed (it was RUNNING for ever)
+    done = subprocess.run(
+        [sys.executable, "-c", NEXT, str(config), flow_run_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+    )
+    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
+    assert result, done.stdout[-2000:] + done.stderr[-3000:]
+    _, marked, state, message = result[0].split(" ", 3)
+    assert (marked, state) == (flow_run_id, "CRASHED")
+    assert "run-killed" in message and "ended without finishing" in message
