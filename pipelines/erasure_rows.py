@@ -76,8 +76,8 @@ def matching_keys(con: duckdb.DuckDBPyConnection, ring: KeyRing) -> list[Tombsto
         raise MissingKeyError(
             f"The working database holds tombstones of forgotten customers written under "
             f"the erasure key id(s) {listed}, and that key is not set. Without it they cannot "
-            "be matched, so a re-sent export would bring those customers back; nothing was "
-            f"changed. {ring.how_to_set}"
+            "be matched, so a re-sent export would bring those customers back; this command "
+            f"stops here, before reading any file. {ring.how_to_set}"
         )
     return [ring.get(k) for k, _ in used]
 
