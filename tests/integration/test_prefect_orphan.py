@@ -1,10 +1,12 @@
-"""A SIGKILLed process running a Prefect flow leaves no temporary Prefect server behind,
-and the next run marks its flow run crashed (issue 17, item 9; pipelines/prefect_server.py).
-One test (two processes, each starting Prefect's temporary server: ~40 s)."""
+"""A SIGKILLed ``crm run`` leaves no temporary Prefect server behind, and the next run
+marks its flow run crashed (issue 17, item 9; pipelines/prefect_server.py). One test (two
+processes, each starting Prefect's temporary server: ~40-60 s)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,39 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TX_COLUMNS, write_config
-
 ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "publish"
 
-# The child starts a flow the way `crm run` does (no API configured: Prefect starts its
-# temporary server), writes the server's PID, then sleeps inside the flow until killed.
-CHILD = """
-import sys, time
-from pipelines.cli import _quiet_prefect
-_quiet_prefect()  # what crm run and crm backfill call before the flow starts
-from prefect import flow
-
-@flow
-def sleeper(config: str, marker: str) -> None:
-    import os
-    from prefect.runtime import flow_run
-    from prefect.server.api.server import SubprocessASGIServer
-    from pipelines.config import load_settings
-    from pipelines.warehouse import record_holder
-
-    # what crm run records when it opens the warehouse
-    record_holder(load_settings(config), "crm run", "run-killed")
-    pids = [s.server_process.pid for s in SubprocessASGIServer._instances.values()
-            if s.server_process is not None]
-    with open(marker + ".tmp", "w") as fh:
-        fh.write(str(flow_run.id) + " " + ",".join(map(str, pids)))
-    os.replace(marker + ".tmp", marker)
-    time.sleep(300)
-
-sleeper(sys.argv[1], sys.argv[2])
-"""
-
-# The next run: what crm_pipeline does first, then the old flow run's state.
+# The next run: what crm_pipeline does first (the whole pipeline is not needed for it),
+# then the old flow run's state.
 NEXT = """
 import sys
 from pipelines.cli import _quiet_prefect
@@ -80,31 +54,50 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def server_children(pid: int) -> list[int]:
+    """PIDs of the Prefect servers (uvicorn) that process ``pid`` started."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid) and b"uvicorn" in cmdline:
+            found.append(int(status.parent.name))
+    return found
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
-def test_a_killed_flow_process_leaves_no_prefect_server(tmp_path):
-    marker = tmp_path / "server-pids"
-    config = write_config(tmp_path, f'[sources.transactions]\npath = "tx*.csv"\n{TX_COLUMNS}')
-    (tmp_path / "wh").mkdir()
+def test_a_killed_crm_run_leaves_no_prefect_server_and_the_next_run_marks_it_crashed(tmp_path):
+    for f in FIXTURES.iterdir():
+        shutil.copy(f, tmp_path)
+    config = tmp_path / "crm.toml"
+    holder = tmp_path / "wh" / "crm.duckdb.holder.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), PYTHONPATH=str(ROOT))
     env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     log = open(tmp_path / "child.log", "w")
+    # a real crm run, killed once its flow run holds the warehouse (inside its first step)
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(config), str(marker)],
+        [sys.executable, "-m", "pipelines.cli", "run", "--config", str(config)],
         env=env,
         stdout=log,
         stderr=log,
-        cwd=ROOT,
+        cwd=tmp_path,
     )
     try:
         deadline = time.monotonic() + 150
-        while not marker.exists():
+        while not (holder.exists() and "prefect_flow_run_id" in holder.read_text()):
             assert child.poll() is None, (tmp_path / "child.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the flow never started"
-            time.sleep(0.1)
-        flow_run_id, server_pids = marker.read_text().split(" ")
-        pids = [int(p) for p in server_pids.split(",") if p]
-        assert pids and all(alive(p) for p in pids)  # a server, running
+            assert time.monotonic() < deadline, "the run never opened the warehouse"
+            time.sleep(0.05)
+        held = json.loads(holder.read_text())
+        assert held["pid"] == child.pid and held["prefect_flow_run_id"]
+        pids = server_children(child.pid)
+        assert pids and all(alive(p) for p in pids)  # its temporary server, running
         child.send_signal(signal.SIGKILL)
         child.wait()
         deadline = time.monotonic() + 10
@@ -118,8 +111,9 @@ def test_a_killed_flow_process_leaves_no_prefect_server(tmp_path):
         log.close()
     for pid in left:  # clean up before failing: never leave our own server behind
         os.kill(pid, signal.SIGKILL)
-    assert left == [], "the temporary Prefect server outlived the killed process"
+    assert left == [], "the temporary Prefect server outlived the killed crm run"
     # the next run marks the killed run's flow run crashed (it was RUNNING for ever)
+    flow_run_id = held["prefect_flow_run_id"]
     done = subprocess.run(
         [sys.executable, "-c", NEXT, str(config), flow_run_id],
         env=env,
@@ -132,4 +126,4 @@ def test_a_killed_flow_process_leaves_no_prefect_server(tmp_path):
     assert result, done.stdout[-2000:] + done.stderr[-3000:]
     _, marked, state, message = result[0].split(" ", 3)
     assert (marked, state) == (flow_run_id, "CRASHED")
-    assert "run-killed" in message and "ended without finishing" in message
+    assert held["run_id"] in message and "ended without finishing" in message
