@@ -28,7 +28,7 @@ from prefect.artifacts import (  # noqa: E402
 )
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from pipelines import artifacts, steps  # noqa: E402
+from pipelines import artifacts, prefect_server, steps  # noqa: E402
 from pipelines.config import load_settings  # noqa: E402
 
 # Prefect attaches its run-log handler to these loggers; their INFO records (not only the
@@ -195,6 +195,8 @@ def crm_pipeline(
     """
     if as_of is None and as_of_from_schedule:
         as_of = _scheduled_as_of(config_path)
+    # a killed earlier run left its flow run RUNNING: mark it crashed (issue 17, item 9)
+    prefect_server.mark_crashed_run(load_settings(config_path))
     with (
         steps.open_run(config_path, as_of, full_refresh=full_refresh) as run,
         _progress_bar() as bar,

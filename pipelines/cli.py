@@ -39,6 +39,10 @@ class _NoTracebackForUserErrors(logging.Filter):
 def _quiet_prefect() -> None:
     for name in ("prefect.flow_runs", "prefect.task_runs", "prefect.engine", "prefect"):
         logging.getLogger(name).addFilter(_NoTracebackForUserErrors())
+    # a killed crm run must not leave Prefect's temporary server behind (issue 17, item 9)
+    from pipelines.prefect_server import guard_temporary_server
+
+    guard_temporary_server()
 
 
 def _date(text: str | None) -> str | None:

@@ -26,6 +26,7 @@ from pipelines.config_sections import (
     BusinessRules,
     ChurnConfig,
     CurrencyConfig,
+    ErasureConfig,
     ExportSettings,
     ModelConfig,
     PermissionsConfig,
@@ -98,6 +99,22 @@ def _report(data: Mapping[str, Any], base_dir: Path) -> ReportConfig:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"report.path must be a directory path (text), got {value!r}.")
     return ReportConfig(path=_path(value, base_dir))
+
+
+def _erasure(data: Mapping[str, Any]) -> ErasureConfig:
+    _reject_unknown(data, _keys(ErasureConfig), "erasure")
+    names = {
+        key: _get(data, key, "erasure", str, getattr(ErasureConfig, key))
+        for key in ("key_env", "old_keys_env")
+    }
+    for key, name in names.items():
+        if not name or not name.replace("_", "").isalnum():
+            raise ConfigError(
+                f"erasure.{key} must name an environment variable (letters, digits, _), "
+                f"got {name!r}. The key itself never goes into crm.toml."
+            )
+    block = _get(data, "key_block", "erasure", str, None)
+    return ErasureConfig(key_block=block or None, **names)
 
 
 def _permissions(data: Mapping[str, Any]) -> PermissionsConfig:

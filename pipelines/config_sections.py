@@ -247,6 +247,19 @@ class PermissionsConfig:
 
 
 @dataclass(frozen=True)
+class ErasureConfig:
+    """``[erasure]``: where the erasure key comes from (see pipelines/erasure_keys.py).
+    Tombstones are keyed hashes; the key is never stored in the warehouse. ``key_env``
+    names the environment variable holding it, ``old_keys_env`` the one holding retired
+    keys (comma-separated) that tombstones still use, ``key_block`` a Prefect Secret block
+    to read the key from instead (loaded only when set)."""
+
+    key_env: str = "CRM_ERASURE_KEY"
+    old_keys_env: str = "CRM_ERASURE_OLD_KEYS"
+    key_block: str | None = None
+
+
+@dataclass(frozen=True)
 class BusinessRules:
     """Rules users tune, as data: the RFM grid (``[rfm]``), value tiers, lifecycle stages and
     the playbook of recommended actions (defaults documented in README.md). The classes
@@ -276,6 +289,7 @@ SECTIONS: Mapping[str, type] = MappingProxyType(
         "report": ReportConfig,
         "currency": CurrencyConfig,
         "permissions": PermissionsConfig,
+        "erasure": ErasureConfig,
     }
 )
 

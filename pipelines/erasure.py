@@ -9,8 +9,9 @@
    and rows that point at an erased input row by lineage (``_file_sha256``,
    ``_row_number``: quarantine.field_issues, core.duplicate_rows, ...). Tables are found
    through the catalog, so tables added later are covered. Erased input rows are counted
-   per file in ``audit.erased_rows``; the person is remembered only as salted sha256
-   hashes in ``audit.erasure_tombstones``.
+   per file in ``audit.erased_rows``; the person is remembered only as keyed hashes in
+   ``audit.erasure_tombstones`` (the key stays outside the database:
+   pipelines/erasure_keys.py).
 2. :func:`compact_database` rewrites the working database into a new file: DuckDB neither
    shrinks nor zeroes freed blocks, so the deleted values would otherwise stay readable in
    the file.
@@ -24,7 +25,7 @@ What stays outside the warehouse and needs the operator: the source export files
 themselves, HTML reports, backups, and copies BI users made.
 
 This module holds the procedure (the transactions, the order of the stages) and is
-the public face; the lower-level parts live in pipelines/erasure_rows.py (salt,
+the public face; the lower-level parts live in pipelines/erasure_rows.py (keyed
 hashing, finding and deleting a person's rows, tombstones) and
 pipelines/erasure_compact.py (:func:`compact_database`), re-exported here.
 """
@@ -44,6 +45,7 @@ import duckdb
 
 from pipelines.config import Settings
 from pipelines.erasure_compact import compact_database
+from pipelines.erasure_keys import KeyRing, MissingKeyError, TombstoneKey, key_ring
 from pipelines.erasure_rows import (
     _EMAIL_SQL,
     _ID_SQL,
@@ -54,7 +56,7 @@ from pipelines.erasure_rows import (
     SALT_KEY,
     _contact_matches,
     _exclusive_contacts,
-    _hash_sql,
+    _match_sql,
     _new_lineage_table,
     _purge,
     _purge_phone_cache,
@@ -66,6 +68,7 @@ from pipelines.erasure_rows import (
     _write_tombstones,
     ensure_erasure_tables,
     id_columns,
+    matching_keys,
     normalise_id,
     resolve_source_ids,
 )
@@ -81,6 +84,8 @@ __all__ = [
     "LINEAGE_COLUMNS",
     "SALT_KEY",
     "ForgetReport",
+    "KeyRing",
+    "MissingKeyError",
     "TombstoneReport",
     "apply_tombstones",
     "compact_database",
@@ -88,6 +93,7 @@ __all__ = [
     "forget",
     "forget_customers",
     "id_columns",
+    "key_ring",
     "normalise_id",
     "resolve_source_ids",
 ]
@@ -131,9 +137,11 @@ def forget_customers(
     """Delete every row of the people behind ``customer_ids`` and tombstone them.
 
     One transaction: either everything of these people is deleted and tombstoned, or
-    nothing. The freed bytes stay in the file until :func:`compact_database`.
+    nothing. The freed bytes stay in the file until :func:`compact_database`. The
+    tombstones are keyed with the erasure key of ``settings`` (:func:`key_ring`); raises
+    :class:`MissingKeyError` (nothing changed) when it is not set.
     """
-    return _forget(con, customer_ids, run_id)[0]
+    return _forget(con, customer_ids, run_id, ring=key_ring(settings))[0]
 
 
 def _forget(
@@ -141,17 +149,21 @@ def _forget(
     customer_ids: list[str],
     run_id: str | None,
     force: bool = True,
+    ring: KeyRing | None = None,
 ) -> tuple[ForgetReport, set[str], set[str]]:
     """:func:`forget_customers`, also returning the erased source ids and e-mails (needed
     to clean the export files after the database no longer knows them)."""
     run_id = run_id or f"forget-{uuid.uuid4().hex[:12]}"
     if not customer_ids or not any(normalise_id(i) for i in customer_ids):
         raise CrmError("Give at least one customer id to forget.")
+    ring = ring if ring is not None else key_ring()
+    key = ring.require_current()
     con.execute("begin transaction")
     try:
-        salt = ensure_erasure_tables(con)
+        ensure_erasure_tables(con)
+        keys = matching_keys(con, ring)
         ids, not_found = resolve_source_ids(con, customer_ids)
-        unknown = sorted(not_found - _tombstoned_ids(con, salt, not_found))
+        unknown = sorted(not_found - _tombstoned_ids(con, keys, not_found))
         if unknown and not force:
             raise UnknownIdsError(
                 f"Not found anywhere in {len(unknown)} id(s): {', '.join(unknown)}. "
@@ -176,7 +188,7 @@ def _forget(
         deleted, erased = _purge(con, ids, "forget", run_id)
         if cached_phones:
             deleted = {**deleted, "raw.phone_numbers": cached_phones}
-        tombstones = _write_tombstones(con, salt, ids | not_found, emails, phones)
+        tombstones = _write_tombstones(con, key, ids | not_found, emails, phones, keys)
         con.execute("drop table _erase_lineage")
         con.execute("commit")
     except BaseException:
@@ -205,17 +217,18 @@ class UnknownIdsError(CrmError):
     exit_code = 2
 
 
-def _tombstoned_ids(con: duckdb.DuckDBPyConnection, salt: str, ids: set[str]) -> set[str]:
+def _tombstoned_ids(
+    con: duckdb.DuckDBPyConnection, keys: list[TombstoneKey], ids: set[str]
+) -> set[str]:
     """Those of ``ids`` already tombstoned (forgotten before: not a typo)."""
     if not ids:
         return set()
+    params: dict = {"ids": sorted(ids)}
+    match = _match_sql(keys, "customer_id", _ID_SQL.format("v"), params)
     return {
         r[0]
         for r in con.execute(
-            f"""select v from (select unnest($ids::varchar[]) as v)
-            where {_hash_sql(_ID_SQL.format("v"))} in (
-                select value_sha256 from audit.erasure_tombstones where kind = 'customer_id')""",
-            {"ids": sorted(ids), "salt": salt},
+            f"select v from (select unnest($ids::varchar[]) as v) where {match}", params
         ).fetchall()
     }
 
@@ -224,7 +237,10 @@ def _tombstoned_ids(con: duckdb.DuckDBPyConnection, salt: str, ids: set[str]) ->
 
 
 def apply_tombstones(
-    con: duckdb.DuckDBPyConnection, run_id: str = "", match_contacts: bool = False
+    con: duckdb.DuckDBPyConnection,
+    run_id: str = "",
+    match_contacts: bool = False,
+    ring: KeyRing | None = None,
 ) -> TombstoneReport:
     """Delete input rows of forgotten customers; call right after ingest.
 
@@ -233,14 +249,21 @@ def apply_tombstones(
     ``tombstone``). Customer records under a *new* id with a forgotten e-mail or phone are
     counted in ``contact_matches`` and kept, because a person may come back and sign up
     again; with ``match_contacts=True`` they are erased and their id tombstoned too.
+
+    ``ring`` (default: :func:`key_ring` from the environment) must hold every key the
+    tombstones use, else :class:`MissingKeyError`; without tombstones no key is needed.
     """
-    salt = ensure_erasure_tables(con)
+    ensure_erasure_tables(con)
     has_tombstones = con.execute("select count(*) from audit.erasure_tombstones").fetchall()[0][0]
     if not has_tombstones:
         return TombstoneReport(0, {}, 0)
+    ring = ring if ring is not None else key_ring()
+    keys = matching_keys(con, ring)
     tables = _tables(con)
     sources = _raw_sources(tables)
     ids: set[str] = set()
+    params: dict = {}
+    id_match = _match_sql(keys, "customer_id", _ID_SQL.format("customer_id"), params)
     for source in sources:
         ids |= {
             r[0]
@@ -248,16 +271,14 @@ def apply_tombstones(
                 f"""
             select customer_id from (select distinct customer_id from raw.{_q(source)}
                                      where customer_id is not null)
-            where {_hash_sql(_ID_SQL.format("customer_id"))} in (
-                select value_sha256 from audit.erasure_tombstones where kind = 'customer_id')
-            """,
-                {"salt": salt},
+            where {id_match}""",
+                params,
             ).fetchall()
         }
-    contact_ids = _contact_matches(con, salt, ids) if has_table(con, "raw", "customers") else set()
+    contact_ids = _contact_matches(con, keys, ids) if has_table(con, "raw", "customers") else set()
     if match_contacts:
         ids |= contact_ids
-    rejected = _rejected_by_hash(con, salt)
+    rejected = _rejected_by_hash(con, keys)
     if not ids and not rejected:
         return TombstoneReport(0, {}, len(contact_ids))
     con.execute("begin transaction")
@@ -282,7 +303,7 @@ def apply_tombstones(
         )
         _, erased = _purge(con, ids, "tombstone", run_id)
         if match_contacts and contact_ids:
-            _write_tombstones(con, salt, contact_ids, set(), set())
+            _write_tombstones(con, ring.require_current(), contact_ids, set(), set(), keys)
         con.execute("drop table _erase_lineage")
         con.execute("commit")
     except BaseException:
@@ -313,13 +334,15 @@ def forget(settings: Settings, customer_ids: list[str], force: bool = False) -> 
     from pipelines.warehouse import connect_warehouse, release_holder
 
     run_id = "forget-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    ring = key_ring(settings)
+    ring.require_current()  # before anything is touched: a missing key changes nothing
     con = _connect(settings, connect_warehouse, run_id)
     try:
         # an interrupted publish first: the erasure then rewrites one run's outputs
         complete_interrupted_publish(con, settings)
         _mark_pending(settings, run_id, deleted=False)
         try:
-            report, ids, emails = _forget(con, customer_ids, run_id, force=force)
+            report, ids, emails = _forget(con, customer_ids, run_id, force=force, ring=ring)
         except BaseException:
             # the transaction rolled back: nothing to finish (a pending older erasure,
             # if any, was finished before this command started)
@@ -413,7 +436,9 @@ def _finish_stages(
                 if has_table(con, "marts", "customer_360")
                 else None
             )
-            hashed_ids, hashed_emails = _tombstoned_in_exports(con, settings.exports.path)
+            hashed_ids, hashed_emails = _tombstoned_in_exports(
+                con, settings.exports.path, key_ring(settings)
+            )
             # Exports hold surviving ids (and e-mails): match on every id of the people.
             removed = exports.remove_customers_from_exports(
                 settings.exports.path, ids | hashed_ids, emails | hashed_emails, run_id
@@ -446,20 +471,23 @@ def remove_compaction_leftovers(path: Path) -> list[Path]:
     return removed
 
 
-def _tombstoned_in_exports(con: duckdb.DuckDBPyConnection, root: Path) -> tuple[set[str], set[str]]:
+def _tombstoned_in_exports(
+    con: duckdb.DuckDBPyConnection, root: Path, ring: KeyRing
+) -> tuple[set[str], set[str]]:
     """Customer ids and e-mails in the export files whose hash is a tombstone."""
     files = sorted(str(p) for p in Path(root).glob("[0-9]*/*.parquet"))
     if not files:
         return set(), set()
-    salt = ensure_erasure_tables(con)
+    ensure_erasure_tables(con)
+    keys = matching_keys(con, ring)
+    params: dict = {"files": files}
+    id_match = _match_sql(keys, "customer_id", _ID_SQL.format("customer_id"), params)
+    email_match = _match_sql(keys, "email", _EMAIL_SQL.format("email"), params)
     rows = con.execute(
         f"""
         select distinct customer_id, email from read_parquet($files)
-        where {_hash_sql(_ID_SQL.format("customer_id"))} in (
-                select value_sha256 from audit.erasure_tombstones where kind = 'customer_id')
-           or {_hash_sql(_EMAIL_SQL.format("email"))} in (
-                select value_sha256 from audit.erasure_tombstones where kind = 'email')""",
-        {"files": files, "salt": salt},
+        where {id_match} or {email_match}""",
+        params,
     ).fetchall()
     return {r[0] for r in rows if r[0]}, {r[1] for r in rows if r[1]}
 

@@ -1,7 +1,7 @@
 """Erasure inside the working database: the lower-level parts of :mod:`pipelines.erasure`.
 
-The salt and the tombstone tables (:func:`ensure_erasure_tables`), normalising and hashing
-the values that are tombstoned, finding the tables and rows that hold a person (their ids,
+The tombstone tables (:func:`ensure_erasure_tables`), normalising and hashing (keyed, see
+pipelines/erasure_keys.py) the values that are tombstoned, finding the tables and rows that hold a person (their ids,
 exclusive e-mails and phones, input rows by lineage, rejected records), deleting them
 (``_purge``) and writing or matching the tombstones. The transactions and the order of the
 steps are in pipelines/erasure.py.
@@ -10,13 +10,14 @@ steps are in pipelines/erasure.py.
 from __future__ import annotations
 
 import re
-import secrets
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import duckdb
 
+from pipelines.erasure_keys import LEGACY_KEY_ID, KeyRing, MissingKeyError, TombstoneKey
 from pipelines.sqlrun import ensure_bookkeeping_tables, has_table
 
 ERASABLE_SCHEMAS = ("raw", "staging", "quarantine", "core", "models", "marts", "audit")
@@ -35,23 +36,64 @@ _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 # --- bookkeeping tables -------------------------------------------------------------------
 
 
-def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> str:
-    """Create the erasure's audit tables (idempotent); returns the warehouse's salt.
+def ensure_erasure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the erasure's audit tables (idempotent).
 
-    - ``audit.settings(key, value)``: holds the per-warehouse random salt.
-    - ``audit.erasure_tombstones(kind, value_sha256, erased_at)``: kind is customer_id,
-      email or phone; value_sha256 = sha256(salt || normalised value).
+    - ``audit.erasure_tombstones(kind, value_sha256, erased_at, key_id)``: kind is
+      customer_id, email or phone; value_sha256 = sha256(prefix || normalised value) with
+      the prefix of the erasure key ``key_id`` (pipelines/erasure_keys.py); key_id
+      ``salt-v0``: a legacy tombstone, prefix = the salt in ``audit.settings``.
     - ``audit.erased_rows(run_id, source, file_sha256, rows, reason, erased_at)``: input
       rows removed per file, for reconciliation (read = loaded + quarantined + duplicates
       + erased).
+    - ``audit.settings(key, value)``: the legacy salt, while legacy tombstones remain.
     """
     ensure_bookkeeping_tables(con)
+    con.execute(
+        "update audit.erasure_tombstones set key_id = ? where key_id is null", [LEGACY_KEY_ID]
+    )
+
+
+def legacy_salt(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The salt of the legacy tombstones (written before keyed ones), or None."""
     salt = con.execute("select value from audit.settings where key = ?", [SALT_KEY]).fetchall()
-    if salt:
-        return salt[0][0]
-    value = secrets.token_hex(32)
-    con.execute("insert into audit.settings values (?, ?)", [SALT_KEY, value])
-    return value
+    return salt[0][0] if salt else None
+
+
+def matching_keys(con: duckdb.DuckDBPyConnection, ring: KeyRing) -> list[TombstoneKey]:
+    """The ring's keys that tombstones of this warehouse use (none: nothing to match).
+
+    Raises :class:`MissingKeyError` when tombstones use a key the ring lacks: without it
+    those people would come back with the next re-sent export.
+    """
+    ring = ring.with_legacy_salt(legacy_salt(con))
+    used = con.execute(
+        "select key_id, count(*) from audit.erasure_tombstones group by all order by 1"
+    ).fetchall()
+    missing = [(k, n) for k, n in used if ring.get(k) is None]
+    if missing:
+        listed = ", ".join(f"{k} ({n} tombstones)" for k, n in missing)
+        raise MissingKeyError(
+            f"The working database holds tombstones of forgotten customers written under "
+            f"the erasure key id(s) {listed}, and that key is not set. Without it they cannot "
+            "be matched, so a re-sent export would bring those customers back; this command "
+            f"stops here, before reading any file. {ring.how_to_set}"
+        )
+    return [ring.get(k) for k, _ in used]
+
+
+def _match_sql(keys: list[TombstoneKey], kind: str, expr: str, params: dict) -> str:
+    """SQL that is true when ``expr`` (a normalised value) hashes to a tombstone of
+    ``kind`` under one of ``keys``; adds the keys' prefixes to ``params``."""
+    parts = []
+    for i, key in enumerate(keys):
+        params[f"_tk{i}"] = key.prefix
+        params[f"_tid{i}"] = key.key_id
+        parts.append(
+            f"sha256($_tk{i} || {expr}) in (select value_sha256 from audit.erasure_tombstones "
+            f"where kind = '{kind}' and key_id = $_tid{i})"
+        )
+    return "(" + (" or ".join(parts) or "false") + ")"
 
 
 def normalise_id(value: str) -> str:
@@ -62,10 +104,6 @@ def normalise_id(value: str) -> str:
 # SQL twins of the normalisations, for hashing inside DuckDB.
 _ID_SQL = "nfc_normalize(trim({}))"
 _EMAIL_SQL = "lower(trim(nfc_normalize({})))"
-
-
-def _hash_sql(expr: str) -> str:
-    return f"sha256($salt || {expr})"
 
 
 # --- discovering where customers live ------------------------------------------------------
@@ -286,39 +324,72 @@ def _purge_phone_cache(con, ids: set[str]) -> int:
     return before - con.execute("select count(*) from raw.phone_numbers").fetchall()[0][0]
 
 
-def _write_tombstones(con, salt: str, ids: set[str], emails: set[str], phones: set[str]) -> int:
+def _write_tombstones(
+    con,
+    key: TombstoneKey,
+    ids: set[str],
+    emails: set[str],
+    phones: set[str],
+    older: list[TombstoneKey] = (),
+) -> int:
+    """Tombstone these values under ``key``; returns how many tombstones are new.
+
+    A value that also has a tombstone under one of the ``older`` keys (a retired key, the
+    legacy salt) loses it: forgetting a person again moves them to the current key, so a
+    retired or leaked key stops covering them; the salt goes with the last legacy one.
+    """
     before = con.execute("select count(*) from audit.erasure_tombstones").fetchall()[0][0]
     now = datetime.now(UTC).replace(tzinfo=None)
+    older = [k for k in older if k.key_id != key.key_id]
     for kind, values, expr in (
         ("customer_id", ids, _ID_SQL),
         ("email", emails, _EMAIL_SQL),
         ("phone", phones, "trim({})"),
     ):
-        if values:
+        if not values:
+            continue
+        params = {"kind": kind, "values": sorted(values)}
+        for old in older:
             con.execute(
                 f"""
-                insert or ignore into audit.erasure_tombstones
-                select $kind, {_hash_sql(expr.format("v"))}, $now
-                from (select unnest($values::varchar[]) as v)""",
-                {"kind": kind, "values": sorted(values), "salt": salt, "now": now},
+                delete from audit.erasure_tombstones
+                where kind = $kind and key_id = $id and value_sha256 in (
+                    select sha256($k || {expr.format("v")})
+                    from (select unnest($values::varchar[]) as v))""",
+                {**params, "k": old.prefix, "id": old.key_id},
             )
-    return con.execute("select count(*) from audit.erasure_tombstones").fetchall()[0][0] - before
+        con.execute(
+            f"""
+            insert or ignore into audit.erasure_tombstones (kind, value_sha256, erased_at, key_id)
+            select $kind, sha256($k || {expr.format("v")}), $now, $id
+            from (select unnest($values::varchar[]) as v)""",
+            {**params, "k": key.prefix, "id": key.key_id, "now": now},
+        )
+    after = con.execute("select count(*) from audit.erasure_tombstones").fetchall()[0][0]
+    if (
+        legacy_salt(con) is not None
+        and not con.execute(
+            "select count(*) from audit.erasure_tombstones where key_id = ?", [LEGACY_KEY_ID]
+        ).fetchall()[0][0]
+    ):
+        con.execute("delete from audit.settings where key = ?", [SALT_KEY])
+    return max(after - before, 0)
 
 
 # --- keeping them out -----------------------------------------------------------------------
 
 
-def _contact_matches(con, salt: str, known: set[str]) -> set[str]:
+def _contact_matches(con, keys: list[TombstoneKey], known: set[str]) -> set[str]:
     """Ids of raw customer records, not tombstoned themselves, whose e-mail or phone is."""
     from pipelines.load.clean import normalise_phone
 
+    params: dict = {}
+    email_match = _match_sql(keys, "email", _EMAIL_SQL.format("email"), params)
     rows = con.execute(
         f"""
         select distinct customer_id from raw.customers
-        where email is not null and customer_id is not null
-          and {_hash_sql(_EMAIL_SQL.format("email"))} in (
-              select value_sha256 from audit.erasure_tombstones where kind = 'email')""",
-        {"salt": salt},
+        where email is not null and customer_id is not null and {email_match}""",
+        params,
     ).fetchall()
     ids = {r[0] for r in rows}
     phone_tombs = con.execute(
@@ -335,22 +406,24 @@ def _contact_matches(con, salt: str, known: set[str]) -> set[str]:
             if e164:
                 candidates.setdefault(e164, set()).add(cid)
         if candidates:
+            params = {"values": sorted(candidates)}
+            phone_match = _match_sql(keys, "phone", "v", params)
             hits = con.execute(
-                f"""
-                select v from (select unnest($values::varchar[]) as v)
-                where {_hash_sql("v")} in (select value_sha256 from audit.erasure_tombstones
-                                           where kind = 'phone')""",
-                {"values": sorted(candidates), "salt": salt},
+                f"select v from (select unnest($values::varchar[]) as v) where {phone_match}",
+                params,
             ).fetchall()
             for (value,) in hits:
                 ids |= candidates[value]
     return ids - known
 
 
-def _rejected_by_hash(con, salt: str) -> list[tuple[str, str, int]]:
+def _rejected_by_hash(con, keys: list[TombstoneKey]) -> list[tuple[str, str, int]]:
     """Rejected records with a field (or e-mail) that hashes to a tombstone."""
     if not has_table(con, "raw", "rejected_rows"):
         return []
+    params: dict = {}
+    id_match = _match_sql(keys, "customer_id", _ID_SQL.format("token"), params)
+    email_match = _match_sql(keys, "email", _EMAIL_SQL.format("token"), params)
     return con.execute(
         f"""
         with tokens as (
@@ -359,10 +432,45 @@ def _rejected_by_hash(con, salt: str) -> list[tuple[str, str, int]]:
             from raw.rejected_rows where raw_line is not null
         )
         select distinct source, _file_sha256, _row_number from tokens
-        where token <> '' and (
-            {_hash_sql(_ID_SQL.format("token"))} in (select value_sha256
-                from audit.erasure_tombstones where kind = 'customer_id')
-            or {_hash_sql(_EMAIL_SQL.format("token"))} in (select value_sha256
-                from audit.erasure_tombstones where kind = 'email'))""",
-        {"salt": salt},
+        where token <> '' and ({id_match} or {email_match})""",
+        params,
     ).fetchall()
+
+
+# --- keeping them out at ingest (before a row is written) -----------------------------------
+
+
+@dataclass(frozen=True)
+class KeepOut:
+    """Tombstone matching for rows a reader has not written yet: SQL conditions the readers
+    put in their INSERT, so a forgotten customer's re-sent rows never reach a page of the
+    working database (or its WAL). ``keys``: the keys the warehouse's tombstones use."""
+
+    keys: tuple[TombstoneKey, ...]
+
+    def id_condition(self, expr: str) -> tuple[str, dict]:
+        """SQL true when the customer id ``expr`` is tombstoned, and its parameters."""
+        params: dict = {}
+        return _match_sql(list(self.keys), "customer_id", _ID_SQL.format(expr), params), params
+
+    def line_condition(self, expr: str) -> tuple[str, dict]:
+        """SQL true when a field of the rejected line ``expr`` (a column of the outer
+        query, split as :func:`_rejected_by_hash` splits it) is a tombstoned id or e-mail."""
+        params: dict = {}
+        id_match = _match_sql(list(self.keys), "customer_id", _ID_SQL.format("token"), params)
+        email_match = _match_sql(list(self.keys), "email", _EMAIL_SQL.format("token"), params)
+        sql = (
+            f"exists (select 1 from (select unnest(regexp_split_to_array({expr}, "
+            f"'[,;|\t\"'' <>]+')) as token) where token <> '' and ({id_match} or {email_match}))"
+        )
+        return sql, params
+
+
+def keep_out(con: duckdb.DuckDBPyConnection, ring: KeyRing) -> KeepOut | None:
+    """The ingest filter of this warehouse's tombstones, or None when there are none (the
+    readers then insert as they always did). Raises :class:`MissingKeyError` when a key the
+    tombstones use is not in ``ring``."""
+    ensure_erasure_tables(con)
+    if not con.execute("select count(*) from audit.erasure_tombstones").fetchall()[0][0]:
+        return None
+    return KeepOut(tuple(matching_keys(con, ring)))

@@ -3,8 +3,10 @@ directory and threads, and who holds it.
 
 DuckDB lets one process open the working database for writing at a time. The process
 that does records who it is (``<database>.holder.json``: what it is doing, its run id,
-PID and since when), so that a second ``crm`` command can say which run holds the
-warehouse instead of failing with DuckDB's lock error.
+PID, since when, and its Prefect flow run when it runs in one), so that a second ``crm``
+command can say which run holds the warehouse instead of failing with DuckDB's lock
+error, and the next run can mark a killed run's flow run crashed
+(pipelines/prefect_server.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -83,12 +86,32 @@ def record_holder(settings: Settings, holder: str, run_id: str | None) -> None:
                 "run_id": run_id,
                 "pid": os.getpid(),
                 "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                "prefect_flow_run_id": _prefect_flow_run_id(),
             }
         ),
         encoding="utf-8",
     )
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def _prefect_flow_run_id() -> str | None:
+    """The Prefect flow run this process is running, if any (Prefect is not imported for
+    it: a process that has not imported Prefect runs no flow)."""
+    if "prefect" not in sys.modules:
+        return None
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
+
+
+def dead_holder(settings: Settings) -> dict | None:
+    """The holder record of a process that ended without releasing the warehouse (killed),
+    or None. Read it before this process records itself over it."""
+    held = _read_holder(holder_path(settings))
+    if held is None or held.get("pid") == os.getpid() or _alive(held.get("pid")):
+        return None
+    return held
 
 
 def release_holder(settings: Settings) -> None:

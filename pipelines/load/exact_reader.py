@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from pipelines.config import SourceConfig
 from pipelines.errors import InputError
-from pipelines.load.mapping import FileReport, _map_columns, source_fields
+from pipelines.load.mapping import FileReport, _map_columns, keep_out_rows, source_fields
 
 _CHUNK_ROWS = 200_000
 
@@ -229,11 +229,12 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
             }
         )
         con.register("_ingest_batch", table)
-        con.execute(
-            f"insert into raw.{source.name} select $_file_sha256, $_source_file, _row_number, "
-            f"$_ingested_at, $_run_id, {', '.join(fields)} from _ingest_batch",
+        query, params = keep_out_rows(
+            f"select $_file_sha256, $_source_file, _row_number, $_ingested_at, $_run_id, "
+            f"{', '.join(fields)} from _ingest_batch",
             lineage,
         )
+        con.execute(f"insert into raw.{source.name} {query}", params)
         con.unregister("_ingest_batch")
         for values in batch.values():
             values.clear()
@@ -289,23 +290,7 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
     if json_keys:
         _, ignored, missing = _map_columns(source, path, json_keys)
     if rejects:
-        con.executemany(
-            "insert into raw.rejected_rows values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [
-                    source.name,
-                    lineage["_file_sha256"],
-                    lineage["_source_file"],
-                    rn,
-                    ln,
-                    reason,
-                    raw,
-                    lineage["_ingested_at"],
-                    lineage["_run_id"],
-                ]
-                for rn, ln, reason, raw in rejects
-            ],
-        )
+        _insert_rejects(con, source, lineage, rejects)
     status = "loaded" if row_number else "header_only"
     return FileReport(
         source.name,
@@ -318,6 +303,52 @@ def _ingest_python(con, source: SourceConfig, path: Path, lineage: dict) -> File
         ignored,
         missing,
     )
+
+
+def _insert_rejects(con, source: SourceConfig, lineage: dict, rejects: list[tuple]) -> None:
+    """Rejected records into raw.rejected_rows; with ``lineage["keep_out"]``, those with a
+    field that is a forgotten customer's id or e-mail are left out (counted as erased by
+    the caller)."""
+    rows = [
+        [
+            source.name,
+            lineage["_file_sha256"],
+            lineage["_source_file"],
+            rn,
+            ln,
+            reason,
+            raw,
+            lineage["_ingested_at"],
+            lineage["_run_id"],
+        ]
+        for rn, ln, reason, raw in rejects
+    ]
+    keep_out = lineage.get("keep_out")
+    if keep_out is None:
+        con.executemany("insert into raw.rejected_rows values (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return
+    names = ("source", "_file_sha256", "_source_file", "_row_number", "line_number", "reason")
+    columns = {name: [r[i] for r in rows] for i, name in enumerate(names)}
+    table = pa.table(
+        {
+            **{
+                k: pa.array(v, type=pa.int64() if k in ("_row_number", "line_number") else None)
+                for k, v in columns.items()
+            },
+            "raw_line": pa.array([r[6] for r in rows], type=pa.string()),
+        }
+    )
+    condition, params = keep_out.line_condition("raw_line")
+    con.register("_ingest_rejects", table)
+    try:
+        con.execute(
+            "insert into raw.rejected_rows select source, _file_sha256, _source_file, "
+            "_row_number, line_number, reason, raw_line, $_ingested_at, $_run_id "
+            f"from _ingest_rejects where raw_line is null or not {condition}",
+            {**params, "_ingested_at": lineage["_ingested_at"], "_run_id": lineage["_run_id"]},
+        )
+    finally:
+        con.unregister("_ingest_rejects")
 
 
 def _json_text(value) -> str | None:

