@@ -83,6 +83,7 @@ final as (
         pd.expected_next_order_date,
         ch.churn_probability,
         ch.churn_band,
+        ch.churn_reasons,
         pop.value_tier,
         pop.lifecycle_stage,
         pop.recommended_action,

@@ -66,7 +66,7 @@ create table models.clv_predictions (
     expected_purchases_90d double, expected_order_value double, predicted_clv double,
     expected_next_order_date date);
 create table models.churn_scores (customer_id varchar, churn_probability double,
-                                  churn_band varchar);
+                                  churn_band varchar, churn_reasons varchar);
 create table models.customer_segments (customer_id varchar, value_tier varchar,
                                        lifecycle_stage varchar, recommended_action varchar);
 create table models.model_parameters (run_id varchar, model varchar, parameter varchar,
@@ -186,7 +186,9 @@ def load_customers(con):
                 "(?, 0.5, 0.2, 0.6, 40.0, ?, '2024-04-01')",
                 [cid, clv],
             )
-            con.execute("insert into models.churn_scores values (?, ?, ?)", [cid, churn, band])
+            con.execute(
+                "insert into models.churn_scores values (?, ?, ?, null)", [cid, churn, band]
+            )
 
 
 def load_model_outputs(con, run_id):
