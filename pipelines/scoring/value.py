@@ -22,6 +22,7 @@ import duckdb
 import polars as pl
 
 from models import clv, rfm
+from models.clv.uncertainty import add_clv_interval
 from pipelines.config import Settings
 from pipelines.scoring.model_log import record_model_outputs
 from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
@@ -189,7 +190,7 @@ def _fit_and_predict(
         None if gamma_gamma else f"Spend model failed, CLV left empty: {gg_message}"
     )
     report.parameters = parameters
-    return clv.predict_customer_value(
+    predictions = clv.predict_customer_value(
         summary,
         bgnbd=bgnbd,
         gamma_gamma=gamma_gamma,
@@ -197,6 +198,10 @@ def _fit_and_predict(
         horizons_days=m.expected_purchase_horizons_days,
         clv_horizon_days=m.clv_horizon_days,
         annual_discount_rate=m.annual_discount_rate,
+    )
+    # predicted_clv_low / _high (models/clv/uncertainty.py)
+    return add_clv_interval(
+        predictions, summary, bgnbd, gamma_gamma, m.clv_horizon_days, m.annual_discount_rate
     )
 
 
@@ -206,6 +211,7 @@ def _write_predictions(con, predictions: pl.DataFrame | None, horizons) -> None:
         con.execute(f"""create or replace table models.clv_predictions as
             select customer_id, null::double as p_alive, {cols},
                    null::double as expected_order_value, null::double as predicted_clv,
+                   null::double as predicted_clv_low, null::double as predicted_clv_high,
                    null::date as expected_next_order_date
             from models.rfm""")
         return
