@@ -31,6 +31,8 @@ from models.clv.predict import _unique_rows, discount_schedule
 DEFAULT_CLV_DRAWS = 200
 DEFAULT_CLV_SEED = 20_260_101
 DEFAULT_CLV_QUANTILES = (0.1, 0.9)
+# draws x distinct rows held at once (8 bytes each)
+_MAX_MATRIX_CELLS = 4_000_000
 
 
 def log_parameter_covariance(model) -> np.ndarray | None:
@@ -135,15 +137,25 @@ def clv_interval(
     unit = purchases.unit_days
     times, factors = discount_schedule(float(clv_horizon_days), float(unit), annual_discount_rate)
     times_units = np.asarray(times) / unit
-    values = np.empty((n_draws, rows.height))
-    for k, (p, s) in enumerate(zip(purchase_draws, spend_draws, strict=True)):
-        values[k] = _clv(
-            _with_params(purchases, p), _with_params(spend, s), rows, times_units, factors
-        )
-    # a draw can make a formula undefined (e.g. a BG/NBD a <= 1 for E[Y]); those are skipped
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        low, high = np.nanquantile(values, [low_q, high_q], axis=0)
+    purchase_models = [_with_params(purchases, p) for p in purchase_draws]
+    spend_models = [_with_params(spend, q) for q in spend_draws]
+    low = np.empty(rows.height)
+    high = np.empty(rows.height)
+    # Chunks of distinct rows keep the draws x rows matrix small (~32 MB); the rows are
+    # sorted by frequency first, so a chunk holds few frequencies and the per-frequency
+    # work of discounted_purchases_units is hardly repeated across chunks.
+    chunk = max(1000, _MAX_MATRIX_CELLS // n_draws)
+    for start in range(0, rows.height, chunk):
+        part = rows[start : start + chunk]
+        values = np.empty((n_draws, part.height))
+        for k, (p, q) in enumerate(zip(purchase_models, spend_models, strict=True)):
+            values[k] = _clv(p, q, part, times_units, factors)
+        # a draw can make a formula undefined (e.g. a BG/NBD a <= 1 for E[Y]); those are skipped
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low[start : start + chunk], high[start : start + chunk] = np.nanquantile(
+                values, [low_q, high_q], axis=0
+            )
     # CLV is not linear in the parameters, so the point estimate can fall just outside the
     # quantiles of the draws; the interval is widened to hold it (low <= predicted_clv <= high)
     point = _clv(purchases, spend, rows, times_units, factors)
