@@ -150,10 +150,12 @@ def clv_interval(
         values = np.empty((n_draws, part.height))
         for k, (p, q) in enumerate(zip(purchase_models, spend_models, strict=True)):
             values[k] = _clv(p, q, part, times_units, factors)
-        # a draw can make a formula undefined (e.g. a BG/NBD a <= 1 for E[Y]); those are skipped
+        # a draw can make a formula undefined (e.g. a BG/NBD a <= 1 for E[Y]); those are
+        # skipped (nanquantile, 20x slower than quantile, only where there are any)
+        quantile = np.nanquantile if np.isnan(values).any() else np.quantile
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            low[start : start + chunk], high[start : start + chunk] = np.nanquantile(
+            low[start : start + chunk], high[start : start + chunk] = quantile(
                 values, [low_q, high_q], axis=0
             )
     # CLV is not linear in the parameters, so the point estimate can fall just outside the
