@@ -348,7 +348,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
             return self.pipeline_.predict_proba(frame)
 
-    def booster_(self) -> HistGradientBoostingClassifier:
+    def fitted_booster(self) -> HistGradientBoostingClassifier:
         """The fitted, uncalibrated booster inside the calibration step."""
         check_is_fitted(self)
         calibrated = self.pipeline_.named_steps["classify"].calibrated_classifiers_[0].estimator
@@ -365,7 +365,7 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         frame = self._prepare(X)
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
             encoded = self.pipeline_.named_steps["encode"].transform(frame)
-            return model_contributions(self.booster_(), encoded, self.reason_reference_)
+            return model_contributions(self.fitted_booster(), encoded, self.reason_reference_)
 
     def predict(self, X: pl.DataFrame | pd.DataFrame) -> np.ndarray:
         """1 where the churn probability is at least one half."""
