@@ -685,6 +685,8 @@ TRACED_FUNCTIONS = (
     "pipelines.scoring.value:_holdout_check",
     "models.clv:evaluate_holdout",
     "pipelines.scoring.value:_next_order_backtest",
+    "models.clv:predict_next_order_offsets",
+    "models.clv:score_next_order",
     # churn
     "pipelines.scoring.churn:build_churn_features",
     "pipelines.scoring.churn:_features_at",

@@ -472,23 +472,23 @@ def _models(data: Mapping[str, Any]) -> ModelConfig:
     penalizer = _get(data, "penalizer", "models", (int, float), d.penalizer)
     if penalizer < 0:
         raise ConfigError(f"models.penalizer must be >= 0, got {penalizer}.")
-    horizons = _get(
-        data,
-        "expected_purchase_horizons_days",
-        "models",
-        list,
-        list(d.expected_purchase_horizons_days),
-    )
-    if not horizons or not all(
-        isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in horizons
-    ):
-        raise ConfigError(
-            "models.expected_purchase_horizons_days must be a list of positive "
-            f"whole numbers of days, got {horizons!r}."
-        )
+    horizons = {
+        key: _positive_day_list(data, key, list(getattr(d, key)))
+        for key in ("expected_purchase_horizons_days", "order_probability_horizons_days")
+    }
     values.update(
         annual_discount_rate=float(rate),
         penalizer=float(penalizer),
-        expected_purchase_horizons_days=tuple(sorted(set(horizons))),
+        **{key: tuple(sorted(set(days))) for key, days in horizons.items()},
     )
     return ModelConfig(**values)
+
+
+def _positive_day_list(data: Mapping[str, Any], key: str, default: list[int]) -> list[int]:
+    """The non-empty list of positive whole numbers of days at ``models.<key>``."""
+    days = _get(data, key, "models", list, default)
+    if not days or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in days):
+        raise ConfigError(
+            f"models.{key} must be a list of positive whole numbers of days, got {days!r}."
+        )
+    return days

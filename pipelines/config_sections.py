@@ -165,6 +165,7 @@ class ModelConfig:
     churn_horizon_days: int = 90
     annual_discount_rate: float = 0.10
     expected_purchase_horizons_days: tuple[int, ...] = (30, 90, 365)
+    order_probability_horizons_days: tuple[int, ...] = (30, 90)
     penalizer: float = 0.0
     summary_resolution: str = field(default="auto", metadata={"enum": SUMMARY_RESOLUTIONS})
     holdout_days: int = 90

@@ -6,6 +6,7 @@ from collections import Counter
 
 import duckdb
 
+from models.clv.next_order import describe_next_order_verdict
 from pipelines.load.freshness import describe_staleness
 from pipelines.publish.exports import empty_exports_reason
 
@@ -246,10 +247,12 @@ def format_value_summary(report, segment_counts: dict[str, dict[str, int]]) -> s
             "holdout error of total repeat purchases",
         ),
         (("next_order_date", "mae_days"), "next-order date MAE, days"),
+        (("next_order_date", "harrell_c"), "next-order date Harrell's C"),
     ):
-        if key in metrics:
+        if key in metrics and None not in metrics[key]:
             v, b = metrics[key]
             lines.append(f"  {label:<44} model {v:>8.3f}   baseline {b:>8.3f}")
+    lines.extend(f"  {line}" for line in describe_next_order_verdict(report.metrics))
     lines.append("RFM segments: " + ", ".join(f"{k} {v}" for k, v in report.segment_counts.items()))
     for column, title in (
         ("value_tier", "Value tiers"),

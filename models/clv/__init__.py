@@ -18,7 +18,9 @@ This package's face: it re-exports the public names; each job has its own module
   frames;
 - :mod:`~models.clv.beta_geo`: BetaGeoModel; :mod:`~models.clv.gamma_gamma`: GammaGammaModel;
 - :mod:`~models.clv.predict`: predict_customer_value, discounting, naive next-order dates;
-- :mod:`~models.clv.holdout`: evaluate_holdout, score_next_order_dates.
+- :mod:`~models.clv.holdout`: evaluate_holdout, score_next_order_dates;
+- :mod:`~models.clv.next_order`: P(order within h days), the next order date, their naive
+  rules, Harrell's C and the next-order verdict.
 
 Models
     BG/NBD: Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way: An Alternative to
@@ -41,6 +43,18 @@ from models.clv.beta_geo import BetaGeoModel
 from models.clv.fitting import DEFAULT_PENALIZERS, ModelFitError
 from models.clv.gamma_gamma import GammaGammaModel
 from models.clv.holdout import evaluate_holdout, score_next_order_dates
+from models.clv.next_order import (
+    DATE_QUANTITY,
+    NAIVE_RULES,
+    describe_next_order_verdict,
+    harrell_c,
+    naive_order_probabilities,
+    order_probability_column,
+    predict_next_order_offsets,
+    predict_order_probabilities,
+    published_sources,
+    score_next_order,
+)
 from models.clv.predict import (
     discounted_expected_purchases,
     predict_customer_value,
@@ -54,6 +68,8 @@ from models.clv.summary import (
 )
 
 __all__ = [
+    "DATE_QUANTITY",
+    "NAIVE_RULES",
     "DEFAULT_PENALIZERS",
     "BetaGeoModel",
     "GammaGammaModel",
@@ -63,8 +79,16 @@ __all__ = [
     "compress_summary",
     "detect_time_of_day",
     "discounted_expected_purchases",
+    "describe_next_order_verdict",
     "evaluate_holdout",
+    "harrell_c",
+    "naive_order_probabilities",
+    "order_probability_column",
     "predict_customer_value",
     "predict_naive_next_order_dates",
+    "predict_next_order_offsets",
+    "predict_order_probabilities",
+    "published_sources",
+    "score_next_order",
     "score_next_order_dates",
 ]

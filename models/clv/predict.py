@@ -16,6 +16,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
+from models.clv import next_order
 from models.clv.beta_geo import BetaGeoModel
 from models.clv.gamma_gamma import GammaGammaModel
 
@@ -97,7 +98,8 @@ def predict_customer_value(
     horizons_days: Sequence[int] = (30, 90, 365),
     clv_horizon_days: int = 365,
     annual_discount_rate: float = 0.10,
-    next_order_min_p_alive: float = 0.5,
+    order_probability_horizons_days: Sequence[int] = (30, 90),
+    next_order_min_probability: float = 0.5,
     next_order_max_days: int = 365,
 ) -> pl.DataFrame:
     """Per-customer value predictions, one row per summary row (customer).
@@ -116,25 +118,28 @@ def predict_customer_value(
     clv_horizon_days : int, default 365
         CLV covers exactly these days after as_of.
     annual_discount_rate : float, default 0.10
-    next_order_min_p_alive : float, default 0.5
-        Below this P(alive) there is no expected next order date.
+    order_probability_horizons_days : ints, default (30, 90)
+        One ``p_order_next_<h>d`` column each.
+    next_order_min_probability : float, default 0.5
+        Below this P(order within ``next_order_max_days``) there is no expected next order date.
     next_order_max_days : int, default 365
-        An expected next order further than this after as_of is left null.
+        The horizon of the expected next order date.
 
     Returns
     -------
     DataFrame with customer_id, p_alive, expected_purchases_<h>d (repeat purchases in the next
-    h days), expected_order_value (Gamma-Gamma conditional mean spend per order), predicted_clv
+    h days), p_order_next_<h>d (P(at least one order in the next h days) = 1 - P(no purchase),
+    :func:`models.clv.next_order.predict_order_probabilities`), expected_order_value (Gamma-Gamma conditional mean spend per order), predicted_clv
     (discounted expected spend over ``clv_horizon_days``: per period of the model's unit,
     expected purchases x expected order value x (1 + rate)^(-end of period / 365), see
     :func:`discounted_expected_purchases`; lifetimes' customer_lifetime_value is not used
     because its month is 30 days), expected_next_order_date (date).
 
-    expected_next_order_date is as_of + the median wait to the next purchase given the customer
-    is alive (:meth:`BetaGeoModel.predict_median_days_to_next_purchase`), rounded to whole days
-    and at least 1. It answers "if they are still a customer, when do they buy next"; it is
-    null when P(alive) < ``next_order_min_p_alive`` (probably gone) or when the date is more
-    than ``next_order_max_days`` away (not expected to buy within the horizon).
+    expected_next_order_date is as_of + the median day of the next order among the outcomes
+    where the customer orders within ``next_order_max_days`` (whole days, at least 1); null when
+    P(order within ``next_order_max_days``) < ``next_order_min_probability``: see
+    :func:`models.clv.next_order.predict_next_order_offsets` for why this date and not the
+    median wait given the customer is alive.
     """
     bgnbd.check_fitted()
     if "customer_id" not in summary.columns:
@@ -157,6 +162,9 @@ def predict_customer_value(
         with np.errstate(all="ignore"):
             expected = first * (1 - survival) / denominator
         columns[f"expected_purchases_{int(horizon)}d"] = np.maximum(expected, 0.0)
+    columns.update(
+        next_order.predict_order_probabilities(bgnbd, summary, order_probability_horizons_days)
+    )
 
     if gamma_gamma is not None:
         order_value = gamma_gamma.predict(summary)
@@ -173,14 +181,12 @@ def predict_customer_value(
         columns["expected_order_value"] = np.full(summary.height, np.nan)
         columns["predicted_clv"] = np.full(summary.height, np.nan)
 
-    wait_days = bgnbd.predict_median_days_to_next_purchase(summary)
-    ok = (
-        (p_alive >= next_order_min_p_alive)
-        & np.isfinite(wait_days)
-        & (wait_days <= next_order_max_days)
+    columns["expected_next_order_offset"] = next_order.predict_next_order_offsets(
+        bgnbd,
+        summary,
+        max_days=next_order_max_days,
+        min_probability=next_order_min_probability,
     )
-    offsets = np.where(ok, np.maximum(np.rint(np.where(ok, wait_days, 0.0)), 1.0), np.nan)
-    columns["expected_next_order_offset"] = offsets
     frame = pl.DataFrame(columns).with_columns(
         pl.col("expected_order_value", "predicted_clv").fill_nan(None),
         pl.col("expected_next_order_offset").fill_nan(None),

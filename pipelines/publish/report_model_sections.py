@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 
+import polars as pl
+
+from models.clv.next_order import describe_next_order_verdict
 from pipelines.publish.charts import (
     BAND_COLOURS,
     GREY,
@@ -180,6 +183,24 @@ def _calibration_points(metrics: list[dict]) -> dict[str, list[tuple[float, floa
     return points
 
 
+def _next_order_verdict(metrics: list[dict]) -> list[str]:
+    """The next-order verdict sentences (models.clv.describe_next_order_verdict)."""
+    rows = [
+        (m["model"], m["metric"], m["value"], m.get("baseline"))
+        for m in metrics
+        if m["model"] == "next_order_verdict"
+    ]
+    if not rows:
+        return []
+    frame = pl.DataFrame(
+        rows,
+        schema=["model", "metric", "value", "baseline"],
+        orient="row",
+        infer_schema_length=None,
+    )
+    return describe_next_order_verdict(frame)
+
+
 def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs) -> dict:
     fitted = [p for p in parameters if p["model"] in ("bgnbd", "gamma_gamma")]
     fitted.sort(key=lambda p: (p["model"] != "bgnbd", p["parameter"] == "penalizer"))
@@ -214,7 +235,8 @@ def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs)
     next_order = None
     if get("next_order_date", "mae_days"):
         next_order = {
-            k: get("next_order_date", k) for k in ("mae_days", "coverage", "customers_scored")
+            k: get("next_order_date", k)
+            for k in ("mae_days", "harrell_c", "coverage", "customers_scored")
         }
     holdout_reason = None
     if holdout is None:
@@ -236,5 +258,6 @@ def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs)
         "holdout": holdout,
         "holdout_reason": holdout_reason,
         "next_order": next_order,
+        "next_order_verdict": _next_order_verdict(metrics),
         "charts": charts,
     }

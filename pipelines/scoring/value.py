@@ -4,8 +4,9 @@ Reads ``core.*`` as of the run's as-of date and writes ``models.*``:
 
 - ``models.rfm`` (SQL) and ``models.rfm_scores``: scores and segment per buyer,
 - ``models.clv_summary`` (SQL; only the resolution the models use is kept),
-  ``models.clv_predictions``: p_alive, expected purchases, predicted CLV, expected next order
-  date,
+  ``models.clv_predictions``: p_alive, expected purchases, P(order within h days), predicted
+  CLV, expected next order date (the next-order ones the naive rule's where the model lost
+  this run's next-order verdict),
 - ``models.model_parameters`` and ``models.model_metrics``: one set per run (run_id),
 - ``models.model_runs``: per model whether it was fitted, skipped or failed, and why.
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from models import clv, rfm
@@ -95,9 +97,10 @@ def score_customer_value(
         clv_message=None,
     )
     predictions = _fit_and_predict(con, settings, summary, as_of, run_id, report)
-    _write_predictions(con, predictions, m.expected_purchase_horizons_days)
     if report.clv_status == "fitted":
         _holdout_check(con, settings, as_of, run_id, resolution)
+    # after the holdout check: its next-order verdict decides which values are published
+    _write_predictions(con, settings, predictions, summary, as_of, run_id)
     report.metrics = con.sql(
         "select model, metric, value, baseline from models.model_metrics where run_id = $r",
         params={"r": run_id},
@@ -196,6 +199,7 @@ def _fit_and_predict(
         gamma_gamma=gamma_gamma,
         as_of=as_of,
         horizons_days=m.expected_purchase_horizons_days,
+        order_probability_horizons_days=m.order_probability_horizons_days,
         clv_horizon_days=m.clv_horizon_days,
         annual_discount_rate=m.annual_discount_rate,
     )
@@ -205,9 +209,26 @@ def _fit_and_predict(
     )
 
 
-def _write_predictions(con, predictions: pl.DataFrame | None, horizons) -> None:
+def _write_predictions(
+    con,
+    settings: Settings,
+    predictions: pl.DataFrame | None,
+    summary: pl.DataFrame,
+    as_of: date,
+    run_id: str,
+) -> None:
+    """models.clv_predictions; the next-order quantities that did not beat their naive rule on
+    this run's holdout (the ``next_order_verdict`` rows in models.model_metrics) hold the naive
+    rule's values instead of the model's."""
+    m = settings.models
     if predictions is None:
-        cols = ", ".join(f"null::double as expected_purchases_{h}d" for h in horizons)
+        cols = ", ".join(
+            [f"null::double as expected_purchases_{h}d" for h in m.expected_purchase_horizons_days]
+            + [
+                f"null::double as {clv.order_probability_column(h)}"
+                for h in m.order_probability_horizons_days
+            ]
+        )
         con.execute(f"""create or replace table models.clv_predictions as
             select customer_id, null::double as p_alive, {cols},
                    null::double as expected_order_value, null::double as predicted_clv,
@@ -215,9 +236,47 @@ def _write_predictions(con, predictions: pl.DataFrame | None, horizons) -> None:
                    null::date as expected_next_order_date
             from models.rfm""")
         return
+    metrics = con.sql(
+        "select model, metric, value from models.model_metrics where run_id = $r",
+        params={"r": run_id},
+    ).pl()
+    predictions = _publish_naive_where_model_loses(
+        predictions, summary, clv.published_sources(metrics), as_of, m.unit_days
+    )
     con.register("_pred", predictions)
     con.execute("create or replace table models.clv_predictions as select * from _pred")
     con.unregister("_pred")
+
+
+def _publish_naive_where_model_loses(
+    predictions: pl.DataFrame,
+    summary: pl.DataFrame,
+    sources: dict[str, str | None],
+    as_of: date,
+    unit_days: int,
+) -> pl.DataFrame:
+    """Replace each next-order column whose source is a naive rule by that rule's values at
+    ``as_of``: a probability by :func:`clv.naive_order_probabilities`' rule, the date by
+    last order + average gap (:func:`clv.predict_naive_next_order_dates`)."""
+    replacements = []
+    for column, source in sources.items():
+        if source in (None, "model") or column not in predictions.columns:
+            continue
+        if column == clv.DATE_QUANTITY:
+            naive = clv.predict_naive_next_order_dates(summary, as_of=as_of, unit_days=unit_days)
+            replacements.append(naive.get_column("naive_next_order_date").alias(column))
+        else:
+            horizon = int(column.removeprefix("p_order_next_").removesuffix("d"))
+            rules = clv.naive_order_probabilities(
+                summary, horizon_days=horizon, unit_days=unit_days
+            )
+            replacements.append(pl.Series(column, rules[source]))
+    # the summary and the predictions are one row per customer in the same order
+    if replacements and predictions["customer_id"].equals(summary["customer_id"]):
+        return predictions.with_columns(replacements)
+    if replacements:
+        raise ValueError("predictions and summary are not in the same customer order")
+    return predictions
 
 
 def _holdout_check(con, settings: Settings, as_of: date, run_id: str, resolution: str) -> None:
@@ -275,9 +334,12 @@ def _next_order_backtest(
     holdout: pl.DataFrame,
     model: clv.BetaGeoModel,
 ) -> pl.DataFrame:
-    """MAE in days of the expected next order date from ``model`` (fitted at the calibration
-    end) against the first order actually placed in the holdout window; same for the naive
-    rule. The last order before and the first order in the window come with ``holdout``."""
+    """Score the next-order predictions of ``model`` (fitted at the calibration end) against
+    what customers did in the holdout window: P(order within h days) by Brier score against
+    the naive rules, the expected next order date by MAE in days and Harrell's C against
+    "last order + average gap", and the verdict rows (clv.score_next_order). The last order
+    before and the first order in the window come with ``holdout``."""
+    m = settings.models
     summary = holdout.select(
         "customer_id",
         pl.col("frequency_cal").alias("frequency"),
@@ -285,19 +347,46 @@ def _next_order_backtest(
         pl.col("T_cal").alias("T"),
         pl.col("last_purchase_at_cal").alias("last_purchase_at"),
     )
-    predicted = clv.predict_customer_value(
-        summary, bgnbd=model, as_of=calibration_end, horizons_days=(30,)
-    )
+    offsets = clv.predict_next_order_offsets(model, summary)
     naive = clv.predict_naive_next_order_dates(
-        summary, as_of=calibration_end, unit_days=settings.models.unit_days
+        summary, as_of=calibration_end, unit_days=m.unit_days
+    )
+
+    def days_after_cutoff(frame: pl.DataFrame, column: str) -> np.ndarray:
+        days = (pl.col(column) - pl.lit(calibration_end)).dt.total_days().cast(pl.Float64)
+        return frame.select(days.fill_null(float("nan"))).to_series().to_numpy()
+
+    naive_offsets = days_after_cutoff(naive, "naive_next_order_date")
+    next_days = days_after_cutoff(holdout, "first_holdout_order_date")
+    horizons = m.order_probability_horizons_days
+    scores = clv.score_next_order(
+        clv.predict_order_probabilities(model, summary, horizons),
+        {
+            h: clv.naive_order_probabilities(summary, horizon_days=h, unit_days=m.unit_days)
+            for h in horizons
+        },
+        offsets,
+        naive_offsets,
+        next_days,
+        window_days=(as_of - calibration_end).days,
+    )
+    dates = (
+        pl.DataFrame({"customer_id": summary["customer_id"], "offset": offsets})
+        .select(
+            "customer_id",
+            (
+                pl.lit(calibration_end)
+                + pl.duration(days=pl.col("offset").fill_nan(None).cast(pl.Int64))
+            )
+            .cast(pl.Date)
+            .alias("expected_next_order_date"),
+        )
+        .join(naive, on="customer_id", how="left")
     )
     actual = holdout.select(
         "customer_id", pl.col("first_holdout_order_date").alias("next_order_date")
     )
-    both = predicted.select("customer_id", "expected_next_order_date").join(
-        naive, on="customer_id", how="left"
-    )
-    return clv.score_next_order_dates(both, actual)
+    return pl.concat([clv.score_next_order_dates(dates, actual), scores])
 
 
 def make_bgnbd_scorer(

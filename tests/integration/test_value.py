@@ -89,6 +89,7 @@ def test_too_little_data_skips_clv_but_keeps_rfm_and_tiers(tmp_path):
     ]
     assert con.execute(
         "select count(*) from models.clv_predictions where p_alive is null"
+        " and p_order_next_30d is null and p_order_next_90d is null"
     ).fetchall() == [(12,)]
     assert con.execute("select status from models.model_runs where model = 'bgnbd'").fetchall() == [
         ("skipped",)
@@ -142,6 +143,22 @@ def test_sample_predictions_respect_the_invariants(sample_warehouse):
                count(*) filter (where predicted_clv < 0)
         from models.clv_predictions""").fetchall()[0]
     assert rows == customers == report.customers and bad_p == 0 and bad_clv == 0
+    # P(order within 30 days) <= P(order within 90 days), both probabilities, for every buyer
+    assert con.execute("""
+        select count(*) from models.clv_predictions
+        where not (0 <= p_order_next_30d and p_order_next_30d <= p_order_next_90d
+                   and p_order_next_90d <= 1)""").fetchall() == [(0,)]
+    # every next-order quantity got a verdict on the holdout, and the sample's model wins them
+    published = {
+        metric: value
+        for model, metric, value, _ in report.metrics.iter_rows()
+        if model == "next_order_verdict" and metric.endswith("_model_published")
+    }
+    assert published == {
+        "p_order_next_30d_model_published": 1.0,
+        "p_order_next_90d_model_published": 1.0,
+        "expected_next_order_date_model_published": 1.0,
+    }
     # the summary keeps the resolution the models use, also after the churn step's BG/NBD
     # summarised earlier cutoffs: the marts and the churn features read it without a filter
     assert con.execute("select distinct resolution from models.clv_summary").fetchall() == [

@@ -891,6 +891,8 @@ def test_predictions_keep_their_invariants(sample_summary, sample_models):
         "expected_purchases_30d",
         "expected_purchases_90d",
         "expected_purchases_365d",
+        "p_order_next_30d",
+        "p_order_next_90d",
         "expected_order_value",
         "predicted_clv",
         "expected_next_order_date",
@@ -903,7 +905,10 @@ def test_predictions_keep_their_invariants(sample_summary, sample_models):
     p_alive = out.get_column("p_alive")
     assert p_alive.min() >= 0 and p_alive.max() <= 1
     assert out.get_column("predicted_clv").min() >= 0
-    assert out.select(pl.all().null_count()).row(0)[:-1] == (0,) * 7
+    assert out.select(pl.all().null_count()).row(0)[:-1] == (0,) * 9
+    # P(order within h days) is a probability that grows with h
+    assert out["p_order_next_30d"].min() >= 0 and out["p_order_next_90d"].max() <= 1
+    assert (out["p_order_next_30d"] <= out["p_order_next_90d"]).all()
     # longer horizons never expect fewer purchases
     assert (out["expected_purchases_30d"] <= out["expected_purchases_90d"]).all()
     assert (out["expected_purchases_90d"] <= out["expected_purchases_365d"]).all()
@@ -916,16 +921,14 @@ def test_predictions_keep_their_invariants(sample_summary, sample_models):
         ),
     )
     np.testing.assert_allclose(out["expected_purchases_365d"].to_numpy(), expected_365, rtol=1e-12)
-    # next order dates: after as_of, within the limit, and only for likely-alive customers
+    # next order dates: after as_of, within the limit, and only for customers more likely than
+    # not to order within it
     dated = out.filter(pl.col("expected_next_order_date").is_not_null())
     assert dated.height > 0
     assert dated["expected_next_order_date"].min() > as_of
     assert dated["expected_next_order_date"].max() <= as_of + timedelta(days=365)
-    assert dated["p_alive"].min() >= 0.5
-    assert (
-        out.filter(pl.col("p_alive") < 0.5)["expected_next_order_date"].null_count()
-        == out.filter(pl.col("p_alive") < 0.5).height
-    )
+    likely = 1 - bgnbd.predict_p_no_purchase(sample_summary, horizon_days=365) >= 0.5
+    assert out["expected_next_order_date"].is_not_null().to_numpy().tolist() == likely.tolist()
 
 
 def test_expected_purchases_equal_lifetimes_including_the_overflow_branch(sample_models):

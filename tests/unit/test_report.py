@@ -282,6 +282,20 @@ def build_warehouse(
         ("next_order_date", "coverage", 0.7740805604203153, 0.9387040280210157),
         ("next_order_date", "customers_scored", 44.0, 44.0),
         ("next_order_date", "mae_days", 47.64932126696833, 47.31221719457014),
+        ("next_order_date", "harrell_c", 0.7123, 0.6544),
+        ("next_order_verdict", "p_order_next_90d_brier_score", 0.0898, 0.1079),
+        ("next_order_verdict", "p_order_next_90d_brier_score_margin", 0.0181, None),
+        ("next_order_verdict", "p_order_next_90d_brier_score_margin_ci_low", 0.0166, None),
+        ("next_order_verdict", "p_order_next_90d_brier_score_margin_ci_high", 0.0196, None),
+        ("next_order_verdict", "p_order_next_90d_brier_score_significant", 1.0, None),
+        ("next_order_verdict", "p_order_next_90d_naive_rule", 0.0, None),
+        ("next_order_verdict", "p_order_next_90d_model_published", 1.0, None),
+        ("next_order_verdict", "expected_next_order_date_mae_days", 47.65, 47.31),
+        ("next_order_verdict", "expected_next_order_date_mae_days_margin", -0.34, None),
+        ("next_order_verdict", "expected_next_order_date_mae_days_margin_ci_low", -5.1, None),
+        ("next_order_verdict", "expected_next_order_date_mae_days_margin_ci_high", 4.4, None),
+        ("next_order_verdict", "expected_next_order_date_mae_days_significant", 0.0, None),
+        ("next_order_verdict", "expected_next_order_date_model_published", 0.0, None),
     ]
     model = {
         "roc_auc": 0.9007627478533972,
@@ -455,6 +469,15 @@ def test_report_has_every_section_and_the_key_numbers(report_html):
     )
     assert "1,071.0" in bgnbd and "1,078.3" in bgnbd and "1,965.8" in bgnbd
     assert "calibration ends 2025-09-16" in bgnbd
+    assert _row(bgnbd, "data-metric", "next_order_date.harrell_c").endswith("0.712 0.654")
+    verdicts = re.findall(r'data-verdict="next_order">([^<]*)<', bgnbd)
+    assert verdicts == [
+        "Next order, expected_next_order_date: mae_days 47.65 vs 47.31, margin -0.34 (95% -5.1 "
+        "to +4.4, significant no); published the naive rule&#39;s values (last order + average "
+        "gap).",
+        "Next order, p_order_next_90d: brier_score 0.0898 vs 0.1079, margin +0.0181 (95% +0.0166 "
+        "to +0.0196, significant yes); published the model&#39;s values.",
+    ]
 
     lifecycle = _section(html, "lifecycle")
     assert _row(lifecycle, "data-segment", "win_back_offer").startswith("win back offer 45 33")
