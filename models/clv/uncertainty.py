@@ -121,6 +121,9 @@ def clv_interval(
     low_q, high_q = quantiles
     if not 0 <= low_q < high_q <= 1:
         raise ValueError(f"quantiles must satisfy 0 <= low < high <= 1, got {quantiles}")
+    needed = ("unit_days", "summary_arrays", "discounted_purchases_units")
+    if not all(hasattr(purchases, name) for name in needed):
+        return None  # a purchase model this module does not know how to redraw
     rng = np.random.default_rng(seed)
     purchase_draws = draw_parameters(purchases, n_draws, rng)
     spend_draws = draw_parameters(spend, n_draws, rng)

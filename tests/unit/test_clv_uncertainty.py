@@ -112,3 +112,8 @@ def test_no_interval_without_a_usable_covariance():
     bgnbd.fitter_._hessian_ = -np.eye(4)  # not positive definite
     assert log_parameter_covariance(bgnbd) is None
     assert clv_interval(generate(500, seed=0), purchases=bgnbd, spend=gamma_gamma) is None
+
+    class OtherModel:  # a purchase model without the members the draws need
+        params_ = {"r": 1.0}
+
+    assert clv_interval(generate(500, seed=0), purchases=OtherModel(), spend=gamma_gamma) is None
