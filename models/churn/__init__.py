@@ -39,7 +39,8 @@ Choices:
 
 Modules: ``model`` (``ChurnModel``), ``baselines`` (the baseline models and the fallback
 score), ``evaluation`` (metrics, the published scorer, permutation importances),
-``scores`` (bands and the scores frame), ``artifacts`` (model files) and ``frames`` (the
+``scores`` (bands and the scores frame), ``reasons`` (``churn_reasons``: the top three
+drivers of each customer's score as phrases), ``artifacts`` (model files) and ``frames`` (the
 id and label columns, and the conversions and checks shared by the others). Import from
 ``models.churn``: this face re-exports the public names.
 """

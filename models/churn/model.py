@@ -23,6 +23,7 @@ from models.churn.frames import (
     _check_matching_features,
     _to_pandas,
 )
+from models.churn.reasons import model_contributions, reference_values
 
 # Isotonic calibration needs about this many customers per calibration fold.
 _MIN_ROWS_PER_FOLD_FOR_ISOTONIC = 1000
@@ -159,6 +160,10 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         pipeline = self._calibrate(encoder, booster, frame, labels, method, holdout, n_folds)
 
         self.pipeline_ = pipeline
+        # the reference customer of the churn reasons (models/churn/reasons.py)
+        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+            encoded = pipeline.named_steps["encode"].transform(frame)
+        self.reason_reference_ = reference_values(encoded, labels, categorical_used)
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = len(frame.columns)
         self.categorical_features_ = list(categorical)
@@ -342,6 +347,25 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         frame = self._prepare(X)
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
             return self.pipeline_.predict_proba(frame)
+
+    def fitted_booster(self) -> HistGradientBoostingClassifier:
+        """The fitted, uncalibrated booster inside the calibration step."""
+        check_is_fitted(self)
+        calibrated = self.pipeline_.named_steps["classify"].calibrated_classifiers_[0].estimator
+        return calibrated.estimator if isinstance(calibrated, FrozenEstimator) else calibrated
+
+    def reason_contributions(self, X: pl.DataFrame | pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per reason group, what each customer's own values add to the booster's log-odds
+        of churn over the reference customer's (see ``models.churn.reasons``).
+
+        Returns
+        -------
+        dict group -> numpy.ndarray, one log-odds difference per row of ``X``.
+        """
+        frame = self._prepare(X)
+        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+            encoded = self.pipeline_.named_steps["encode"].transform(frame)
+            return model_contributions(self.fitted_booster(), encoded, self.reason_reference_)
 
     def predict(self, X: pl.DataFrame | pd.DataFrame) -> np.ndarray:
         """1 where the churn probability is at least one half."""

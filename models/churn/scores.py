@@ -9,6 +9,7 @@ SCORES_SCHEMA = {
     "customer_id": pl.String,
     "churn_probability": pl.Float64,
     "churn_band": pl.String,
+    "churn_reasons": pl.String,
 }
 
 
@@ -32,15 +33,19 @@ def assign_churn_bands(probabilities, cutoffs: tuple[float, float] = (0.33, 0.66
 
 
 def build_churn_scores(
-    customer_ids, probabilities, cutoffs: tuple[float, float] = (0.33, 0.66)
+    customer_ids, probabilities, cutoffs: tuple[float, float] = (0.33, 0.66), reasons=None
 ) -> pl.DataFrame:
-    """One row per customer: customer_id, churn_probability, churn_band."""
+    """One row per customer: customer_id, churn_probability, churn_band, churn_reasons (the
+    phrases of ``models.churn.reasons``, one per customer or None; all None when not given)."""
     probabilities = np.asarray(probabilities, dtype=float)
+    if reasons is None:
+        reasons = [None] * len(probabilities)
     return pl.DataFrame(
         {
             "customer_id": pl.Series(customer_ids, dtype=pl.String),
             "churn_probability": probabilities,
             "churn_band": assign_churn_bands(probabilities, cutoffs),
+            "churn_reasons": pl.Series(reasons, dtype=pl.String),
         },
         schema=SCORES_SCHEMA,
     )

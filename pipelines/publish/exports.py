@@ -78,6 +78,7 @@ EXPORT_COLUMNS = (
     "recommended_action",
     "predicted_clv",
     "churn_band",
+    "churn_reasons",
     "expected_next_order_date",
 )
 EXPORT_SCHEMA = pa.schema(
@@ -89,6 +90,7 @@ EXPORT_SCHEMA = pa.schema(
         ("recommended_action", pa.string()),
         ("predicted_clv", pa.float64()),
         ("churn_band", pa.string()),
+        ("churn_reasons", pa.string()),
         ("expected_next_order_date", pa.date32()),
     ]
 )
@@ -241,7 +243,8 @@ def build_export_lists(
             select c.customer_id::varchar, c.email::varchar, c.full_name::varchar,
                    $segment::varchar as segment, c.recommended_action::varchar,
                    round(c.predicted_clv::double, 2) as predicted_clv,
-                   c.churn_band::varchar, c.expected_next_order_date::date
+                   c.churn_band::varchar, c.churn_reasons::varchar,
+                   c.expected_next_order_date::date
             from contactable c
             where {condition}
             order by c.customer_id"""

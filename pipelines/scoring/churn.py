@@ -44,6 +44,7 @@ from models.churn import (
     select_feature_columns,
     verdict_metrics,
 )
+from models.churn.reasons import churn_reasons
 from pipelines.core.identity import identity_as_known_at
 from pipelines.scoring.model_log import record_model_outputs
 from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
@@ -257,6 +258,23 @@ def _check_labelled(
     return None
 
 
+def _scores_with_reasons(
+    current: pl.DataFrame,
+    frame: pl.DataFrame,
+    probabilities,
+    band_cutoffs: tuple[float, float],
+    scorer,
+    published_scorer: str,
+    horizon_days: int,
+) -> pl.DataFrame:
+    """The scores frame of the customers in ``current`` (customer_id, in order) with
+    ``churn_reasons`` from the published scorer; ``frame`` is what the scorer saw, one row
+    per customer in the same order (the phrases read its feature values)."""
+    scores = build_churn_scores(current["customer_id"], probabilities, band_cutoffs)
+    reasons = churn_reasons(scorer, published_scorer, frame, scores["churn_band"], horizon_days)
+    return scores.with_columns(pl.Series("churn_reasons", reasons, dtype=pl.String))
+
+
 def _fallback(
     current: pl.DataFrame, reason: str, band_cutoffs: tuple[float, float], **context
 ) -> ChurnResult:
@@ -268,15 +286,16 @@ def _fallback(
     )
     sentence = f"{reason}, so the published churn scores are {what}, not a validated model."
     log.warning(sentence)
+    published = "fallback_p_no_purchase" if source == "p_no_purchase" else "fallback_recency_rank"
     return ChurnResult(
-        scores=build_churn_scores(current["customer_id"], probabilities, band_cutoffs),
+        scores=_scores_with_reasons(
+            current, current, probabilities, band_cutoffs, None, published, context["horizon_days"]
+        ),
         metrics=pl.DataFrame(schema=METRICS_SCHEMA),
         importances=pl.DataFrame(schema=IMPORTANCES_SCHEMA),
         model=None,
         fallback_reason=sentence,
-        published_scorer=(
-            "fallback_p_no_purchase" if source == "p_no_purchase" else "fallback_recency_rank"
-        ),
+        published_scorer=published,
         model_beats_baselines=None,
         message=sentence,
         **context,
@@ -302,7 +321,7 @@ class _Timer:
 
 
 # Bump when the protocol or the model changes what the same training frames give.
-TRAINING_VERSION = 2
+TRAINING_VERSION = 3
 # The retraining grid: dates 2000-01-03 (a Monday) + k * retrain_every_days.
 RETRAIN_EPOCH = date(2000, 1, 3)
 
@@ -368,7 +387,15 @@ def _score_with_saved(
     frame = current.select(saved["features"]) if saved["published"] == "model" else current
     probabilities = model.predict_proba(frame)[:, 1]
     return ChurnResult(
-        scores=build_churn_scores(current["customer_id"], probabilities, band_cutoffs),
+        scores=_scores_with_reasons(
+            current,
+            frame,
+            probabilities,
+            band_cutoffs,
+            model,
+            saved["published"],
+            context["horizon_days"],
+        ),
         metrics=saved["metrics"],
         importances=saved["importances"],
         model=model,
@@ -585,6 +612,16 @@ def run_churn(
         else:
             final = BaselineChurnModel(published).fit(test, y_test)
             probabilities = final.predict_proba(current)[:, 1]
+    with timer("churn reasons"):
+        scores = _scores_with_reasons(
+            current,
+            current.select(features) if published == "model" else current,
+            probabilities,
+            band_cutoffs,
+            final,
+            published,
+            horizon_days,
+        )
     log.info("churn step times: %s", timer)
     if model_store is not None:
         save_churn_training(
@@ -601,7 +638,7 @@ def run_churn(
         )
 
     return ChurnResult(
-        scores=build_churn_scores(current["customer_id"], probabilities, band_cutoffs),
+        scores=scores,
         metrics=metrics,
         importances=importances,
         model=final,
@@ -651,7 +688,8 @@ def score_churn_risk(
         training_settings=repr((settings.models, bgnbd_settings)),
     )
     con.register(
-        "_churn_scores", result.scores.select("customer_id", "churn_probability", "churn_band")
+        "_churn_scores",
+        result.scores.select("customer_id", "churn_probability", "churn_band", "churn_reasons"),
     )
     con.execute("create or replace table models.churn_scores as select * from _churn_scores")
     con.unregister("_churn_scores")

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from models import clv, rfm
+from models.clv.uncertainty import add_clv_interval
 from pipelines.config import Settings
 from pipelines.scoring.model_log import record_model_outputs
 from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
@@ -192,7 +193,7 @@ def _fit_and_predict(
         None if gamma_gamma else f"Spend model failed, CLV left empty: {gg_message}"
     )
     report.parameters = parameters
-    return clv.predict_customer_value(
+    predictions = clv.predict_customer_value(
         summary,
         bgnbd=bgnbd,
         gamma_gamma=gamma_gamma,
@@ -201,6 +202,10 @@ def _fit_and_predict(
         order_probability_horizons_days=m.order_probability_horizons_days,
         clv_horizon_days=m.clv_horizon_days,
         annual_discount_rate=m.annual_discount_rate,
+    )
+    # predicted_clv_low / _high (models/clv/uncertainty.py)
+    return add_clv_interval(
+        predictions, summary, bgnbd, gamma_gamma, m.clv_horizon_days, m.annual_discount_rate
     )
 
 
@@ -227,6 +232,7 @@ def _write_predictions(
         con.execute(f"""create or replace table models.clv_predictions as
             select customer_id, null::double as p_alive, {cols},
                    null::double as expected_order_value, null::double as predicted_clv,
+                   null::double as predicted_clv_low, null::double as predicted_clv_high,
                    null::date as expected_next_order_date
             from models.rfm""")
         return

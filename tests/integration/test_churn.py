@@ -754,8 +754,8 @@ def test_band_cut_offs_are_inclusive_at_the_upper_band_and_configurable():
         "high",
     ]
     scores = build_churn_scores(["00042", "b"], [0.1, 0.8], (0.2, 0.7))
-    assert scores.columns == ["customer_id", "churn_probability", "churn_band"]
-    assert scores.rows() == [("00042", 0.1, "low"), ("b", 0.8, "high")]
+    assert scores.columns == ["customer_id", "churn_probability", "churn_band", "churn_reasons"]
+    assert scores.rows() == [("00042", 0.1, "low", None), ("b", 0.8, "high", None)]
     for bad in [(0.7, 0.3), (-0.1, 0.5), (0.3, 1.5), (0.5, 0.5)]:
         with pytest.raises(ValueError, match="band cut-offs"):
             assign_churn_bands(probabilities, bad)
@@ -859,7 +859,11 @@ def test_model_beats_the_recency_baseline_on_simulated_fading_churners(simulated
         .sort()
     )
     scores = result.scores
-    assert scores.columns == ["customer_id", "churn_probability", "churn_band"]
+    assert scores.columns == ["customer_id", "churn_probability", "churn_band", "churn_reasons"]
+    # the model is published here: every high-band customer has reasons, the low band none
+    high = scores.filter(pl.col("churn_band") == "high")
+    assert high.height and high["churn_reasons"].null_count() == 0
+    assert scores.filter(pl.col("churn_band") == "low")["churn_reasons"].is_null().all()
     assert scores["customer_id"].sort().equals(buyers)
     assert scores["churn_probability"].is_between(0, 1).all()
     assert set(scores["churn_band"].unique()) == {"low", "medium", "high"}
@@ -944,6 +948,7 @@ def test_run_scores_nobody_without_completed_orders(con):
         "customer_id",
         "churn_probability",
         "churn_band",
+        "churn_reasons",
     ]
     assert "nothing to score" in result.fallback_reason
 

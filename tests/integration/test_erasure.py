@@ -48,7 +48,7 @@ def add_models_and_marts(con: duckdb.DuckDBPyConnection) -> None:
                'champions' as rfm_segment, 'strategic' as value_tier,
                'active' as lifecycle_stage, 'vip_care' as recommended_action,
                100.0 as predicted_clv, 'low' as churn_band,
-               null::date as expected_next_order_date
+               null::varchar as churn_reasons, null::date as expected_next_order_date
         from core.customers order by customer_id""")
     con.execute("comment on table marts.customer_360 is 'One row per customer.'")
     con.execute(

@@ -72,6 +72,16 @@ def test_crm_pipeline_runs_end_to_end_on_the_sample(sample_run):
     ).fetchall()[0]
     assert (status, as_of) == ("succeeded", "2025-12-31")
     assert '"customer_360"' in steps
+    # issue 14: reasons for every high-band customer, none for the low band; the CLV
+    # interval holds the point estimate
+    (high_without, low_with, clv_outside, clv_missing) = con.execute("""
+        select count(*) filter (where churn_band = 'high' and churn_reasons is null),
+               count(*) filter (where churn_band = 'low' and churn_reasons is not null),
+               count(*) filter (where predicted_clv_low > predicted_clv + 1e-9
+                                   or predicted_clv_high < predicted_clv - 1e-9),
+               count(*) filter (where predicted_clv is not null and predicted_clv_low is null)
+        from marts.customer_360""").fetchall()[0]
+    assert (high_without, low_with, clv_outside, clv_missing) == (0, 0, 0, 0)
     con.close()
     from pipelines.runlog import format_latest_run
 

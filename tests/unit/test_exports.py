@@ -31,6 +31,7 @@ COLUMNS = [
     "recommended_action",
     "predicted_clv",
     "churn_band",
+    "churn_reasons",
     "expected_next_order_date",
 ]
 
@@ -50,6 +51,7 @@ def customer(customer_id: str, **values) -> dict:
         "recommended_action": "nurture",
         "predicted_clv": 123.456,
         "churn_band": "low",
+        "churn_reasons": None,
         "expected_next_order_date": None,
         "churn_probability": 0.1,
     }
@@ -191,6 +193,7 @@ def test_files_have_exactly_the_listed_columns(tmp_path, make_settings, con):
             "recommended_action": "vip_care",
             "predicted_clv": 123.46,
             "churn_band": "low",
+            "churn_reasons": None,
             "expected_next_order_date": None,
         }
     ]

@@ -64,9 +64,9 @@ create table models.rfm_scores (customer_id varchar, r_score tinyint, f_score ti
 create table models.clv_predictions (
     customer_id varchar, p_alive double, expected_purchases_30d double,
     expected_purchases_90d double, expected_order_value double, predicted_clv double,
-    expected_next_order_date date);
+    predicted_clv_low double, predicted_clv_high double, expected_next_order_date date);
 create table models.churn_scores (customer_id varchar, churn_probability double,
-                                  churn_band varchar);
+                                  churn_band varchar, churn_reasons varchar);
 create table models.customer_segments (customer_id varchar, value_tier varchar,
                                        lifecycle_stage varchar, recommended_action varchar);
 create table models.model_parameters (run_id varchar, model varchar, parameter varchar,
@@ -183,10 +183,12 @@ def load_customers(con):
             con.execute("insert into models.rfm_scores values (?, 3, 3, 3, ?)", [cid, rfm])
             con.execute(
                 "insert into models.clv_predictions values "
-                "(?, 0.5, 0.2, 0.6, 40.0, ?, '2024-04-01')",
+                "(?, 0.5, 0.2, 0.6, 40.0, ?, null, null, '2024-04-01')",
                 [cid, clv],
             )
-            con.execute("insert into models.churn_scores values (?, ?, ?)", [cid, churn, band])
+            con.execute(
+                "insert into models.churn_scores values (?, ?, ?, null)", [cid, churn, band]
+            )
 
 
 def load_model_outputs(con, run_id):
