@@ -27,6 +27,7 @@ from pipelines.config_checks import (
     _business_rules,
     _churn,
     _currency,
+    _execution,
     _exports,
     _models,
     _permissions,
@@ -50,6 +51,7 @@ from pipelines.config_sections import (
     BusinessRules,
     ChurnConfig,
     CurrencyConfig,
+    ExecutionConfig,
     ExportSettings,
     ModelConfig,
     PermissionsConfig,
@@ -83,6 +85,7 @@ __all__ = [
     "ChurnConfig",
     "ConfigError",
     "CurrencyConfig",
+    "ExecutionConfig",
     "ExportSettings",
     "ModelConfig",
     "PermissionsConfig",
@@ -121,6 +124,7 @@ class Settings:
     churn: ChurnConfig = field(default_factory=ChurnConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     permissions: PermissionsConfig = field(default_factory=PermissionsConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     config_sha256: str = ""
 
 
@@ -227,6 +231,7 @@ def settings_from_dict(
         churn=_churn(_table(data, "churn")),
         schedule=_schedule(_table(data, "schedule")),
         permissions=_permissions(_table(data, "permissions")),
+        execution=_execution(_table(data, "execution"), base_dir),
     )
 
 
