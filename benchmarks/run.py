@@ -76,7 +76,7 @@ from probes import (  # noqa: E402
     reset_peak_rss,
 )
 
-from pipelines import erasure, marts, runlog, sqlrun, steps
+from pipelines import erasure, execution, marts, runlog, sqlrun, steps
 from pipelines.config import load_settings  # noqa: E402
 from pipelines.core import build as core
 from pipelines.load import clean, ingest, quality
@@ -329,6 +329,10 @@ def run_core(b: Bench) -> StageResult:
 def run_value(b: Bench) -> StageResult:
     """pipelines.scoring.value.score_customer_value (RFM, BG/NBD + Gamma-Gamma CLV, holdout
     check). Its parts are timed as substeps through TRACED_FUNCTIONS and the SQL timer."""
+    if b.settings.execution.runner == "dask":
+        # the flow's core task writes them; timed here so --from-warehouse runs have them
+        with b.substep("write buckets"):
+            execution.write_core_buckets(b.con, b.settings, b.run_id)
     rep = value.score_customer_value(b.con, b.settings, b.ctx.as_of, b.run_id)
     b.ctx = dataclasses.replace(b.ctx, clv_resolution=rep.resolution)
     return StageResult(
@@ -1428,6 +1432,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the run's temp dir (warehouse, crm.toml) for inspection",
     )
+    parser.add_argument(
+        "--runner",
+        choices=("local", "dask"),
+        default="local",
+        help="[execution] runner: dask runs the per-customer SQL per bucket on a LocalCluster",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="[execution] workers (dask)")
+    parser.add_argument("--buckets", type=int, default=16, help="[execution] buckets (dask)")
     parser.add_argument("--no-save", action="store_true", help="do not write the JSON")
     args = parser.parse_args(argv)
     if args.notebook_only and (args.no_notebook or args.from_warehouse or args.stages):
@@ -1477,6 +1489,12 @@ def main(argv: list[str] | None = None) -> int:
         args.workdir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"crm-bench-{args.size}-", dir=args.workdir))
     config_path = write_config(workdir, data_dir, sources, args.memory_limit, args.threads)
+    if args.runner == "dask":
+        with config_path.open("a", encoding="utf-8") as f:
+            f.write(
+                f'\n[execution]\nrunner = "dask"\nworkers = {args.workers}\n'
+                f"buckets = {args.buckets}\n"
+            )
 
     bench: Bench | None = None
     sql_timer = SqlTimer(profile_dir if args.duckdb_profile else None, lambda: bench)
@@ -1486,6 +1504,7 @@ def main(argv: list[str] | None = None) -> int:
     func_timer = None
     setup: dict[str, Any] = {}
     from_warehouse = None
+    dask_figures = None
     notebook = None
     warehouse_bytes = None
     settings = load_settings(config_path)
@@ -1608,6 +1627,16 @@ def main(argv: list[str] | None = None) -> int:
                 # latest completed order, as the pipeline's default does
                 notebook = run_notebook(settings, tx_file, as_of, workdir)
     finally:
+        if args.runner == "dask":
+            from pipelines.execution import runner as dask_runner
+
+            dask_figures = {
+                "workers": args.workers,
+                "buckets": args.buckets,
+                "stages": dask_runner.STAGE_TIMES.stages,
+                "worker_peak_rss_bytes": dask_runner.worker_peak_rss(),
+            }
+            dask_runner.close_cluster()
         if sampler is not None:
             sampler.stop()
         sql_timer.uninstall()
@@ -1645,6 +1674,8 @@ def main(argv: list[str] | None = None) -> int:
             "warehouse_bytes": warehouse_bytes,
         },
         "from_warehouse": from_warehouse,
+        "runner": args.runner,
+        "dask": dask_figures,
         "setup": setup,
         "stages": records,
         "totals": {

@@ -69,6 +69,22 @@ def close_cluster() -> None:
         cluster.close()
 
 
+def worker_peak_rss() -> dict[str, int]:
+    """Peak RSS in bytes (the kernel's high-water mark) of each worker of the LocalCluster
+    this process started, by worker address; empty without one (for the benchmark)."""
+    if _cluster is None:
+        return {}
+    from distributed import Client
+
+    def peak() -> int:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    with Client(_cluster) as client:
+        return client.run(peak)
+
+
 def write_core_buckets(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> None:
     """After identity resolution: the core tables the bucket stages read, as bucket
     Parquet (:func:`pipelines.execution.buckets.write_buckets`); nothing for the local

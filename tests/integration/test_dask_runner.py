@@ -5,6 +5,7 @@ warehouse."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from datetime import date
@@ -70,11 +71,25 @@ def _watch_open_files(pids: list[int], needle: str, seen: set[str], stop: thread
         time.sleep(0.02)
 
 
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """The published outputs of the local runner, which every Dask run must equal."""
+    directory = tmp_path_factory.mktemp("dask") / "local"
+    return directory, run_and_collect(_deliveries(directory, ""))
+
+
+def _same_outputs(expected: dict, actual: dict) -> None:
+    assert actual["tables"].keys() == expected["tables"].keys()
+    for table, rows in expected["tables"].items():
+        assert_same_rows(table, rows, actual["tables"][table])
+    assert actual["exports"] == expected["exports"]
+
+
 def test_dask_runner_with_1_and_16_buckets_publishes_what_the_local_runner_does(
-    prefect_harness, cluster, tmp_path
+    prefect_harness, cluster, local_run, tmp_path
 ):
     local_cluster, client = cluster
-    local = run_and_collect(_deliveries(tmp_path / "local", ""))
+    local_dir, local = local_run
 
     one = run_and_collect(
         _deliveries(tmp_path / "one", 'runner = "dask"\nbuckets = 1\nworkers = 2')
@@ -98,10 +113,7 @@ def test_dask_runner_with_1_and_16_buckets_publishes_what_the_local_runner_does(
         watcher.join()
 
     for other in (one, sixteen):
-        assert other["tables"].keys() == local["tables"].keys()
-        for table, rows in local["tables"].items():
-            assert_same_rows(table, rows, other["tables"][table])
-        assert other["exports"] == local["exports"]
+        _same_outputs(local, other)
 
     # the 16-bucket run's stages ran on the test's cluster's workers, not in this process
     stages = runner.STAGE_TIMES.stages[stages_before:]
@@ -111,11 +123,67 @@ def test_dask_runner_with_1_and_16_buckets_publishes_what_the_local_runner_does(
     assert ran_on <= set(worker_pids) and os.getpid() not in ran_on
     assert not seen, f"a worker opened the warehouse: {sorted(seen)}"
 
-    runs = {}
-    for name in ("local", "one", "sixteen"):
-        con = duckdb.connect(str(tmp_path / name / "wh" / "crm.duckdb"), read_only=True)
-        try:
-            runs[name] = con.execute("select runner, buckets from audit.runs").fetchall()
-        finally:
-            con.close()
+    runs = {
+        name: _audit(directory, "select runner, buckets from audit.runs")
+        for name, directory in (
+            ("local", local_dir),
+            ("one", tmp_path / "one"),
+            ("sixteen", tmp_path / "sixteen"),
+        )
+    }
     assert runs == {"local": [("local", None)], "one": [("dask", 1)], "sixteen": [("dask", 16)]}
+
+
+def _audit(directory: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(directory / "wh" / "crm.duckdb"), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _kill_a_worker_when(pattern: str, root: Path, pids: list[int], killed: list, stop):
+    # SIGKILL one worker process as soon as the first bucket file of the stage appears:
+    # the stage's other buckets are then still to run, or running on it
+    while not stop.is_set():
+        if any(root.glob(pattern)):
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+            return
+        time.sleep(0.002)
+
+
+def test_a_worker_killed_during_a_bucket_stage_leaves_correct_results_or_nothing_published(
+    prefect_harness, cluster, local_run, tmp_path
+):
+    local_cluster, client = cluster
+    _, local = local_run
+    pids = sorted(client.run(os.getpid).values())
+    config = _deliveries(
+        tmp_path, f'runner = "dask"\nbuckets = 16\naddress = "{local_cluster.scheduler_address}"'
+    )
+    killed: list[int] = []
+    stop = threading.Event()
+    killer = threading.Thread(
+        target=_kill_a_worker_when,
+        args=("wh/buckets/run-*/out/rfm/bucket=*.parquet", tmp_path, pids, killed, stop),
+        daemon=True,
+    )
+    killer.start()
+    try:
+        first = run_and_collect(config)
+    except Exception:
+        first = None
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no worker was killed: the stage ended before its first bucket file"
+    if first is not None:
+        # the dead worker's tasks ran again elsewhere (idempotent bucket files)
+        _same_outputs(local, first)
+    else:
+        assert _audit(tmp_path, "select count(*) from audit.publications") == [(0,)]
+        assert not (tmp_path / "exports" / AS_OF.isoformat()).exists()
+    # the nanny restarts the worker; the next run is green and right either way
+    client.wait_for_workers(2, timeout=60)
+    _same_outputs(local, run_and_collect(config))
