@@ -303,6 +303,8 @@ def run_core(b: Bench) -> StageResult:
     report = core.build_core(b.con, b.run_id)
     as_of = runlog.resolve_as_of(b.con, b.ctx.requested_as_of)
     b.ctx = dataclasses.replace(b.ctx, as_of=as_of)
+    # [execution] runner = "dask": the bucket files the value step's SQL reads
+    execution.write_core_buckets(b.con, b.settings, b.run_id)
     kept = {t: b.count(f"core.{t}") for t in ("transaction_lines", "customer_records", "events")}
     unbalanced = b.scalar("select count(*) from audit.file_reconciliation where not is_balanced")
     return StageResult(
@@ -329,10 +331,6 @@ def run_core(b: Bench) -> StageResult:
 def run_value(b: Bench) -> StageResult:
     """pipelines.scoring.value.score_customer_value (RFM, BG/NBD + Gamma-Gamma CLV, holdout
     check). Its parts are timed as substeps through TRACED_FUNCTIONS and the SQL timer."""
-    if b.settings.execution.runner == "dask":
-        # the flow's core task writes them; timed here so --from-warehouse runs have them
-        with b.substep("write buckets"):
-            execution.write_core_buckets(b.con, b.settings, b.run_id)
     rep = value.score_customer_value(b.con, b.settings, b.ctx.as_of, b.run_id)
     b.ctx = dataclasses.replace(b.ctx, clv_resolution=rep.resolution)
     return StageResult(
@@ -1544,6 +1542,9 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 # as the flow's core task does
                 ctx = dataclasses.replace(ctx, as_of=runlog.resolve_as_of(con, None))
+                t_buckets = time.perf_counter()
+                execution.write_core_buckets(con, settings, ctx.run_id)
+                setup["write_buckets_s"] = round(time.perf_counter() - t_buckets, 3)
                 from_warehouse = {
                     "path": str(source_wh),
                     "bytes": source_wh.stat().st_size,
