@@ -112,8 +112,13 @@ def run_customer_sql(
     inputs = {t: str(folder / "core" / t) for t in bucket_files.BUCKETED_TABLES}
     out_dir = folder / "out" / table
     started = time.perf_counter()
-    results = _bucket_flow(settings)(
-        name, params, list(range(settings.execution.buckets)), inputs, str(out_dir)
+    results = _run_apart(
+        _bucket_flow(settings),
+        name,
+        params,
+        list(range(settings.execution.buckets)),
+        inputs,
+        str(out_dir),
     )
     paths = [r["path"] for r in sorted(results, key=lambda r: r["bucket"])]
     con.execute(f"create schema if not exists {schema}")
@@ -138,6 +143,23 @@ def run_customer_sql(
         wall,
         sum(r["seconds"] for r in results),
     )
+
+
+def _run_apart(fn, *args):
+    """``fn(*args)`` outside the calling Prefect task's run context. Called from the
+    flow's value task, the bucket flow would carry that task-run context, whose
+    parameters (the run context, with the open warehouse connection) the DaskTaskRunner
+    would have to serialise with every bucket task, and cannot. The bucket flow stays a
+    subflow of the flow run (its flow-run context is kept)."""
+    import contextvars
+
+    from prefect.context import TaskRunContext
+
+    def call():
+        TaskRunContext.__var__.set(None)
+        return fn(*args)
+
+    return contextvars.copy_context().run(call)
 
 
 def _define_macros(con: duckdb.DuckDBPyConnection, name: str) -> None:
