@@ -187,3 +187,23 @@ def test_a_worker_killed_during_a_bucket_stage_leaves_correct_results_or_nothing
     # the nanny restarts the worker; the next run is green and right either way
     client.wait_for_workers(2, timeout=60)
     _same_outputs(local, run_and_collect(config))
+
+
+def test_the_flow_runs_its_bucket_stages_on_dask(prefect_harness, cluster, tmp_path):
+    # under crm_pipeline the bucket flow is called from inside the value task, whose
+    # run context (holding the warehouse connection) must not travel to the workers
+    from flows import crm_pipeline
+    from tests.integration.test_flow import sample_config
+
+    local_cluster, _ = cluster
+    config = sample_config(tmp_path)
+    with config.open("a", encoding="utf-8") as f:
+        f.write(
+            f'\n[execution]\nrunner = "dask"\nbuckets = 4\n'
+            f'address = "{local_cluster.scheduler_address}"\n'
+        )
+    text = crm_pipeline(config_path=str(config))
+    assert "ran on      Dask workers (prefect-dask): the per-customer SQL in 4 customer" in text
+    assert _audit(tmp_path, "select status, runner, buckets from audit.runs") == [
+        ("succeeded", "dask", 4)
+    ]
