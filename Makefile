@@ -57,10 +57,11 @@ bench-daily: setup
 	$(BIN)/python benchmarks/daily.py --size $(or $(SIZE),S) --days $(or $(DAYS),10) $(BENCH_ARGS)
 
 # Re-pin after changing dependencies in pyproject.toml. One universal resolution for every
-# platform and Python the project supports (requires-python: 3.11 to 3.13, environment
+# platform and Python the project supports, with the dask extra (issue 13) so the tests
+# run the Dask runner (requires-python: 3.11 to 3.13, environment
 # markers where pins differ); the dev tools are pinned apart, constrained by the runtime.
 lock:
-	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dask --universal --python-version 3.11 --generate-hashes -o requirements.lock
 	$(BIN)/uv pip compile --group pyproject.toml:dev -c requirements.lock --universal --python-version 3.11 --generate-hashes -o requirements-dev.lock
 
 clean:

@@ -28,6 +28,7 @@ from pipelines.config_checks import (
     _churn,
     _currency,
     _erasure,
+    _execution,
     _exports,
     _models,
     _permissions,
@@ -52,6 +53,7 @@ from pipelines.config_sections import (
     ChurnConfig,
     CurrencyConfig,
     ErasureConfig,
+    ExecutionConfig,
     ExportSettings,
     ModelConfig,
     PermissionsConfig,
@@ -85,6 +87,7 @@ __all__ = [
     "ChurnConfig",
     "ConfigError",
     "CurrencyConfig",
+    "ExecutionConfig",
     "ExportSettings",
     "ModelConfig",
     "PermissionsConfig",
@@ -125,6 +128,7 @@ class Settings:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     permissions: PermissionsConfig = field(default_factory=PermissionsConfig)
     erasure: ErasureConfig = field(default_factory=ErasureConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     config_sha256: str = ""
 
 
@@ -232,6 +236,7 @@ def settings_from_dict(
         schedule=_schedule(_table(data, "schedule")),
         permissions=_permissions(_table(data, "permissions")),
         erasure=_erasure(_table(data, "erasure")),
+        execution=_execution(_table(data, "execution"), base_dir),
     )
 
 

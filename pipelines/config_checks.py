@@ -21,12 +21,14 @@ from pipelines.config_sections import (
     ENCODINGS,
     FORMATS,
     RFM_KEYS,
+    RUNNERS,
     SUMMARY_RESOLUTIONS,
     TIME_UNITS,
     BusinessRules,
     ChurnConfig,
     CurrencyConfig,
     ErasureConfig,
+    ExecutionConfig,
     ExportSettings,
     ModelConfig,
     PermissionsConfig,
@@ -158,6 +160,35 @@ def _schedule(data: Mapping[str, Any]) -> ScheduleConfig:
         raise ConfigError(f"schedule.timezone {timezone!r} is not an IANA time zone.") from exc
     name = _get(data, "deployment_name", "schedule", str, "crm-scheduled")
     return ScheduleConfig(cron=cron, timezone=timezone, deployment_name=name)
+
+
+def _execution(data: Mapping[str, Any], base_dir: Path) -> ExecutionConfig:
+    """``[execution]``; a relative local ``storage`` resolves against the config's folder,
+    a URL (``s3://...``) is kept as written."""
+    _reject_unknown(data, _keys(ExecutionConfig), "execution")
+    d = ExecutionConfig()
+    runner = _get(data, "runner", "execution", str, d.runner)
+    if runner not in RUNNERS:
+        raise ConfigError(f"execution.runner must be one of {', '.join(RUNNERS)}, got {runner!r}.")
+    values: dict[str, Any] = {"runner": runner}
+    for key, top in (("workers", 1024), ("buckets", 4096)):
+        v = _get(data, key, "execution", int, getattr(d, key))
+        if not 1 <= v <= top:
+            raise ConfigError(f"execution.{key} must be a whole number from 1 to {top}, got {v}.")
+        values[key] = v
+    address = _get(data, "address", "execution", str, None)
+    if address is not None and "://" not in address:
+        raise ConfigError(
+            "execution.address must be a Dask scheduler address such as "
+            f"'tcp://host:8786', got {address!r}."
+        )
+    storage = _get(data, "storage", "execution", str, None)
+    if storage is not None:
+        if not storage.strip():
+            raise ConfigError("execution.storage must be a folder or a URL, got an empty string.")
+        if "://" not in storage:
+            storage = str((base_dir / Path(storage).expanduser()).resolve())
+    return ExecutionConfig(address=address, storage=storage, **values)
 
 
 def _churn(data: Mapping[str, Any]) -> ChurnConfig:

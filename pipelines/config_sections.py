@@ -246,6 +246,26 @@ class PermissionsConfig:
         return 0o750 if self.readers == "group" else 0o700
 
 
+RUNNERS = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """``[execution]``: where the per-customer stages run (issue 13). ``runner = "local"``
+    (default): in the flow process, as always. ``runner = "dask"``: per customer bucket on
+    Dask workers through prefect-dask's DaskTaskRunner, on a scheduler at ``address`` or,
+    without one, on a LocalCluster of ``workers`` processes. ``buckets``: customer
+    partitions (a stable hash of the resolved customer id). ``storage``: where the bucket
+    Parquet files go, a local folder or an fsspec URL every worker can reach; absent: a
+    ``buckets`` folder beside the warehouse."""
+
+    runner: str = field(default="local", metadata={"enum": RUNNERS})
+    workers: int = field(default=2, metadata={"minimum": 1, "maximum": 1024})
+    address: str | None = None
+    buckets: int = field(default=16, metadata={"minimum": 1, "maximum": 4096})
+    storage: str | None = None
+
+
 @dataclass(frozen=True)
 class ErasureConfig:
     """``[erasure]``: where the erasure key comes from (see pipelines/erasure_keys.py).
@@ -290,6 +310,7 @@ SECTIONS: Mapping[str, type] = MappingProxyType(
         "currency": CurrencyConfig,
         "permissions": PermissionsConfig,
         "erasure": ErasureConfig,
+        "execution": ExecutionConfig,
     }
 )
 

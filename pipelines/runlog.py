@@ -70,7 +70,8 @@ def record_run_start(
     )
     con.execute(
         "insert into audit.runs (run_id, started_at, status, requested_as_of, config_path, "
-        "config_sha256, package_versions) values (?, ?, 'running', ?, ?, ?, ?)",
+        "config_sha256, package_versions, runner, buckets) "
+        "values (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
         [
             run_id,
             started_at,
@@ -78,6 +79,8 @@ def record_run_start(
             str(settings.config_path) if settings.config_path else None,
             settings.config_sha256,
             json.dumps(package_versions()),
+            settings.execution.runner,
+            settings.execution.buckets if settings.execution.runner == "dask" else None,
         ],
     )
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines import runlog, warehouse
+from pipelines import execution, runlog, warehouse
 from pipelines.config import Settings, load_settings
 from pipelines.publish import journal
 
@@ -146,6 +146,8 @@ def core(ctx: RunContext) -> StepReport:
     as_of = runlog.resolve_as_of(ctx.con, ctx.requested_as_of)
     # a stale source stops the run here, before any model or output uses its rows
     fresh = freshness.check_freshness(ctx.con, ctx.settings, as_of, ctx.run_id)
+    # [execution] runner = "dask": the per-customer stages read these bucket files
+    execution.write_core_buckets(ctx.con, ctx.settings, ctx.run_id)
     return StepReport(
         "core",
         report,
@@ -425,6 +427,7 @@ def open_run(
         )
         raise
     finally:
+        execution.close_cluster()
         ctx.con.close()
         warehouse.release_holder(settings)
 

@@ -153,8 +153,25 @@ def format_run_summary(
             + "\n".join(f"  {k:<8} {v}" for k, v in results["publish"].items())
             + format_exports_note(con)
         )
-    parts.append(format_work_summary(results, step_seconds or {}))
+    parts.append(format_work_summary(results, step_seconds or {}) + format_where_ran(con, run_id))
     return "\n\n".join(parts)
+
+
+def format_where_ran(con: duckdb.DuckDBPyConnection, run_id: str) -> str:
+    """The line saying where the per-customer stages ran (``audit.runs.runner`` and
+    ``buckets``, from ``[execution]``), under "This run:"."""
+    row = con.execute(
+        "select runner, buckets from audit.runs where run_id = $r", {"r": run_id}
+    ).fetchone()
+    if row is None or row[0] is None:
+        return ""
+    runner, buckets = row
+    if runner == "dask":
+        return (
+            f"\n  ran on      Dask workers (prefect-dask): the per-customer SQL in {buckets} "
+            "customer buckets; everything else in this process"
+        )
+    return "\n  ran on      this process (runner local)"
 
 
 def format_work_summary(results: dict, step_seconds: dict) -> str:

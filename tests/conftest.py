@@ -22,6 +22,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server for the whole session (each costs 15 s): the flow
+    tests and the Dask runner's tests (its bucket stages are Prefect flows) share it."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
 @pytest.fixture
 def tx_config(tmp_path):
     """Factory: write transaction file(s) and a config mapping the generator's columns."""

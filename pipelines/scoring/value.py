@@ -25,6 +25,7 @@ import polars as pl
 
 from models import clv, rfm
 from models.clv.uncertainty import add_clv_interval
+from pipelines import execution
 from pipelines.config import Settings
 from pipelines.scoring.model_log import record_model_outputs
 from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
@@ -58,7 +59,8 @@ def score_customer_value(
     not fit (the run continues without CLV and says why)."""
     m = settings.models
     ensure_bookkeeping_tables(con)
-    run_sql(con, "models/rfm", {"as_of": as_of})
+    # per bucket on Dask workers with [execution] runner = "dask", else run_sql here
+    execution.run_customer_sql(con, settings, run_id, "models/rfm", {"as_of": as_of})
     scored = rfm.score_rfm(
         con.sql(
             "select customer_id, recency_days, frequency, monetary_value "
@@ -75,8 +77,10 @@ def score_customer_value(
     resolution = _summary_resolution(con, as_of, m.summary_resolution)
     # only the resolution the models use: the marts and the churn step's BG/NBD read
     # models.clv_summary without knowing it (any_value(resolution) picked either before)
-    run_sql(
+    execution.run_customer_sql(
         con,
+        settings,
+        run_id,
         "models/clv_summary",
         {
             "as_of": as_of,

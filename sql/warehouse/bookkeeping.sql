@@ -51,6 +51,10 @@ create table if not exists audit.runs (
     message varchar);
 -- added with incremental runs; a warehouse made before gains it here
 alter table audit.runs add column if not exists step_seconds json;
+-- added with the Dask runner (issue 13): where the per-customer stages ran ('local' or
+-- 'dask', [execution] runner) and into how many customer buckets (NULL for local)
+alter table audit.runs add column if not exists runner varchar;
+alter table audit.runs add column if not exists buckets integer;
 
 -- the published runs (pipelines/publish/journal.py): a run is here once every output it
 -- wrote (exports, serving database, report, exports/latest) was swapped in; the history

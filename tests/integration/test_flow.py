@@ -17,14 +17,6 @@ SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample"
 pytestmark = pytest.mark.flow
 
 
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def sample_config(tmp: Path) -> Path:
     text = (SAMPLE / "crm.toml").read_text(encoding="utf-8")
     text = text.replace('path = "../warehouse/crm.duckdb"', 'path = "wh/crm.duckdb"')

@@ -1,0 +1,198 @@
+"""The bucket stages on Dask through prefect-dask's DaskTaskRunner.
+
+:func:`run_customer_sql` is the seam the per-customer steps call where they build a
+table from SQL over ``core.*``: with ``[execution] runner = "local"`` it is
+``run_sql`` on the warehouse, as always; with ``"dask"`` a Prefect flow maps
+:func:`pipelines.execution.tasks.run_bucket_sql` over the buckets on the Dask cluster and
+the flow process pools the bucket files into the same ``models.*`` table. A failed bucket
+fails the flow, so the step fails and the run publishes nothing.
+
+One LocalCluster serves every bucket stage of a run (starting one costs seconds): it is
+started at the first stage and closed by :func:`close_cluster` when the run ends. With
+``[execution] address`` the stages use that running scheduler instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from pipelines.config import Settings
+from pipelines.execution import buckets as bucket_files
+from pipelines.sqlrun import read_sql, run_sql
+
+log = logging.getLogger(__name__)
+
+_cluster: Any = None  # the LocalCluster of the running run, if any
+
+
+@dataclass
+class StageTimes:
+    """Seconds of the bucket stages of this process's runs, for the benchmark: per stage,
+    its wall seconds and the summed seconds of its bucket tasks."""
+
+    stages: list[dict[str, Any]] = field(default_factory=list)
+
+
+STAGE_TIMES = StageTimes()
+
+
+def scheduler_address(settings: Settings) -> str:
+    """The scheduler the bucket stages use: ``[execution] address``, else a LocalCluster of
+    ``[execution] workers`` processes (one thread each), started on first use."""
+    global _cluster
+    if settings.execution.address:
+        return settings.execution.address
+    if _cluster is None:
+        from distributed import LocalCluster
+
+        _cluster = LocalCluster(
+            n_workers=settings.execution.workers,
+            threads_per_worker=1,
+            processes=True,
+            # no fixed port: the HTTP (metrics) server binds any free one, so another
+            # cluster on this host (8787 taken) is no error
+            dashboard_address=":0",
+        )
+    return _cluster.scheduler_address
+
+
+def close_cluster() -> None:
+    """Close the LocalCluster :func:`scheduler_address` started, if any."""
+    global _cluster
+    if _cluster is not None:
+        cluster, _cluster = _cluster, None
+        cluster.close()
+
+
+def worker_peak_rss() -> dict[str, int]:
+    """Peak RSS in bytes (the kernel's high-water mark) of each worker of the LocalCluster
+    this process started, by worker address; empty without one (for the benchmark)."""
+    if _cluster is None:
+        return {}
+    from distributed import Client
+
+    def peak() -> int:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    with Client(_cluster) as client:
+        return client.run(peak)
+
+
+def write_core_buckets(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> None:
+    """After identity resolution: the core tables the bucket stages read, as bucket
+    Parquet (:func:`pipelines.execution.buckets.write_buckets`); nothing for the local
+    runner."""
+    if settings.execution.runner == "dask":
+        bucket_files.write_buckets(con, settings, run_id)
+
+
+def run_customer_sql(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    run_id: str,
+    name: str,
+    params: dict[str, Any],
+) -> None:
+    """Build the per-customer table of ``sql/<name>.sql`` (e.g. ``models/rfm`` ->
+    ``models.rfm``) with ``params``: on the warehouse (local runner), or per bucket on the
+    Dask workers, pooled into the same table of the warehouse (dask runner)."""
+    if settings.execution.runner != "dask":
+        run_sql(con, name, params)
+        return
+    _define_macros(con, name)
+    schema, table = name.split("/")
+    folder = bucket_files.run_dir(settings, run_id)
+    inputs = {t: str(folder / "core" / t) for t in bucket_files.BUCKETED_TABLES}
+    out_dir = folder / "out" / table
+    started = time.perf_counter()
+    results = _run_apart(
+        _bucket_flow(settings),
+        name,
+        params,
+        list(range(settings.execution.buckets)),
+        inputs,
+        str(out_dir),
+    )
+    paths = [r["path"] for r in sorted(results, key=lambda r: r["bucket"])]
+    con.execute(f"create schema if not exists {schema}")
+    con.execute(
+        f"create or replace table {schema}.{table} as select * from read_parquet($paths)",
+        {"paths": paths},
+    )
+    wall = time.perf_counter() - started
+    STAGE_TIMES.stages.append(
+        {
+            "stage": name,
+            "wall_seconds": round(wall, 3),
+            "task_seconds": round(sum(r["seconds"] for r in results), 3),
+            "buckets": len(results),
+            "worker_pids": sorted({r["pid"] for r in results}),
+        }
+    )
+    log.info(
+        "%s: %d buckets on Dask in %.1f s (%.1f s of bucket tasks)",
+        name,
+        len(results),
+        wall,
+        sum(r["seconds"] for r in results),
+    )
+
+
+def _run_apart(fn, *args):
+    """``fn(*args)`` outside the calling Prefect task's run context. Called from the
+    flow's value task, the bucket flow would carry that task-run context, whose
+    parameters (the run context, with the open warehouse connection) the DaskTaskRunner
+    would have to serialise with every bucket task, and cannot. The bucket flow stays a
+    subflow of the flow run (its flow-run context is kept)."""
+    import contextvars
+
+    from prefect.context import TaskRunContext
+
+    def call():
+        TaskRunContext.__var__.set(None)
+        return fn(*args)
+
+    return contextvars.copy_context().run(call)
+
+
+def _define_macros(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    # the file's temp macros (clv_summary_at) must exist on the warehouse connection too:
+    # the churn step reads the summary at its cutoffs through them
+    for statement in con.extract_statements(read_sql(name)):
+        if "temp macro" in statement.query.lower():
+            con.execute(statement.query)
+
+
+def task_runner(settings: Settings):
+    """prefect-dask's DaskTaskRunner on the run's scheduler (:func:`scheduler_address`)."""
+    from prefect_dask import DaskTaskRunner
+
+    return DaskTaskRunner(address=scheduler_address(settings))
+
+
+def _bucket_flow(settings: Settings):
+    from prefect import flow, task, unmapped
+    from prefect.cache_policies import NO_CACHE
+
+    from pipelines.execution.tasks import run_bucket_sql
+
+    # retried once: a task whose worker died runs again on another (bucket files are
+    # written under a temporary name, so a re-run is idempotent)
+    bucket_task = task(run_bucket_sql, name="bucket sql", cache_policy=NO_CACHE, retries=1)
+
+    @flow(name="crm_bucket_stage", task_runner=task_runner(settings), log_prints=False)
+    def bucket_stage(name, params, buckets, inputs, out_dir) -> list[dict]:
+        futures = bucket_task.map(
+            unmapped(name), unmapped(params), buckets, unmapped(inputs), unmapped(out_dir)
+        )
+        # .result() raises the first failed bucket's error: the stage, and the step, fail
+        return [f.result() for f in futures]
+
+    return bucket_stage
