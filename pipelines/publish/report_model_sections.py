@@ -194,7 +194,7 @@ def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs)
     reason = None
     if not any(p["model"] == chosen for p in fitted):
         reason = (
-            "No fitted customer-base model parameters to show: "
+            "No fitted BG/NBD parameters to show: "
             + (
                 _why(runs, "bgnbd")
                 or parameters_reason

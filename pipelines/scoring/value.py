@@ -53,6 +53,9 @@ class ValueReport:
     # holdout check; None when no holdout was possible
     holdout_model: object = None
     holdout: pl.DataFrame | None = None
+    # every candidate's holdout metrics, recorded with the chosen model's fit metrics (a
+    # second record_model_outputs for the same model would replace them)
+    holdout_metrics: pl.DataFrame | None = None
 
 
 def score_customer_value(
@@ -170,6 +173,7 @@ def _fit_and_predict(
         record_model_outputs(
             con,
             run_id,
+            metrics=report.holdout_metrics,
             runs=failures + [("gamma_gamma", "skipped", "every customer-base model failed")],
         )
         log.warning(report.clv_message)
@@ -195,7 +199,9 @@ def _fit_and_predict(
         [bgnbd.parameters_frame()] + ([gamma_gamma.parameters_frame()] if gamma_gamma else [])
     )
     metrics = pl.concat(
-        [bgnbd.metrics_frame()] + ([gamma_gamma.metrics_frame()] if gamma_gamma else [])
+        [bgnbd.metrics_frame()]
+        + ([gamma_gamma.metrics_frame()] if gamma_gamma else [])
+        + ([report.holdout_metrics] if report.holdout_metrics is not None else [])
     )
     record_model_outputs(
         con,
