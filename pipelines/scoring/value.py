@@ -310,7 +310,8 @@ def _choose_candidate(
             "value"
         ].item()
         runs.append((f"{candidate.name}_holdout", "fitted", f"calibration ends {calibration_end}"))
-    record_model_outputs(con, run_id, metrics=pl.concat(metrics) if metrics else None, runs=runs)
+    report.holdout_metrics = pl.concat(metrics) if metrics else None
+    record_model_outputs(con, run_id, runs=runs)
     if not fitted:
         report.clv_choice = (
             f"BG/NBD kept: no candidate could be fitted before {calibration_end} ({runs[0][2]})"
