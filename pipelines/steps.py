@@ -51,6 +51,7 @@ class RunContext:
     requested_as_of: date | None = None
     as_of: date | None = None
     clv_resolution: str | None = None
+    clv_model: str | None = None  # the published customer-base model (value step)
     write_report: bool = True
     full_refresh: bool = False
 
@@ -170,7 +171,7 @@ def customer_value(ctx: RunContext) -> StepReport:
         report,
         {"value": {"customers": report.customers, "clv": report.clv_status}},
         f"value: {report.customers} buyers, CLV {report.clv_status}{note}",
-        decided={"clv_resolution": report.resolution},
+        decided={"clv_resolution": report.resolution, "clv_model": report.clv_model},
     )
 
 
@@ -184,9 +185,11 @@ def churn(ctx: RunContext) -> StepReport:
         ctx.settings,
         ctx.as_of,
         ctx.run_id,
-        value.make_bgnbd_scorer(ctx.con, ctx.settings, ctx.as_of, ctx.clv_resolution),
+        value.make_bgnbd_scorer(
+            ctx.con, ctx.settings, ctx.as_of, ctx.clv_resolution, ctx.clv_model or "bgnbd"
+        ),
         full_refresh=ctx.full_refresh,
-        bgnbd_settings=str(ctx.clv_resolution),
+        bgnbd_settings=f"{ctx.clv_resolution} {ctx.clv_model or 'bgnbd'}",
     )
     return StepReport(
         "churn",

@@ -250,6 +250,8 @@ def format_value_summary(report, segment_counts: dict[str, dict[str, int]]) -> s
     ]
     if report.clv_message:
         lines.append(f"  {report.clv_message}")
+    if getattr(report, "clv_choice", None):
+        lines.append(f"  Model choice: {report.clv_choice}")
     if report.parameters.height:
         for model, parameter, value, se in report.parameters.select(
             "model", "parameter", "value", "std_error"
@@ -257,10 +259,13 @@ def format_value_summary(report, segment_counts: dict[str, dict[str, int]]) -> s
             se_text = f" ± {se:.3g}" if se is not None else ""
             lines.append(f"  {model:<12} {parameter:<10} {value:>10.4g}{se_text}")
     metrics = {(m, k): (v, b) for m, k, v, b in report.metrics.iter_rows()}
+    chosen = getattr(report, "clv_model", None) or "bgnbd"
     for key, label in (
-        (("bgnbd", "holdout_mae_repeat_purchases"), "holdout MAE, repeat purchases per customer"),
+        (("bgnbd", "holdout_mae_repeat_purchases"), "holdout MAE, BG/NBD"),
+        (("mbgnbd", "holdout_mae_repeat_purchases"), "holdout MAE, MBG/NBD"),
+        (("pareto_nbd", "holdout_mae_repeat_purchases"), "holdout MAE, Pareto/NBD"),
         (
-            ("bgnbd", "holdout_total_purchases_relative_error"),
+            (chosen, "holdout_total_purchases_relative_error"),
             "holdout error of total repeat purchases",
         ),
         (("next_order_date", "mae_days"), "next-order date MAE, days"),
@@ -270,6 +275,14 @@ def format_value_summary(report, segment_counts: dict[str, dict[str, int]]) -> s
             v, b = metrics[key]
             lines.append(f"  {label:<44} model {v:>8.3f}   baseline {b:>8.3f}")
     lines.extend(f"  {line}" for line in describe_next_order_verdict(report.metrics))
+    verdict = {k: v for (m, k), (v, _) in metrics.items() if m == "clv_verdict"}
+    if "mae_difference" in verdict:
+        lines.append(
+            f"  verdict: holdout MAE margin over the naive rate {verdict['mae_difference']:+.3f} "
+            f"(95% paired bootstrap interval {verdict['mae_difference_ci_low']:+.3f} to "
+            f"{verdict['mae_difference_ci_high']:+.3f}), significant "
+            f"{'yes' if verdict['significant'] else 'no'}"
+        )
     lines.append("RFM segments: " + ", ".join(f"{k} {v}" for k, v in report.segment_counts.items()))
     for column, title in (
         ("value_tier", "Value tiers"),

@@ -17,6 +17,8 @@ This package's face: it re-exports the public names; each job has its own module
 - :mod:`~models.clv.fitting`: ModelFitError, the penalizer ladder, tidy parameter and metric
   frames;
 - :mod:`~models.clv.beta_geo`: BetaGeoModel; :mod:`~models.clv.gamma_gamma`: GammaGammaModel;
+- :mod:`~models.clv.candidates`: ModifiedBetaGeoModel, ParetoNBDModel, choose_model (the
+  published customer-base model per run: lowest holdout MAE, a tie to the simplest);
 - :mod:`~models.clv.predict`: predict_customer_value, discounting, naive next-order dates;
 - :mod:`~models.clv.holdout`: evaluate_holdout, score_next_order_dates;
 - :mod:`~models.clv.next_order`: P(order within h days), the next order date, their naive
@@ -40,9 +42,21 @@ Typical use (the orchestrator reads settings and passes them in)::
 """
 
 from models.clv.beta_geo import BetaGeoModel
+from models.clv.candidates import (
+    CANDIDATE_BY_NAME,
+    CANDIDATES,
+    ModifiedBetaGeoModel,
+    ParetoNBDModel,
+    choose_model,
+)
 from models.clv.fitting import DEFAULT_PENALIZERS, ModelFitError
 from models.clv.gamma_gamma import GammaGammaModel
-from models.clv.holdout import evaluate_holdout, score_next_order_dates
+from models.clv.holdout import (
+    CLV_VERDICT_MODEL,
+    evaluate_holdout,
+    holdout_verdict,
+    score_next_order_dates,
+)
 from models.clv.next_order import (
     DATE_QUANTITY,
     NAIVE_RULES,
@@ -70,6 +84,13 @@ from models.clv.summary import (
 __all__ = [
     "DATE_QUANTITY",
     "NAIVE_RULES",
+    "CANDIDATES",
+    "CANDIDATE_BY_NAME",
+    "CLV_VERDICT_MODEL",
+    "ModifiedBetaGeoModel",
+    "ParetoNBDModel",
+    "choose_model",
+    "holdout_verdict",
     "DEFAULT_PENALIZERS",
     "BetaGeoModel",
     "GammaGammaModel",

@@ -56,7 +56,15 @@ class BetaGeoModel(BaseEstimator):
     n_customers_, n_patterns_ : int  customers, and unique (frequency, recency, T) rows
     neg_log_likelihood_ : float  mean negative log-likelihood per customer (with penalty)
     fitter_ : models.clv.likelihood.BetaGeoFitter  a lifetimes.BetaGeoFitter
+
+    The candidates of :mod:`models.clv.candidates` (MBG/NBD, Pareto/NBD) subclass it and
+    override the hooks (``_make_fitter``, ``_hyp_parameters``, ``_time_shift``,
+    ``purchase_factors``, ...); every caller sees the same interface.
     """
+
+    #: published model name (models.model_parameters / model_metrics) and the name users read
+    name = "bgnbd"
+    label = "BG/NBD"
 
     def __init__(
         self,
@@ -78,11 +86,13 @@ class BetaGeoModel(BaseEstimator):
 
         Raises ModelFitError when every penalizer fails.
         """
-        validate_summary(summary, SUMMARY_COLUMNS, "BG/NBD")
+        validate_summary(summary, SUMMARY_COLUMNS, self.label)
         if self.unit_days <= 0:
             raise ValueError(f"unit_days must be positive, got {self.unit_days}")
         if summary.height == 0:
-            raise ModelFitError("The BG/NBD model could not be fitted: there are no customers.")
+            raise ModelFitError(
+                f"The {self.label} model could not be fitted: there are no customers."
+            )
         data = (
             compress_summary(summary) if self.compress else summary.with_columns(weights=pl.lit(1))
         )
@@ -95,26 +105,55 @@ class BetaGeoModel(BaseEstimator):
             fitter.fit(frequency, recency, age, weights=weights, tol=self.tol)
 
         fitter, penalizer, attempts = fit_ladder(
-            "BG/NBD",
-            lambda p: BetaGeoFitter(penalizer_coef=p),
-            fit,
-            self.penalizers,
-            self.max_parameter,
+            self.label, self._make_fitter, fit, self.penalizers, self.max_parameter
         )
         self.fitter_ = fitter
         self.params_ = {name: float(value) for name, value in fitter.params_.items()}
-        self.std_errors_ = standard_errors(fitter, list(self.params_))
+        self.std_errors_ = self._standard_errors(fitter)
         self.penalizer_ = penalizer
         self.fit_attempts_ = attempts
         self.n_customers_ = summary.height
         self.n_patterns_ = data.height
-        self.neg_log_likelihood_ = fitter.neg_log_likelihood_
+        self.neg_log_likelihood_ = self._neg_log_likelihood(fitter)
+        reason = degeneracy_reason(self, data.get_column("T").max())
+        if reason is not None:
+            raise ModelFitError(f"The {self.label} fit was rejected: {reason}.")
         return self
+
+    # hooks the candidates override -------------------------------------------------------
+
+    def _make_fitter(self, penalizer: float):
+        return BetaGeoFitter(penalizer_coef=penalizer)
+
+    def _standard_errors(self, fitter) -> dict[str, float]:
+        return standard_errors(fitter, list(fitter.params_.index))
+
+    def _neg_log_likelihood(self, fitter) -> float:
+        return float(fitter.neg_log_likelihood_)
+
+    def log_hessian(self) -> np.ndarray:
+        """The Hessian of the fitted objective in the log-parameters at the optimum (4 x 4)."""
+        return np.asarray(self.fitter_._hessian_, dtype=float)
+
+    def dropout_share(self, max_age_units: float) -> float:
+        """How much dropout the fit sees: for BG/NBD the mean dropout probability after a
+        purchase, a / (a + b) (dimensionless; ``max_age_units`` is not needed)."""
+        a, b = self.params_["a"], self.params_["b"]
+        return a / (a + b)
+
+    def _hyp_parameters(self, x):
+        """(a', b', c) of the 2F1 in :meth:`survival_units` (FHL 2005 eq. 10)."""
+        r, a, b = self.params_["r"], self.params_["a"], self.params_["b"]
+        return r + x, b + x, a + b + x - 1
+
+    def _time_shift(self) -> float:
+        """The shift of log(shift + T) the Chebyshev interpolation of the discounted sum uses."""
+        return self.params_["alpha"]
 
     def check_fitted(self) -> None:
         """Raise scikit-learn's NotFittedError unless :meth:`fit` has been called."""
         if not hasattr(self, "params_"):
-            raise NotFittedError("This BetaGeoModel is not fitted yet; call fit first.")
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit first.")
 
     def summary_arrays(self, summary: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The summary's frequency, recency and T as float arrays, once :func:`validate_summary`
@@ -131,7 +170,7 @@ class BetaGeoModel(BaseEstimator):
         (frequency, recency, T) : tuple of ndarray
             One float per summary row each: x, t_x and T, the inputs of the ``*_units`` methods.
         """
-        validate_summary(summary, SUMMARY_COLUMNS, "BG/NBD")
+        validate_summary(summary, SUMMARY_COLUMNS, self.label)
         return tuple(summary.get_column(c).to_numpy().astype(float) for c in SUMMARY_COLUMNS)
 
     def expected_purchases_units(self, t_units, frequency, recency, age) -> np.ndarray:
@@ -203,20 +242,20 @@ class BetaGeoModel(BaseEstimator):
             Dimensionless, decreasing in t, in the broadcast shape of the inputs; the 2F1 is
             Euler-transformed where the direct one overflows.
         """
-        r, alpha, a, b = (self.params_[name] for name in ("r", "alpha", "a", "b"))
+        r, alpha = self.params_["r"], self.params_["alpha"]
         t, x, age = np.broadcast_arrays(
             *(np.asarray(v, dtype=float) for v in (t_units, frequency, age))
         )
         with np.errstate(all="ignore"):
             z = t / (alpha + age + t)
-            c = a + b + x - 1
-            log_hyp = np.log(hyp2f1(r + x, b + x, c, z))
+            a1, b1, c = (np.broadcast_to(v, x.shape) for v in self._hyp_parameters(x))
+            log_hyp = np.log(hyp2f1(a1, b1, c, z))
             overflow = ~np.isfinite(log_hyp)
             if overflow.any():
                 # 2F1(a', b'; c; z) = (1 - z)^(c - a' - b') 2F1(c - a', c - b'; c; z)
-                xo, zo, co = x[overflow], z[overflow], c[overflow]
-                log_hyp[overflow] = np.log(hyp2f1(co - r - xo, co - b - xo, co, zo)) + (
-                    co - r - b - 2 * xo
+                ao, bo, zo, co = a1[overflow], b1[overflow], z[overflow], c[overflow]
+                log_hyp[overflow] = np.log(hyp2f1(co - ao, co - bo, co, zo)) + (
+                    co - ao - bo
                 ) * np.log1p(-zo)
             return np.exp(log_hyp + (r + x) * np.log((alpha + age) / (alpha + age + t)))
 
@@ -254,7 +293,7 @@ class BetaGeoModel(BaseEstimator):
         x, t_x, age = (np.asarray(v, dtype=float) for v in (frequency, recency, age))
         times = np.asarray(times_units, dtype=float)
         factors = np.asarray(factors, dtype=float)
-        alpha = self.params_["alpha"]
+        alpha = self._time_shift()
         drop = np.empty_like(age)
         values, inverse = np.unique(x, return_inverse=True)
         inverse = inverse.reshape(-1)
@@ -340,7 +379,7 @@ class BetaGeoModel(BaseEstimator):
     def parameters_frame(self) -> pl.DataFrame:
         """Tidy parameters: model='bgnbd', parameter (r, alpha, a, b, penalizer), value, std_error."""
         self.check_fitted()
-        return tidy_parameters("bgnbd", self.params_, self.std_errors_, self.penalizer_)
+        return tidy_parameters(self.name, self.params_, self.std_errors_, self.penalizer_)
 
     def metrics_frame(self) -> pl.DataFrame:
         """Tidy fit metrics: model, metric, value, baseline (null)."""
@@ -351,7 +390,51 @@ class BetaGeoModel(BaseEstimator):
             ("mean_neg_log_likelihood", self.neg_log_likelihood_),
             ("fit_attempts", float(len(self.fit_attempts_))),
         ]
-        return tidy_metrics("bgnbd", [(metric, value, None) for metric, value in rows])
+        return tidy_metrics(self.name, [(metric, value, None) for metric, value in rows])
+
+
+#: A parameter below this (in any unit) has run to the optimiser's lower bound of 0.
+MIN_PARAMETER = 1e-6
+#: A parameter above this is within a decade of the ladder's ceiling (DEFAULT_MAX_PARAMETER).
+MAX_PARAMETER = 1e5
+#: Below this :meth:`BetaGeoModel.dropout_share` the data show no identifiable dropout.
+MIN_DROPOUT_SHARE = 1e-3
+
+
+def degeneracy_reason(model: BetaGeoModel, max_age_units: float) -> str | None:
+    """Why a converged customer-base fit must not be published, or None.
+
+    Parameters
+    ----------
+    model : a fitted BetaGeoModel or candidate (params_, std_errors_, log_hessian, dropout_share)
+    max_age_units : float
+        The longest customer age T in the fitted summary, in the model's unit.
+
+    Returns
+    -------
+    str or None
+        "r=3e-07 is at its lower bound" (a parameter < MIN_PARAMETER or > MAX_PARAMETER);
+        "no identifiable dropout (...)" (dropout_share < MIN_DROPOUT_SHARE, e.g. BG/NBD with
+        a = 5e-7, b = 9e4: nobody ever drops out, so P(alive) says nothing); "the Hessian is
+        not positive definite" (the optimum is a saddle or a ridge: the parameters are not
+        identified and their standard errors do not exist).
+    """
+    for name, value in model.params_.items():
+        if value < MIN_PARAMETER:
+            return f"{name}={value:.3g} is at its lower bound"
+        if value > MAX_PARAMETER:
+            return f"{name}={value:.3g} is at its upper bound"
+    share = model.dropout_share(float(max_age_units))
+    if not share >= MIN_DROPOUT_SHARE:
+        return f"no identifiable dropout (dropout share {share:.2g} < {MIN_DROPOUT_SHARE:g})"
+    hessian = model.log_hessian()
+    try:
+        if not np.all(np.isfinite(hessian)):
+            raise np.linalg.LinAlgError("non-finite")
+        np.linalg.cholesky((hessian + hessian.T) / 2)
+    except np.linalg.LinAlgError:
+        return "the Hessian of the likelihood is not positive definite"
+    return None
 
 
 #: Chebyshev degrees tried in turn by :func:`_interpolate_in_log`; the last failing means exact sums.

@@ -18,12 +18,16 @@ _WORDS = {
     "pr": "PR",
     "mae": "MAE",
     "bgnbd": "BG/NBD",
+    "mbgnbd": "MBG/NBD",
+    "pareto_nbd": "Pareto/NBD",
     "id": "ID",
     "ids": "IDs",
 }
 _NAMES = {
     "p_alive": "p_alive",
     "bgnbd": "BG/NBD",
+    "mbgnbd": "MBG/NBD",
+    "pareto_nbd": "Pareto/NBD",
     "gamma_gamma": "Gamma-Gamma",
     "top_decile_lift": "top-decile lift",
     "top_decile_capture_rate": "top-decile capture rate",

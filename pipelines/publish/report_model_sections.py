@@ -199,13 +199,19 @@ def _next_order_verdict(metrics: list[dict]) -> list[str]:
         infer_schema_length=None,
     )
     return describe_next_order_verdict(frame)
+#: The customer-base model candidates, simplest first (models.clv.candidates.CANDIDATES).
+_CANDIDATES = ("bgnbd", "mbgnbd", "pareto_nbd")
 
 
 def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs) -> dict:
-    fitted = [p for p in parameters if p["model"] in ("bgnbd", "gamma_gamma")]
-    fitted.sort(key=lambda p: (p["model"] != "bgnbd", p["parameter"] == "penalizer"))
+    # the published customer-base model is the candidate with parameters in this run
+    # (only the chosen one is fitted on the whole history); BG/NBD when none is
+    published = [p["model"] for p in parameters if p["model"] in _CANDIDATES]
+    chosen = published[0] if published else "bgnbd"
+    fitted = [p for p in parameters if p["model"] in (chosen, "gamma_gamma")]
+    fitted.sort(key=lambda p: (p["model"] != chosen, p["parameter"] == "penalizer"))
     reason = None
-    if not any(p["model"] == "bgnbd" for p in fitted):
+    if not any(p["model"] == chosen for p in fitted):
         reason = (
             "No fitted BG/NBD parameters to show: "
             + (
@@ -218,20 +224,45 @@ def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs)
     cells = _metric_cells(metrics)
     get = lambda model, metric: cells.get((model, metric), {})  # noqa: E731
     fit = {
-        "customers": get("bgnbd", "customers").get("value"),
+        "customers": get(chosen, "customers").get("value"),
         "repeat_buyers": get("gamma_gamma", "repeat_buyers").get("value"),
     }
     holdout = None
-    actual = get("bgnbd", "holdout_actual_repeat_purchases").get("value")
+    actual = get(chosen, "holdout_actual_repeat_purchases").get("value")
     if actual is not None:
         holdout = {
-            "customers": get("bgnbd", "holdout_customers").get("value"),
+            "customers": get(chosen, "holdout_customers").get("value"),
             "actual": actual,
-            "predicted": get("bgnbd", "holdout_predicted_repeat_purchases"),
-            "mae": get("bgnbd", "holdout_mae_repeat_purchases"),
-            "relative_error": get("bgnbd", "holdout_total_purchases_relative_error"),
-            "window": (runs.get("bgnbd_holdout") or {}).get("message"),
+            "predicted": get(chosen, "holdout_predicted_repeat_purchases"),
+            "mae": get(chosen, "holdout_mae_repeat_purchases"),
+            "relative_error": get(chosen, "holdout_total_purchases_relative_error"),
+            "window": (runs.get(f"{chosen}_holdout") or {}).get("message"),
         }
+    # every candidate's holdout MAE, or why it has none
+    candidates = [
+        {
+            "model": name,
+            "mae": get(name, "holdout_mae_repeat_purchases").get("value"),
+            "status": (runs.get(f"{name}_holdout") or {}).get("status"),
+            "message": (runs.get(f"{name}_holdout") or {}).get("message"),
+            "chosen": name == chosen,
+        }
+        for name in _CANDIDATES
+        if f"{name}_holdout" in runs or get(name, "holdout_mae_repeat_purchases")
+    ]
+    message = (runs.get(chosen) or {}).get("message") or ""
+    choice = message.split("; ", 1)[1] if "; " in message else None
+    verdict = {
+        k: get("clv_verdict", k).get("value")
+        for k in (
+            "mae_difference",
+            "mae_difference_ci_low",
+            "mae_difference_ci_high",
+            "significant",
+            "model_better",
+        )
+        if get("clv_verdict", k)
+    }
     next_order = None
     if get("next_order_date", "mae_days"):
         next_order = {
@@ -243,8 +274,8 @@ def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs)
         holdout_reason = (
             "No holdout check to show: "
             + (
-                _why(runs, "bgnbd_holdout")
-                or _why(runs, "bgnbd")
+                _why(runs, f"{chosen}_holdout")
+                or _why(runs, chosen)
                 or metrics_reason
                 or "the holdout check runs only when the BG/NBD model is fitted"
             )
@@ -253,6 +284,10 @@ def _bgnbd_section(parameters, parameters_reason, metrics, metrics_reason, runs)
     charts = [_chart_holdout(holdout)] if holdout else []
     return {
         "reason": reason,
+        "model": chosen,
+        "choice": choice,
+        "candidates": candidates,
+        "verdict": verdict,
         "parameters": fitted,
         "fit": fit,
         "holdout": holdout,

@@ -50,6 +50,16 @@ class ValueReport:
     metrics: pl.DataFrame = field(default_factory=pl.DataFrame)
     segment_counts: dict[str, int] = field(default_factory=dict)
     tier_counts: dict[str, int] = field(default_factory=dict)
+    # the published customer-base model (bgnbd | mbgnbd | pareto_nbd) and why it was chosen
+    clv_model: str = "bgnbd"
+    clv_choice: str | None = None
+    # the chosen model fitted on the calibration period and models.clv_holdout, for the
+    # holdout check; None when no holdout was possible
+    holdout_model: object = None
+    holdout: pl.DataFrame | None = None
+    # every candidate's holdout metrics, recorded with the chosen model's fit metrics (a
+    # second record_model_outputs for the same model would replace them)
+    holdout_metrics: pl.DataFrame | None = None
 
 
 def score_customer_value(
@@ -102,7 +112,7 @@ def score_customer_value(
     )
     predictions = _fit_and_predict(con, settings, summary, as_of, run_id, report)
     if report.clv_status == "fitted":
-        _holdout_check(con, settings, as_of, run_id, resolution)
+        _holdout_check(con, settings, as_of, run_id, resolution, report)
     # after the holdout check: its next-order verdict decides which values are published
     _write_predictions(con, settings, predictions, summary, as_of, run_id)
     report.metrics = con.sql(
@@ -156,17 +166,38 @@ def _fit_and_predict(
         log.warning(report.clv_message)
         return None
     ladder = _penalizer_ladder(settings)
-    try:
-        bgnbd = clv.BetaGeoModel(unit_days=m.unit_days, penalizers=ladder).fit(summary)
-    except clv.ModelFitError as exc:
-        report.clv_status, report.clv_message = "failed", f"CLV skipped: {exc}"
+    ranking = _choose_candidate(con, settings, summary, as_of, run_id, report)
+    bgnbd, failures = None, []
+    for name in ranking:
+        try:
+            bgnbd = clv.CANDIDATE_BY_NAME[name](unit_days=m.unit_days, penalizers=ladder).fit(
+                summary
+            )
+            break
+        except clv.ModelFitError as exc:
+            failures.append((name, "failed", str(exc)))
+    if bgnbd is None:
+        report.clv_status, report.clv_message = "failed", f"CLV skipped: {failures[-1][2]}"
         record_model_outputs(
             con,
             run_id,
-            runs=[("bgnbd", "failed", str(exc)), ("gamma_gamma", "skipped", "BG/NBD failed")],
+            metrics=report.holdout_metrics,
+            runs=failures + [("gamma_gamma", "skipped", "every customer-base model failed")],
         )
         log.warning(report.clv_message)
         return None
+    if bgnbd.name != ranking[0]:
+        report.clv_choice = (
+            f"{bgnbd.label} published: {clv.CANDIDATE_BY_NAME[ranking[0]].label} failed on "
+            f"the whole history ({report.clv_choice})"
+        )
+        report.holdout_model = None
+    report.clv_model = bgnbd.name
+    not_chosen = [
+        (c.name, "skipped", f"not chosen: {report.clv_choice}")
+        for c in clv.CANDIDATES
+        if c.name != bgnbd.name and c.name not in {f[0] for f in failures}
+    ]
     gamma_gamma, gg_message = None, None
     try:
         gamma_gamma = clv.GammaGammaModel(penalizers=ladder).fit(summary)
@@ -176,15 +207,19 @@ def _fit_and_predict(
         [bgnbd.parameters_frame()] + ([gamma_gamma.parameters_frame()] if gamma_gamma else [])
     )
     metrics = pl.concat(
-        [bgnbd.metrics_frame()] + ([gamma_gamma.metrics_frame()] if gamma_gamma else [])
+        [bgnbd.metrics_frame()]
+        + ([gamma_gamma.metrics_frame()] if gamma_gamma else [])
+        + ([report.holdout_metrics] if report.holdout_metrics is not None else [])
     )
     record_model_outputs(
         con,
         run_id,
         parameters=parameters,
         metrics=metrics,
-        runs=[
-            ("bgnbd", "fitted", f"penalizer {bgnbd.penalizer_}"),
+        runs=failures
+        + not_chosen
+        + [
+            (bgnbd.name, "fitted", f"penalizer {bgnbd.penalizer_}; {report.clv_choice}"),
             (
                 "gamma_gamma",
                 "fitted" if gamma_gamma else "failed",
@@ -283,10 +318,17 @@ def _publish_naive_where_model_loses(
     return predictions
 
 
-def _holdout_check(con, settings: Settings, as_of: date, run_id: str, resolution: str) -> None:
-    """Refit on the period before the holdout window and score it against the naive rate,
-    and score the expected next order date against 'last order + average gap'. One fit and
-    one pass over the transactions (sql/models/clv_holdout.sql) serve both checks."""
+def _choose_candidate(
+    con, settings: Settings, summary: pl.DataFrame, as_of: date, run_id: str, report: ValueReport
+) -> list[str]:
+    """Fit every candidate (BG/NBD, MBG/NBD, Pareto/NBD) on the period before the holdout
+    window, score each on the window (sql/models/clv_holdout.sql) and rank them:
+    :func:`models.clv.choose_model` first, then the rest by holdout MAE. Each candidate's
+    holdout metrics go to models.model_metrics and its calibration fit (or why it failed or
+    was rejected) to models.model_runs as ``<name>_holdout``. Without a usable holdout (too
+    little history before the window, or no candidate fits there) the ranking is BG/NBD
+    alone and ``report.clv_choice`` says why. Sets report.clv_choice, report.holdout_model
+    (the chosen model fitted on the calibration period) and report.holdout."""
     m = settings.models
     calibration_end = as_of - timedelta(days=m.holdout_days)
     run_sql(
@@ -297,37 +339,78 @@ def _holdout_check(con, settings: Settings, as_of: date, run_id: str, resolution
             "as_of": as_of,
             "unit_days": m.unit_days,
             "period_days": PERIOD_DAYS,
-            "resolution": resolution,
+            "resolution": report.resolution,
         },
     )
     holdout = con.sql(
         "select * from models.clv_holdout where resolution = $r order by customer_id",
-        params={"r": resolution},
+        params={"r": report.resolution},
     ).pl()
+    report.holdout = holdout
     calibration = holdout.select(
         pl.col("frequency_cal").alias("frequency"),
         pl.col("recency_cal").alias("recency"),
         pl.col("T_cal").alias("T"),
     )
-    try:
-        model = clv.BetaGeoModel(unit_days=m.unit_days, penalizers=_penalizer_ladder(settings)).fit(
-            calibration
+    short = clv.check_enough_data(
+        calibration,
+        unit_days=m.unit_days,
+        min_customers=m.min_customers,
+        min_repeat_buyers=m.min_repeat_buyers,
+        min_history_days=m.min_history_days,
+    )
+    if short is not None:
+        report.clv_choice = f"BG/NBD kept: no holdout before {calibration_end} ({short})"
+        record_model_outputs(con, run_id, runs=[("bgnbd_holdout", "skipped", short)])
+        return ["bgnbd"]
+    fitted, maes, runs, metrics = {}, {}, [], []
+    for candidate in clv.CANDIDATES:
+        try:
+            model = candidate(unit_days=m.unit_days, penalizers=_penalizer_ladder(settings)).fit(
+                calibration
+            )
+        except clv.ModelFitError as exc:
+            runs.append((f"{candidate.name}_holdout", "failed", str(exc)))
+            continue
+        frame = clv.evaluate_holdout(holdout, model=model, refit=False)
+        metrics.append(frame)
+        fitted[candidate.name] = model
+        maes[candidate.name] = frame.filter(pl.col("metric") == "holdout_mae_repeat_purchases")[
+            "value"
+        ].item()
+        runs.append((f"{candidate.name}_holdout", "fitted", f"calibration ends {calibration_end}"))
+    report.holdout_metrics = pl.concat(metrics) if metrics else None
+    record_model_outputs(con, run_id, runs=runs)
+    if not fitted:
+        report.clv_choice = (
+            f"BG/NBD kept: no candidate could be fitted before {calibration_end} ({runs[0][2]})"
         )
-    except clv.ModelFitError as exc:
-        record_model_outputs(con, run_id, runs=[("bgnbd_holdout", "failed", str(exc))])
+        return ["bgnbd"]
+    chosen, report.clv_choice = clv.choose_model(maes)
+    report.holdout_model = fitted[chosen]
+    rest = sorted((n for n in maes if n != chosen), key=lambda n: maes[n])
+    return [chosen] + rest
+
+
+def _holdout_check(
+    con, settings: Settings, as_of: date, run_id: str, resolution: str, report: ValueReport
+) -> None:
+    """The holdout verdict of the chosen model against the naive rate (model clv_verdict)
+    and the expected next order date against 'last order + average gap', from the chosen
+    model fitted on the calibration period by :func:`_choose_candidate` (one fit and one
+    pass over the transactions, sql/models/clv_holdout.sql, serve the choice and both
+    checks). Nothing when no holdout was possible."""
+    model, holdout = report.holdout_model, report.holdout
+    if model is None or holdout is None:
         return
+    calibration_end = as_of - timedelta(days=settings.models.holdout_days)
     metrics = pl.concat(
         [
-            clv.evaluate_holdout(holdout, model=model, refit=False),
+            clv.holdout_verdict(holdout, model),
             _next_order_backtest(con, settings, calibration_end, as_of, holdout, model),
         ]
     )
-    record_model_outputs(
-        con,
-        run_id,
-        metrics=metrics,
-        runs=[("bgnbd_holdout", "fitted", f"calibration ends {calibration_end}")],
-    )
+    record_model_outputs(con, run_id, metrics=metrics)
 
 
 def _next_order_backtest(
@@ -394,10 +477,16 @@ def _next_order_backtest(
 
 
 def make_bgnbd_scorer(
-    con: duckdb.DuckDBPyConnection, settings: Settings, as_of: date, resolution: str
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    as_of: date,
+    resolution: str,
+    model_name: str = "bgnbd",
 ):
     """A ``cutoff -> frame`` function for the churn step: p_alive, expected purchases and
-    P(no purchase) over the churn horizon from a BG/NBD fitted on data up to ``cutoff`` only.
+    P(no purchase) over the churn horizon from the customer-base model ``model_name``
+    (``ValueReport.clv_model``, the one the value step chose: bgnbd, mbgnbd or pareto_nbd)
+    fitted on data up to ``cutoff`` only.
 
     ``resolution`` is the summary resolution the value step fitted (``ValueReport``). At
     ``as_of`` the scorer reads the summary the value step stored; at earlier cutoffs it
@@ -407,6 +496,7 @@ def make_bgnbd_scorer(
     """
     m = settings.models
     horizon = m.churn_horizon_days
+    candidate = clv.CANDIDATE_BY_NAME[model_name]
     schema = {
         "customer_id": pl.String,
         "p_alive": pl.Float64,
@@ -434,11 +524,11 @@ def make_bgnbd_scorer(
         if summary.height == 0:
             return pl.DataFrame(schema=schema)
         try:
-            model = clv.BetaGeoModel(
-                unit_days=m.unit_days, penalizers=_penalizer_ladder(settings)
-            ).fit(summary)
+            model = candidate(unit_days=m.unit_days, penalizers=_penalizer_ladder(settings)).fit(
+                summary
+            )
         except clv.ModelFitError as exc:
-            log.warning("BG/NBD at churn cutoff %s failed: %s", cutoff, exc)
+            log.warning("%s at churn cutoff %s failed: %s", candidate.label, cutoff, exc)
             return pl.DataFrame(schema=schema)
         return pl.DataFrame(
             {

@@ -119,7 +119,12 @@ def test_rerun_and_next_days_delivery_leave_every_published_output_of_as_of_unch
     model, metric, value = (header.index(c) for c in ("model", "metric", "value"))
     fitted = {r[model]: r[value] for r in metrics if r[metric] == "is_fitted"}
     # big enough that every model is fitted: their inputs' row order and sums matter
-    assert fitted == {"bgnbd": 1.0, "bgnbd_holdout": 1.0, "gamma_gamma": 1.0, "churn": 1.0}, fitted
+    # every customer-base candidate is fitted on the calibration period, the chosen one on
+    # the whole history (the others: skipped, not chosen)
+    candidates = ("bgnbd", "mbgnbd", "pareto_nbd")
+    assert {k: fitted.pop(f"{k}_holdout") for k in candidates} == dict.fromkeys(candidates, 1.0)
+    assert sorted(fitted.pop(k) for k in candidates) == [0.0, 0.0, 1.0], fitted
+    assert fitted == {"gamma_gamma": 1.0, "churn": 1.0}, fitted
 
     second = run_and_collect(config)
     assert second["run_id"] != first["run_id"]

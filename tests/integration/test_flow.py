@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import date
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def test_crm_pipeline_runs_end_to_end_on_the_sample(sample_run):
     tmp, config, text = sample_run
     assert "as of 2025-12-31" in text
     assert "66 duplicate records unified" in text
-    assert "bgnbd        r" in text and "holdout MAE" in text
+    # the chosen customer-base model's parameters, the choice and the candidates' holdout MAE
+    assert re.search(r"(bgnbd|mbgnbd|pareto_nbd) +r ", text) and "holdout MAE" in text
+    assert "Model choice: " in text and "verdict: holdout MAE margin" in text
     assert "roc_auc" in text
     con = duckdb.connect(str(tmp / "wh" / "crm.duckdb"), read_only=True)
     status, as_of, steps = con.execute(

@@ -27,6 +27,7 @@ from models.clv import (
     detect_time_of_day,
     discounted_expected_purchases,
     evaluate_holdout,
+    fitting,
     likelihood,
     predict,
     predict_customer_value,
@@ -777,17 +778,34 @@ NO_CHURN = pl.DataFrame(
 
 def test_absurd_parameters_move_the_fit_down_the_penalizer_ladder(capsys):
     # nobody ever drops out: without a penalty r, alpha and b run off to ~1e8
-    model = BetaGeoModel().fit(NO_CHURN)
-    assert model.penalizer_ == 1e-4
-    assert model.fit_attempts_[0][0] == 0.0
+    data = NO_CHURN.with_columns(weights=pl.lit(1.0))
+    _, penalizer, attempts = fitting.fit_ladder(
+        "BG/NBD",
+        lambda p: likelihood.BetaGeoFitter(penalizer_coef=p),
+        lambda fitter: fitter.fit(
+            data["frequency"].to_numpy(), data["recency"].to_numpy(), data["T"].to_numpy()
+        ),
+        fitting.DEFAULT_PENALIZERS,
+        fitting.DEFAULT_MAX_PARAMETER,
+    )
+    assert penalizer == 1e-4
+    assert attempts[0][0] == 0.0
     # Which way the unpenalised fit fails depends on the processor's floating point: the
     # optimiser either stops without converging or returns the runaway values. Both must
     # move the fit to the next penalizer.
-    reason = model.fit_attempts_[0][1]
+    reason = attempts[0][1]
     assert reason == "did not converge" or reason.startswith("gave absurd"), reason
-    assert model.fit_attempts_[1] == (1e-4, None)
-    assert all(0 < v <= 1e6 for v in model.params_.values())
-    assert dict(model.parameters_frame().select("parameter", "value").rows())["penalizer"] == 1e-4
+    assert attempts[1] == (1e-4, None)
+    assert capsys.readouterr().out == ""
+
+
+def test_a_fit_without_identifiable_dropout_is_rejected_with_the_reason(capsys):
+    # the penalised fit the ladder accepts has a ~ 5e-31: nobody ever drops out, so P(alive)
+    # is 1 for everyone; before, it was published silently
+    with pytest.raises(
+        ModelFitError, match=r"BG/NBD fit was rejected: a=\S+ is at its lower bound"
+    ):
+        BetaGeoModel().fit(NO_CHURN)
     assert capsys.readouterr().out == ""
 
 

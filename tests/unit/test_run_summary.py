@@ -61,3 +61,33 @@ def test_this_run_names_what_was_processed_reused_and_changed():
     assert "1 processed again because the source's settings or rules changed" in text
     assert "customers" not in text  # no file at all
     assert "seconds      ingest 0.2, clean 1.0" in text
+
+
+def test_value_summary_says_which_model_was_chosen_why_and_its_verdict():
+    import polars as pl
+
+    from pipelines.scoring.value import ValueReport
+    from pipelines.summary import format_value_summary
+
+    metrics = pl.DataFrame(
+        [
+            ("bgnbd", "holdout_mae_repeat_purchases", 0.819, 0.95),
+            ("mbgnbd", "holdout_mae_repeat_purchases", 0.795, 0.95),
+            ("pareto_nbd", "holdout_mae_repeat_purchases", 0.794, 0.95),
+            ("clv_verdict", "mae_difference", 0.155, None),
+            ("clv_verdict", "mae_difference_ci_low", 0.14, None),
+            ("clv_verdict", "mae_difference_ci_high", 0.17, None),
+            ("clv_verdict", "significant", 1.0, None),
+        ],
+        schema=["model", "metric", "value", "baseline"],
+        orient="row",
+    )
+    report = ValueReport("periods", 100, 40, "fitted", None, metrics=metrics)
+    report.clv_model, report.clv_choice = "mbgnbd", "MBG/NBD chosen: within 1% (...)"
+    text = format_value_summary(report, {})
+    assert "Model choice: MBG/NBD chosen: within 1% (...)" in text
+    assert "holdout MAE, Pareto/NBD" in text and "holdout MAE, MBG/NBD" in text
+    assert (
+        "verdict: holdout MAE margin over the naive rate +0.155 "
+        "(95% paired bootstrap interval +0.140 to +0.170), significant yes"
+    ) in text
