@@ -135,6 +135,13 @@ class BetaGeoModel(BaseEstimator):
         """The Hessian of the fitted objective in the log-parameters at the optimum (4 x 4)."""
         return np.asarray(self.fitter_._hessian_, dtype=float)
 
+    def log_parameter_covariance(self) -> np.ndarray:
+        """Asymptotic covariance of the log-parameters: inv(H) / n, H the Hessian of the mean
+        negative log-likelihood (``log_hessian``; lifetimes' fitters), n the customers (the
+        summary's weights); raises LinAlgError when H is singular."""
+        n = float(np.asarray(self.fitter_.data["weights"]).sum())
+        return np.linalg.inv(self.log_hessian()) / n
+
     def dropout_share(self, max_age_units: float) -> float:
         """How much dropout the fit sees: for BG/NBD the mean dropout probability after a
         purchase, a / (a + b) (dimensionless; ``max_age_units`` is not needed)."""
@@ -336,8 +343,15 @@ class BetaGeoModel(BaseEstimator):
         """
         self.check_fitted()
         frequency, recency, age = self.summary_arrays(summary)
+        # lifetimes' BetaGeoFitter.conditional_probability_alive, from ``params_`` rather than
+        # the fitter's copy, so that a model scored under drawn parameters (the CLV interval)
+        # moves with them
+        r, alpha, a, b = (self.params_[name] for name in ("r", "alpha", "a", "b"))
         with np.errstate(all="ignore"):
-            values = self.fitter_.conditional_probability_alive(frequency, recency, age)
+            log_odds = (r + frequency) * np.log((alpha + age) / (alpha + recency)) + np.log(
+                a / (b + np.maximum(frequency, 1) - 1)
+            )
+            values = np.where(frequency == 0, 1.0, 1.0 / (1.0 + np.exp(log_odds)))
         return np.clip(np.asarray(values, dtype=float), 0.0, 1.0)
 
     def predict_p_no_purchase(self, summary: pl.DataFrame, *, horizon_days: float) -> np.ndarray:

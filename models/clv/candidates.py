@@ -181,6 +181,11 @@ class ParetoNBDModel(BetaGeoModel):
     def log_hessian(self) -> np.ndarray:
         return np.asarray(self.fitter_.log_hessian_, dtype=float)
 
+    def log_parameter_covariance(self) -> np.ndarray:
+        """Asymptotic covariance of the log-parameters: inv(H), H the Hessian of the total
+        negative log-likelihood (``log_hessian``); raises LinAlgError when H is singular."""
+        return np.linalg.inv(self.log_hessian())
+
     def dropout_share(self, max_age_units: float) -> float:
         """Expected deaths per customer over the longest observed age at the mean death rate,
         (s / beta) * max T (dimensionless): ~0 means nobody is seen to die."""
@@ -214,8 +219,23 @@ class ParetoNBDModel(BetaGeoModel):
         return first, 1.0 / p_alive
 
     def _p_alive_units(self, x, t_x, age) -> np.ndarray:
+        # lifetimes' conditional_probability_alive (note 009 eq. 36-37), from ``params_``
+        # rather than the fitter's own copy: the CLV interval scores this model under drawn
+        # parameters (models/clv/uncertainty.py), and P(alive) must move with them
+        r, alpha, s, beta = (self.params_[name] for name in ("r", "alpha", "s", "beta"))
+        x, t_x, age = (np.asarray(v, dtype=float) for v in (x, t_x, age))
         with np.errstate(all="ignore"):
-            values = self.fitter_.conditional_probability_alive(x, t_x, age)
+            log_a0 = lifetimes.ParetoNBDFitter._log_A_0([r, alpha, s, beta], x, t_x, age)
+            values = 1.0 / (
+                1.0
+                + np.exp(
+                    np.log(s)
+                    - np.log(r + s + x)
+                    + (r + x) * np.log(alpha + age)
+                    + s * np.log(beta + age)
+                    + log_a0
+                )
+            )
         return np.clip(np.asarray(values, dtype=float), 0.0, 1.0)
 
     def predict_p_alive(self, summary):
@@ -240,10 +260,11 @@ class ParetoNBDModel(BetaGeoModel):
         self.check_fitted()
         x, t_x, age = self.summary_arrays(summary)
         r, alpha, s, beta = (self.params_[name] for name in ("r", "alpha", "s", "beta"))
-        t = horizon_days / self.unit_days
+        # one horizon for all, or one per customer (the next-order date bisects on it)
+        t = np.broadcast_to(np.asarray(horizon_days, dtype=float) / self.unit_days, x.shape)
         p_alive = self._p_alive_units(x, t_x, age)
         shift = min(alpha, beta) + age[:, None]
-        low, high = np.log(shift), np.log(shift + t)
+        low, high = np.log(shift), np.log(shift + t[:, None])
         nodes, weights = _LEGENDRE
         w = (high + low) / 2 + (high - low) / 2 * nodes[None, :]
         u = np.exp(w) - shift

@@ -10,12 +10,13 @@ distinct (frequency, recency, T, monetary value) rows only, and takes the 10th a
 percentile per customer. It is parameter uncertainty only: not the randomness of the
 customer's own future purchases, which is far larger for one customer.
 
-The model interface this needs: ``params_`` (dict of positive parameters), ``fitter_`` with
-``_hessian_`` in the order of ``params_`` (lifetimes' fitters), and, for the purchase model,
+The model interface this needs: ``params_`` (dict of positive parameters) and either
+``log_parameter_covariance()`` (the customer-base models) or ``fitter_`` with ``_hessian_``
+in the order of ``params_`` (lifetimes' fitters: Gamma-Gamma), and, for the purchase model,
 ``unit_days`` and ``discounted_purchases_units`` (see :class:`~models.clv.beta_geo.BetaGeoModel`);
 Gamma-Gamma's ``predict``. A purchase model without these (or a Hessian that is not
 positive definite) gives no interval: :func:`clv_interval` returns None and the columns
-stay NULL. Checked for BG/NBD; another purchase model with the same four members works as is.
+stay NULL. Used with BG/NBD, MBG/NBD and Pareto/NBD (each draw moves P(alive) too).
 """
 
 from __future__ import annotations
@@ -39,9 +40,24 @@ def log_parameter_covariance(model) -> np.ndarray | None:
     """Covariance of the log-parameters (in the order of ``model.params_``) from the fit's
     Hessian: inv(H) / n; None when the model does not expose a Hessian or it is not
     positive definite (no identifiable uncertainty)."""
+    params = getattr(model, "params_", None)
+    if params is not None and hasattr(model, "log_parameter_covariance"):
+        # the customer-base models (BG/NBD, MBG/NBD, Pareto/NBD) know the scale of their
+        # own Hessian: lifetimes' is of the mean likelihood, Pareto/NBD's of the total
+        try:
+            covariance = np.asarray(model.log_parameter_covariance(), dtype=float)
+        except np.linalg.LinAlgError:
+            return None
+        if covariance.shape != (len(params), len(params)) or not np.isfinite(covariance).all():
+            return None
+        covariance = (covariance + covariance.T) / 2
+        try:
+            np.linalg.cholesky(covariance)
+        except np.linalg.LinAlgError:
+            return None
+        return covariance
     fitter = getattr(model, "fitter_", None)
     hessian = getattr(fitter, "_hessian_", None)
-    params = getattr(model, "params_", None)
     if hessian is None or params is None:
         return None
     hessian = np.asarray(hessian, dtype=float)

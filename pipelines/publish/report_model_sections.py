@@ -199,6 +199,8 @@ def _next_order_verdict(metrics: list[dict]) -> list[str]:
         infer_schema_length=None,
     )
     return describe_next_order_verdict(frame)
+
+
 #: The customer-base model candidates, simplest first (models.clv.candidates.CANDIDATES).
 _CANDIDATES = ("bgnbd", "mbgnbd", "pareto_nbd")
 

@@ -9,7 +9,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from models.clv import BetaGeoModel, GammaGammaModel, predict_customer_value
+from models.clv import CANDIDATES, BetaGeoModel, GammaGammaModel, predict_customer_value
 from models.clv.uncertainty import _with_params, clv_interval, log_parameter_covariance
 
 TRUE_BGNBD = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}  # weeks, near CDNOW's
@@ -105,6 +105,35 @@ def test_interval_shrinks_as_the_data_grows_and_is_seeded():
     assert again.equals(interval)
     # standard errors fall as 1 / sqrt(n): four times the customers, half the width
     assert 0.35 < widths[3200] / widths[800] < 0.65, widths
+
+
+def test_every_customer_base_model_gives_an_interval_that_moves_with_its_draws():
+    # the run publishes whichever candidate wins its holdout (the bundled sample: Pareto/NBD),
+    # so each must give an interval: its own covariance (Pareto/NBD's Hessian is of the
+    # total likelihood, lifetimes' of the mean) and draws that reach every prediction
+    summary = generate(1500, seed=11)
+    gamma_gamma = GammaGammaModel().fit(summary)
+    for candidate in CANDIDATES:
+        model = candidate(unit_days=7).fit(summary)
+        covariance = log_parameter_covariance(model)
+        assert covariance is not None, candidate.name
+        se = {n: model.params_[n] * np.sqrt(covariance[i, i]) for i, n in enumerate(model.params_)}
+        for name, value in se.items():
+            assert np.isclose(value, model.std_errors_[name], rtol=1e-4), (candidate.name, name)
+        interval = clv_interval(summary, purchases=model, spend=gamma_gamma, n_draws=40, seed=1)
+        point = predict_customer_value(summary, bgnbd=model, gamma_gamma=gamma_gamma, as_of=AS_OF)[
+            "predicted_clv"
+        ].to_numpy()
+        low = interval["predicted_clv_low"].to_numpy()
+        high = interval["predicted_clv_high"].to_numpy()
+        assert np.all(low <= point + 1e-9) and np.all(point <= high + 1e-9), candidate.name
+        repeat = summary["frequency"].to_numpy() > 0
+        assert np.median((high - low)[repeat] / point[repeat]) > 0.01, candidate.name
+        # a drawn parameter vector changes P(alive) too, not only the purchase rate
+        shifted = {name: value * 1.5 for name, value in model.params_.items()}
+        assert not np.allclose(
+            _with_params(model, shifted).predict_p_alive(summary), model.predict_p_alive(summary)
+        ), candidate.name
 
 
 def test_no_interval_without_a_usable_covariance():

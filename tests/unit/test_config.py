@@ -169,7 +169,10 @@ def test_a_bad_value_names_the_key(tmp_path, path, value, message):
 @pytest.mark.parametrize(
     "table, message",
     [
-        ("", "Unknown key typo in the top level; allowed: churn, currency, erasure, execution, exports"),
+        (
+            "",
+            "Unknown key typo in the top level; allowed: churn, currency, erasure, execution, exports",
+        ),
         ("warehouse", "Unknown key warehouse.typo in [warehouse]; allowed: memory_limit, path"),
         (
             "sources.transactions",
