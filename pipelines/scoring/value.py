@@ -147,17 +147,36 @@ def _penalizer_ladder(settings: Settings) -> tuple[float, ...]:
     return (first,) + tuple(p for p in clv.DEFAULT_PENALIZERS if p > first)
 
 
-def _fit_and_predict(
-    con, settings: Settings, summary: pl.DataFrame, as_of: date, run_id: str, report: ValueReport
-) -> pl.DataFrame | None:
+def _too_little_data(summary: pl.DataFrame, settings: Settings) -> str | None:
+    """Why ``summary`` is too little for the customer-base models under the configured
+    minimums (clv.check_enough_data), or None."""
     m = settings.models
-    reason = clv.check_enough_data(
+    return clv.check_enough_data(
         summary,
         unit_days=m.unit_days,
         min_customers=m.min_customers,
         min_repeat_buyers=m.min_repeat_buyers,
         min_history_days=m.min_history_days,
     )
+
+
+def _calibration_summary(holdout: pl.DataFrame) -> pl.DataFrame:
+    """The summary columns the models read, as of the calibration end, from
+    ``models.clv_holdout`` rows (frequency, recency, T in model units)."""
+    return holdout.select(
+        "customer_id",
+        pl.col("frequency_cal").alias("frequency"),
+        pl.col("recency_cal").alias("recency"),
+        pl.col("T_cal").alias("T"),
+        pl.col("last_purchase_at_cal").alias("last_purchase_at"),
+    )
+
+
+def _fit_and_predict(
+    con, settings: Settings, summary: pl.DataFrame, as_of: date, run_id: str, report: ValueReport
+) -> pl.DataFrame | None:
+    m = settings.models
+    reason = _too_little_data(summary, settings)
     if reason is not None:
         report.clv_message = f"CLV skipped: {reason}"
         record_model_outputs(
@@ -347,18 +366,8 @@ def _choose_candidate(
         params={"r": report.resolution},
     ).pl()
     report.holdout = holdout
-    calibration = holdout.select(
-        pl.col("frequency_cal").alias("frequency"),
-        pl.col("recency_cal").alias("recency"),
-        pl.col("T_cal").alias("T"),
-    )
-    short = clv.check_enough_data(
-        calibration,
-        unit_days=m.unit_days,
-        min_customers=m.min_customers,
-        min_repeat_buyers=m.min_repeat_buyers,
-        min_history_days=m.min_history_days,
-    )
+    calibration = _calibration_summary(holdout)
+    short = _too_little_data(calibration, settings)
     if short is not None:
         report.clv_choice = f"BG/NBD kept: no holdout before {calibration_end} ({short})"
         record_model_outputs(con, run_id, runs=[("bgnbd_holdout", "skipped", short)])
@@ -427,13 +436,7 @@ def _next_order_backtest(
     "last order + average gap", and the verdict rows (clv.score_next_order). The last order
     before and the first order in the window come with ``holdout``."""
     m = settings.models
-    summary = holdout.select(
-        "customer_id",
-        pl.col("frequency_cal").alias("frequency"),
-        pl.col("recency_cal").alias("recency"),
-        pl.col("T_cal").alias("T"),
-        pl.col("last_purchase_at_cal").alias("last_purchase_at"),
-    )
+    summary = _calibration_summary(holdout)
     offsets = clv.predict_next_order_offsets(model, summary)
     naive = clv.predict_naive_next_order_dates(
         summary, as_of=calibration_end, unit_days=m.unit_days

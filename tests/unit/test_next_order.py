@@ -215,9 +215,9 @@ def test_the_verdict_publishes_what_beats_its_naive_rule():
     assert "p_order_next_120d" not in published_sources(metrics)
 
 
-def test_naive_values_replace_the_columns_the_model_lost():
-    as_of = date(2024, 1, 25)
-    summary = pl.DataFrame(
+def _two_customers() -> pl.DataFrame:
+    """A repeat buyer (a) and a one-time buyer (b), in days, as of 2024-01-25."""
+    return pl.DataFrame(
         {
             "customer_id": ["a", "b"],
             "frequency": [2, 0],
@@ -226,6 +226,11 @@ def test_naive_values_replace_the_columns_the_model_lost():
             "last_purchase_at": [datetime(2024, 1, 21), datetime(2024, 1, 5)],
         }
     )
+
+
+def test_naive_values_replace_the_columns_the_model_lost():
+    as_of = date(2024, 1, 25)
+    summary = _two_customers()
     predictions = pl.DataFrame(
         {
             "customer_id": ["a", "b"],
@@ -370,15 +375,7 @@ def test_written_predictions_follow_this_runs_verdict(tmp_path):
     # the model lost p_order_next_90d to the rate rule in this run's holdout, won the rest;
     # an older run's verdict must not matter
     as_of = date(2024, 1, 25)
-    summary = pl.DataFrame(
-        {
-            "customer_id": ["a", "b"],
-            "frequency": [2, 0],
-            "recency": [20.0, 0.0],
-            "T": [24.0, 20.0],
-            "last_purchase_at": [datetime(2024, 1, 21), datetime(2024, 1, 5)],
-        }
-    )
+    summary = _two_customers()
     predictions = pl.DataFrame(
         {
             "customer_id": ["a", "b"],
