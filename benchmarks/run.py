@@ -237,14 +237,15 @@ def _sources(b: Bench) -> list[str]:
 @stage("ingest")
 def run_ingest(b: Bench) -> StageResult:
     """pipelines.load.ingest.ingest_source for every configured source (raw.*), then
-    pipelines.erasure.apply_tombstones."""
+    pipelines.erasure.apply_tombstones, both under the erasure key ring."""
     reports = []
+    ring = erasure.key_ring(b.settings)
     for source in b.settings.sources.values():
         with b.substep(f"ingest_source[{source.name}]"):
-            reports += ingest.ingest_source(b.con, source, b.run_id, b.started_at)
+            reports += ingest.ingest_source(b.con, source, b.run_id, b.started_at, ring=ring)
     # forgotten customers (crm forget) must not come back with a re-sent export
     with b.substep("apply_tombstones"):
-        erasure.apply_tombstones(b.con, b.run_id)
+        erasure.apply_tombstones(b.con, b.run_id, ring=ring)
     b.state["file_reports"] = reports
     raw = {name: b.count(f"raw.{name}") for name in _sources(b)}
     return StageResult(
@@ -335,7 +336,7 @@ def run_value(b: Bench) -> StageResult:
     """pipelines.scoring.value.score_customer_value (RFM, BG/NBD + Gamma-Gamma CLV, holdout
     check). Its parts are timed as substeps through TRACED_FUNCTIONS and the SQL timer."""
     rep = value.score_customer_value(b.con, b.settings, b.ctx.as_of, b.run_id)
-    b.ctx = dataclasses.replace(b.ctx, clv_resolution=rep.resolution)
+    b.ctx = dataclasses.replace(b.ctx, clv_resolution=rep.resolution, clv_model=rep.clv_model)
     return StageResult(
         rows_in=b.count("core.transactions"),
         rows_out=rep.customers,
@@ -354,14 +355,23 @@ def run_value(b: Bench) -> StageResult:
 @stage("churn", requires=("value",))
 def run_churn(b: Bench) -> StageResult:
     """pipelines.scoring.churn.score_churn_risk with pipelines.scoring.value.make_bgnbd_scorer (each call
-    of the scorer, one BG/NBD fit per cutoff, is a substep)."""
-    scorer = value.make_bgnbd_scorer(b.con, b.settings, b.ctx.as_of, b.ctx.clv_resolution)
+    of the scorer, one fit of the chosen customer-base model per cutoff, is a substep)."""
+    # the customer-base model the value stage chose, as the churn step uses it
+    model = b.ctx.clv_model or "bgnbd"
+    scorer = value.make_bgnbd_scorer(b.con, b.settings, b.ctx.as_of, b.ctx.clv_resolution, model)
 
     def timed_scorer(cutoff):
         with b.substep(f"bgnbd_scorer[{cutoff}]"):
             return scorer(cutoff)
 
-    result = churn.score_churn_risk(b.con, b.settings, b.ctx.as_of, b.run_id, timed_scorer)
+    result = churn.score_churn_risk(
+        b.con,
+        b.settings,
+        b.ctx.as_of,
+        b.run_id,
+        timed_scorer,
+        bgnbd_settings=f"{b.ctx.clv_resolution} {model}",
+    )
     return StageResult(
         rows_in=b.count("core.transactions"),
         rows_out=result.scores.height,
