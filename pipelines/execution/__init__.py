@@ -6,13 +6,37 @@ connection, as always. With ``runner = "dask"``:
 - :mod:`.buckets`: after identity resolution, the core tables the per-customer SQL reads
   are written as Parquet, one folder per customer bucket (a stable hash of the resolved
   customer id);
-- :mod:`.tasks`: a bucket task runs the SAME SQL file on one bucket, in an in-memory DuckDB
-  whose ``core`` schema is views over that bucket's files, and writes its table as Parquet;
+- :mod:`.tasks`: a bucket task runs the SAME SQL file, or a Python function, on one
+  bucket, in an in-memory DuckDB whose tables are views over that bucket's files (the core
+  tables, and earlier stages' outputs), and writes its table as Parquet;
 - :mod:`.runner`: the Prefect flow that maps the bucket task over the buckets on prefect-dask's
-  DaskTaskRunner (a LocalCluster per run, or a running scheduler), and pools the results
-  into the warehouse. Only the flow process opens the warehouse.
+  DaskTaskRunner (a LocalCluster per run, or a running scheduler) (:func:`map_buckets`),
+  and pools the results into the warehouse (:func:`pool_table`). Only the flow process
+  opens the warehouse.
 """
 
-from pipelines.execution.runner import close_cluster, run_customer_sql, write_core_buckets
+from pipelines.config import Settings
+from pipelines.execution.runner import (
+    close_cluster,
+    map_buckets,
+    output_dir,
+    pool_table,
+    run_customer_sql,
+    write_core_buckets,
+)
 
-__all__ = ["close_cluster", "run_customer_sql", "write_core_buckets"]
+
+def on_dask(settings: Settings) -> bool:
+    """Whether this run's per-customer stages run on Dask (``[execution] runner``)."""
+    return settings.execution.runner == "dask"
+
+
+__all__ = [
+    "close_cluster",
+    "map_buckets",
+    "on_dask",
+    "output_dir",
+    "pool_table",
+    "run_customer_sql",
+    "write_core_buckets",
+]

@@ -96,7 +96,11 @@ def write_buckets(
 
 
 def bucket_files(folder: Path, bucket: int) -> str:
-    """The Parquet glob of one bucket of a table written by :func:`write_buckets` (its
-    empty file when the bucket has no rows)."""
+    """The Parquet file or glob of one bucket of a table: a core table's folder written by
+    :func:`write_buckets` (``bucket=<k>/``, its ``_empty.parquet`` when the bucket has no
+    rows), or a stage's output folder (``bucket=<k>.parquet``, one per bucket)."""
     part = folder / f"bucket={bucket}"
-    return str(part / "*.parquet") if part.is_dir() else str(folder / "_empty.parquet")
+    if part.is_dir():
+        return str(part / "*.parquet")
+    output = folder / f"bucket={bucket}.parquet"
+    return str(output) if output.exists() else str(folder / "_empty.parquet")

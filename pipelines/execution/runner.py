@@ -23,6 +23,7 @@ import duckdb
 
 from pipelines.config import Settings
 from pipelines.execution import buckets as bucket_files
+from pipelines.execution.tasks import BucketFunction, run_bucket_function
 from pipelines.sqlrun import read_sql, run_sql
 
 log = logging.getLogger(__name__)
@@ -107,41 +108,80 @@ def run_customer_sql(
         run_sql(con, name, params)
         return
     _define_macros(con, name)
-    schema, table = name.split("/")
+    results = map_buckets(settings, run_id, name, sql=(name, params))
+    pool_table(con, name.replace("/", "."), results)
+
+
+def map_buckets(
+    settings: Settings,
+    run_id: str,
+    stage: str,
+    *,
+    fn: BucketFunction | None = None,
+    kwargs: dict[str, Any] | None = None,
+    sql: tuple[str, dict[str, Any]] | None = None,
+    inputs: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """Run one bucket stage on the Dask cluster: per bucket, ``fn(con, **kwargs)`` (see
+    :func:`pipelines.execution.tasks.run_bucket_function`) or the SQL file ``sql = (name,
+    params)``, each writing ``<run dir>/out/<stage's table>/bucket=<k>.parquet``.
+
+    ``stage`` names the output (``models/clv_predictions`` -> folder ``clv_predictions``);
+    ``inputs`` are earlier stages' outputs the tasks read as views besides the core
+    tables (e.g. ``("models.clv_summary",)``). Returns one dict per bucket, in bucket
+    order (:func:`run_bucket_function`'s); raises the first failed bucket's error, after
+    which the step fails and the run publishes nothing."""
     folder = bucket_files.run_dir(settings, run_id)
-    inputs = {t: str(folder / "core" / t) for t in bucket_files.BUCKETED_TABLES}
-    out_dir = folder / "out" / table
+    tables = {t: str(folder / "core" / t) for t in bucket_files.BUCKETED_TABLES}
+    for table in inputs:
+        tables[table] = str(output_dir(settings, run_id, table))
+    out_dir = output_dir(settings, run_id, stage)
+    first = sql if sql is not None else (fn, kwargs or {})
     started = time.perf_counter()
     results = _run_apart(
-        _bucket_flow(settings),
-        name,
-        params,
+        _bucket_flow(settings, sql is not None),
+        first,
         list(range(settings.execution.buckets)),
-        inputs,
+        tables,
         str(out_dir),
     )
-    paths = [r["path"] for r in sorted(results, key=lambda r: r["bucket"])]
-    con.execute(f"create schema if not exists {schema}")
-    con.execute(
-        f"create or replace table {schema}.{table} as select * from read_parquet($paths)",
-        {"paths": paths},
-    )
+    results = sorted(results, key=lambda r: r["bucket"])
     wall = time.perf_counter() - started
+    task_seconds = sum(r["seconds"] for r in results)
     STAGE_TIMES.stages.append(
         {
-            "stage": name,
+            "stage": stage,
             "wall_seconds": round(wall, 3),
-            "task_seconds": round(sum(r["seconds"] for r in results), 3),
+            "task_seconds": round(task_seconds, 3),
             "buckets": len(results),
             "worker_pids": sorted({r["pid"] for r in results}),
         }
     )
     log.info(
         "%s: %d buckets on Dask in %.1f s (%.1f s of bucket tasks)",
-        name,
+        stage,
         len(results),
         wall,
-        sum(r["seconds"] for r in results),
+        task_seconds,
+    )
+    return results
+
+
+def output_dir(settings: Settings, run_id: str, stage: str):
+    """The folder of a bucket stage's output files (``models/rfm``, ``models.rfm`` or
+    ``rfm`` -> ``<run dir>/out/rfm``)."""
+    table = stage.replace("/", ".").split(".")[-1]
+    return bucket_files.run_dir(settings, run_id) / "out" / table
+
+
+def pool_table(con: duckdb.DuckDBPyConnection, table: str, results: list[dict[str, Any]]) -> None:
+    """``create or replace table <table>`` (``schema.name``) on the warehouse from the
+    bucket files of :func:`map_buckets`, in bucket order."""
+    schema = table.split(".")[0]
+    con.execute(f"create schema if not exists {schema}")
+    con.execute(
+        f"create or replace table {table} as select * from read_parquet($paths)",
+        {"paths": [r["path"] for r in results]},
     )
 
 
@@ -177,21 +217,34 @@ def task_runner(settings: Settings):
     return DaskTaskRunner(address=scheduler_address(settings))
 
 
-def _bucket_flow(settings: Settings):
+def _sql_bucket(first, bucket, inputs, out_dir):
+    from pipelines.execution.tasks import run_bucket_sql
+
+    name, params = first
+    return run_bucket_sql(name, params, bucket, inputs, out_dir)
+
+
+def _function_bucket(first, bucket, inputs, out_dir):
+    fn, kwargs = first
+    return run_bucket_function(fn, kwargs, bucket, inputs, out_dir)
+
+
+def _bucket_flow(settings: Settings, sql: bool):
     from prefect import flow, task, unmapped
     from prefect.cache_policies import NO_CACHE
 
-    from pipelines.execution.tasks import run_bucket_sql
-
     # retried once: a task whose worker died runs again on another (bucket files are
     # written under a temporary name, so a re-run is idempotent)
-    bucket_task = task(run_bucket_sql, name="bucket sql", cache_policy=NO_CACHE, retries=1)
+    bucket_task = task(
+        _sql_bucket if sql else _function_bucket,
+        name="bucket sql" if sql else "bucket function",
+        cache_policy=NO_CACHE,
+        retries=1,
+    )
 
     @flow(name="crm_bucket_stage", task_runner=task_runner(settings), log_prints=False)
-    def bucket_stage(name, params, buckets, inputs, out_dir) -> list[dict]:
-        futures = bucket_task.map(
-            unmapped(name), unmapped(params), buckets, unmapped(inputs), unmapped(out_dir)
-        )
+    def bucket_stage(first, buckets, inputs, out_dir) -> list[dict]:
+        futures = bucket_task.map(unmapped(first), buckets, unmapped(inputs), unmapped(out_dir))
         # .result() raises the first failed bucket's error: the stage, and the step, fail
         return [f.result() for f in futures]
 
