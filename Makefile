@@ -61,7 +61,7 @@ bench-daily: setup
 # run the Dask runner (requires-python: 3.11 to 3.13, environment
 # markers where pins differ); the dev tools are pinned apart, constrained by the runtime.
 lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dask --universal --python-version 3.11 --generate-hashes -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dask --extra s3 --universal --python-version 3.11 --generate-hashes -o requirements.lock
 	$(BIN)/uv pip compile --group pyproject.toml:dev -c requirements.lock --universal --python-version 3.11 --generate-hashes -o requirements-dev.lock
 
 clean:

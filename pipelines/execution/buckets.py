@@ -1,7 +1,7 @@
 """Customer buckets: the core tables the per-customer stages read, as Parquet files
 partitioned by a stable hash of the resolved customer id.
 
-Layout under the run's folder (:func:`run_dir`)::
+Layout under the run's folder (:func:`run_dir`; a local folder or a URL, see :mod:`.storage`)::
 
     core/<table>/bucket=<k>/data_0.parquet   the rows of bucket k (absent: no rows)
     core/<table>/_empty.parquet              no rows, the table's columns (for empty buckets)
@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines.config import Settings
-from pipelines.errors import ConfigError
+from pipelines.execution import storage
 
 # The core tables the bucketed SQL reads (sql/models/rfm.sql, clv_summary.sql); each has the
 # resolved customer_id.
@@ -42,41 +42,48 @@ def bucket_of(customer_id: str, buckets: int) -> int:
     return int(hashlib.md5(customer_id.encode("utf-8")).hexdigest()[:HEX_DIGITS], 16) % buckets
 
 
-def storage_root(settings: Settings) -> Path:
-    """Where bucket files go: ``[execution] storage``, else ``buckets/`` beside the
-    warehouse. Only local folders are written in this version."""
-    storage = settings.execution.storage
-    if storage is None:
-        return settings.warehouse.path.parent / "buckets"
-    if "://" in storage:
-        if storage.startswith("file://"):
-            return Path(storage.removeprefix("file://"))
-        raise ConfigError(
-            f"execution.storage {storage!r}: only local (or shared, mounted) folders are "
-            "supported so far; mount the storage on every node and give its path."
-        )
-    return Path(storage)
+def storage_root(settings: Settings) -> str:
+    """Where bucket files go: ``[execution] storage`` (a folder, or an fsspec URL such as
+    ``s3://bucket/crm``, see :mod:`.storage`), else ``buckets/`` beside the warehouse."""
+    location = settings.execution.storage
+    if location is None:
+        return str(settings.warehouse.path.parent / "buckets")
+    if location.startswith("file://"):
+        return location.removeprefix("file://")
+    if storage.is_remote(location):
+        storage.filesystem(location)  # a ConfigError now when its package is missing
+    return location
 
 
-def run_dir(settings: Settings, run_id: str) -> Path:
-    """The folder of one run's bucket files (inputs under ``core/``, outputs under ``out/``)."""
-    return storage_root(settings) / f"run-{run_id}"
+def run_dir(settings: Settings, run_id: str) -> str:
+    """The location of one run's bucket files (inputs under ``core/``, outputs under ``out/``)."""
+    return storage.join(storage_root(settings), f"run-{run_id}")
 
 
 def write_buckets(
     con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str
-) -> dict[str, Path]:
+) -> dict[str, str]:
     """Write every table of :data:`BUCKETED_TABLES` from ``core.*`` as bucket Parquet;
-    returns table -> its folder. Earlier runs' folders are removed (their work is done)."""
+    returns table -> its location. Earlier runs' folders are removed (their work is done).
+
+    For a URL the files are written in a local staging folder beside the warehouse and
+    uploaded: the run's folder is new (named by its run id) and no task starts before the
+    upload is complete, so no task reads half a table."""
     root = storage_root(settings)
-    root.mkdir(parents=True, exist_ok=True)
-    for old in root.glob("run-*"):
-        if old.name != f"run-{run_id}":
-            shutil.rmtree(old, ignore_errors=True)
+    for old in storage.folders(root):
+        name = old.rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith("run-") and name != f"run-{run_id}":
+            storage.remove(old)
+    remote = storage.is_remote(root)
+    local_run = (
+        settings.warehouse.path.parent / "buckets-staging" / f"run-{run_id}"
+        if remote
+        else Path(run_dir(settings, run_id))
+    )
     buckets = settings.execution.buckets
     folders = {}
     for table in BUCKETED_TABLES:
-        final = run_dir(settings, run_id) / "core" / table
+        final = local_run / "core" / table
         temporary = final.with_name(f"{table}.tmp-{os.getpid()}")
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
@@ -91,14 +98,19 @@ def write_buckets(
         if final.exists():
             shutil.rmtree(final)
         os.replace(temporary, final)
-        folders[table] = final
+        folders[table] = storage.join(run_dir(settings, run_id), "core", table)
+    if remote:
+        storage.upload_folder(local_run / "core", storage.join(run_dir(settings, run_id), "core"))
+        shutil.rmtree(local_run.parent, ignore_errors=True)
     return folders
 
 
-def bucket_files(folder: Path, bucket: int) -> str:
-    """The Parquet file or glob of one bucket of a table: a core table's folder written by
-    :func:`write_buckets` (``bucket=<k>/``, its ``_empty.parquet`` when the bucket has no
-    rows), or a stage's output folder (``bucket=<k>.parquet``, one per bucket)."""
+def bucket_files(folder: str | Path, bucket: int) -> str:
+    """The local Parquet file or glob of one bucket of a table: a core table's folder
+    written by :func:`write_buckets` (``bucket=<k>/``, its ``_empty.parquet`` when the bucket
+    has no rows), or a stage's output folder (``bucket=<k>.parquet``, one per bucket).
+    ``folder`` is local (see :func:`.storage.fetch_bucket` for a URL)."""
+    folder = Path(folder)
     part = folder / f"bucket={bucket}"
     if part.is_dir():
         return str(part / "*.parquet")

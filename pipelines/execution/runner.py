@@ -15,14 +15,19 @@ started at the first stage and closed by :func:`close_cluster` when the run ends
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from pipelines.config import Settings
+from pipelines.errors import ConfigError
 from pipelines.execution import buckets as bucket_files
+from pipelines.execution import storage
 from pipelines.execution.tasks import BucketFunction, run_bucket_function
 from pipelines.sqlrun import read_sql, run_sql
 
@@ -47,6 +52,7 @@ def scheduler_address(settings: Settings) -> str:
     ``[execution] workers`` processes (one thread each), started on first use."""
     global _cluster
     if settings.execution.address:
+        _check_scheduler(settings.execution.address)
         return settings.execution.address
     if _cluster is None:
         from distributed import LocalCluster
@@ -60,6 +66,32 @@ def scheduler_address(settings: Settings) -> str:
             dashboard_address=":0",
         )
     return _cluster.scheduler_address
+
+
+# how long the run waits for the scheduler at [execution] address to answer
+CONNECT_TIMEOUT_SECONDS = 15
+_answered: set[str] = set()  # addresses that answered in this process
+
+
+def _check_scheduler(address: str) -> None:
+    """A ConfigError naming ``execution.address`` when no scheduler answers there (before
+    any bucket task is sent, instead of Prefect's failed task run after its own timeout)."""
+    if address in _answered:
+        return
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=CONNECT_TIMEOUT_SECONDS, set_as_default=False):
+            pass
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(
+            f"execution.address {address!r}: no Dask scheduler answered within "
+            f"{CONNECT_TIMEOUT_SECONDS} s ({type(exc).__name__}: {exc}). Start one there "
+            "(`dask scheduler`, then `dask worker <address>` on each node), check the "
+            "address and firewall, or remove `address` to run on a LocalCluster of "
+            "`workers` processes on this host."
+        ) from None
+    _answered.add(address)
 
 
 def close_cluster() -> None:
@@ -132,9 +164,9 @@ def map_buckets(
     order (:func:`run_bucket_function`'s); raises the first failed bucket's error, after
     which the step fails and the run publishes nothing."""
     folder = bucket_files.run_dir(settings, run_id)
-    tables = {t: str(folder / "core" / t) for t in bucket_files.BUCKETED_TABLES}
+    tables = {t: storage.join(folder, "core", t) for t in bucket_files.BUCKETED_TABLES}
     for table in inputs:
-        tables[table] = str(output_dir(settings, run_id, table))
+        tables[table] = output_dir(settings, run_id, table)
     out_dir = output_dir(settings, run_id, stage)
     first = sql if sql is not None else (fn, kwargs or {})
     started = time.perf_counter()
@@ -167,22 +199,32 @@ def map_buckets(
     return results
 
 
-def output_dir(settings: Settings, run_id: str, stage: str):
-    """The folder of a bucket stage's output files (``models/rfm``, ``models.rfm`` or
-    ``rfm`` -> ``<run dir>/out/rfm``)."""
+def output_dir(settings: Settings, run_id: str, stage: str) -> str:
+    """The location of a bucket stage's output files (``models/rfm``, ``models.rfm`` or
+    ``rfm`` -> ``<run dir>/out/rfm``; a folder or a URL)."""
     table = stage.replace("/", ".").split(".")[-1]
-    return bucket_files.run_dir(settings, run_id) / "out" / table
+    return storage.join(bucket_files.run_dir(settings, run_id), "out", table)
 
 
 def pool_table(con: duckdb.DuckDBPyConnection, table: str, results: list[dict[str, Any]]) -> None:
     """``create or replace table <table>`` (``schema.name``) on the warehouse from the
-    bucket files of :func:`map_buckets`, in bucket order."""
+    bucket files of :func:`map_buckets`, in bucket order (files at a URL are downloaded
+    to a temporary folder first)."""
     schema = table.split(".")[0]
-    con.execute(f"create schema if not exists {schema}")
-    con.execute(
-        f"create or replace table {table} as select * from read_parquet($paths)",
-        {"paths": [r["path"] for r in results]},
-    )
+    paths = [r["path"] for r in results]
+    scratch = None
+    if any(storage.is_remote(p) for p in paths):
+        scratch = Path(tempfile.mkdtemp(prefix="crm-pool-"))
+        paths = storage.fetch_files(paths, scratch)
+    try:
+        con.execute(f"create schema if not exists {schema}")
+        con.execute(
+            f"create or replace table {table} as select * from read_parquet($paths)",
+            {"paths": paths},
+        )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _run_apart(fn, *args):

@@ -9,13 +9,16 @@ bucket of an earlier stage's output. It then runs
 - :func:`run_bucket_function`: a Python function given that connection,
 
 and writes the table or frame it gives to ``<out>/bucket=<k>.parquet``, under a temporary
-name renamed when complete, so a task that Prefect runs again after a worker died writes
-the same file again.
+name renamed when complete (for a URL: uploaded once complete), so a task that Prefect runs
+again after a worker died writes the same file again. Input files at a URL are downloaded
+to a temporary folder of the worker first (:mod:`.storage`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from pipelines.execution import storage
 from pipelines.execution.buckets import bucket_files
 from pipelines.sqlrun import run_sql
 
@@ -48,15 +52,18 @@ def run_bucket_function(
     Returns ``{"bucket", "path", "rows", "seconds", "pid"}``: the Parquet file written, its
     rows, the task's wall seconds and the worker's process id."""
     started = time.perf_counter()
-    final = Path(out_dir) / f"bucket={bucket}.parquet"
-    temporary = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    remote_out = storage.is_remote(out_dir)
+    scratch = Path(tempfile.mkdtemp(prefix=f"crm-bucket-{bucket}-"))
+    final = storage.join(out_dir, f"bucket={bucket}.parquet")
+    # a URL's object is uploaded from a local file once complete; a local file is renamed
+    temporary = scratch / "out.parquet" if remote_out else Path(f"{final}.tmp-{os.getpid()}")
     con = duckdb.connect(":memory:")
     try:
         # one thread per task: the worker runs one task per thread it has
         con.execute("set threads = 1")
-        _bucket_views(con, inputs, bucket)
+        _bucket_views(con, inputs, bucket, scratch)
         result = fn(con, **kwargs)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(result, duckdb.DuckDBPyRelation):
             result.write_parquet(str(temporary))
         else:
@@ -67,12 +74,16 @@ def run_bucket_function(
         [(rows,)] = con.execute(
             "select count(*) from read_parquet($f)", {"f": str(temporary)}
         ).fetchall()
+        if remote_out:
+            storage.upload_file(temporary, final)
+        else:
+            os.replace(temporary, final)
     finally:
         con.close()
-    os.replace(temporary, final)
+        shutil.rmtree(scratch, ignore_errors=True)
     return {
         "bucket": bucket,
-        "path": str(final),
+        "path": final,
         "rows": rows,
         "seconds": round(time.perf_counter() - started, 3),
         "pid": os.getpid(),
@@ -99,12 +110,18 @@ def _sql_table(con: duckdb.DuckDBPyConnection, name: str, params: dict) -> duckd
     return con.table(name.replace("/", "."))
 
 
-def _bucket_views(con: duckdb.DuckDBPyConnection, inputs: dict[str, str], bucket: int) -> None:
+def _bucket_views(
+    con: duckdb.DuckDBPyConnection, inputs: dict[str, str], bucket: int, scratch: Path
+) -> None:
     schemas = set()
-    for table, folder in inputs.items():
+    for i, (table, folder) in enumerate(inputs.items()):
         schema, name = table.split(".") if "." in table else ("core", table)
         if schema not in schemas:
             con.execute(f"create schema if not exists {schema}")
             schemas.add(schema)
-        files = bucket_files(Path(folder), bucket)
+        files = (
+            storage.fetch_bucket(folder, bucket, scratch / f"in-{i}")
+            if storage.is_remote(folder)
+            else bucket_files(folder, bucket)
+        )
         con.execute(f"create view {schema}.{name} as select * from read_parquet('{files}')")

@@ -50,13 +50,15 @@ def test_a_bad_execution_key_is_named(execution, named, tmp_path):
 
 def test_storage_is_beside_the_warehouse_unless_set(tmp_path):
     default = _settings({"runner": "dask"}, tmp_path)
-    assert storage_root(default) == default.warehouse.path.parent / "buckets"
+    assert storage_root(default) == str(default.warehouse.path.parent / "buckets")
     relative = _settings({"runner": "dask", "storage": "shared/b"}, tmp_path)
-    assert storage_root(relative) == (tmp_path / "shared" / "b").resolve()
+    assert storage_root(relative) == str((tmp_path / "shared" / "b").resolve())
     url = _settings({"runner": "dask", "storage": "s3://bucket/crm"}, tmp_path)
-    assert url.execution.storage == "s3://bucket/crm"
-    with pytest.raises(ConfigError, match="execution.storage"):
-        storage_root(url)
+    assert storage_root(url) == "s3://bucket/crm"
+    # a protocol with no fsspec implementation here is named before any work
+    unknown = _settings({"runner": "dask", "storage": "nosuchfs://bucket/crm"}, tmp_path)
+    with pytest.raises(ConfigError, match=r"execution\.storage .*nosuchfs://"):
+        storage_root(unknown)
 
 
 def test_the_sql_bucket_is_the_python_bucket_and_md5_based():
@@ -75,3 +77,19 @@ def test_the_sql_bucket_is_the_python_bucket_and_md5_based():
     assert bucket_of("c1", 7) == int(hashlib.md5(b"c1").hexdigest()[:15], 16) % 7
     counts = [list(sql.values()).count(b) for b in range(16)]
     assert min(counts) > 2003 / 16 * 0.7, counts
+
+
+def test_a_scheduler_address_where_none_answers_is_named_before_any_work(tmp_path, monkeypatch):
+    import socket
+
+    from pipelines.execution import runner
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    settings = _settings({"runner": "dask", "address": address}, tmp_path)
+    monkeypatch.setattr(runner, "CONNECT_TIMEOUT_SECONDS", 2)
+    with pytest.raises(ConfigError, match=r"execution\.address .*no Dask scheduler answered"):
+        runner.scheduler_address(settings)
+    assert address not in runner._answered
