@@ -19,6 +19,7 @@ from scipy.optimize import minimize
 
 from models.clv.beta_geo import BetaGeoModel
 from models.clv.likelihood import ConvergenceError
+from models.clv.pareto_likelihood import ParetoData, sorted_log_likelihood
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -85,26 +86,34 @@ class _ParetoNBDFitter(lifetimes.ParetoNBDFitter):
     lifetimes minimises by Nelder-Mead from random start values (np.random) with tol 1e-4:
     8.6 s on CDNOW's 8,685 patterns and a different optimum per run. Here: BFGS in the
     log-parameters from lifetimes' mean start (all parameters 1 in its scaled time), on the
-    same objective per unit weight, and the Hessian in the log-parameters by central
-    differences (lifetimes keeps none), for the standard errors and the degeneracy check.
+    same objective per unit weight (lifetimes' likelihood, computed by
+    :mod:`models.clv.pareto_likelihood` with one Chebyshev interpolant of its 2F1 per
+    distinct frequency: 4-5x faster on continuous times, equal within ~1e-13), and the
+    Hessian in the log-parameters by central differences (lifetimes keeps none), for the
+    standard errors and the degeneracy check.
     Only ``_fit`` is replaced; lifetimes' ``fit`` does the input checks, the time scaling and
     ``params_``.
     """
 
     def _fit(self, args, iterative_fitting, initial_params, params_size, disp, tol, *rest, **kw):
         frequency, recency, age, weights, penalizer = args
-        weights = np.asarray(weights, dtype=float)
+        # in frequency order, as the grouped likelihood keeps its customers
+        data = ParetoData(frequency, recency, age)
+        weights = np.asarray(weights, dtype=float)[data.order]
         total = weights.sum()
 
         def objective(log_params):
             params = np.exp(log_params)
             with np.errstate(all="ignore"):
-                ll = self._conditional_log_likelihood(params, frequency, recency, age)
+                ll = sorted_log_likelihood(params, data)
             value = -float(np.dot(weights, ll)) / total + penalizer * float(np.sum(params**2))
             return value if np.isfinite(value) else np.inf
 
         x0 = np.zeros(params_size) if initial_params is None else np.log(initial_params)
-        output = minimize(objective, x0, method="BFGS", options={"gtol": 1e-7})
+        # eps: the forward-difference step of the gradient, above scipy's 1.5e-8 so that
+        # the likelihood's ~1e-13 interpolation error moves the gradient by ~1e-6 only (at
+        # 1.5e-8 BFGS wandered: 323 evaluations instead of 161 at 100k customers)
+        output = minimize(objective, x0, method="BFGS", options={"gtol": 1e-7, "eps": 1e-7})
         if not np.all(np.isfinite(output.x)) or not np.isfinite(output.fun):
             raise ConvergenceError("The Pareto/NBD model did not converge.")
         # BFGS with numerical gradients often ends on "precision loss" at the optimum; what
