@@ -22,9 +22,20 @@ import duckdb
 from pipelines.config import Settings
 from pipelines.execution import storage
 
-# The core tables the bucketed SQL reads (sql/models/rfm.sql, clv_summary.sql); each has the
-# resolved customer_id.
-BUCKETED_TABLES = ("transactions",)
+# The core tables the bucketed SQL reads (sql/models/rfm.sql, clv_summary.sql,
+# churn_features.sql), each with the expression of the resolved customer id its rows are
+# bucketed by. A customer record is keyed by its source id: its bucket is that of the
+# customer it was resolved to. Rows without a customer (an event of an unknown visitor)
+# go to bucket 0 rather than nowhere; no per-customer SQL reads them.
+BUCKETED_TABLES = {
+    "transactions": "customer_id",
+    "customers": "customer_id",
+    "customer_map": "customer_id",
+    "customer_records": (
+        "(select m.customer_id from core.customer_map m where m.source_customer_id = t.customer_id)"
+    ),
+    "events": "customer_id",
+}
 
 # The first 15 hex digits of md5(customer_id) fit a BIGINT; md5 is the same in every DuckDB
 # version and in Python (hashlib), unlike DuckDB's hash(), which may change between versions.
@@ -87,9 +98,10 @@ def write_buckets(
         temporary = final.with_name(f"{table}.tmp-{os.getpid()}")
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
+        key = f"coalesce({BUCKETED_TABLES[table]}, '')"
         con.execute(
-            f"copy (select *, {bucket_sql('customer_id', buckets)} as bucket "
-            f"from core.{table}) to '{temporary}' (format parquet, partition_by (bucket))"
+            f"copy (select t.*, {bucket_sql(key, buckets)} as bucket "
+            f"from core.{table} t) to '{temporary}' (format parquet, partition_by (bucket))"
         )
         con.execute(
             f"copy (select * from core.{table} limit 0) to '{temporary / '_empty.parquet'}' "

@@ -45,6 +45,7 @@ from models.churn import (
     verdict_metrics,
 )
 from models.churn.reasons import churn_reasons
+from pipelines import execution
 from pipelines.core.identity import identity_as_known_at
 from pipelines.scoring.model_log import record_model_outputs
 from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
@@ -137,22 +138,39 @@ def _check_core_tables(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def _run_model_sql(con: duckdb.DuckDBPyConnection, table: str, parameters: dict) -> pl.DataFrame:
+#: ``(name, params)`` -> builds the table of ``sql/<name>.sql`` on the warehouse: run_sql
+#: there by default; the pipeline passes the execution runner's seam, which builds it per
+#: customer bucket on Dask with ``[execution] runner = "dask"``
+CustomerSql = Callable[[str, dict], None]
+
+
+def _run_model_sql(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    parameters: dict,
+    customer_sql: CustomerSql | None = None,
+) -> pl.DataFrame:
     # `table` is one of this module's own constants, never user input.
     _check_core_tables(con)
-    run_sql(con, f"models/{table}", parameters)
+    if customer_sql is None:
+        run_sql(con, f"models/{table}", parameters)
+    else:
+        customer_sql(f"models/{table}", parameters)
     # Sorted by polars, several times faster than DuckDB's ORDER BY on a million ids.
     return con.sql(f"select * from models.{table}").pl().sort("customer_id")
 
 
-def build_churn_features(con: duckdb.DuckDBPyConnection, cutoff: date) -> pl.DataFrame:
-    """(Re)build ``models.churn_features`` at ``cutoff`` and return it.
+def build_churn_features(
+    con: duckdb.DuckDBPyConnection, cutoff: date, customer_sql: CustomerSql | None = None
+) -> pl.DataFrame:
+    """(Re)build ``models.churn_features`` at ``cutoff`` and return it, sorted by customer_id.
 
     One row per customer with a completed order on or before ``cutoff``, using only rows
     dated on or before it; day counts in days, amounts in currency units. Reads
-    core.transactions, core.events and core.customers.
+    core.transactions, core.events, core.customer_records and core.customer_map, with
+    ``customer_sql`` when given (see :data:`CustomerSql`).
     """
-    return _run_model_sql(con, "churn_features", {"cutoff": _as_date(cutoff)})
+    return _run_model_sql(con, "churn_features", {"cutoff": _as_date(cutoff)}, customer_sql)
 
 
 def _features_at(con: duckdb.DuckDBPyConnection, cutoff: date) -> pl.DataFrame:
@@ -423,6 +441,7 @@ def run_churn(
     model_store: Path | None = None,
     identity_as_known: bool = False,
     training_settings: str = "",
+    customer_sql: CustomerSql | None = None,
 ) -> ChurnResult:
     """Validate the churn model out of time and score every customer at ``as_of``.
 
@@ -466,6 +485,11 @@ def run_churn(
     training_settings : str
         What else decides the training data, part of the saved scorer's key: the BG/NBD
         scorer's settings.
+    customer_sql : callable (name, params) -> None, optional
+        Builds the features at as_of (the part of a daily run that reuses its scorer that
+        grows with the customers): by default run_sql on ``con``; the pipeline's seam runs
+        it per customer bucket on Dask. The frames at the validation cutoffs are built on
+        ``con``, from the identities as known at the training date.
 
     Returns
     -------
@@ -510,7 +534,7 @@ def run_churn(
     # the validation cutoffs only once we know there is enough data to validate.
     timer = _Timer()
     with timer("features at as_of"):
-        current_features = build_churn_features(con, as_of)
+        current_features = build_churn_features(con, as_of, customer_sql)
     train = test = saved = key = None
     if first_order_date is not None and reason is None:
         with (
@@ -686,6 +710,9 @@ def score_churn_risk(
         model_store=None if full_refresh else directory,
         identity_as_known=True,
         training_settings=repr((settings.models, bgnbd_settings)),
+        customer_sql=lambda name, params: execution.run_customer_sql(
+            con, settings, run_id, name, params
+        ),
     )
     con.register(
         "_churn_scores",

@@ -1,6 +1,6 @@
-"""[execution] runner = "dask" (issue 13): the per-customer SQL per customer bucket on Dask
-workers publishes exactly what the local runner publishes, and no worker opens the
-warehouse."""
+"""[execution] runner = "dask" (issue 13): the per-customer SQL (RFM, CLV summary, churn
+features) per customer bucket on Dask workers publishes exactly what the local runner
+publishes, and no worker opens the warehouse."""
 
 from __future__ import annotations
 
@@ -117,7 +117,11 @@ def test_dask_runner_with_1_and_16_buckets_publishes_what_the_local_runner_does(
 
     # the 16-bucket run's stages ran on the test's cluster's workers, not in this process
     stages = runner.STAGE_TIMES.stages[stages_before:]
-    assert [s["stage"] for s in stages] == ["models/rfm", "models/clv_summary"]
+    assert [s["stage"] for s in stages] == [
+        "models/rfm",
+        "models/clv_summary",
+        "models/churn_features",
+    ]
     assert all(s["buckets"] == 16 for s in stages)
     ran_on = {pid for s in stages for pid in s["worker_pids"]}
     assert ran_on <= set(worker_pids) and os.getpid() not in ran_on
