@@ -28,7 +28,7 @@ from models.clv.uncertainty import add_clv_interval
 from pipelines import execution
 from pipelines.config import Settings
 from pipelines.scoring.model_log import record_model_outputs
-from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
+from pipelines.sqlrun import ensure_bookkeeping_tables
 
 log = logging.getLogger(__name__)
 
@@ -350,8 +350,10 @@ def _choose_candidate(
     (the chosen model fitted on the calibration period) and report.holdout."""
     m = settings.models
     calibration_end = as_of - timedelta(days=m.holdout_days)
-    run_sql(
+    execution.run_customer_sql(
         con,
+        settings,
+        run_id,
         "models/clv_holdout",
         {
             "calibration_end": calibration_end,

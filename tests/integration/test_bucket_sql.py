@@ -1,5 +1,5 @@
 """Every per-customer SQL file the Dask runner runs per bucket (rfm, clv_summary,
-churn_features) gives, pooled over the buckets, exactly the table it gives on the whole
+clv_holdout, churn_features) gives, pooled over the buckets, exactly the table it gives on the whole
 warehouse: the core tables are bucketed by the resolved customer (customer records too,
 which are keyed by their source id). No cluster: the bucket tasks are called in process."""
 
@@ -46,6 +46,16 @@ def warehouse(tmp_path_factory):
             "models/clv_summary",
             {"as_of": AS_OF, "unit_days": 7, "period_days": 1, "resolution": "exact"},
         ),
+        (
+            "models/clv_holdout",
+            {
+                "calibration_end": date(2024, 7, 31),
+                "as_of": AS_OF,
+                "unit_days": 7,
+                "period_days": 1,
+                "resolution": "both",
+            },
+        ),
         ("models/churn_features", {"cutoff": AS_OF}),
         ("models/churn_features", {"cutoff": date(2024, 3, 31)}),
     ],
@@ -54,10 +64,12 @@ def test_pooled_buckets_equal_the_warehouse_table(warehouse, name, params):
     con, folders, directory = warehouse
     run_sql(con, name, params)
     table = name.replace("/", ".")
-    expected = con.sql(f"select * from {table}").pl().sort("customer_id")
+    expected = con.sql(f"select * from {table}").pl()
+    key = [c for c in ("customer_id", "resolution") if c in expected.columns]
+    expected = expected.sort(key)
     out = directory / "out" / f"{table}-{min(v for v in params.values() if isinstance(v, date))}"
     results = [run_bucket_sql(name, params, b, folders, str(out)) for b in range(BUCKETS)]
-    pooled = pl.concat([pl.read_parquet(r["path"]) for r in results]).sort("customer_id")
+    pooled = pl.concat([pl.read_parquet(r["path"]) for r in results]).sort(key)
     assert expected.height > 100
     assert_frame_equal(pooled, expected)
     for b, result in enumerate(results):

@@ -120,6 +120,7 @@ def test_dask_runner_with_1_and_16_buckets_publishes_what_the_local_runner_does(
     assert [s["stage"] for s in stages] == [
         "models/rfm",
         "models/clv_summary",
+        "models/clv_holdout",
         "models/churn_features",
     ]
     assert all(s["buckets"] == 16 for s in stages)

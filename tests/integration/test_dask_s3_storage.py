@@ -57,9 +57,7 @@ def _keys(client, prefix: str = "") -> list[str]:
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
-def test_bucket_files_on_s3_give_what_the_local_runner_publishes(
-    prefect_harness, s3, tmp_path
-):
+def test_bucket_files_on_s3_give_what_the_local_runner_publishes(prefect_harness, s3, tmp_path):
     local = run_and_collect(_deliveries(tmp_path / "local", ""))
     # no address: the run starts its own LocalCluster, whose workers inherit the endpoint
     config = _deliveries(
