@@ -216,6 +216,12 @@ class BetaGeoModel(BaseEstimator):
         ----------
         frequency, recency, age : arrays
             x, t_x and T per customer, t_x and T in the model's unit.
+        domains : dict, optional
+            Per x, the T range and count of distinct T the interpolant is built for
+            (:func:`age_domains` of a larger population that holds these customers): then
+            each customer's value depends on its own x and T only, not on which customers
+            are computed together (the CLV interval per customer bucket). Default: these
+            customers' own.
 
         Returns
         -------
@@ -267,7 +273,7 @@ class BetaGeoModel(BaseEstimator):
             return np.exp(log_hyp + (r + x) * np.log((alpha + age) / (alpha + age + t)))
 
     def discounted_purchases_units(
-        self, times_units, factors, frequency, recency, age
+        self, times_units, factors, frequency, recency, age, domains=None
     ) -> np.ndarray:
         """sum_k factors[k] * (E[Y(times[k])] - E[Y(times[k - 1])]), times[-1] = 0, per customer:
         the discounted expected purchases of :func:`discounted_expected_purchases` for the
@@ -291,6 +297,12 @@ class BetaGeoModel(BaseEstimator):
             The discount factor of each step, same length as ``times_units``.
         frequency, recency, age : arrays
             x, t_x and T per customer, t_x and T in the model's unit.
+        domains : dict, optional
+            Per x, the T range and count of distinct T the interpolant is built for
+            (:func:`age_domains` of a larger population that holds these customers): then
+            each customer's value depends on its own x and T only, not on which customers
+            are computed together (the CLV interval per customer bucket). Default: these
+            customers' own.
 
         Returns
         -------
@@ -321,7 +333,10 @@ class BetaGeoModel(BaseEstimator):
             index = order[bounds[j] : bounds[j + 1]]
             ages, where = np.unique(age[index], return_inverse=True)
             where = where.reshape(-1)
-            drop[index] = _interpolate_in_log(lambda a_, xv=xv: exact(xv, a_), ages, alpha)[where]
+            domain = None if domains is None else domains[float(xv)]
+            drop[index] = _interpolate_in_log(lambda a_, xv=xv: exact(xv, a_), ages, alpha, domain)[
+                where
+            ]
         first, denominator = self.purchase_factors(x, t_x, age)
         with np.errstate(all="ignore"):
             return first * drop / denominator
@@ -455,21 +470,41 @@ def degeneracy_reason(model: BetaGeoModel, max_age_units: float) -> str | None:
 _CHEBYSHEV_DEGREES = (16, 32, 64, 128, 256)
 
 
+def age_domains(frequency, age) -> dict[float, tuple[float, float, int]]:
+    """Per distinct frequency x: (smallest T, largest T, number of distinct T) among the
+    customers given, for ``discounted_purchases_units(..., domains=...)``."""
+    frame = pl.DataFrame({"x": np.asarray(frequency, float), "T": np.asarray(age, float)})
+    grouped = frame.group_by("x").agg(
+        pl.col("T").min().alias("low"),
+        pl.col("T").max().alias("high"),
+        pl.col("T").n_unique().alias("n"),
+    )
+    return {float(x): (float(low), float(high), int(n)) for x, low, high, n in grouped.iter_rows()}
+
+
 def _interpolate_in_log(
-    function: Callable[[np.ndarray], np.ndarray], points: np.ndarray, shift: float
+    function: Callable[[np.ndarray], np.ndarray],
+    points: np.ndarray,
+    shift: float,
+    domain: tuple[float, float, int] | None = None,
 ) -> np.ndarray:
     """``function(points)`` for sorted distinct ``points`` >= 0, exactly when there are few
     of them, else from a Chebyshev interpolant in log(shift + point) (see
-    BetaGeoModel.discounted_purchases_units); ``function`` maps an array to an array."""
-    if points.size <= 2 * _CHEBYSHEV_DEGREES[0]:
+    BetaGeoModel.discounted_purchases_units); ``function`` maps an array to an array.
+    ``domain`` = (first, last, count) decides both instead of ``points``' own (points must
+    lie in it)."""
+    if domain is None:
+        domain = (points[0], points[-1], points.size) if points.size else (0.0, 0.0, 0)
+    first, last, count = domain
+    if count <= 2 * _CHEBYSHEV_DEGREES[0]:
         return function(points)
-    low, high = math.log(shift + points[0]), math.log(shift + points[-1])
+    low, high = math.log(shift + first), math.log(shift + last)
     middle, half = (high + low) / 2, (high - low) / 2
     if not (math.isfinite(middle) and half > 1e-12 * max(1.0, abs(middle))):
         return function(points)
     nodes_at = lambda u: np.maximum(np.exp(middle + half * u) - shift, 0.0)  # noqa: E731
     for degree in _CHEBYSHEV_DEGREES:
-        if points.size <= degree + 1:
+        if count <= degree + 1:
             break
         with np.errstate(all="ignore"):
             coefficients = np.polynomial.chebyshev.chebinterpolate(

@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from models.clv.beta_geo import age_domains
 from models.clv.predict import _unique_rows, discount_schedule
 
 DEFAULT_CLV_DRAWS = 200
@@ -89,12 +92,137 @@ def _with_params(model, params: dict[str, float]):
     return clone
 
 
-def _clv(purchases, spend, rows: pl.DataFrame, times_units, factors) -> np.ndarray:
+def _clv(purchases, spend, rows: pl.DataFrame, times_units, factors, domains) -> np.ndarray:
     """predicted_clv of :func:`~models.clv.predict.predict_customer_value` for ``rows``."""
     frequency, recency, age = purchases.summary_arrays(rows)
-    discounted = purchases.discounted_purchases_units(times_units, factors, frequency, recency, age)
+    discounted = purchases.discounted_purchases_units(
+        times_units, factors, frequency, recency, age, domains
+    )
     with np.errstate(all="ignore"):
         return np.maximum(discounted * spend.predict(rows), 0.0)
+
+
+@dataclass
+class IntervalPlan:
+    """Everything the CLV interval of a customer needs besides their own summary row,
+    decided once over all customers (:func:`plan_clv_interval`); small (no fitted data),
+    so that it can be sent to every customer-bucket task.
+
+    ``domains``: per frequency, the range of T over all customers, on which each draw's
+    discounted-purchases interpolant is built, so that a customer's interval depends on
+    their row only, not on which customers are computed with them."""
+
+    purchases: Any  # the fitted purchase model, without its fitter
+    spend: Any  # the fitted spend model, without its fitter
+    purchase_draws: list[dict[str, float]]
+    spend_draws: list[dict[str, float]]
+    domains: dict[float, tuple[float, float, int]]
+    times_units: np.ndarray
+    factors: np.ndarray
+    quantiles: tuple[float, float]
+
+
+def _without_fitter(model):
+    light = copy.copy(model)
+    light.__dict__.pop("fitter_", None)
+    return light
+
+
+def plan_clv_interval(
+    summary: pl.DataFrame,
+    *,
+    purchases,
+    spend,
+    clv_horizon_days: int = 365,
+    annual_discount_rate: float = 0.10,
+    n_draws: int = DEFAULT_CLV_DRAWS,
+    seed: int = DEFAULT_CLV_SEED,
+    quantiles: tuple[float, float] = DEFAULT_CLV_QUANTILES,
+) -> IntervalPlan | None:
+    """The parameter draws and interpolation domains of :func:`clv_interval` for the
+    customers of ``summary`` (arguments as there); None when either model's parameters
+    have no usable covariance or the purchase model cannot be redrawn."""
+    if n_draws < 2:
+        raise ValueError(f"n_draws must be at least 2, got {n_draws}")
+    low_q, high_q = quantiles
+    if not 0 <= low_q < high_q <= 1:
+        raise ValueError(f"quantiles must satisfy 0 <= low < high <= 1, got {quantiles}")
+    needed = ("unit_days", "summary_arrays", "discounted_purchases_units")
+    if not all(hasattr(purchases, name) for name in needed):
+        return None  # a purchase model this module does not know how to redraw
+    rng = np.random.default_rng(seed)
+    purchase_draws = draw_parameters(purchases, n_draws, rng)
+    spend_draws = draw_parameters(spend, n_draws, rng)
+    if purchase_draws is None or spend_draws is None:
+        return None
+    frequency, _, age = purchases.summary_arrays(summary)
+    unit = purchases.unit_days
+    times, factors = discount_schedule(float(clv_horizon_days), float(unit), annual_discount_rate)
+    return IntervalPlan(
+        purchases=_without_fitter(purchases),
+        spend=_without_fitter(spend),
+        purchase_draws=purchase_draws,
+        spend_draws=spend_draws,
+        domains=age_domains(frequency, age),
+        times_units=np.asarray(times) / unit,
+        factors=np.asarray(factors, dtype=float),
+        quantiles=(low_q, high_q),
+    )
+
+
+def interval_for_customers(plan: IntervalPlan, summary: pl.DataFrame) -> pl.DataFrame:
+    """:func:`clv_interval`'s frame for the customers of ``summary``, all of them among
+    those ``plan`` was made for: each row's values depend on that row and ``plan`` only, so
+    any split of the customers (the Dask runner's buckets) gives the same values."""
+    columns = [
+        summary.get_column(name).to_numpy().astype(float)
+        for name in ("frequency", "recency", "T", "monetary_value")
+    ]
+    distinct, inverse = _unique_rows(*columns)
+    rows = pl.DataFrame(
+        dict(zip(("frequency", "recency", "T", "monetary_value"), distinct, strict=True))
+    )
+    times_units, factors, domains = plan.times_units, plan.factors, plan.domains
+    purchase_models = [_with_params(plan.purchases, p) for p in plan.purchase_draws]
+    spend_models = [_with_params(plan.spend, q) for q in plan.spend_draws]
+    n_draws = len(purchase_models)
+    low = np.empty(rows.height)
+    high = np.empty(rows.height)
+    # Chunks of distinct rows keep the draws x rows matrix small (~32 MB); the rows are
+    # sorted by frequency first, so a chunk holds few frequencies and the per-frequency
+    # work of discounted_purchases_units is hardly repeated across chunks.
+    chunk = max(1000, _MAX_MATRIX_CELLS // n_draws)
+    for start in range(0, rows.height, chunk):
+        part = rows[start : start + chunk]
+        values = np.empty((n_draws, part.height))
+        for k, (p, q) in enumerate(zip(purchase_models, spend_models, strict=True)):
+            values[k] = _clv(p, q, part, times_units, factors, domains)
+        bounds = np.quantile(values, plan.quantiles, axis=0)
+        # a draw can make a formula undefined (e.g. a BG/NBD a <= 1 for E[Y]); those draws
+        # are skipped (nanquantile, 20x slower than quantile, on those customers only: a
+        # customer's values never depend on the others in the chunk)
+        undefined = np.isnan(values).any(axis=0)
+        if undefined.any():
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                bounds[:, undefined] = np.nanquantile(values[:, undefined], plan.quantiles, axis=0)
+        low[start : start + chunk], high[start : start + chunk] = bounds
+    # CLV is not linear in the parameters, so the point estimate can fall just outside the
+    # quantiles of the draws; the interval is widened to hold it (low <= predicted_clv <= high)
+    point = _clv(plan.purchases, plan.spend, rows, times_units, factors, domains)
+    low, high = np.fmin(low, point), np.fmax(high, point)
+    return pl.DataFrame(
+        {
+            "customer_id": summary.get_column("customer_id"),
+            "predicted_clv_low": low[inverse],
+            "predicted_clv_high": high[inverse],
+        },
+        schema={
+            "customer_id": summary.schema["customer_id"],
+            "predicted_clv_low": pl.Float64,
+            "predicted_clv_high": pl.Float64,
+        },
+    ).with_columns(pl.col("predicted_clv_low", "predicted_clv_high").fill_nan(None))
 
 
 def clv_interval(
@@ -130,86 +258,25 @@ def clv_interval(
     DataFrame customer_id, predicted_clv_low, predicted_clv_high (currency units, like
     predicted_clv; widened to hold predicted_clv where it falls outside the quantiles), one
     row per summary row in its order; None when either model's parameters have no usable
-    covariance.
+    covariance. The same as :func:`plan_clv_interval` then :func:`interval_for_customers`.
     """
-    if n_draws < 2:
-        raise ValueError(f"n_draws must be at least 2, got {n_draws}")
-    low_q, high_q = quantiles
-    if not 0 <= low_q < high_q <= 1:
-        raise ValueError(f"quantiles must satisfy 0 <= low < high <= 1, got {quantiles}")
-    needed = ("unit_days", "summary_arrays", "discounted_purchases_units")
-    if not all(hasattr(purchases, name) for name in needed):
-        return None  # a purchase model this module does not know how to redraw
-    rng = np.random.default_rng(seed)
-    purchase_draws = draw_parameters(purchases, n_draws, rng)
-    spend_draws = draw_parameters(spend, n_draws, rng)
-    if purchase_draws is None or spend_draws is None:
-        return None
-    columns = [
-        summary.get_column(name).to_numpy().astype(float)
-        for name in ("frequency", "recency", "T", "monetary_value")
-    ]
-    distinct, inverse = _unique_rows(*columns)
-    rows = pl.DataFrame(
-        dict(zip(("frequency", "recency", "T", "monetary_value"), distinct, strict=True))
+    plan = plan_clv_interval(
+        summary,
+        purchases=purchases,
+        spend=spend,
+        clv_horizon_days=clv_horizon_days,
+        annual_discount_rate=annual_discount_rate,
+        n_draws=n_draws,
+        seed=seed,
+        quantiles=quantiles,
     )
-    unit = purchases.unit_days
-    times, factors = discount_schedule(float(clv_horizon_days), float(unit), annual_discount_rate)
-    times_units = np.asarray(times) / unit
-    purchase_models = [_with_params(purchases, p) for p in purchase_draws]
-    spend_models = [_with_params(spend, q) for q in spend_draws]
-    low = np.empty(rows.height)
-    high = np.empty(rows.height)
-    # Chunks of distinct rows keep the draws x rows matrix small (~32 MB); the rows are
-    # sorted by frequency first, so a chunk holds few frequencies and the per-frequency
-    # work of discounted_purchases_units is hardly repeated across chunks.
-    chunk = max(1000, _MAX_MATRIX_CELLS // n_draws)
-    for start in range(0, rows.height, chunk):
-        part = rows[start : start + chunk]
-        values = np.empty((n_draws, part.height))
-        for k, (p, q) in enumerate(zip(purchase_models, spend_models, strict=True)):
-            values[k] = _clv(p, q, part, times_units, factors)
-        # a draw can make a formula undefined (e.g. a BG/NBD a <= 1 for E[Y]); those are
-        # skipped (nanquantile, 20x slower than quantile, only where there are any)
-        quantile = np.nanquantile if np.isnan(values).any() else np.quantile
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            low[start : start + chunk], high[start : start + chunk] = quantile(
-                values, [low_q, high_q], axis=0
-            )
-    # CLV is not linear in the parameters, so the point estimate can fall just outside the
-    # quantiles of the draws; the interval is widened to hold it (low <= predicted_clv <= high)
-    point = _clv(purchases, spend, rows, times_units, factors)
-    low, high = np.fmin(low, point), np.fmax(high, point)
-    return pl.DataFrame(
-        {
-            "customer_id": summary.get_column("customer_id"),
-            "predicted_clv_low": low[inverse],
-            "predicted_clv_high": high[inverse],
-        }
-    ).with_columns(pl.col("predicted_clv_low", "predicted_clv_high").fill_nan(None))
+    return None if plan is None else interval_for_customers(plan, summary)
 
 
-def add_clv_interval(
-    predictions: pl.DataFrame,
-    summary: pl.DataFrame,
-    purchases,
-    spend,
-    clv_horizon_days: int,
-    annual_discount_rate: float,
-) -> pl.DataFrame:
-    """``predictions`` (one row per customer_id of ``summary``) with predicted_clv_low and
-    predicted_clv_high from :func:`clv_interval` (default draws, seed and quantiles); NULL
-    without a spend model or where the parameters have no usable covariance."""
-    interval = None
-    if spend is not None:
-        interval = clv_interval(
-            summary,
-            purchases=purchases,
-            spend=spend,
-            clv_horizon_days=clv_horizon_days,
-            annual_discount_rate=annual_discount_rate,
-        )
+def add_clv_interval(predictions: pl.DataFrame, interval: pl.DataFrame | None) -> pl.DataFrame:
+    """``predictions`` with predicted_clv_low and predicted_clv_high from ``interval``
+    (:func:`interval_for_customers`' frame, matched on customer_id, in any order); NULL
+    where there is none (no spend model, or no usable covariance)."""
     if interval is None:
         return predictions.with_columns(
             predicted_clv_low=pl.lit(None, pl.Float64), predicted_clv_high=pl.lit(None, pl.Float64)

@@ -11,7 +11,8 @@ connection, as always. With ``runner = "dask"``:
   tables, and earlier stages' outputs), and writes its table as Parquet;
 - :mod:`.runner`: the Prefect flow that maps the bucket task over the buckets on prefect-dask's
   DaskTaskRunner (a LocalCluster per run, or a running scheduler) (:func:`map_buckets`),
-  and pools the results into the warehouse (:func:`pool_table`). Only the flow process
+  and pools the results into the warehouse (:func:`pool_table`) or one frame
+  (:func:`pool_frame`). Only the flow process
   opens the warehouse.
 """
 
@@ -20,6 +21,7 @@ from pipelines.execution.runner import (
     close_cluster,
     map_buckets,
     output_dir,
+    pool_frame,
     pool_table,
     run_customer_sql,
     write_core_buckets,
@@ -36,6 +38,7 @@ __all__ = [
     "map_buckets",
     "on_dask",
     "output_dir",
+    "pool_frame",
     "pool_table",
     "run_customer_sql",
     "write_core_buckets",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import polars as pl
 
 from pipelines.config import Settings
 from pipelines.errors import ConfigError
@@ -222,6 +223,21 @@ def pool_table(con: duckdb.DuckDBPyConnection, table: str, results: list[dict[st
             f"create or replace table {table} as select * from read_parquet($paths)",
             {"paths": paths},
         )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def pool_frame(results: list[dict[str, Any]]) -> pl.DataFrame:
+    """The bucket files of :func:`map_buckets` as one polars frame, in bucket order, for a
+    stage whose output the flow process uses in Python rather than as a table."""
+    paths = [r["path"] for r in results]
+    scratch = None
+    if any(storage.is_remote(p) for p in paths):
+        scratch = Path(tempfile.mkdtemp(prefix="crm-pool-"))
+        paths = storage.fetch_files(paths, scratch)
+    try:
+        return pl.concat([pl.read_parquet(p) for p in paths], how="vertical")
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -24,7 +24,12 @@ import numpy as np
 import polars as pl
 
 from models import clv, rfm
-from models.clv.uncertainty import add_clv_interval
+from models.clv.uncertainty import (
+    IntervalPlan,
+    add_clv_interval,
+    interval_for_customers,
+    plan_clv_interval,
+)
 from pipelines import execution
 from pipelines.config import Settings
 from pipelines.scoring.model_log import record_model_outputs
@@ -261,10 +266,43 @@ def _fit_and_predict(
         clv_horizon_days=m.clv_horizon_days,
         annual_discount_rate=m.annual_discount_rate,
     )
-    # predicted_clv_low / _high (models/clv/uncertainty.py)
-    return add_clv_interval(
-        predictions, summary, bgnbd, gamma_gamma, m.clv_horizon_days, m.annual_discount_rate
-    )
+    # predicted_clv_low / _high (models/clv/uncertainty.py): the parameter draws once, here;
+    # each customer's interval from them, per customer bucket on the Dask runner
+    plan = None
+    if gamma_gamma is not None:
+        plan = plan_clv_interval(
+            summary,
+            purchases=bgnbd,
+            spend=gamma_gamma,
+            clv_horizon_days=m.clv_horizon_days,
+            annual_discount_rate=m.annual_discount_rate,
+        )
+    interval = None
+    if plan is not None and execution.on_dask(settings):
+        results = execution.map_buckets(
+            settings,
+            run_id,
+            "models/clv_interval",
+            fn=clv_interval_bucket,
+            kwargs={"plan": plan, "resolution": report.resolution},
+            inputs=("models.clv_summary",),
+        )
+        interval = execution.pool_frame(results)
+    elif plan is not None:
+        interval = interval_for_customers(plan, summary)
+    return add_clv_interval(predictions, interval)
+
+
+def clv_interval_bucket(
+    con: duckdb.DuckDBPyConnection, plan: IntervalPlan, resolution: str
+) -> pl.DataFrame:
+    """On a Dask worker: the CLV interval of one bucket's customers (its
+    ``models.clv_summary`` rows at ``resolution``) under the run's ``plan``."""
+    summary = con.sql(
+        "select * from models.clv_summary where resolution = $r order by customer_id",
+        params={"r": resolution},
+    ).pl()
+    return interval_for_customers(plan, summary)
 
 
 def _write_predictions(

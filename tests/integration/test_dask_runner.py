@@ -1,6 +1,7 @@
-"""[execution] runner = "dask" (issue 13): the per-customer SQL (RFM, CLV summary, churn
-features) per customer bucket on Dask workers publishes exactly what the local runner
-publishes, and no worker opens the warehouse."""
+"""[execution] runner = "dask" (issue 13): the per-customer work (the RFM, CLV summary,
+holdout and churn feature SQL; the CLV interval in Python) per customer bucket on Dask
+workers publishes exactly what the local runner publishes, and no worker opens the
+warehouse."""
 
 from __future__ import annotations
 
@@ -121,6 +122,7 @@ def test_dask_runner_with_1_and_16_buckets_publishes_what_the_local_runner_does(
         "models/rfm",
         "models/clv_summary",
         "models/clv_holdout",
+        "models/clv_interval",
         "models/churn_features",
     ]
     assert all(s["buckets"] == 16 for s in stages)

@@ -10,7 +10,13 @@ import numpy as np
 import polars as pl
 
 from models.clv import CANDIDATES, BetaGeoModel, GammaGammaModel, predict_customer_value
-from models.clv.uncertainty import _with_params, clv_interval, log_parameter_covariance
+from models.clv.uncertainty import (
+    _with_params,
+    clv_interval,
+    interval_for_customers,
+    log_parameter_covariance,
+    plan_clv_interval,
+)
 
 TRUE_BGNBD = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}  # weeks, near CDNOW's
 TRUE_GAMMA_GAMMA = {"p": 6.0, "q": 4.0, "gamma": 15.0}
@@ -146,3 +152,26 @@ def test_no_interval_without_a_usable_covariance():
         params_ = {"r": 1.0}
 
     assert clv_interval(generate(500, seed=0), purchases=OtherModel(), spend=gamma_gamma) is None
+
+
+def test_a_customers_interval_does_not_depend_on_who_is_computed_with_them():
+    """The Dask runner computes the interval per customer bucket: any split of the customers
+    must give the same values to the last bit (continuous T, so that the per-frequency
+    interpolants are used, not exact sums)."""
+    rng = np.random.default_rng(11)
+    summary = generate(3000, seed=9).with_columns(pl.col("T") + rng.uniform(0, 0.99, 3000))
+    split = rng.integers(0, 3, summary.height)
+    for candidate in CANDIDATES:
+        purchases = candidate(unit_days=7).fit(summary)
+        spend = GammaGammaModel().fit(summary)
+        plan = plan_clv_interval(summary, purchases=purchases, spend=spend, n_draws=30, seed=2)
+        whole = interval_for_customers(plan, summary)
+        parts = pl.concat(
+            [interval_for_customers(plan, summary.filter(split == k)) for k in range(3)]
+        )
+        assert whole.null_count().sum_horizontal().item() == 0
+        assert parts.sort("customer_id").equals(whole.sort("customer_id")), candidate.name
+        # what clv_interval gives on the whole summary
+        assert whole.equals(
+            clv_interval(summary, purchases=purchases, spend=spend, n_draws=30, seed=2)
+        )
