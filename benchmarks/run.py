@@ -696,6 +696,8 @@ TRACED_FUNCTIONS = (
     "models.clv:BetaGeoModel.fit",
     "models.clv:GammaGammaModel.fit",
     "models.clv:predict_customer_value",
+    "pipelines.scoring.value:plan_clv_interval",
+    "pipelines.scoring.value:interval_for_customers",
     "pipelines.scoring.value:_write_predictions",
     "pipelines.scoring.value:_holdout_check",
     "models.clv:evaluate_holdout",

@@ -18,6 +18,8 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,35 +214,32 @@ def pool_table(con: duckdb.DuckDBPyConnection, table: str, results: list[dict[st
     bucket files of :func:`map_buckets`, in bucket order (files at a URL are downloaded
     to a temporary folder first)."""
     schema = table.split(".")[0]
-    paths = [r["path"] for r in results]
-    scratch = None
-    if any(storage.is_remote(p) for p in paths):
-        scratch = Path(tempfile.mkdtemp(prefix="crm-pool-"))
-        paths = storage.fetch_files(paths, scratch)
-    try:
+    with _local_files([r["path"] for r in results]) as paths:
         con.execute(f"create schema if not exists {schema}")
         con.execute(
             f"create or replace table {table} as select * from read_parquet($paths)",
             {"paths": paths},
         )
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def pool_frame(results: list[dict[str, Any]]) -> pl.DataFrame:
     """The bucket files of :func:`map_buckets` as one polars frame, in bucket order, for a
     stage whose output the flow process uses in Python rather than as a table."""
-    paths = [r["path"] for r in results]
-    scratch = None
-    if any(storage.is_remote(p) for p in paths):
-        scratch = Path(tempfile.mkdtemp(prefix="crm-pool-"))
-        paths = storage.fetch_files(paths, scratch)
-    try:
+    with _local_files([r["path"] for r in results]) as paths:
         return pl.concat([pl.read_parquet(p) for p in paths], how="vertical")
+
+
+@contextmanager
+def _local_files(paths: list[str]) -> Iterator[list[str]]:
+    # bucket files at a URL are read from a temporary local copy, removed afterwards
+    if not any(storage.is_remote(p) for p in paths):
+        yield paths
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="crm-pool-"))
+    try:
+        yield storage.fetch_files(paths, scratch)
     finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _run_apart(fn, *args):
