@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -216,12 +217,12 @@ class BetaGeoModel(BaseEstimator):
         ----------
         frequency, recency, age : arrays
             x, t_x and T per customer, t_x and T in the model's unit.
-        domains : dict, optional
-            Per x, the T range and count of distinct T the interpolant is built for
-            (:func:`age_domains` of a larger population that holds these customers): then
-            each customer's value depends on its own x and T only, not on which customers
-            are computed together (the CLV interval per customer bucket). Default: these
-            customers' own.
+        interpolants : dict, optional
+            Per x, the interpolant of D over T to use (:meth:`discount_interpolants`, built
+            once for a larger population that holds these customers; None for an x means
+            exact sums): then each customer's value depends on its own x, t_x and T only,
+            not on which customers are computed together (the CLV interval per customer
+            bucket). Default: built here for these customers' own T.
 
         Returns
         -------
@@ -273,7 +274,7 @@ class BetaGeoModel(BaseEstimator):
             return np.exp(log_hyp + (r + x) * np.log((alpha + age) / (alpha + age + t)))
 
     def discounted_purchases_units(
-        self, times_units, factors, frequency, recency, age, domains=None
+        self, times_units, factors, frequency, recency, age, interpolants=None
     ) -> np.ndarray:
         """sum_k factors[k] * (E[Y(times[k])] - E[Y(times[k - 1])]), times[-1] = 0, per customer:
         the discounted expected purchases of :func:`discounted_expected_purchases` for the
@@ -297,12 +298,12 @@ class BetaGeoModel(BaseEstimator):
             The discount factor of each step, same length as ``times_units``.
         frequency, recency, age : arrays
             x, t_x and T per customer, t_x and T in the model's unit.
-        domains : dict, optional
-            Per x, the T range and count of distinct T the interpolant is built for
-            (:func:`age_domains` of a larger population that holds these customers): then
-            each customer's value depends on its own x and T only, not on which customers
-            are computed together (the CLV interval per customer bucket). Default: these
-            customers' own.
+        interpolants : dict, optional
+            Per x, the interpolant of D over T to use (:meth:`discount_interpolants`, built
+            once for a larger population that holds these customers; None for an x means
+            exact sums): then each customer's value depends on its own x, t_x and T only,
+            not on which customers are computed together (the CLV interval per customer
+            bucket). Default: built here for these customers' own T.
 
         Returns
         -------
@@ -318,28 +319,47 @@ class BetaGeoModel(BaseEstimator):
         inverse = inverse.reshape(-1)
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(values.size + 1))
-
-        def exact(xv: float, ages: np.ndarray) -> np.ndarray:
-            out = np.empty(ages.size)
-            chunk = max(1, 1_000_000 // times.size)
-            for start in range(0, ages.size, chunk):
-                part = ages[start : start + chunk, None]
-                survival = self.survival_units(times[None, :], xv, part)
-                previous = np.concatenate([np.ones((part.shape[0], 1)), survival[:, :-1]], axis=1)
-                out[start : start + chunk] = ((previous - survival) * factors).sum(axis=1)
-            return out
-
         for j, xv in enumerate(values):
             index = order[bounds[j] : bounds[j + 1]]
             ages, where = np.unique(age[index], return_inverse=True)
             where = where.reshape(-1)
-            domain = None if domains is None else domains[float(xv)]
-            drop[index] = _interpolate_in_log(lambda a_, xv=xv: exact(xv, a_), ages, alpha, domain)[
-                where
-            ]
+            exact = partial(self._discount_sum, times, factors, float(xv))
+            if interpolants is None:
+                domain = (ages[0], ages[-1], ages.size)
+                interpolant = _chebyshev_in_log(exact, domain, alpha)
+            else:
+                interpolant = interpolants[float(xv)]
+            drop[index] = _evaluate_in_log(interpolant, exact, ages, alpha)[where]
         first, denominator = self.purchase_factors(x, t_x, age)
         with np.errstate(all="ignore"):
             return first * drop / denominator
+
+    def _discount_sum(self, times, factors, xv: float, ages: np.ndarray) -> np.ndarray:
+        """D(x, T) = sum_k factors[k] (survival(t_(k-1)) - survival(t_k)) at each T of
+        ``ages`` for one x, exactly (every step of the schedule)."""
+        out = np.empty(ages.size)
+        chunk = max(1, 1_000_000 // times.size)
+        for start in range(0, ages.size, chunk):
+            part = ages[start : start + chunk, None]
+            survival = self.survival_units(times[None, :], xv, part)
+            previous = np.concatenate([np.ones((part.shape[0], 1)), survival[:, :-1]], axis=1)
+            out[start : start + chunk] = ((previous - survival) * factors).sum(axis=1)
+        return out
+
+    def discount_interpolants(
+        self, times_units, factors, domains: dict[float, tuple[float, float, int]]
+    ) -> dict[float, tuple[float, float, np.ndarray] | None]:
+        """Per x of ``domains`` (:func:`age_domains`), the interpolant of D(x, T) that
+        :meth:`discounted_purchases_units` builds for customers with that x and that range
+        of T (None: exact sums), for ``interpolants=``. Its cost grows with the distinct
+        frequencies, not with the customers."""
+        times = np.asarray(times_units, dtype=float)
+        factors = np.asarray(factors, dtype=float)
+        alpha = self._time_shift()
+        return {
+            xv: _chebyshev_in_log(partial(self._discount_sum, times, factors, xv), domain, alpha)
+            for xv, domain in domains.items()
+        }
 
     def predict(self, summary: pl.DataFrame, *, horizon_days: float) -> np.ndarray:
         """Expected repeat purchases in the ``horizon_days`` days after the end of observation.
@@ -466,13 +486,13 @@ def degeneracy_reason(model: BetaGeoModel, max_age_units: float) -> str | None:
     return None
 
 
-#: Chebyshev degrees tried in turn by :func:`_interpolate_in_log`; the last failing means exact sums.
+#: Chebyshev degrees tried in turn by :func:`_chebyshev_in_log`; the last failing means exact sums.
 _CHEBYSHEV_DEGREES = (16, 32, 64, 128, 256)
 
 
 def age_domains(frequency, age) -> dict[float, tuple[float, float, int]]:
     """Per distinct frequency x: (smallest T, largest T, number of distinct T) among the
-    customers given, for ``discounted_purchases_units(..., domains=...)``."""
+    customers given, for :meth:`BetaGeoModel.discount_interpolants`."""
     frame = pl.DataFrame({"x": np.asarray(frequency, float), "T": np.asarray(age, float)})
     grouped = frame.group_by("x").agg(
         pl.col("T").min().alias("low"),
@@ -482,26 +502,22 @@ def age_domains(frequency, age) -> dict[float, tuple[float, float, int]]:
     return {float(x): (float(low), float(high), int(n)) for x, low, high, n in grouped.iter_rows()}
 
 
-def _interpolate_in_log(
+def _chebyshev_in_log(
     function: Callable[[np.ndarray], np.ndarray],
-    points: np.ndarray,
+    domain: tuple[float, float, int],
     shift: float,
-    domain: tuple[float, float, int] | None = None,
-) -> np.ndarray:
-    """``function(points)`` for sorted distinct ``points`` >= 0, exactly when there are few
-    of them, else from a Chebyshev interpolant in log(shift + point) (see
-    BetaGeoModel.discounted_purchases_units); ``function`` maps an array to an array.
-    ``domain`` = (first, last, count) decides both instead of ``points``' own (points must
-    lie in it)."""
-    if domain is None:
-        domain = (points[0], points[-1], points.size) if points.size else (0.0, 0.0, 0)
+) -> tuple[float, float, np.ndarray] | None:
+    """A Chebyshev interpolant in log(shift + point) of ``function`` (array to array) for
+    the ``count`` distinct points in [first, last] (``domain``; see
+    BetaGeoModel.discounted_purchases_units): (middle, half, coefficients), or None where
+    the points are better computed exactly (few of them, or no degree converged)."""
     first, last, count = domain
     if count <= 2 * _CHEBYSHEV_DEGREES[0]:
-        return function(points)
+        return None
     low, high = math.log(shift + first), math.log(shift + last)
     middle, half = (high + low) / 2, (high - low) / 2
     if not (math.isfinite(middle) and half > 1e-12 * max(1.0, abs(middle))):
-        return function(points)
+        return None
     nodes_at = lambda u: np.maximum(np.exp(middle + half * u) - shift, 0.0)  # noqa: E731
     for degree in _CHEBYSHEV_DEGREES:
         if count <= degree + 1:
@@ -512,6 +528,20 @@ def _interpolate_in_log(
             )
         scale = np.max(np.abs(coefficients))
         if np.all(np.isfinite(coefficients)) and np.max(np.abs(coefficients[-3:])) <= 1e-12 * scale:
-            u = np.clip((np.log(shift + points) - middle) / half, -1.0, 1.0)
-            return np.polynomial.chebyshev.chebval(u, coefficients)
-    return function(points)
+            return middle, half, coefficients
+    return None
+
+
+def _evaluate_in_log(
+    interpolant: tuple[float, float, np.ndarray] | None,
+    function: Callable[[np.ndarray], np.ndarray],
+    points: np.ndarray,
+    shift: float,
+) -> np.ndarray:
+    """``function(points)`` from ``interpolant`` (:func:`_chebyshev_in_log`), or exactly
+    where there is none."""
+    if interpolant is None:
+        return function(points)
+    middle, half, coefficients = interpolant
+    u = np.clip((np.log(shift + points) - middle) / half, -1.0, 1.0)
+    return np.polynomial.chebyshev.chebval(u, coefficients)
