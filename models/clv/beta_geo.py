@@ -8,7 +8,7 @@ to the next purchase, the discounted expected purchases with its Chebyshev inter
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import numpy as np
@@ -217,12 +217,6 @@ class BetaGeoModel(BaseEstimator):
         ----------
         frequency, recency, age : arrays
             x, t_x and T per customer, t_x and T in the model's unit.
-        interpolants : dict, optional
-            Per x, the interpolant of D over T to use (:meth:`discount_interpolants`, built
-            once for a larger population that holds these customers; None for an x means
-            exact sums): then each customer's value depends on its own x, t_x and T only,
-            not on which customers are computed together (the CLV interval per customer
-            bucket). Default: built here for these customers' own T.
 
         Returns
         -------
@@ -315,20 +309,13 @@ class BetaGeoModel(BaseEstimator):
         factors = np.asarray(factors, dtype=float)
         alpha = self._time_shift()
         drop = np.empty_like(age)
-        values, inverse = np.unique(x, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(values.size + 1))
-        for j, xv in enumerate(values):
-            index = order[bounds[j] : bounds[j + 1]]
-            ages, where = np.unique(age[index], return_inverse=True)
-            where = where.reshape(-1)
-            exact = partial(self._discount_sum, times, factors, float(xv))
+        for xv, index, ages, where in frequency_groups(x, age):
+            exact = partial(self._discount_sum, times, factors, xv)
             if interpolants is None:
                 domain = (ages[0], ages[-1], ages.size)
                 interpolant = _chebyshev_in_log(exact, domain, alpha)
             else:
-                interpolant = interpolants[float(xv)]
+                interpolant = interpolants[xv]
             drop[index] = _evaluate_in_log(interpolant, exact, ages, alpha)[where]
         first, denominator = self.purchase_factors(x, t_x, age)
         with np.errstate(all="ignore"):
@@ -488,6 +475,21 @@ def degeneracy_reason(model: BetaGeoModel, max_age_units: float) -> str | None:
 
 #: Chebyshev degrees tried in turn by :func:`_chebyshev_in_log`; the last failing means exact sums.
 _CHEBYSHEV_DEGREES = (16, 32, 64, 128, 256)
+
+
+def frequency_groups(
+    frequency: np.ndarray, age: np.ndarray
+) -> Iterator[tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per distinct frequency x (ascending): (x, the indices of its customers, their
+    distinct T sorted, and per customer the index of its T among those)."""
+    values, inverse = np.unique(frequency, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(values.size + 1))
+    for j, xv in enumerate(values):
+        index = order[bounds[j] : bounds[j + 1]]
+        ages, where = np.unique(age[index], return_inverse=True)
+        yield float(xv), index, ages, where.reshape(-1)
 
 
 def age_domains(frequency, age) -> dict[float, tuple[float, float, int]]:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from models.clv.beta_geo import age_domains
+from models.clv.beta_geo import age_domains, frequency_groups
 from models.clv.predict import _unique_rows, discount_schedule
 
 DEFAULT_CLV_DRAWS = 200
@@ -192,19 +192,12 @@ def _clv_under_draws(plan: IntervalPlan, purchase_models, spend_models, rows) ->
     times, factors = plan.times_units, plan.factors
     shifts = np.array([m._time_shift() for m in purchase_models])
     drop = np.empty((n_draws, age.size))
-    values, inverse = np.unique(frequency, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(values.size + 1))
-    for j, xv in enumerate(values):
-        index = order[bounds[j] : bounds[j + 1]]
-        ages, where = np.unique(age[index], return_inverse=True)
-        where = where.reshape(-1)
-        given = [draw[float(xv)] for draw in plan.interpolants]
+    for xv, index, ages, where in frequency_groups(frequency, age):
+        given = [draw[xv] for draw in plan.interpolants]
         fitted = [k for k, g in enumerate(given) if g is not None]
         at = np.empty((n_draws, ages.size))
         for k in (k for k, g in enumerate(given) if g is None):
-            at[k] = purchase_models[k]._discount_sum(times, factors, float(xv), ages)
+            at[k] = purchase_models[k]._discount_sum(times, factors, xv, ages)
         if fitted:
             middle = np.array([given[k][0] for k in fitted])[:, None]
             half = np.array([given[k][1] for k in fitted])[:, None]
