@@ -23,7 +23,7 @@ from pipelines.config import Settings
 from pipelines.execution import storage
 
 # The core tables the bucketed SQL reads (sql/models/rfm.sql, clv_summary.sql,
-# churn_features.sql), each with the expression of the resolved customer id its rows are
+# clv_holdout.sql, churn_features.sql), each with the expression of the resolved customer id its rows are
 # bucketed by. A customer record is keyed by its source id: its bucket is that of the
 # customer it was resolved to. Rows without a customer (an event of an unknown visitor)
 # go to bucket 0 rather than nowhere; no per-customer SQL reads them.
