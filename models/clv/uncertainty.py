@@ -13,7 +13,8 @@ customer's own future purchases, which is far larger for one customer.
 The model interface this needs: ``params_`` (dict of positive parameters) and either
 ``log_parameter_covariance()`` (the customer-base models) or ``fitter_`` with ``_hessian_``
 in the order of ``params_`` (lifetimes' fitters: Gamma-Gamma), and, for the purchase model,
-``unit_days`` and ``discounted_purchases_units`` (see :class:`~models.clv.beta_geo.BetaGeoModel`);
+``unit_days``, ``discounted_purchases_units`` and ``discount_interpolants`` (see
+:class:`~models.clv.beta_geo.BetaGeoModel`);
 Gamma-Gamma's ``predict``. A purchase model without these (or a Hessian that is not
 positive definite) gives no interval: :func:`clv_interval` returns None and the columns
 stay NULL. Used with BG/NBD, MBG/NBD and Pareto/NBD (each draw moves P(alive) too).
@@ -151,7 +152,7 @@ def plan_clv_interval(
     low_q, high_q = quantiles
     if not 0 <= low_q < high_q <= 1:
         raise ValueError(f"quantiles must satisfy 0 <= low < high <= 1, got {quantiles}")
-    needed = ("unit_days", "summary_arrays", "discounted_purchases_units")
+    needed = ("unit_days", "summary_arrays", "discounted_purchases_units", "discount_interpolants")
     if not all(hasattr(purchases, name) for name in needed):
         return None  # a purchase model this module does not know how to redraw
     rng = np.random.default_rng(seed)
