@@ -25,6 +25,7 @@ from pipelines.execution.runner import (
     pool_table,
     run_customer_sql,
     write_core_buckets,
+    write_frame_buckets,
 )
 
 
@@ -42,4 +43,5 @@ __all__ = [
     "pool_table",
     "run_customer_sql",
     "write_core_buckets",
+    "write_frame_buckets",
 ]

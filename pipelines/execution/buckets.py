@@ -94,27 +94,37 @@ def write_buckets(
     buckets = settings.execution.buckets
     folders = {}
     for table in BUCKETED_TABLES:
-        final = local_run / "core" / table
-        temporary = final.with_name(f"{table}.tmp-{os.getpid()}")
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir(parents=True)
-        key = f"coalesce({BUCKETED_TABLES[table]}, '')"
-        con.execute(
-            f"copy (select t.*, {bucket_sql(key, buckets)} as bucket "
-            f"from core.{table} t) to '{temporary}' (format parquet, partition_by (bucket))"
+        write_partitioned(
+            con, f"core.{table}", BUCKETED_TABLES[table], buckets, local_run / "core" / table
         )
-        con.execute(
-            f"copy (select * from core.{table} limit 0) to '{temporary / '_empty.parquet'}' "
-            "(format parquet)"
-        )
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(temporary, final)
         folders[table] = storage.join(run_dir(settings, run_id), "core", table)
     if remote:
         storage.upload_folder(local_run / "core", storage.join(run_dir(settings, run_id), "core"))
         shutil.rmtree(local_run.parent, ignore_errors=True)
     return folders
+
+
+def write_partitioned(
+    con: duckdb.DuckDBPyConnection, table: str, key: str, buckets: int, final: Path
+) -> None:
+    """Write ``table`` (a table or view name on ``con``) as the local folder ``final`` of
+    bucket files: ``bucket=<k>/`` by the bucket of the customer id expression ``key``
+    (over the table's rows as ``t``; NULL counts as ''), and ``_empty.parquet``. Written
+    into ``<final>.tmp-<pid>`` and renamed when complete."""
+    temporary = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    bucket = bucket_sql(f"coalesce({key}, '')", buckets)
+    con.execute(
+        f"copy (select t.*, {bucket} as bucket from {table} t) "
+        f"to '{temporary}' (format parquet, partition_by (bucket))"
+    )
+    con.execute(
+        f"copy (select * from {table} limit 0) to '{temporary / '_empty.parquet'}' (format parquet)"
+    )
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(temporary, final)
 
 
 def bucket_files(folder: str | Path, bucket: int) -> str:

@@ -202,6 +202,32 @@ def map_buckets(
     return results
 
 
+def write_frame_buckets(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    run_id: str,
+    table: str,
+    frame: pl.DataFrame,
+) -> None:
+    """A frame the flow process computed (one row per customer, column customer_id) as the
+    bucket files of ``table`` (``schema.name``), which a later :func:`map_buckets` reads as
+    an input: bucket k holds the rows of bucket k's customers. Complete before any task
+    reads it (a URL's files are written locally, then uploaded)."""
+    location = output_dir(settings, run_id, table)
+    remote = storage.is_remote(location)
+    local = Path(tempfile.mkdtemp(prefix="crm-frame-")) / "frame" if remote else Path(location)
+    con.register("_bucket_frame", frame)
+    try:
+        bucket_files.write_partitioned(
+            con, "_bucket_frame", "t.customer_id", settings.execution.buckets, local
+        )
+    finally:
+        con.unregister("_bucket_frame")
+    if remote:
+        storage.upload_folder(local, location)
+        shutil.rmtree(local.parent, ignore_errors=True)
+
+
 def output_dir(settings: Settings, run_id: str, stage: str) -> str:
     """The location of a bucket stage's output files (``models/rfm``, ``models.rfm`` or
     ``rfm`` -> ``<run dir>/out/rfm``; a folder or a URL)."""

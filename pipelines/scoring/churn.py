@@ -149,28 +149,40 @@ def _run_model_sql(
     table: str,
     parameters: dict,
     customer_sql: CustomerSql | None = None,
-) -> pl.DataFrame:
+    fetch: bool = True,
+) -> pl.DataFrame | None:
     # `table` is one of this module's own constants, never user input.
     _check_core_tables(con)
     if customer_sql is None:
         run_sql(con, f"models/{table}", parameters)
     else:
         customer_sql(f"models/{table}", parameters)
+    return _table_frame(con, table) if fetch else None
+
+
+def _table_frame(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
     # Sorted by polars, several times faster than DuckDB's ORDER BY on a million ids.
     return con.sql(f"select * from models.{table}").pl().sort("customer_id")
 
 
 def build_churn_features(
-    con: duckdb.DuckDBPyConnection, cutoff: date, customer_sql: CustomerSql | None = None
-) -> pl.DataFrame:
-    """(Re)build ``models.churn_features`` at ``cutoff`` and return it, sorted by customer_id.
+    con: duckdb.DuckDBPyConnection,
+    cutoff: date,
+    customer_sql: CustomerSql | None = None,
+    *,
+    fetch: bool = True,
+) -> pl.DataFrame | None:
+    """(Re)build ``models.churn_features`` at ``cutoff`` and return it, sorted by customer_id
+    (None with ``fetch=False``: the table alone).
 
     One row per customer with a completed order on or before ``cutoff``, using only rows
     dated on or before it; day counts in days, amounts in currency units. Reads
     core.transactions, core.events, core.customer_records and core.customer_map, with
     ``customer_sql`` when given (see :data:`CustomerSql`).
     """
-    return _run_model_sql(con, "churn_features", {"cutoff": _as_date(cutoff)}, customer_sql)
+    return _run_model_sql(
+        con, "churn_features", {"cutoff": _as_date(cutoff)}, customer_sql, fetch=fetch
+    )
 
 
 def _features_at(con: duckdb.DuckDBPyConnection, cutoff: date) -> pl.DataFrame:
@@ -218,13 +230,12 @@ def _check_horizon(horizon_days: int) -> int:
     return horizon_days
 
 
-def _join_bgnbd(
-    features: pl.DataFrame, bgnbd_scorer: BgnbdScorer | None, cutoff: date
-) -> pl.DataFrame:
-    """Add p_alive, expected_purchases and p_no_purchase (P(no purchase in the horizon))
-    at ``cutoff`` when a customer-base model scorer is given."""
+def _bgnbd_scores(bgnbd_scorer: BgnbdScorer | None, cutoff: date) -> pl.DataFrame | None:
+    """p_alive, expected_purchases and p_no_purchase (P(no purchase in the horizon)) per
+    customer at ``cutoff`` from the customer-base model scorer, checked and typed; None
+    without a scorer."""
     if bgnbd_scorer is None:
-        return features
+        return None
     scores = bgnbd_scorer(cutoff)
     if not isinstance(scores, pl.DataFrame):
         raise TypeError(
@@ -241,7 +252,21 @@ def _join_bgnbd(
     )
     if scores["customer_id"].is_duplicated().any():
         raise ValueError(f"the BG/NBD scores at {cutoff} have more than one row for some customers")
+    return scores
+
+
+def _with_bgnbd(features: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataFrame:
+    """``features`` with the columns of :func:`_bgnbd_scores` (null for a customer they do
+    not cover), in the features' row order; unchanged without scores."""
+    if scores is None:
+        return features
     return features.join(scores, on="customer_id", how="left", maintain_order="left")
+
+
+def _join_bgnbd(
+    features: pl.DataFrame, bgnbd_scorer: BgnbdScorer | None, cutoff: date
+) -> pl.DataFrame:
+    return _with_bgnbd(features, _bgnbd_scores(bgnbd_scorer, cutoff))
 
 
 def _build_labelled(
@@ -274,6 +299,48 @@ def _check_labelled(
             f"{retained} retained customers, fewer than {MIN_CUSTOMERS_PER_CLASS} of one"
         )
     return None
+
+
+def score_customers(
+    current: pl.DataFrame,
+    scorer: ChurnModel | BaselineChurnModel,
+    published: str,
+    features: list[str],
+    band_cutoffs: tuple[float, float],
+    horizon_days: int,
+) -> pl.DataFrame:
+    """The published scores of the customers in ``current`` (their features at as_of with
+    the BG/NBD columns, one row per customer, sorted by customer_id) from a fitted scorer:
+    customer_id, churn_probability, churn_band and churn_reasons, in ``current``'s order.
+    The model reads the columns ``features``, a baseline ("recency", "p_no_purchase") the
+    whole frame. Row by row: any split of the customers gives the same rows."""
+    if current.is_empty():  # a bucket without customers (scikit-learn refuses 0 rows)
+        return pl.DataFrame(schema=SCORES_SCHEMA)
+    frame = current.select(features) if published == "model" else current
+    probabilities = scorer.predict_proba(frame)[:, 1]
+    return _scores_with_reasons(
+        current, frame, probabilities, band_cutoffs, scorer, published, horizon_days
+    )
+
+
+def churn_scores_bucket(
+    con: duckdb.DuckDBPyConnection, with_bgnbd: bool, **scoring
+) -> pl.DataFrame:
+    """On a Dask worker: :func:`score_customers` of one bucket's customers, from its
+    ``models.churn_features`` rows at as_of joined with its ``models.churn_bgnbd`` rows (the
+    BG/NBD scores at as_of) when ``with_bgnbd``; ``scoring`` are score_customers' other
+    arguments."""
+    current = con.sql("select * from models.churn_features").pl().sort("customer_id")
+    if with_bgnbd:
+        columns = ", ".join(BGNBD_COLUMNS)
+        current = _with_bgnbd(current, con.sql(f"select {columns} from models.churn_bgnbd").pl())
+    return score_customers(current, **scoring)
+
+
+#: ``(bgnbd, **scoring) -> scores``: :func:`score_customers` of every customer of
+#: ``models.churn_features`` with the BG/NBD scores at as_of ``bgnbd`` (or None), done per
+#: customer bucket on Dask (:func:`churn_scores_bucket`); the scores sorted by customer_id
+BucketScoring = Callable[..., pl.DataFrame]
 
 
 def _scores_with_reasons(
@@ -397,23 +464,12 @@ def _training_inputs_key(
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:24]
 
 
-def _score_with_saved(
-    saved: dict, current: pl.DataFrame, band_cutoffs: tuple[float, float], context: dict
-) -> ChurnResult:
-    """The result of a scorer saved by an earlier run, scoring the customers at as_of."""
+def _score_with_saved(saved: dict, score_as_of, context: dict) -> ChurnResult:
+    """The result of a scorer saved by an earlier run, scoring the customers at as_of
+    (``score_as_of(scorer, published, features)``)."""
     model = saved["model"]
-    frame = current.select(saved["features"]) if saved["published"] == "model" else current
-    probabilities = model.predict_proba(frame)[:, 1]
     return ChurnResult(
-        scores=_scores_with_reasons(
-            current,
-            frame,
-            probabilities,
-            band_cutoffs,
-            model,
-            saved["published"],
-            context["horizon_days"],
-        ),
+        scores=score_as_of(model, saved["published"], saved["features"]),
         metrics=saved["metrics"],
         importances=saved["importances"],
         model=model,
@@ -424,6 +480,32 @@ def _score_with_saved(
         reused=True,
         **context,
     )
+
+
+def _count_customers(con: duckdb.DuckDBPyConnection, current: pl.DataFrame | None) -> int:
+    """The customers to score at as_of: ``current``'s rows, else models.churn_features'."""
+    if current is not None:
+        return current.height
+    return con.execute("select count(*) from models.churn_features").fetchall()[0][0]
+
+
+def _covers_any(
+    con: duckdb.DuckDBPyConnection, current: pl.DataFrame | None, bgnbd: pl.DataFrame | None
+) -> bool:
+    """Whether the BG/NBD scores at as_of give a p_no_purchase for any customer to score."""
+    if current is not None:
+        return "p_no_purchase" in current.columns and current["p_no_purchase"].is_not_null().any()
+    if bgnbd is None:
+        return False
+    con.register("_bgnbd_now", bgnbd)
+    try:
+        [(found,)] = con.execute(
+            "select exists (select 1 from models.churn_features f join _bgnbd_now b "
+            "on b.customer_id = f.customer_id where b.p_no_purchase is not null)"
+        ).fetchall()
+    finally:
+        con.unregister("_bgnbd_now")
+    return bool(found)
 
 
 # --------------------------------------------------------------------------- the step
@@ -442,6 +524,7 @@ def run_churn(
     identity_as_known: bool = False,
     training_settings: str = "",
     customer_sql: CustomerSql | None = None,
+    bucket_scoring: BucketScoring | None = None,
 ) -> ChurnResult:
     """Validate the churn model out of time and score every customer at ``as_of``.
 
@@ -490,6 +573,11 @@ def run_churn(
         grows with the customers): by default run_sql on ``con``; the pipeline's seam runs
         it per customer bucket on Dask. The frames at the validation cutoffs are built on
         ``con``, from the identities as known at the training date.
+    bucket_scoring : callable, optional
+        Scores the customers at as_of without bringing their features into this process
+        (see :data:`BucketScoring`): the pipeline's Dask seam. By default they are read
+        from ``models.churn_features`` and scored here (and always for a fallback, whose
+        recency ranks are over all customers at once).
 
     Returns
     -------
@@ -534,7 +622,9 @@ def run_churn(
     # the validation cutoffs only once we know there is enough data to validate.
     timer = _Timer()
     with timer("features at as_of"):
-        current_features = build_churn_features(con, as_of, customer_sql)
+        current_features = build_churn_features(
+            con, as_of, customer_sql, fetch=bucket_scoring is None
+        )
     train = test = saved = key = None
     if first_order_date is not None and reason is None:
         with (
@@ -559,8 +649,23 @@ def run_churn(
                     test = _join_bgnbd(test, bgnbd_scorer, test_cutoff)
 
     with timer("BG/NBD at as_of"):
-        current = _join_bgnbd(current_features, bgnbd_scorer, as_of)
-    if current.is_empty():
+        bgnbd_now = _bgnbd_scores(bgnbd_scorer, as_of)
+    current = None if current_features is None else _with_bgnbd(current_features, bgnbd_now)
+    del current_features
+
+    def score_as_of(scorer, published: str, features: list[str]) -> pl.DataFrame:
+        scoring = dict(
+            scorer=scorer,
+            published=published,
+            features=features,
+            band_cutoffs=band_cutoffs,
+            horizon_days=horizon_days,
+        )
+        if current is None:
+            return bucket_scoring(bgnbd_now, **scoring)
+        return score_customers(current, **scoring)
+
+    if _count_customers(con, current) == 0:
         sentence = (
             f"No customer has a completed order on or before {as_of}, so there is nothing to score."
         )
@@ -576,10 +681,12 @@ def run_churn(
             **context,
         )
     if saved is None and reason is not None:
+        if current is None:
+            current = _with_bgnbd(_table_frame(con, "churn_features"), bgnbd_now)
         return _fallback(current, reason, band_cutoffs, **context)
     if saved is not None:
         with timer("scores at as_of (saved scorer)"):
-            result = _score_with_saved(saved, current, band_cutoffs, context)
+            result = _score_with_saved(saved, score_as_of, context)
         log.info("churn: reused the scorer trained as of %s (%s); %s", training_date, key, timer)
         return result
     features = select_feature_columns(train)
@@ -598,8 +705,10 @@ def run_churn(
 
     # The P(no purchase) baseline only where the scorer covered customers at all three
     # dates (a scorer may return an empty frame where its fit failed).
-    has_p_no_purchase = "p_no_purchase" in features and all(
-        frame["p_no_purchase"].is_not_null().any() for frame in (train, test, current)
+    has_p_no_purchase = (
+        "p_no_purchase" in features
+        and all(frame["p_no_purchase"].is_not_null().any() for frame in (train, test))
+        and _covers_any(con, current, bgnbd_now)
     )
     if bgnbd_scorer is not None and not has_p_no_purchase:
         log.warning(
@@ -627,25 +736,16 @@ def run_churn(
     # keeps the class weighting the validated model settled on, so that the published
     # model is the one the test metrics describe ("auto" would decide again on the test
     # cutoff's churn rate; balanced weights made the 1M-customer refit twice as slow).
-    with timer("refit at the test cutoff and scores at as_of"):
+    with timer("refit at the test cutoff"):
         if published == "model":
             final = ChurnModel(**{**model.get_params(), "class_weight": model.class_weight_}).fit(
                 test.select(features), y_test
             )
-            probabilities = final.predict_proba(current.select(features))[:, 1]
         else:
             final = BaselineChurnModel(published).fit(test, y_test)
-            probabilities = final.predict_proba(current)[:, 1]
-    with timer("churn reasons"):
-        scores = _scores_with_reasons(
-            current,
-            current.select(features) if published == "model" else current,
-            probabilities,
-            band_cutoffs,
-            final,
-            published,
-            horizon_days,
-        )
+    del train, test
+    with timer("scores and churn reasons at as_of"):
+        scores = score_as_of(final, published, features)
     log.info("churn step times: %s", timer)
     if model_store is not None:
         save_churn_training(
@@ -713,6 +813,9 @@ def score_churn_risk(
         customer_sql=lambda name, params: execution.run_customer_sql(
             con, settings, run_id, name, params
         ),
+        bucket_scoring=_bucket_scoring(con, settings, run_id)
+        if execution.on_dask(settings)
+        else None,
     )
     con.register(
         "_churn_scores",
@@ -738,3 +841,26 @@ def score_churn_risk(
     if result.model is not None:
         save_churn_model(result.model, directory / f"churn-{run_id}.model")
     return result
+
+
+def _bucket_scoring(con: duckdb.DuckDBPyConnection, settings, run_id: str) -> BucketScoring:
+    """The Dask runner's :data:`BucketScoring`: the BG/NBD scores at as_of written as
+    bucket files, then :func:`churn_scores_bucket` per bucket, beside the bucket's
+    features at as_of (the ``models/churn_features`` stage's output)."""
+
+    def score(bgnbd: pl.DataFrame | None, **scoring) -> pl.DataFrame:
+        inputs = ("models.churn_features",)
+        if bgnbd is not None:
+            execution.write_frame_buckets(con, settings, run_id, "models.churn_bgnbd", bgnbd)
+            inputs += ("models.churn_bgnbd",)
+        results = execution.map_buckets(
+            settings,
+            run_id,
+            "models/churn_scores",
+            fn=churn_scores_bucket,
+            kwargs={"with_bgnbd": bgnbd is not None, **scoring},
+            inputs=inputs,
+        )
+        return execution.pool_frame(results).sort("customer_id")
+
+    return score

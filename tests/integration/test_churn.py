@@ -9,6 +9,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from sklearn.exceptions import NotFittedError
 
 from models.churn import (
@@ -23,10 +24,12 @@ from models.churn import (
     save_churn_model,
     select_feature_columns,
 )
+from pipelines.execution.buckets import bucket_of
 from pipelines.scoring.churn import (
     _features_at,
     build_churn_features,
     build_churn_labels,
+    churn_scores_bucket,
     run_churn,
 )
 
@@ -1071,6 +1074,84 @@ def test_run_uses_p_no_purchase_as_a_feature_and_as_a_baseline():
     else:
         assert isinstance(result.model, BaselineChurnModel)
     assert result.scores["churn_probability"].is_between(0, 1).all()
+
+
+def split_scoring(con, buckets: int, calls: list):
+    """A ``bucket_scoring`` as the Dask runner's, in this process: the customers of
+    models.churn_features (and the BG/NBD scores) split by bucket, each bucket scored by
+    churn_scores_bucket on its own connection."""
+
+    def part(frame: pl.DataFrame, k: int) -> pl.DataFrame:
+        keys = pl.Series([bucket_of(c, buckets) for c in frame["customer_id"]], dtype=pl.Int64)
+        return frame.filter(keys == k)
+
+    def score(bgnbd, **scoring):
+        features = con.sql("select * from models.churn_features").pl()
+        scored = []
+        for k in range(buckets):
+            bucket = duckdb.connect(":memory:")
+            bucket.execute("create schema models")
+            for name, frame in (("churn_features", features), ("churn_bgnbd", bgnbd)):
+                if frame is not None:
+                    bucket.register("_part", part(frame, k))
+                    bucket.execute(f"create table models.{name} as select * from _part")
+                    bucket.unregister("_part")
+            scored.append(churn_scores_bucket(bucket, bgnbd is not None, **scoring))
+            bucket.close()
+        calls.append(scoring["published"])
+        return pl.concat(scored).sort("customer_id")
+
+    return score
+
+
+def test_scores_per_bucket_equal_the_scores_in_one_piece(tmp_path):
+    as_of = date(2024, 12, 31)
+    connection = duckdb.connect(":memory:")
+    connection.execute(CORE_DDL)
+    load_core(connection, *simulate_core(800, as_of, seed=11))
+    scorer = make_bgnbd_scorer(connection, 90)
+    calls: list[str] = []
+    try:
+        whole = run_churn(connection, as_of, 90, bgnbd_scorer=scorer, min_labelled=100)
+        split = run_churn(
+            connection,
+            as_of,
+            90,
+            bgnbd_scorer=scorer,
+            min_labelled=100,
+            model_store=tmp_path,
+            bucket_scoring=split_scoring(connection, 5, calls),
+        )
+        # a later run reusing the saved scorer scores per bucket too
+        reused = run_churn(
+            connection,
+            as_of,
+            90,
+            bgnbd_scorer=scorer,
+            min_labelled=100,
+            model_store=tmp_path,
+            bucket_scoring=split_scoring(connection, 3, calls),
+        )
+        # a fallback ranks recency over all customers at once: scored in this process
+        fallback = run_churn(
+            connection,
+            as_of,
+            300,
+            bgnbd_scorer=scorer,
+            bucket_scoring=split_scoring(connection, 5, calls),
+        )
+        fallback_whole = run_churn(connection, as_of, 300, bgnbd_scorer=scorer)
+    finally:
+        connection.close()
+    assert whole.fallback_reason is None and whole.scores.height > 700
+    assert whole.scores["churn_reasons"].is_not_null().any()
+    assert split.published_scorer == whole.published_scorer
+    assert_frame_equal(split.scores, whole.scores)
+    assert reused.reused and not split.reused
+    assert_frame_equal(reused.scores, whole.scores)
+    assert calls == [whole.published_scorer] * 2
+    assert fallback.fallback_reason is not None
+    assert_frame_equal(fallback.scores, fallback_whole.scores)
 
 
 def test_select_feature_columns_drops_ids_and_label():

@@ -1,5 +1,5 @@
 """[execution] runner = "dask" (issue 13): the per-customer work (the RFM, CLV summary,
-holdout and churn feature SQL; the CLV interval in Python) per customer bucket on Dask
+holdout and churn feature SQL; the CLV interval and the churn scores in Python) per customer bucket on Dask
 workers publishes exactly what the local runner publishes, and no worker opens the
 warehouse."""
 
@@ -124,6 +124,7 @@ def test_dask_runner_with_1_and_16_buckets_publishes_what_the_local_runner_does(
         "models/clv_holdout",
         "models/clv_interval",
         "models/churn_features",
+        "models/churn_scores",
     ]
     assert all(s["buckets"] == 16 for s in stages)
     ran_on = {pid for s in stages for pid in s["worker_pids"]}
