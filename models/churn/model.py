@@ -28,6 +28,9 @@ from models.churn.reasons import model_contributions, reference_values
 # Isotonic calibration needs about this many customers per calibration fold.
 _MIN_ROWS_PER_FOLD_FOR_ISOTONIC = 1000
 
+# Rows scored at once by predict_proba and reason_contributions (see ChurnModel._in_chunks).
+PREDICT_CHUNK_ROWS = 100_000
+
 DEFAULT_MAX_TRAIN_CUSTOMERS = 200_000
 """Training customers per fit, at most (a stratified, seeded sample above it).
 
@@ -342,11 +345,22 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         frame = _to_pandas(X, self.categorical_features_)
         return frame[list(self.feature_names_in_)]
 
+    def _in_chunks(self, X: pl.DataFrame | pd.DataFrame, score) -> list:
+        """``score(pandas frame)`` of ``X`` in chunks of ``PREDICT_CHUNK_ROWS`` rows, in
+        order: every step scores each row on its own, so the results are those of one
+        call, while the pandas copies and the encoder's output exist for one chunk at a
+        time (a million customers at once took ~1 GB more)."""
+        rows = X.__getitem__ if isinstance(X, pl.DataFrame) else X.iloc.__getitem__
+        starts = range(0, len(X), PREDICT_CHUNK_ROWS) if len(X) else [0]
+        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
+            return [
+                score(self._prepare(rows(slice(start, start + PREDICT_CHUNK_ROWS))))
+                for start in starts
+            ]
+
     def predict_proba(self, X: pl.DataFrame | pd.DataFrame) -> np.ndarray:
         """Probabilities, shape (n, 2); column 1 is the churn probability."""
-        frame = self._prepare(X)
-        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
-            return self.pipeline_.predict_proba(frame)
+        return np.concatenate(self._in_chunks(X, lambda frame: self.pipeline_.predict_proba(frame)))
 
     def fitted_booster(self) -> HistGradientBoostingClassifier:
         """The fitted, uncalibrated booster inside the calibration step."""
@@ -362,10 +376,14 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         -------
         dict group -> numpy.ndarray, one log-odds difference per row of ``X``.
         """
-        frame = self._prepare(X)
-        with threadpool_limits(limits=self.n_threads, user_api="openmp"):
-            encoded = self.pipeline_.named_steps["encode"].transform(frame)
-            return model_contributions(self.fitted_booster(), encoded, self.reason_reference_)
+        booster, encoder = self.fitted_booster(), self.pipeline_.named_steps["encode"]
+        parts = self._in_chunks(
+            X,
+            lambda frame: model_contributions(
+                booster, encoder.transform(frame), self.reason_reference_
+            ),
+        )
+        return {group: np.concatenate([part[group] for part in parts]) for group in parts[0]}
 
     def predict(self, X: pl.DataFrame | pd.DataFrame) -> np.ndarray:
         """1 where the churn probability is at least one half."""

@@ -642,6 +642,22 @@ def test_model_gives_reproducible_probabilities_and_handles_unseen_categories():
     assert np.isfinite(first.predict_proba(unseen)).all()
 
 
+def test_model_scores_and_explains_in_chunks_exactly_as_in_one_piece(monkeypatch):
+    import models.churn.model as churn_model
+
+    X, y = tiny_training_frame()
+    model = ChurnModel(random_state=1).fit(X, y)
+    probabilities = model.predict_proba(X)
+    contributions = model.reason_contributions(X)
+    monkeypatch.setattr(churn_model, "PREDICT_CHUNK_ROWS", 7)  # 200 rows: 29 chunks
+    assert np.array_equal(model.predict_proba(X), probabilities)
+    assert np.array_equal(model.predict_proba(X.to_pandas()), probabilities)
+    chunked = model.reason_contributions(X)
+    assert chunked.keys() == contributions.keys() and len(chunked) > 3
+    for group, values in contributions.items():
+        assert np.array_equal(chunked[group], values), group
+
+
 def test_model_sets_aside_features_that_almost_nobody_has():
     X, y = tiny_training_frame()
     X = X.with_columns(
