@@ -37,6 +37,14 @@ BUCKETED_TABLES = {
     "events": "customer_id",
 }
 
+# The tables the churn step's training frames read (churn features and labels at its
+# validation cutoffs), as known at its training date: the views of
+# pipelines.core.identity.identity_as_known_at, keyed by the customer as identified then.
+KNOWN_AT_TABLES = ("transactions", "events", "customer_records", "customer_map")
+
+#: the folder of a run's bucket files -> the tables in it (see :func:`write_buckets`)
+LAYERS = {"core": tuple(BUCKETED_TABLES), "known_at": KNOWN_AT_TABLES}
+
 # The first 15 hex digits of md5(customer_id) fit a BIGINT; md5 is the same in every DuckDB
 # version and in Python (hashlib), unlike DuckDB's hash(), which may change between versions.
 HEX_DIGITS = 15
@@ -72,10 +80,12 @@ def run_dir(settings: Settings, run_id: str) -> str:
 
 
 def write_buckets(
-    con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str
+    con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, layer: str = "core"
 ) -> dict[str, str]:
-    """Write every table of :data:`BUCKETED_TABLES` from ``core.*`` as bucket Parquet;
-    returns table -> its location. Earlier runs' folders are removed (their work is done).
+    """Write every table of the layer (:data:`LAYERS`) from ``core.*`` as bucket Parquet
+    under ``<run dir>/<layer>/``; returns table -> its location. Earlier runs' folders are
+    removed (their work is done). ``core.*`` are the tables the connection names so: the
+    warehouse's, or inside ``identity_as_known_at`` the views as known then ("known_at").
 
     For a URL the files are written in a local staging folder beside the warehouse and
     uploaded: the run's folder is new (named by its run id) and no task starts before the
@@ -93,13 +103,13 @@ def write_buckets(
     )
     buckets = settings.execution.buckets
     folders = {}
-    for table in BUCKETED_TABLES:
+    for table in LAYERS[layer]:
         write_partitioned(
-            con, f"core.{table}", BUCKETED_TABLES[table], buckets, local_run / "core" / table
+            con, f"core.{table}", BUCKETED_TABLES[table], buckets, local_run / layer / table
         )
-        folders[table] = storage.join(run_dir(settings, run_id), "core", table)
+        folders[table] = storage.join(run_dir(settings, run_id), layer, table)
     if remote:
-        storage.upload_folder(local_run / "core", storage.join(run_dir(settings, run_id), "core"))
+        storage.upload_folder(local_run / layer, storage.join(run_dir(settings, run_id), layer))
         shutil.rmtree(local_run.parent, ignore_errors=True)
     return folders
 

@@ -121,12 +121,15 @@ def worker_peak_rss() -> dict[str, int]:
         return client.run(peak)
 
 
-def write_core_buckets(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> None:
+def write_core_buckets(
+    con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, layer: str = "core"
+) -> None:
     """After identity resolution: the core tables the bucket stages read, as bucket
     Parquet (:func:`pipelines.execution.buckets.write_buckets`); nothing for the local
-    runner."""
+    runner. ``layer="known_at"``: inside ``identity_as_known_at``, the tables as known
+    then, for the churn step's training frames."""
     if settings.execution.runner == "dask":
-        bucket_files.write_buckets(con, settings, run_id)
+        bucket_files.write_buckets(con, settings, run_id, layer)
 
 
 def run_customer_sql(
@@ -156,6 +159,7 @@ def map_buckets(
     kwargs: dict[str, Any] | None = None,
     sql: tuple[str, dict[str, Any]] | None = None,
     inputs: tuple[str, ...] = (),
+    layer: str = "core",
 ) -> list[dict[str, Any]]:
     """Run one bucket stage on the Dask cluster: per bucket, ``fn(con, **kwargs)`` (see
     :func:`pipelines.execution.tasks.run_bucket_function`) or the SQL file ``sql = (name,
@@ -163,11 +167,13 @@ def map_buckets(
 
     ``stage`` names the output (``models/clv_predictions`` -> folder ``clv_predictions``);
     ``inputs`` are earlier stages' outputs the tasks read as views besides the core
-    tables (e.g. ``("models.clv_summary",)``). Returns one dict per bucket, in bucket
+    tables (e.g. ``("models.clv_summary",)``); ``layer`` which core tables those are
+    (:data:`pipelines.execution.buckets.LAYERS`: the warehouse's, or as known at the churn
+    step's training date). Returns one dict per bucket, in bucket
     order (:func:`run_bucket_function`'s); raises the first failed bucket's error, after
     which the step fails and the run publishes nothing."""
     folder = bucket_files.run_dir(settings, run_id)
-    tables = {t: storage.join(folder, "core", t) for t in bucket_files.BUCKETED_TABLES}
+    tables = {t: storage.join(folder, layer, t) for t in bucket_files.LAYERS[layer]}
     for table in inputs:
         tables[table] = output_dir(settings, run_id, table)
     out_dir = output_dir(settings, run_id, stage)
@@ -253,6 +259,14 @@ def pool_frame(results: list[dict[str, Any]]) -> pl.DataFrame:
     stage whose output the flow process uses in Python rather than as a table."""
     with _local_files([r["path"] for r in results]) as paths:
         return pl.concat([pl.read_parquet(p) for p in paths], how="vertical")
+
+
+def pool_rows(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]]) -> pl.DataFrame:
+    """The bucket files of :func:`map_buckets` as one polars frame read through DuckDB
+    (the column types DuckDB gives its own tables, as a frame the local runner reads from
+    the warehouse), in bucket order; nothing is stored."""
+    with _local_files([r["path"] for r in results]) as paths:
+        return con.sql("select * from read_parquet($paths)", params={"paths": paths}).pl()
 
 
 @contextmanager

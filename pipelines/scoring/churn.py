@@ -278,6 +278,26 @@ def _build_labelled(
     return features.join(labels, on="customer_id", how="inner", maintain_order="left")
 
 
+def churn_labelled_bucket(
+    con: duckdb.DuckDBPyConnection, cutoff: date, horizon_days: int
+) -> duckdb.DuckDBPyRelation:
+    """On a Dask worker: one bucket's labelled frame at ``cutoff`` (see
+    :func:`_build_labelled`): the churn features and ``is_churned`` of its customers with a
+    completed order by then, from its core tables as known at the training date."""
+    run_sql(con, "models/churn_features", {"cutoff": cutoff})
+    run_sql(con, "models/churn_labels", {"cutoff": cutoff, "horizon_days": horizon_days})
+    return con.sql(
+        f"select f.*, l.{LABEL_COLUMN} from models.churn_features f "
+        "join models.churn_labels l on l.customer_id = f.customer_id"
+    )
+
+
+#: ``(cutoff, horizon_days) -> frame``: the labelled frame at a validation cutoff (what
+#: :func:`_build_labelled` gives), built per customer bucket on Dask
+#: (:func:`churn_labelled_bucket`)
+LabelledFrames = Callable[[date, int], pl.DataFrame]
+
+
 def _check_labelled(
     labelled: pl.DataFrame, role: str, cutoff: date, min_labelled: int
 ) -> str | None:
@@ -525,6 +545,7 @@ def run_churn(
     training_settings: str = "",
     customer_sql: CustomerSql | None = None,
     bucket_scoring: BucketScoring | None = None,
+    labelled_frames: LabelledFrames | None = None,
 ) -> ChurnResult:
     """Validate the churn model out of time and score every customer at ``as_of``.
 
@@ -578,6 +599,10 @@ def run_churn(
         (see :data:`BucketScoring`): the pipeline's Dask seam. By default they are read
         from ``models.churn_features`` and scored here (and always for a fallback, whose
         recency ranks are over all customers at once).
+    labelled_frames : callable (cutoff, horizon_days) -> polars.DataFrame, optional
+        Builds the labelled frames at the two validation cutoffs (inside the identities as
+        known at the training date with ``identity_as_known``): the pipeline's Dask seam
+        (see :data:`LabelledFrames`). By default they are built on ``con``.
 
     Returns
     -------
@@ -639,8 +664,9 @@ def run_churn(
                 )
                 saved = load_churn_training(model_store / f"churn-training-{key}.pkl")
             if saved is None:
-                train = _build_labelled(con, train_cutoff, horizon_days)
-                test = _build_labelled(con, test_cutoff, horizon_days)
+                build = labelled_frames or (lambda cutoff, h: _build_labelled(con, cutoff, h))
+                train = build(train_cutoff, horizon_days)
+                test = build(test_cutoff, horizon_days)
                 reason = _check_labelled(
                     train, "training", train_cutoff, min_labelled
                 ) or _check_labelled(test, "test", test_cutoff, min_labelled)
@@ -723,6 +749,7 @@ def run_churn(
         for name in ("recency", "p_no_purchase") if has_p_no_purchase else ("recency",):
             baseline = BaselineChurnModel(name).fit(train, y_train)
             baselines[name] = (baseline.score_raw(test), baseline.predict_proba(test)[:, 1])
+        del train  # the last use of the training frame: freed before the test set's work
         metrics = compute_churn_metrics(y_test, test_probability, baselines)
     with timer("permutation importances"):
         importances = compute_permutation_importances(
@@ -743,7 +770,7 @@ def run_churn(
             )
         else:
             final = BaselineChurnModel(published).fit(test, y_test)
-    del train, test
+    del test
     with timer("scores and churn reasons at as_of"):
         scores = score_as_of(final, published, features)
     log.info("churn step times: %s", timer)
@@ -816,6 +843,9 @@ def score_churn_risk(
         bucket_scoring=_bucket_scoring(con, settings, run_id)
         if execution.on_dask(settings)
         else None,
+        labelled_frames=_bucket_labelled(con, settings, run_id)
+        if execution.on_dask(settings)
+        else None,
     )
     con.register(
         "_churn_scores",
@@ -864,3 +894,27 @@ def _bucket_scoring(con: duckdb.DuckDBPyConnection, settings, run_id: str) -> Bu
         return execution.pool_frame(results).sort("customer_id")
 
     return score
+
+
+def _bucket_labelled(con: duckdb.DuckDBPyConnection, settings, run_id: str) -> LabelledFrames:
+    """The Dask runner's :data:`LabelledFrames`. Called inside ``identity_as_known_at``: the
+    first call writes the core tables as known at the training date as bucket files
+    (layer "known_at"), then each cutoff's frame is :func:`churn_labelled_bucket` per
+    bucket, pooled here."""
+    written: list[bool] = []
+
+    def labelled(cutoff: date, horizon_days: int) -> pl.DataFrame:
+        if not written:
+            execution.write_core_buckets(con, settings, run_id, layer="known_at")
+            written.append(True)
+        results = execution.map_buckets(
+            settings,
+            run_id,
+            f"models/churn_labelled_{cutoff:%Y%m%d}",
+            fn=churn_labelled_bucket,
+            kwargs={"cutoff": cutoff, "horizon_days": horizon_days},
+            layer="known_at",
+        )
+        return execution.pool_rows(con, results).sort("customer_id")
+
+    return labelled

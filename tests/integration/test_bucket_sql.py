@@ -13,8 +13,11 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from pipelines.config import load_settings
+from pipelines.core.identity import identity_as_known_at
 from pipelines.execution import buckets as bucket_files
-from pipelines.execution.tasks import run_bucket_sql
+from pipelines.execution import runner
+from pipelines.execution.tasks import run_bucket_function, run_bucket_sql
+from pipelines.scoring.churn import _build_labelled, churn_labelled_bucket
 from pipelines.sqlrun import run_sql
 from tests.helpers import run_to_core
 from tests.pipeline_steps import write_sample_deliveries
@@ -34,7 +37,7 @@ def warehouse(tmp_path_factory):
     settings = load_settings(config)
     con = run_to_core(config)
     folders = bucket_files.write_buckets(con, settings, "r1")
-    yield con, folders, directory
+    yield con, folders, directory, settings
     con.close()
 
 
@@ -61,7 +64,7 @@ def warehouse(tmp_path_factory):
     ],
 )
 def test_pooled_buckets_equal_the_warehouse_table(warehouse, name, params):
-    con, folders, directory = warehouse
+    con, folders, directory, _ = warehouse
     run_sql(con, name, params)
     table = name.replace("/", ".")
     expected = con.sql(f"select * from {table}").pl()
@@ -80,7 +83,7 @@ def test_pooled_buckets_equal_the_warehouse_table(warehouse, name, params):
 def test_the_sample_has_what_the_bucketing_must_get_right(warehouse):
     """Merged records (a source id that is not the customer's id) with a profile, and
     events: without them the test above could not tell a wrong bucket key."""
-    con, _, _ = warehouse
+    con, _, _, _ = warehouse
     [(merged, events)] = con.execute(
         """
         select
@@ -94,7 +97,7 @@ def test_the_sample_has_what_the_bucketing_must_get_right(warehouse):
 
 
 def test_every_core_row_is_in_one_bucket(warehouse):
-    con, folders, _ = warehouse
+    con, folders, _, _ = warehouse
     for table, folder in folders.items():
         [(rows,)] = con.execute(f"select count(*) from core.{table}").fetchall()
         files = [bucket_files.bucket_files(folder, b) for b in range(BUCKETS)]
@@ -106,3 +109,30 @@ def test_every_core_row_is_in_one_bucket(warehouse):
         finally:
             reader.close()
         assert written == rows, table
+
+
+@pytest.mark.parametrize("cutoff", [date(2024, 3, 31), date(2024, 5, 2)])
+def test_pooled_labelled_frames_equal_those_of_the_identities_as_known(warehouse, cutoff):
+    """The churn step's training frames on Dask: the core as known at the training date
+    written as buckets (layer known_at), churn_labelled_bucket per bucket, pooled through
+    DuckDB: exactly the frame _build_labelled gives on the warehouse."""
+    con, _, directory, settings = warehouse
+    known_at = date(2024, 8, 1)
+    run_sql(con, "models/churn_features", {"cutoff": AS_OF})  # defines churn_features_at
+    with identity_as_known_at(con, known_at):
+        expected = _build_labelled(con, cutoff, 90)
+        folders = bucket_files.write_buckets(con, settings, "r1", layer="known_at")
+        results = [
+            run_bucket_function(
+                churn_labelled_bucket,
+                {"cutoff": cutoff, "horizon_days": 90},
+                b,
+                folders,
+                str(directory / "out" / f"labelled-{cutoff}"),
+            )
+            for b in range(BUCKETS)
+        ]
+        pooled = runner.pool_rows(con, results).sort("customer_id")
+    assert set(folders) == set(bucket_files.KNOWN_AT_TABLES)
+    assert expected.height > 100 and expected["is_churned"].n_unique() == 2
+    assert_frame_equal(pooled, expected)

@@ -1127,36 +1127,25 @@ def test_scores_per_bucket_equal_the_scores_in_one_piece(tmp_path):
     load_core(connection, *simulate_core(800, as_of, seed=11))
     scorer = make_bgnbd_scorer(connection, 90)
     calls: list[str] = []
+
+    def run(horizon_days: int = 90, min_labelled: int = 100, **options):
+        return run_churn(
+            connection,
+            as_of,
+            horizon_days,
+            bgnbd_scorer=scorer,
+            min_labelled=min_labelled,
+            **options,
+        )
+
     try:
-        whole = run_churn(connection, as_of, 90, bgnbd_scorer=scorer, min_labelled=100)
-        split = run_churn(
-            connection,
-            as_of,
-            90,
-            bgnbd_scorer=scorer,
-            min_labelled=100,
-            model_store=tmp_path,
-            bucket_scoring=split_scoring(connection, 5, calls),
-        )
+        whole = run()
+        split = run(model_store=tmp_path, bucket_scoring=split_scoring(connection, 5, calls))
         # a later run reusing the saved scorer scores per bucket too
-        reused = run_churn(
-            connection,
-            as_of,
-            90,
-            bgnbd_scorer=scorer,
-            min_labelled=100,
-            model_store=tmp_path,
-            bucket_scoring=split_scoring(connection, 3, calls),
-        )
+        reused = run(model_store=tmp_path, bucket_scoring=split_scoring(connection, 3, calls))
         # a fallback ranks recency over all customers at once: scored in this process
-        fallback = run_churn(
-            connection,
-            as_of,
-            300,
-            bgnbd_scorer=scorer,
-            bucket_scoring=split_scoring(connection, 5, calls),
-        )
-        fallback_whole = run_churn(connection, as_of, 300, bgnbd_scorer=scorer)
+        fallback = run(300, 200, bucket_scoring=split_scoring(connection, 5, calls))
+        fallback_whole = run(300, 200)
     finally:
         connection.close()
     assert whole.fallback_reason is None and whole.scores.height > 700

@@ -1,7 +1,7 @@
 """[execution] runner = "dask" (issue 13): the per-customer work (the RFM, CLV summary,
-holdout and churn feature SQL; the CLV interval and the churn scores in Python) per customer bucket on Dask
-workers publishes exactly what the local runner publishes, and no worker opens the
-warehouse."""
+holdout and churn feature SQL, the churn training frames; the CLV interval and the churn
+scores in Python) per customer bucket on Dask workers publishes exactly what the local
+runner publishes, and no worker opens the warehouse."""
 
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ def test_dask_runner_with_1_and_16_buckets_publishes_what_the_local_runner_does(
 
     # the 16-bucket run's stages ran on the test's cluster's workers, not in this process
     stages = runner.STAGE_TIMES.stages[stages_before:]
-    assert [s["stage"] for s in stages] == [
+    names = [s["stage"] for s in stages]
+    assert names[:5] + names[7:] == [
         "models/rfm",
         "models/clv_summary",
         "models/clv_holdout",
@@ -126,6 +127,8 @@ def test_dask_runner_with_1_and_16_buckets_publishes_what_the_local_runner_does(
         "models/churn_features",
         "models/churn_scores",
     ]
+    # the training frames at the two validation cutoffs, from the identities as known then
+    assert [name.rsplit("_", 1)[0] for name in names[5:7]] == ["models/churn_labelled"] * 2
     assert all(s["buckets"] == 16 for s in stages)
     ran_on = {pid for s in stages for pid in s["worker_pids"]}
     assert ran_on <= set(worker_pids) and os.getpid() not in ran_on
