@@ -73,6 +73,11 @@ def test_bucket_files_on_s3_give_what_the_local_runner_publishes(prefect_harness
         assert any(key.startswith(f"{run}/core/transactions/bucket={k}/") for key in keys), k
         assert f"{run}/out/rfm/bucket={k}.parquet" in keys
         assert f"{run}/out/clv_summary/bucket={k}.parquet" in keys
+        # the churn step's: the core as known at its training date, its scores at as_of
+        assert any(key.startswith(f"{run}/known_at/transactions/bucket={k}/") for key in keys), k
+        assert f"{run}/out/churn_scores/bucket={k}.parquet" in keys
+    # the BG/NBD scores at as_of, written by the flow process for the scoring tasks
+    assert f"{run}/out/churn_bgnbd/_empty.parquet" in keys
     assert not [key for key in keys if ".tmp-" in key]
     # nothing of the buckets on the flow host: no local storage, no staging left behind
     warehouse_dir = tmp_path / "s3" / "wh"
