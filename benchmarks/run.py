@@ -706,8 +706,7 @@ TRACED_FUNCTIONS = (
     "models.clv:score_next_order",
     # churn
     "pipelines.scoring.churn:build_churn_features",
-    "pipelines.scoring.churn:_features_at",
-    "pipelines.scoring.churn:build_churn_labels",
+    "pipelines.scoring.churn:_build_labelled",
     "pipelines.scoring.churn:ChurnModel.fit",
     "pipelines.scoring.churn:compute_permutation_importances",
     "pipelines.scoring.churn:save_churn_model",

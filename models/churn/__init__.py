@@ -65,7 +65,7 @@ from models.churn.evaluation import (
     delong_auc_difference,
     verdict_metrics,
 )
-from models.churn.frames import ID_COLUMNS, LABEL_COLUMN, select_feature_columns
+from models.churn.frames import ID_COLUMNS, LABEL_COLUMN, select_feature_columns, stratified_rows
 from models.churn.model import DEFAULT_MAX_TRAIN_CUSTOMERS, ChurnModel
 from models.churn.scores import SCORES_SCHEMA, assign_churn_bands, build_churn_scores
 
@@ -95,5 +95,6 @@ __all__ = [
     "save_churn_model",
     "score_without_labels",
     "select_feature_columns",
+    "stratified_rows",
     "verdict_metrics",
 ]

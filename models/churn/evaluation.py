@@ -17,10 +17,9 @@ from sklearn.metrics import (
     log_loss,
     roc_auc_score,
 )
-from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from models.churn.frames import _check_labels
+from models.churn.frames import _check_labels, stratified_rows
 from models.churn.model import ChurnModel
 
 MODEL_NAME = "churn"
@@ -328,15 +327,8 @@ def compute_permutation_importances(
     most important first.
     """
     labels = _check_labels(y)
-    if max_customers is not None and len(labels) > max_customers:
-        keep = np.sort(
-            train_test_split(
-                np.arange(len(labels)),
-                train_size=int(max_customers),
-                stratify=labels,
-                random_state=random_state,
-            )[0]
-        )
+    keep = stratified_rows(labels, max_customers, random_state)
+    if keep is not None:
         X = X[keep] if isinstance(X, pl.DataFrame) else X.iloc[keep]
         labels = labels[keep]
     # Permute the encoded columns: the encoder maps each value on its own, so this equals

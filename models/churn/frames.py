@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import polars as pl
+from sklearn.model_selection import train_test_split
 
 ID_COLUMNS = ("customer_id", "cutoff_date")
 """Columns of the feature frame that identify a row and are never features."""
@@ -68,6 +69,25 @@ def _check_labels(y) -> np.ndarray:
     if not set(np.unique(labels)) <= {0, 1}:
         raise ValueError("labels must be 0/1 or booleans (1 = churned)")
     return labels
+
+
+def stratified_rows(labels, size: int | None, random_state: int) -> np.ndarray | None:
+    """The rows of a seeded sample of ``size`` rows with the labels' proportions, as sorted
+    positions (so the sample keeps the frame's own order); None when there are no more than
+    ``size`` rows (or ``size`` is None): then every row is used.
+
+    The model's training sample and the permutation importances' sample are drawn with it,
+    so a caller that holds the frame elsewhere (the churn step's frames in DuckDB) can fetch
+    exactly the rows the model would sample from the whole frame.
+    """
+    labels = _check_labels(labels)
+    if size is None or len(labels) <= size:
+        return None
+    return np.sort(
+        train_test_split(
+            np.arange(len(labels)), train_size=int(size), stratify=labels, random_state=random_state
+        )[0]
+    )
 
 
 def _check_matching_features(expected: Sequence[str], X: pl.DataFrame | pd.DataFrame) -> None:

@@ -22,6 +22,7 @@ from models.churn.frames import (
     _check_labels,
     _check_matching_features,
     _to_pandas,
+    stratified_rows,
 )
 from models.churn.reasons import model_contributions, reference_values
 
@@ -214,20 +215,18 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         -------
         (X, labels), the sampled rows in the frame's own order.
         """
-        n_available = len(labels)
-        if self.max_train_customers is not None and n_available > self.max_train_customers:
-            # A seeded sample with the label's proportions, in the frame's own order.
-            keep = np.sort(
-                train_test_split(
-                    np.arange(n_available),
-                    train_size=int(self.max_train_customers),
-                    stratify=labels,
-                    random_state=self.random_state,
-                )[0]
-            )
+        keep = self.sample_rows(labels)
+        if keep is not None:
             X = X[keep] if isinstance(X, pl.DataFrame) else X.iloc[keep]
             labels = labels[keep]
         return X, labels
+
+    def sample_rows(self, labels) -> np.ndarray | None:
+        """The rows ``fit`` trains on for these labels: sorted positions of the seeded
+        sample of ``max_train_customers`` stratified by the label, or None for all of them.
+        Fitting on just those rows (with their labels) gives the same model as fitting on
+        the whole frame."""
+        return stratified_rows(labels, self.max_train_customers, self.random_state)
 
     def _calibration_method(self, n_customers: int, holdout: bool, n_folds: int) -> str:
         """``calibration``, with "auto" resolved: isotonic when the calibration set (or

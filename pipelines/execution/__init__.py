@@ -11,18 +11,18 @@ connection, as always. With ``runner = "dask"``:
   tables, and earlier stages' outputs), and writes its table as Parquet;
 - :mod:`.runner`: the Prefect flow that maps the bucket task over the buckets on prefect-dask's
   DaskTaskRunner (a LocalCluster per run, or a running scheduler) (:func:`map_buckets`),
-  and pools the results into the warehouse (:func:`pool_table`) or one frame
-  (:func:`pool_frame`). Only the flow process
+  and pools the results into the warehouse (:func:`pool_table`), one frame
+  (:func:`pool_frame`) or a query of the flow's (:func:`bucket_rows`). Only the flow process
   opens the warehouse.
 """
 
 from pipelines.config import Settings
 from pipelines.execution.runner import (
+    bucket_rows,
     close_cluster,
     map_buckets,
     output_dir,
     pool_frame,
-    pool_rows,
     pool_table,
     run_customer_sql,
     write_core_buckets,
@@ -36,12 +36,12 @@ def on_dask(settings: Settings) -> bool:
 
 
 __all__ = [
+    "bucket_rows",
     "close_cluster",
     "map_buckets",
     "on_dask",
     "output_dir",
     "pool_frame",
-    "pool_rows",
     "pool_table",
     "run_customer_sql",
     "write_core_buckets",

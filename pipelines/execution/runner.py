@@ -243,15 +243,11 @@ def output_dir(settings: Settings, run_id: str, stage: str) -> str:
 
 def pool_table(con: duckdb.DuckDBPyConnection, table: str, results: list[dict[str, Any]]) -> None:
     """``create or replace table <table>`` (``schema.name``) on the warehouse from the
-    bucket files of :func:`map_buckets`, in bucket order (files at a URL are downloaded
-    to a temporary folder first)."""
+    bucket files of :func:`map_buckets`, in bucket order."""
     schema = table.split(".")[0]
-    with _local_files([r["path"] for r in results]) as paths:
+    with bucket_rows(results) as (query, params):
         con.execute(f"create schema if not exists {schema}")
-        con.execute(
-            f"create or replace table {table} as select * from read_parquet($paths)",
-            {"paths": paths},
-        )
+        con.execute(f"create or replace table {table} as {query}", params)
 
 
 def pool_frame(results: list[dict[str, Any]]) -> pl.DataFrame:
@@ -261,12 +257,13 @@ def pool_frame(results: list[dict[str, Any]]) -> pl.DataFrame:
         return pl.concat([pl.read_parquet(p) for p in paths], how="vertical")
 
 
-def pool_rows(con: duckdb.DuckDBPyConnection, results: list[dict[str, Any]]) -> pl.DataFrame:
-    """The bucket files of :func:`map_buckets` as one polars frame read through DuckDB
-    (the column types DuckDB gives its own tables, as a frame the local runner reads from
-    the warehouse), in bucket order; nothing is stored."""
+@contextmanager
+def bucket_rows(results: list[dict[str, Any]]) -> Iterator[tuple[str, dict]]:
+    """``(query, params)``: a DuckDB query of every row of the bucket files of
+    :func:`map_buckets`, in bucket order, to run inside the block (files at a URL are
+    downloaded to a temporary folder first, removed after it)."""
     with _local_files([r["path"] for r in results]) as paths:
-        return con.sql("select * from read_parquet($paths)", params={"paths": paths}).pl()
+        yield "select * from read_parquet($paths)", {"paths": paths}
 
 
 @contextmanager

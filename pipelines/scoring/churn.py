@@ -23,9 +23,12 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from models.churn import (
+    BASELINE_SCORES,
+    DEFAULT_MAX_IMPORTANCE_CUSTOMERS,
     IMPORTANCES_SCHEMA,
     LABEL_COLUMN,
     METRICS_SCHEMA,
@@ -42,11 +45,14 @@ from models.churn import (
     save_churn_training,
     score_without_labels,
     select_feature_columns,
+    stratified_rows,
     verdict_metrics,
 )
+from models.churn.model import PREDICT_CHUNK_ROWS
 from models.churn.reasons import churn_reasons
 from pipelines import execution
 from pipelines.core.identity import identity_as_known_at
+from pipelines.scoring.labelled import LabelledFrame
 from pipelines.scoring.model_log import record_model_outputs
 from pipelines.sqlrun import ensure_bookkeeping_tables, run_sql
 
@@ -263,19 +269,30 @@ def _with_bgnbd(features: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataF
     return features.join(scores, on="customer_id", how="left", maintain_order="left")
 
 
-def _join_bgnbd(
-    features: pl.DataFrame, bgnbd_scorer: BgnbdScorer | None, cutoff: date
-) -> pl.DataFrame:
-    return _with_bgnbd(features, _bgnbd_scores(bgnbd_scorer, cutoff))
+def _labelled_name(cutoff: date) -> str:
+    return f"churn_labelled_{cutoff:%Y%m%d}"
 
 
 def _build_labelled(
     con: duckdb.DuckDBPyConnection, cutoff: date, horizon_days: int
-) -> pl.DataFrame:
-    features = _features_at(con, cutoff)
-    labels = build_churn_labels(con, cutoff, horizon_days).select("customer_id", LABEL_COLUMN)
-    # Both tables hold exactly the customers with a completed order by the cutoff.
-    return features.join(labels, on="customer_id", how="inner", maintain_order="left")
+) -> LabelledFrame:
+    """The labelled frame at ``cutoff`` on ``con``: the features from the
+    ``churn_features_at`` macro (see :func:`_features_at`) with ``is_churned`` from
+    ``models.churn_labels``, rebuilt at the cutoff."""
+    _run_model_sql(
+        con,
+        "churn_labels",
+        {"cutoff": _as_date(cutoff), "horizon_days": _check_horizon(horizon_days)},
+        fetch=False,
+    )
+    # Both hold exactly the customers with a completed order by the cutoff.
+    return LabelledFrame.create(
+        con,
+        _labelled_name(cutoff),
+        f"select f.*, l.{LABEL_COLUMN} from churn_features_at($cutoff) f "
+        "join models.churn_labels l on l.customer_id = f.customer_id",
+        {"cutoff": _as_date(cutoff)},
+    )
 
 
 def churn_labelled_bucket(
@@ -292,14 +309,14 @@ def churn_labelled_bucket(
     )
 
 
-#: ``(cutoff, horizon_days) -> frame``: the labelled frame at a validation cutoff (what
-#: :func:`_build_labelled` gives), built per customer bucket on Dask
+#: ``(cutoff, horizon_days) -> LabelledFrame``: the labelled frame at a validation cutoff
+#: (what :func:`_build_labelled` gives), built per customer bucket on Dask
 #: (:func:`churn_labelled_bucket`)
-LabelledFrames = Callable[[date, int], pl.DataFrame]
+LabelledFrames = Callable[[date, int], LabelledFrame]
 
 
 def _check_labelled(
-    labelled: pl.DataFrame, role: str, cutoff: date, min_labelled: int
+    labelled: LabelledFrame, role: str, cutoff: date, min_labelled: int
 ) -> str | None:
     """Why this labelled set cannot train or test a model, or None."""
     n = labelled.height
@@ -308,7 +325,7 @@ def _check_labelled(
             f"Too few labelled customers at the {role} cutoff {cutoff}: {n}, "
             f"fewer than the minimum of {min_labelled}"
         )
-    churned = int(labelled[LABEL_COLUMN].sum())
+    churned = int(labelled.labels().sum())
     retained = n - churned
     if churned == 0 or retained == 0:
         outcome = "churned" if retained == 0 else "bought again"
@@ -552,8 +569,10 @@ def run_churn(
     Parameters
     ----------
     con : duckdb connection holding core.transactions, core.customers, core.events.
-        ``models.churn_features`` (at as_of) and ``models.churn_labels`` (at the
-        latest labelled cutoff, as_of - H) are left behind as a side effect.
+        ``models.churn_features`` (at as_of) is left behind as a side effect, and
+        ``models.churn_labels`` (at the latest labelled cutoff) where the labelled frames
+        are built on ``con``. The two labelled frames are temporary tables on ``con``
+        while the step runs (:class:`~pipelines.scoring.labelled.LabelledFrame`).
     as_of : date
         Observation date; nothing after it is read.
     horizon_days : int
@@ -599,7 +618,7 @@ def run_churn(
         (see :data:`BucketScoring`): the pipeline's Dask seam. By default they are read
         from ``models.churn_features`` and scored here (and always for a fallback, whose
         recency ranks are over all customers at once).
-    labelled_frames : callable (cutoff, horizon_days) -> polars.DataFrame, optional
+    labelled_frames : callable (cutoff, horizon_days) -> LabelledFrame, optional
         Builds the labelled frames at the two validation cutoffs (inside the identities as
         known at the training date with ``identity_as_known``): the pipeline's Dask seam
         (see :data:`LabelledFrames`). By default they are built on ``con``.
@@ -643,7 +662,7 @@ def run_churn(
     # Features at as_of first: they stay in models.churn_features, and building them defines
     # the macro that gives the features at the two validation cutoffs without storing them.
     # The labels are built at the training cutoff, then at the test cutoff, so that
-    # models.churn_labels ends at the latest labelled cutoff. The BG/NBD scorer is called at
+    # models.churn_labels (on con) ends at the latest labelled cutoff. The BG/NBD scorer is called at
     # the validation cutoffs only once we know there is enough data to validate.
     timer = _Timer()
     with timer("features at as_of"):
@@ -671,8 +690,11 @@ def run_churn(
                     train, "training", train_cutoff, min_labelled
                 ) or _check_labelled(test, "test", test_cutoff, min_labelled)
                 if reason is None:
-                    train = _join_bgnbd(train, bgnbd_scorer, train_cutoff)
-                    test = _join_bgnbd(test, bgnbd_scorer, test_cutoff)
+                    train = train.with_columns(_bgnbd_scores(bgnbd_scorer, train_cutoff))
+                    test = test.with_columns(_bgnbd_scores(bgnbd_scorer, test_cutoff))
+                else:
+                    train.drop()
+                    test.drop()
 
     with timer("BG/NBD at as_of"):
         bgnbd_now = _bgnbd_scores(bgnbd_scorer, as_of)
@@ -715,11 +737,13 @@ def run_churn(
             result = _score_with_saved(saved, score_as_of, context)
         log.info("churn: reused the scorer trained as of %s (%s); %s", training_date, key, timer)
         return result
-    features = select_feature_columns(train)
-    y_train, y_test = train[LABEL_COLUMN], test[LABEL_COLUMN]
+    # The labelled frames stay in DuckDB (see pipelines/scoring/labelled.py): each use
+    # below fetches the columns and rows it reads.
+    features = select_feature_columns(train.empty())
+    y_train, y_test = train.labels(), test.labels()
 
     with timer("model fit at the training cutoff"):
-        model = ChurnModel(random_state=seed).fit(train.select(features), y_train)
+        model = _fit_on_sample(ChurnModel(random_state=seed), train, features, y_train)
     log.info(
         "churn model fit on %d of %d labelled customers at %s",
         model.n_train_customers_,
@@ -727,13 +751,18 @@ def run_churn(
         train_cutoff,
     )
     with timer("test-set scores"):
-        test_probability = model.predict_proba(test.select(features))[:, 1]
+        test_probability = np.concatenate(
+            [
+                model.predict_proba(chunk)[:, 1]
+                for chunk in test.chunks(features, PREDICT_CHUNK_ROWS)
+            ]
+        )
 
     # The P(no purchase) baseline only where the scorer covered customers at all three
     # dates (a scorer may return an empty frame where its fit failed).
     has_p_no_purchase = (
         "p_no_purchase" in features
-        and all(frame["p_no_purchase"].is_not_null().any() for frame in (train, test))
+        and all(frame.covers("p_no_purchase") for frame in (train, test))
         and _covers_any(con, current, bgnbd_now)
     )
     if bgnbd_scorer is not None and not has_p_no_purchase:
@@ -747,13 +776,20 @@ def run_churn(
     with timer("baselines and metrics"):
         baselines = {}
         for name in ("recency", "p_no_purchase") if has_p_no_purchase else ("recency",):
-            baseline = BaselineChurnModel(name).fit(train, y_train)
-            baselines[name] = (baseline.score_raw(test), baseline.predict_proba(test)[:, 1])
-        del train  # the last use of the training frame: freed before the test set's work
+            column = [BASELINE_SCORES[name]]
+            baseline = BaselineChurnModel(name).fit(train.select(column), y_train)
+            scored = test.select(column)
+            baselines[name] = (baseline.score_raw(scored), baseline.predict_proba(scored)[:, 1])
+        train.drop()  # the last use of the training frame
         metrics = compute_churn_metrics(y_test, test_probability, baselines)
     with timer("permutation importances"):
+        # the rows compute_permutation_importances would sample from the whole test set
+        keep = stratified_rows(y_test, DEFAULT_MAX_IMPORTANCE_CUSTOMERS, seed)
         importances = compute_permutation_importances(
-            model, test.select(features), y_test, random_state=seed
+            model,
+            test.select(features, keep),
+            y_test if keep is None else y_test.gather(keep),
+            random_state=seed,
         )
     published, beats, message = choose_published_scorer(metrics)
     metrics = pl.concat([metrics, verdict_metrics(metrics, published)])
@@ -765,12 +801,17 @@ def run_churn(
     # cutoff's churn rate; balanced weights made the 1M-customer refit twice as slow).
     with timer("refit at the test cutoff"):
         if published == "model":
-            final = ChurnModel(**{**model.get_params(), "class_weight": model.class_weight_}).fit(
-                test.select(features), y_test
+            final = _fit_on_sample(
+                ChurnModel(**{**model.get_params(), "class_weight": model.class_weight_}),
+                test,
+                features,
+                y_test,
             )
         else:
-            final = BaselineChurnModel(published).fit(test, y_test)
-    del test
+            final = BaselineChurnModel(published).fit(
+                test.select([BASELINE_SCORES[published]]), y_test
+            )
+    test.drop()
     with timer("scores and churn reasons at as_of"):
         scores = score_as_of(final, published, features)
     log.info("churn step times: %s", timer)
@@ -799,6 +840,16 @@ def run_churn(
         message=message,
         **context,
     )
+
+
+def _fit_on_sample(
+    model: ChurnModel, frame: LabelledFrame, features: list[str], labels: pl.Series
+) -> ChurnModel:
+    """``model`` fit on the ``features`` of ``frame`` with ``labels`` (its is_churned), as
+    a fit on the whole frame would be: on the rows it samples (:meth:`ChurnModel.sample_rows`),
+    the only ones fetched from DuckDB."""
+    keep = model.sample_rows(labels)
+    return model.fit(frame.select(features, keep), labels if keep is None else labels.gather(keep))
 
 
 # --------------------------------------------------------------------------- pipeline step
@@ -900,21 +951,23 @@ def _bucket_labelled(con: duckdb.DuckDBPyConnection, settings, run_id: str) -> L
     """The Dask runner's :data:`LabelledFrames`. Called inside ``identity_as_known_at``: the
     first call writes the core tables as known at the training date as bucket files
     (layer "known_at"), then each cutoff's frame is :func:`churn_labelled_bucket` per
-    bucket, pooled here."""
-    written: list[bool] = []
+    bucket, pooled into a :class:`LabelledFrame` on ``con``."""
+    known_at_written = False
 
-    def labelled(cutoff: date, horizon_days: int) -> pl.DataFrame:
-        if not written:
+    def labelled(cutoff: date, horizon_days: int) -> LabelledFrame:
+        nonlocal known_at_written
+        if not known_at_written:
             execution.write_core_buckets(con, settings, run_id, layer="known_at")
-            written.append(True)
+            known_at_written = True
         results = execution.map_buckets(
             settings,
             run_id,
-            f"models/churn_labelled_{cutoff:%Y%m%d}",
+            f"models/{_labelled_name(cutoff)}",
             fn=churn_labelled_bucket,
             kwargs={"cutoff": cutoff, "horizon_days": horizon_days},
             layer="known_at",
         )
-        return execution.pool_rows(con, results).sort("customer_id")
+        with execution.bucket_rows(results) as (query, params):
+            return LabelledFrame.create(con, _labelled_name(cutoff), query, params)
 
     return labelled

@@ -18,6 +18,7 @@ from pipelines.execution import buckets as bucket_files
 from pipelines.execution import runner
 from pipelines.execution.tasks import run_bucket_function, run_bucket_sql
 from pipelines.scoring.churn import _build_labelled, churn_labelled_bucket
+from pipelines.scoring.labelled import LabelledFrame
 from pipelines.sqlrun import run_sql
 from tests.helpers import run_to_core
 from tests.pipeline_steps import write_sample_deliveries
@@ -115,7 +116,8 @@ def test_every_core_row_is_in_one_bucket(warehouse):
 def test_pooled_labelled_frames_equal_those_of_the_identities_as_known(warehouse, cutoff):
     """The churn step's training frames on Dask: the core as known at the training date
     written as buckets (layer known_at), churn_labelled_bucket per bucket, pooled through
-    DuckDB: exactly the frame _build_labelled gives on the warehouse."""
+    into a LabelledFrame on the warehouse connection: exactly the frame _build_labelled
+    gives there, column types included."""
     con, _, directory, settings = warehouse
     known_at = date(2024, 8, 1)
     run_sql(con, "models/churn_features", {"cutoff": AS_OF})  # defines churn_features_at
@@ -132,7 +134,11 @@ def test_pooled_labelled_frames_equal_those_of_the_identities_as_known(warehouse
             )
             for b in range(BUCKETS)
         ]
-        pooled = runner.pool_rows(con, results).sort("customer_id")
+        with runner.bucket_rows(results) as (query, params):
+            pooled = LabelledFrame.create(con, "pooled", query, params)
     assert set(folders) == set(bucket_files.KNOWN_AT_TABLES)
-    assert expected.height > 100 and expected["is_churned"].n_unique() == 2
-    assert_frame_equal(pooled, expected)
+    assert expected.height > 100 and expected.labels().n_unique() == 2
+    assert pooled.columns == expected.columns
+    assert_frame_equal(pooled.select(), expected.select())
+    pooled.drop()
+    expected.drop()

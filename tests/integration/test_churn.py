@@ -23,6 +23,7 @@ from models.churn import (
     load_churn_model,
     save_churn_model,
     select_feature_columns,
+    stratified_rows,
 )
 from pipelines.execution.buckets import bucket_of
 from pipelines.scoring.churn import (
@@ -707,6 +708,9 @@ def test_model_fits_on_a_stratified_sample_when_there_are_more_customers_than_th
     assert abs(y[keep].mean() - y.mean()) < 1 / 500
     refit = ChurnModel(random_state=1, max_train_customers=None).fit(X[keep], y[keep])
     assert np.array_equal(capped.predict_proba(X), refit.predict_proba(X))
+    # the rows the churn step fetches from its frames in DuckDB to fit without the rest
+    assert np.array_equal(capped.sample_rows(y), keep)
+    assert ChurnModel(max_train_customers=None).sample_rows(y) is None
 
 
 def test_permutation_importances_on_a_seeded_sample_of_the_test_set():
@@ -719,6 +723,13 @@ def test_permutation_importances_on_a_seeded_sample_of_the_test_set():
     assert first["feature"][0] == "days_since_last_order"
     everyone = compute_permutation_importances(model, X, y, max_customers=None, random_state=3)
     assert not everyone.equals(first)
+    # given only the rows it would sample (what the churn step fetches), the same values
+    keep = stratified_rows(y, 300, 3)
+    assert len(keep) == 300 and stratified_rows(y, 600, 3) is None
+    sampled = compute_permutation_importances(
+        model, X[keep], y[keep], max_customers=300, random_state=3
+    )
+    assert sampled.equals(first)
 
 
 def test_saved_model_refuses_frames_with_other_features(tmp_path):
