@@ -2,7 +2,7 @@
 ``<report dir>/data_docs/index.html``, with one page per validation run (one per source
 whose rows the run validated) and one per suite.
 
-The validate step runs each suite over 500k-row chunks in an ephemeral context, so there is
+The validate step runs each suite over 250k-row chunks in an ephemeral context, so there is
 no single GX result per source to render. The pages are built from what the run recorded
 per rule in ``audit.validation_results`` (rows checked, rows failing), with the suite the
 rules build (:func:`pipelines.load.quality.build_suite`), in a throw-away file context whose
