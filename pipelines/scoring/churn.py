@@ -662,8 +662,8 @@ def run_churn(
     # Features at as_of first: they stay in models.churn_features, and building them defines
     # the macro that gives the features at the two validation cutoffs without storing them.
     # The labels are built at the training cutoff, then at the test cutoff, so that
-    # models.churn_labels (on con) ends at the latest labelled cutoff. The BG/NBD scorer is called at
-    # the validation cutoffs only once we know there is enough data to validate.
+    # models.churn_labels (on con) ends at the latest labelled cutoff. The BG/NBD scorer is
+    # called at the validation cutoffs only once we know there is enough data to validate.
     timer = _Timer()
     with timer("features at as_of"):
         current_features = build_churn_features(
