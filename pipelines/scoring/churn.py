@@ -202,9 +202,10 @@ def _features_at(con: duckdb.DuckDBPyConnection, cutoff: date) -> pl.DataFrame:
 
 
 def build_churn_labels(
-    con: duckdb.DuckDBPyConnection, cutoff: date, horizon_days: int
-) -> pl.DataFrame:
-    """(Re)build ``models.churn_labels`` at ``cutoff`` and return it.
+    con: duckdb.DuckDBPyConnection, cutoff: date, horizon_days: int, *, fetch: bool = True
+) -> pl.DataFrame | None:
+    """(Re)build ``models.churn_labels`` at ``cutoff`` and return it (None with
+    ``fetch=False``: the table alone).
 
     One row per customer with a completed order on or before ``cutoff``: customer_id,
     is_churned (no completed order in (cutoff, cutoff + horizon_days]), horizon_days,
@@ -214,6 +215,7 @@ def build_churn_labels(
         con,
         "churn_labels",
         {"cutoff": _as_date(cutoff), "horizon_days": _check_horizon(horizon_days)},
+        fetch=fetch,
     )
 
 
@@ -279,12 +281,7 @@ def _build_labelled(
     """The labelled frame at ``cutoff`` on ``con``: the features from the
     ``churn_features_at`` macro (see :func:`_features_at`) with ``is_churned`` from
     ``models.churn_labels``, rebuilt at the cutoff."""
-    _run_model_sql(
-        con,
-        "churn_labels",
-        {"cutoff": _as_date(cutoff), "horizon_days": _check_horizon(horizon_days)},
-        fetch=False,
-    )
+    build_churn_labels(con, cutoff, horizon_days, fetch=False)
     # Both hold exactly the customers with a completed order by the cutoff.
     return LabelledFrame.create(
         con,

@@ -36,11 +36,8 @@ class LabelledFrame:
         self.name = name
         self.table = f'temp.main."{name}"'
         [(self.height,)] = con.execute(f"select count(*) from {self.table}").fetchall()
-        self.columns = [
-            column
-            for column in con.sql(f"select * from {self.table} limit 0").columns
-            if column != ROW
-        ]
+        self._empty = con.sql(f"select * exclude ({ROW}) from {self.table} limit 0").pl()
+        self.columns = self._empty.columns
 
     @classmethod
     def create(
@@ -61,19 +58,18 @@ class LabelledFrame:
         customer it lacks), after the frame's own columns; itself when ``frame`` is None."""
         if frame is None:
             return self
-        name = self.name
         added = ", ".join(f'j."{c}"' for c in frame.columns if c != "customer_id")
         self.con.register("_labelled_join", frame)
         try:
             self.con.execute(
-                f'create temp table "{name}_joined" as select t.*, {added} from {self.table} t '
+                f'create temp table "{self.name}_joined" as select t.*, {added} from {self.table} t '
                 f"left join _labelled_join j on j.customer_id = t.customer_id order by t.{ROW}"
             )
         finally:
             self.con.unregister("_labelled_join")
         self.drop()
-        self.con.execute(f'alter table temp.main."{name}_joined" rename to "{name}"')
-        return LabelledFrame(self.con, name)
+        self.con.execute(f'alter table temp.main."{self.name}_joined" rename to "{self.name}"')
+        return LabelledFrame(self.con, self.name)
 
     def select(
         self, columns: Sequence[str] | None = None, rows: np.ndarray | None = None
@@ -104,8 +100,7 @@ class LabelledFrame:
 
     def empty(self) -> pl.DataFrame:
         """The frame's columns and their types, without rows."""
-        names = ", ".join(f'"{c}"' for c in self.columns)
-        return self.con.sql(f"select {names} from {self.table} limit 0").pl()
+        return self._empty
 
     def labels(self) -> pl.Series:
         """``is_churned`` of every row, in customer_id order."""
